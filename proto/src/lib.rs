@@ -1,0 +1,16 @@
+//! What the Bindwave agent and controller share, and nothing else: the bind file format ([`bind`]),
+//! software versions ([`version`]), the compatibility rule ([`compat`]) and the MQTT wire ([`wire`]).
+//!
+//! This crate does no IO: it parses and builds bytes, and decides. It knows nothing of sockets, files,
+//! brokers or storage, so both sides, and their tests, can use it as it is.
+
+pub mod bind;
+pub mod compat;
+mod error;
+pub mod version;
+pub mod wire;
+
+pub use bind::{BindHeader, HardwareLevel, Parsed};
+pub use compat::{decide, Decision, DeviceProfile, Rejection};
+pub use error::ProtoError;
+pub use version::SoftwareVersion;

@@ -1,0 +1,479 @@
+//! The MQTT wire, version 1: topics and JSON messages.
+//!
+//! Every device has its own topics under `bindwave/v1/devices/{device_id}/`, so a broker ACL can pin each
+//! device to its own subtree:
+//!
+//! | topic            | from       | retained | message                   | QoS |
+//! |------------------|------------|----------|---------------------------|-----|
+//! | `.../hello`      | device     | yes      | [`Hello`]                 | 1   |
+//! | `.../presence`   | device/LWT | yes      | [`Presence`]              | 1   |
+//! | `.../commands`   | controller | no       | [`Command`]               | 1   |
+//! | `.../reports`    | device     | no       | [`Report`]                | 1   |
+//!
+//! Brokers drop QoS 1 messages when a client's queue overflows, and the controller, which hears every
+//! device, is that client. So final outcomes are acknowledged end to end: a device repeats a final report
+//! until the controller answers with [`Command::Ack`] for that job. Progress reports may be lost harmlessly.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compat::Rejection;
+use crate::{HardwareLevel, ProtoError, SoftwareVersion};
+
+/// The prefix of every topic of this wire version.
+pub const TOPIC_PREFIX: &str = "bindwave/v1/devices";
+/// The largest message either side sends or accepts, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+
+/// A device's id: 1-64 characters of `A-Z a-z 0-9 . _ -`, so it is safe in a topic and a file name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub fn new(id: impl Into<String>) -> Result<Self, ProtoError> {
+        let id = id.into();
+        let reason = if id.is_empty() {
+            Some("empty")
+        } else if id.len() > 64 {
+            Some("longer than 64 characters")
+        } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            Some("contains a character that is not allowed")
+        } else if id == "." || id == ".." {
+            Some("'.' and '..' are not ids")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(ProtoError::InvalidDeviceId { input: id, reason }),
+            None => Ok(DeviceId(id)),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for DeviceId {
+    type Err = ProtoError;
+    fn from_str(s: &str) -> Result<Self, ProtoError> {
+        DeviceId::new(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DeviceId::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The kinds of per-device topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind {
+    Hello,
+    Presence,
+    Commands,
+    Reports,
+}
+
+impl TopicKind {
+    fn suffix(self) -> &'static str {
+        match self {
+            TopicKind::Hello => "hello",
+            TopicKind::Presence => "presence",
+            TopicKind::Commands => "commands",
+            TopicKind::Reports => "reports",
+        }
+    }
+
+    /// The topic of this kind for one device.
+    pub fn topic(self, device: &DeviceId) -> String {
+        format!("{TOPIC_PREFIX}/{device}/{}", self.suffix())
+    }
+
+    /// The subscription filter matching this kind for every device.
+    pub fn filter_all(self) -> String {
+        format!("{TOPIC_PREFIX}/+/{}", self.suffix())
+    }
+}
+
+/// Splits a topic into its device and kind; `None` for a topic that is not ours.
+pub fn parse_topic(topic: &str) -> Option<(DeviceId, TopicKind)> {
+    let rest = topic.strip_prefix(TOPIC_PREFIX)?.strip_prefix('/')?;
+    let (device, suffix) = rest.split_once('/')?;
+    let kind = [TopicKind::Hello, TopicKind::Presence, TopicKind::Commands, TopicKind::Reports]
+        .into_iter()
+        .find(|k| k.suffix() == suffix)?;
+    Some((DeviceId::new(device).ok()?, kind))
+}
+
+/// Where a device's hardware level came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelSource {
+    /// Looked up from the part number in the agent's table.
+    PartNumber,
+    /// Set as a fixed value in the agent's configuration.
+    Configured,
+    /// Found by a dynamic check on the device.
+    Probe,
+}
+
+/// A device introduces itself, retained, every time it connects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub device_id: DeviceId,
+    pub part_number: String,
+    pub hardware_level: HardwareLevel,
+    pub hardware_level_source: LevelSource,
+    pub software_version: SoftwareVersion,
+    pub minimum_software_version: SoftwareVersion,
+    pub agent_version: String,
+}
+
+/// Whether a device is connected. The device publishes `online: true` retained; its last will publishes
+/// `online: false` retained when the broker loses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub online: bool,
+}
+
+/// What the controller sends a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    Update(UpdateCommand),
+    /// The controller has recorded the final report of this job: stop repeating it.
+    Ack {
+        job_id: String,
+    },
+}
+
+/// Fetch this bind, check it, and install it if it is for you.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateCommand {
+    pub job_id: String,
+    pub rollout_id: String,
+    /// Where to fetch the bind (http:// or https://).
+    pub url: String,
+    /// Size of the whole bind file, header included.
+    pub size: u64,
+    /// SHA-256 of the whole bind file, lowercase hex.
+    pub sha256: String,
+    /// Install even if the compatibility rule says no.
+    #[serde(rename = "override")]
+    pub override_compat: bool,
+}
+
+/// The states of a job on a device, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Received,
+    Downloading,
+    Verifying,
+    Installing,
+    Succeeded,
+    Rejected,
+    Failed,
+}
+
+impl JobState {
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Rejected | JobState::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Received => "received",
+            JobState::Downloading => "downloading",
+            JobState::Verifying => "verifying",
+            JobState::Installing => "installing",
+            JobState::Succeeded => "succeeded",
+            JobState::Rejected => "rejected",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a job was rejected or failed: a stable code with the values behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Reason {
+    HardwareLevelIncompatible {
+        device_level: HardwareLevel,
+        bind_levels: Vec<HardwareLevel>,
+    },
+    SoftwareLevelBelowMinimum {
+        bind_version: SoftwareVersion,
+        minimum: SoftwareVersion,
+    },
+    ChecksumMismatch {
+        expected: String,
+        actual: String,
+    },
+    SizeMismatch {
+        expected: u64,
+        actual: u64,
+    },
+    MalformedBind {
+        detail: String,
+    },
+    DownloadFailed {
+        detail: String,
+    },
+    InstallFailed {
+        detail: String,
+    },
+    /// The command itself could not be carried out (a bad URL, for instance).
+    InvalidCommand {
+        detail: String,
+    },
+}
+
+impl Reason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::HardwareLevelIncompatible { .. } => "hardware_level_incompatible",
+            Reason::SoftwareLevelBelowMinimum { .. } => "software_level_below_minimum",
+            Reason::ChecksumMismatch { .. } => "checksum_mismatch",
+            Reason::SizeMismatch { .. } => "size_mismatch",
+            Reason::MalformedBind { .. } => "malformed_bind",
+            Reason::DownloadFailed { .. } => "download_failed",
+            Reason::InstallFailed { .. } => "install_failed",
+            Reason::InvalidCommand { .. } => "invalid_command",
+        }
+    }
+}
+
+impl From<Rejection> for Reason {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::HardwareLevelIncompatible { device_level, bind_levels } => {
+                Reason::HardwareLevelIncompatible { device_level, bind_levels }
+            }
+            Rejection::SoftwareLevelBelowMinimum { bind_version, minimum } => {
+                Reason::SoftwareLevelBelowMinimum { bind_version, minimum }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::HardwareLevelIncompatible { device_level, bind_levels } => {
+                Rejection::HardwareLevelIncompatible { device_level: *device_level, bind_levels: bind_levels.clone() }
+                    .fmt(f)
+            }
+            Reason::SoftwareLevelBelowMinimum { bind_version, minimum } => {
+                Rejection::SoftwareLevelBelowMinimum { bind_version: bind_version.clone(), minimum: minimum.clone() }
+                    .fmt(f)
+            }
+            Reason::ChecksumMismatch { expected, actual } => {
+                write!(f, "sha-256 mismatch: expected {expected}, got {actual}")
+            }
+            Reason::SizeMismatch { expected, actual } => {
+                write!(f, "size mismatch: expected {expected} bytes, got {actual}")
+            }
+            Reason::MalformedBind { detail } => write!(f, "malformed bind: {detail}"),
+            Reason::DownloadFailed { detail } => write!(f, "download failed: {detail}"),
+            Reason::InstallFailed { detail } => write!(f, "install failed: {detail}"),
+            Reason::InvalidCommand { detail } => write!(f, "invalid command: {detail}"),
+        }
+    }
+}
+
+/// A device tells the controller where a job stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub job_id: String,
+    pub state: JobState,
+    /// Download progress in percent, while downloading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+    /// The version the device runs now; set on every final report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_version: Option<SoftwareVersion>,
+    /// Set on `rejected` and `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The bind was installed only because Override was set.
+    #[serde(default)]
+    pub override_used: bool,
+}
+
+macro_rules! json_message {
+    ($t:ty, $kind:literal) => {
+        impl $t {
+            /// Decodes a message, refusing oversized or malformed payloads with a reason.
+            pub fn from_json(bytes: &[u8]) -> Result<Self, ProtoError> {
+                if bytes.len() > MAX_MESSAGE_LEN {
+                    return Err(ProtoError::MalformedMessage {
+                        kind: $kind,
+                        detail: format!("{} bytes is over the {MAX_MESSAGE_LEN}-byte limit", bytes.len()),
+                    });
+                }
+                serde_json::from_slice(bytes)
+                    .map_err(|e| ProtoError::MalformedMessage { kind: $kind, detail: e.to_string() })
+            }
+
+            pub fn to_json(&self) -> Vec<u8> {
+                // Serializing these types cannot fail: no maps with non-string keys, no foreign Serialize impls.
+                serde_json::to_vec(self).unwrap_or_default()
+            }
+        }
+    };
+}
+
+json_message!(Hello, "hello");
+json_message!(Presence, "presence");
+json_message!(Command, "command");
+json_message!(Report, "report");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(s: &str) -> DeviceId {
+        DeviceId::new(s).unwrap()
+    }
+
+    #[test]
+    fn topics_round_trip() {
+        for kind in [TopicKind::Hello, TopicKind::Presence, TopicKind::Commands, TopicKind::Reports] {
+            let t = kind.topic(&id("phone-01"));
+            assert_eq!(parse_topic(&t), Some((id("phone-01"), kind)));
+        }
+        assert_eq!(TopicKind::Reports.topic(&id("a")), "bindwave/v1/devices/a/reports");
+        assert_eq!(TopicKind::Reports.filter_all(), "bindwave/v1/devices/+/reports");
+        assert_eq!(parse_topic("bindwave/v1/devices/a/other"), None);
+        assert_eq!(parse_topic("bindwave/v2/devices/a/hello"), None);
+        assert_eq!(parse_topic("bindwave/v1/devices/a b/hello"), None);
+        assert_eq!(parse_topic("bindwave/v1/devices/a/hello/x"), None);
+    }
+
+    #[test]
+    fn device_ids_are_topic_and_path_safe() {
+        for bad in ["", "a/b", "+", "#", "a b", "..", ".", &"x".repeat(65), "é"] {
+            assert!(DeviceId::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<DeviceId>("\"a/b\"").is_err());
+    }
+
+    // Golden JSON: a change to any of these is a change to the wire, and must be deliberate.
+
+    #[test]
+    fn golden_hello() {
+        let hello = Hello {
+            device_id: id("phone-0001"),
+            part_number: "S30817-S7701-A101".into(),
+            hardware_level: HardwareLevel(3),
+            hardware_level_source: LevelSource::PartNumber,
+            software_version: "V3 R3.11.0".parse().unwrap(),
+            minimum_software_version: "V3 R1.0.0".parse().unwrap(),
+            agent_version: "0.1.0".into(),
+        };
+        let golden = json!({
+            "device_id": "phone-0001",
+            "part_number": "S30817-S7701-A101",
+            "hardware_level": 3,
+            "hardware_level_source": "part_number",
+            "software_version": "V3 R3.11.0",
+            "minimum_software_version": "V3 R1.0.0",
+            "agent_version": "0.1.0"
+        });
+        assert_eq!(serde_json::to_value(&hello).unwrap(), golden);
+        assert_eq!(Hello::from_json(golden.to_string().as_bytes()).unwrap(), hello);
+    }
+
+    #[test]
+    fn golden_commands() {
+        let update = Command::Update(UpdateCommand {
+            job_id: "r1-phone-0001".into(),
+            rollout_id: "r1".into(),
+            url: "http://127.0.0.1:8080/binds/ab12.bind".into(),
+            size: 1024,
+            sha256: "ab12".into(),
+            override_compat: false,
+        });
+        let golden = json!({
+            "type": "update",
+            "job_id": "r1-phone-0001",
+            "rollout_id": "r1",
+            "url": "http://127.0.0.1:8080/binds/ab12.bind",
+            "size": 1024,
+            "sha256": "ab12",
+            "override": false
+        });
+        assert_eq!(serde_json::to_value(&update).unwrap(), golden);
+        assert_eq!(Command::from_json(golden.to_string().as_bytes()).unwrap(), update);
+        let ack = Command::Ack { job_id: "r1-phone-0001".into() };
+        assert_eq!(serde_json::to_value(&ack).unwrap(), json!({"type": "ack", "job_id": "r1-phone-0001"}));
+    }
+
+    #[test]
+    fn golden_reports() {
+        let progress = Report {
+            job_id: "j".into(),
+            state: JobState::Downloading,
+            progress: Some(40),
+            running_version: None,
+            reason: None,
+            override_used: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&progress).unwrap(),
+            json!({"job_id": "j", "state": "downloading", "progress": 40, "override_used": false})
+        );
+
+        let rejected = Report {
+            job_id: "j".into(),
+            state: JobState::Rejected,
+            progress: None,
+            running_version: Some("V3 R3.11.0".parse().unwrap()),
+            reason: Some(Reason::SoftwareLevelBelowMinimum {
+                bind_version: "V3 R2.0.0".parse().unwrap(),
+                minimum: "V3 R3.0.0".parse().unwrap(),
+            }),
+            override_used: false,
+        };
+        let golden = json!({
+            "job_id": "j",
+            "state": "rejected",
+            "running_version": "V3 R3.11.0",
+            "reason": {"code": "software_level_below_minimum", "bind_version": "V3 R2.0.0", "minimum": "V3 R3.0.0"},
+            "override_used": false
+        });
+        assert_eq!(serde_json::to_value(&rejected).unwrap(), golden);
+        assert_eq!(Report::from_json(golden.to_string().as_bytes()).unwrap(), rejected);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        for garbage in
+            [&b"not json"[..], b"{}", b"{\"job_id\": 1}", b"\xff\xfe", b"{\"job_id\":\"j\",\"state\":\"exploded\"}"]
+        {
+            let e = Report::from_json(garbage).unwrap_err();
+            assert!(e.to_string().starts_with("malformed report message"), "{e}");
+        }
+        let big = vec![b' '; MAX_MESSAGE_LEN + 1];
+        assert!(Hello::from_json(&big).unwrap_err().to_string().contains("limit"));
+        assert!(Command::from_json(br#"{"type":"reboot"}"#).is_err());
+    }
+}
