@@ -1,0 +1,347 @@
+//! The agent's event loop: one task that owns the job queue and the journal, fed by the MQTT link, by the
+//! running job, and by a timer that repeats unacknowledged final reports.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bindwave_proto::wire::{Command, DeviceId, Hello, JobState, Presence, Reason, Report, TopicKind, UpdateCommand};
+use bindwave_proto::{DeviceProfile, SoftwareVersion};
+use rumqttc::{AsyncClient, LastWill, QoS};
+use tokio::sync::mpsc;
+
+use crate::config::{AgentConfig, Identity};
+use crate::fetch::{fetch, Fetched};
+use crate::journal::Journal;
+use crate::link::{self, LinkEvent, LinkOptions};
+use crate::slots::Slots;
+use crate::AgentError;
+
+pub struct Agent {
+    config: AgentConfig,
+    identity: Identity,
+    http: Option<reqwest::Client>,
+}
+
+/// What the running job tells the loop.
+enum JobEvent {
+    Progress(Report),
+    Done(Report),
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
+        let identity = config.identity()?;
+        link::parse_broker_url(&config.broker.url)?;
+        Ok(Agent { config, identity, http: None })
+    }
+
+    /// Shares one HTTP client among many agents (the demo runs a whole fleet in one process).
+    pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    pub fn device_id(&self) -> &DeviceId {
+        &self.config.device_id
+    }
+
+    /// Runs until `shutdown` completes. Returns early only if the state directory is unusable.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+        let Agent { config, identity, http } = self;
+        let http = match http {
+            Some(h) => h,
+            None => http_client()?,
+        };
+        let state_dir = config.state_dir.clone();
+        std::fs::create_dir_all(&state_dir)
+            .map_err(|source| AgentError::StateDir { path: state_dir.clone(), source })?;
+        let download_dir = state_dir.join("downloads");
+        // A payload left from before a restart is incomplete: its job is reported again by the controller.
+        let _ = std::fs::remove_dir_all(&download_dir);
+        std::fs::create_dir_all(&download_dir)
+            .map_err(|source| AgentError::StateDir { path: download_dir.clone(), source })?;
+        let slots = Slots::open(&state_dir)?;
+        let journal = Journal::open(&state_dir)?;
+        let running = slots.running_version(&config.software_version)?;
+
+        let id = config.device_id.clone();
+        let offline = Presence { online: false }.to_json();
+        let mut opts = LinkOptions::new(&config.broker.url, id.as_str());
+        opts.username = config.broker.username.clone();
+        opts.password = config.broker.password.clone();
+        opts.last_will = Some(LastWill::new(TopicKind::Presence.topic(&id), offline.clone(), QoS::AtLeastOnce, true));
+        let link = link::connect(opts)?;
+
+        let (job_tx, job_rx) = mpsc::unbounded_channel();
+        let mut state = Loop {
+            profile: config.profile(&identity),
+            config,
+            identity,
+            http,
+            slots,
+            journal,
+            running,
+            download_dir,
+            client: link.client.clone(),
+            current: None,
+            queue: VecDeque::new(),
+            job_tx,
+            connected: false,
+        };
+        let result = state.run(link.events, job_rx, shutdown).await;
+        // A clean goodbye: the last will only fires when the broker loses us.
+        let _ = state.client.publish(TopicKind::Presence.topic(&id), QoS::AtLeastOnce, true, offline).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.client.disconnect()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        link.task.abort();
+        result
+    }
+}
+
+/// The HTTP client an agent uses for downloads: rustls, bounded connect and read times.
+pub fn http_client() -> Result<reqwest::Client, AgentError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("bindwave-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| AgentError::HttpClient(e.to_string()))
+}
+
+struct Loop {
+    config: AgentConfig,
+    identity: Identity,
+    profile: DeviceProfile,
+    http: reqwest::Client,
+    slots: Slots,
+    journal: Journal,
+    running: SoftwareVersion,
+    download_dir: PathBuf,
+    client: AsyncClient,
+    current: Option<String>,
+    queue: VecDeque<UpdateCommand>,
+    job_tx: mpsc::UnboundedSender<JobEvent>,
+    connected: bool,
+}
+
+impl Loop {
+    async fn run(
+        &mut self,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        mut jobs: mpsc::UnboundedReceiver<JobEvent>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AgentError> {
+        let mut resend = tokio::time::interval(Duration::from_secs(self.config.report_retry_secs.max(1)));
+        resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                Some(event) = events.recv() => self.on_link(event).await?,
+                Some(job) = jobs.recv() => self.on_job(job).await?,
+                _ = resend.tick() => {
+                    if self.connected {
+                        self.publish_unacked().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_link(&mut self, event: LinkEvent) -> Result<(), AgentError> {
+        match event {
+            LinkEvent::Connected => {
+                self.connected = true;
+                tracing::info!(device = %self.config.device_id, "connected to the broker");
+                let commands = TopicKind::Commands.topic(&self.config.device_id);
+                if let Err(e) = self.client.subscribe(commands, QoS::AtLeastOnce).await {
+                    tracing::warn!("subscribe failed: {e}");
+                }
+                self.publish_hello().await;
+                self.publish(TopicKind::Presence, Presence { online: true }.to_json(), true).await;
+                self.publish_unacked().await;
+            }
+            LinkEvent::Disconnected(why) => {
+                if self.connected {
+                    tracing::warn!(device = %self.config.device_id, "lost the broker: {why}; reconnecting");
+                }
+                self.connected = false;
+            }
+            LinkEvent::Message { topic, payload } => {
+                if link_topic_is(&topic, &self.config.device_id, TopicKind::Commands) {
+                    match Command::from_json(&payload) {
+                        Ok(Command::Update(cmd)) => self.on_update(cmd).await?,
+                        Ok(Command::Ack { job_id }) => {
+                            self.journal.ack(&job_id)?;
+                        }
+                        Err(e) => tracing::warn!("dropping a command: {e}"),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_update(&mut self, cmd: UpdateCommand) -> Result<(), AgentError> {
+        if self.current.as_deref() == Some(&cmd.job_id) || self.queue.iter().any(|q| q.job_id == cmd.job_id) {
+            return Ok(()); // a repeat of a job in hand
+        }
+        if self.journal.finished(&cmd.job_id).is_some() {
+            // The controller asks again, so it lacks the outcome: repeat it rather than run the job twice.
+            self.journal.resend(&cmd.job_id)?;
+            self.publish_unacked().await;
+            return Ok(());
+        }
+        tracing::info!(device = %self.config.device_id, job = %cmd.job_id, url = %cmd.url, "update command");
+        self.queue.push_back(cmd);
+        self.start_next().await;
+        Ok(())
+    }
+
+    async fn start_next(&mut self) {
+        if self.current.is_some() {
+            return;
+        }
+        let Some(cmd) = self.queue.pop_front() else { return };
+        self.current = Some(cmd.job_id.clone());
+        self.send_report(&progress(&cmd.job_id, JobState::Received, None)).await;
+        let job = Job {
+            http: self.http.clone(),
+            profile: self.profile.clone(),
+            slots: self.slots.clone(),
+            download_dir: self.download_dir.clone(),
+            running: self.running.clone(),
+            tx: self.job_tx.clone(),
+        };
+        tokio::spawn(job.run(cmd));
+    }
+
+    async fn on_job(&mut self, event: JobEvent) -> Result<(), AgentError> {
+        match event {
+            JobEvent::Progress(report) => self.send_report(&report).await,
+            JobEvent::Done(report) => {
+                tracing::info!(device = %self.config.device_id, job = %report.job_id, state = %report.state,
+                    reason = report.reason.as_ref().map(|r| r.to_string()), "job finished");
+                self.journal.record_final(report.clone())?;
+                if let Some(v) = &report.running_version {
+                    if *v != self.running {
+                        self.running = v.clone();
+                        self.publish_hello().await;
+                    }
+                }
+                self.send_report(&report).await;
+                self.current = None;
+                self.start_next().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_hello(&self) {
+        let hello = Hello {
+            device_id: self.config.device_id.clone(),
+            part_number: self.config.part_number.clone(),
+            hardware_level: self.identity.hardware_level,
+            hardware_level_source: self.identity.source,
+            software_version: self.running.clone(),
+            minimum_software_version: self.config.minimum_software_version.clone(),
+            agent_version: crate::AGENT_VERSION.to_string(),
+        };
+        self.publish(TopicKind::Hello, hello.to_json(), true).await;
+    }
+
+    async fn publish_unacked(&self) {
+        for r in self.journal.unacked() {
+            self.send_report(r).await;
+        }
+    }
+
+    async fn send_report(&self, report: &Report) {
+        self.publish(TopicKind::Reports, report.to_json(), false).await;
+    }
+
+    async fn publish(&self, kind: TopicKind, payload: Vec<u8>, retain: bool) {
+        let topic = kind.topic(&self.config.device_id);
+        if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, retain, payload).await {
+            tracing::warn!("publish failed: {e}");
+        }
+    }
+}
+
+fn link_topic_is(topic: &str, id: &DeviceId, kind: TopicKind) -> bool {
+    bindwave_proto::wire::parse_topic(topic).is_some_and(|(d, k)| &d == id && k == kind)
+}
+
+fn progress(job_id: &str, state: JobState, percent: Option<u8>) -> Report {
+    Report {
+        job_id: job_id.to_string(),
+        state,
+        progress: percent,
+        running_version: None,
+        reason: None,
+        override_used: false,
+    }
+}
+
+/// One job, run in a task of its own so the loop stays responsive.
+struct Job {
+    http: reqwest::Client,
+    profile: DeviceProfile,
+    slots: Slots,
+    download_dir: PathBuf,
+    running: SoftwareVersion,
+    tx: mpsc::UnboundedSender<JobEvent>,
+}
+
+impl Job {
+    async fn run(self, cmd: UpdateCommand) {
+        let tx = self.tx.clone();
+        let job_id = cmd.job_id.clone();
+        let mut on_progress =
+            move |state, percent| drop(tx.send(JobEvent::Progress(progress(&job_id, state, percent))));
+        let fetched = fetch(&self.http, &cmd, &self.profile, &self.download_dir, &mut on_progress).await;
+        let final_report = |state, running: &SoftwareVersion, reason: Option<Reason>, override_used| Report {
+            job_id: cmd.job_id.clone(),
+            state,
+            progress: None,
+            running_version: Some(running.clone()),
+            reason,
+            override_used,
+        };
+        let report = match fetched {
+            Fetched::Rejected(reason) => final_report(JobState::Rejected, &self.running, Some(reason), false),
+            Fetched::Failed(reason) => final_report(JobState::Failed, &self.running, Some(reason), false),
+            Fetched::Verified { header, payload, override_used } => {
+                on_progress(JobState::Installing, None);
+                let slots = self.slots.clone();
+                let version = header.software_version.clone();
+                let installed = tokio::task::spawn_blocking(move || slots.install(&payload, &version)).await;
+                match installed {
+                    Ok(Ok(active)) => final_report(JobState::Succeeded, &active.version, None, override_used),
+                    Ok(Err(e)) => final_report(
+                        JobState::Failed,
+                        &self.running,
+                        Some(Reason::InstallFailed { detail: error_text(&e) }),
+                        override_used,
+                    ),
+                    Err(e) => final_report(
+                        JobState::Failed,
+                        &self.running,
+                        Some(Reason::InstallFailed { detail: e.to_string() }),
+                        override_used,
+                    ),
+                }
+            }
+        };
+        let _ = self.tx.send(JobEvent::Done(report));
+    }
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    match e.source() {
+        Some(s) => format!("{e}: {s}"),
+        None => e.to_string(),
+    }
+}

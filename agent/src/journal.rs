@@ -1,0 +1,139 @@
+//! Final reports that must reach the controller.
+//!
+//! A final report (succeeded, rejected, failed) is written here before it is first published, and stays
+//! until the controller acknowledges its job. The agent repeats unacknowledged reports on every connect and
+//! on a timer, so an outcome survives a lost message, a broker restart and an agent restart. Recently
+//! finished jobs are remembered too, so a repeated command is answered with its outcome instead of being run
+//! again.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use bindwave_proto::wire::Report;
+use serde::{Deserialize, Serialize};
+
+use crate::slots::write_atomic;
+use crate::AgentError;
+
+/// How many finished jobs are remembered.
+const HISTORY: usize = 64;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Contents {
+    /// Final reports not yet acknowledged.
+    unacked: Vec<Report>,
+    /// Final reports of recent jobs, newest last.
+    history: VecDeque<Report>,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    contents: Contents,
+}
+
+impl Journal {
+    pub fn open(state_dir: &Path) -> Result<Self, AgentError> {
+        let path = state_dir.join("journal.json");
+        let contents = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| AgentError::Io {
+                action: "parse the job journal",
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Contents::default(),
+            Err(source) => return Err(AgentError::Io { action: "read", path, source }),
+        };
+        Ok(Journal { path, contents })
+    }
+
+    /// Records a final report, durably, before it is published.
+    pub fn record_final(&mut self, report: Report) -> Result<(), AgentError> {
+        self.contents.unacked.retain(|r| r.job_id != report.job_id);
+        self.contents.unacked.push(report.clone());
+        self.contents.history.retain(|r| r.job_id != report.job_id);
+        self.contents.history.push_back(report);
+        while self.contents.history.len() > HISTORY {
+            self.contents.history.pop_front();
+        }
+        self.save()
+    }
+
+    /// The controller has the outcome of `job_id`. Returns whether anything changed.
+    pub fn ack(&mut self, job_id: &str) -> Result<bool, AgentError> {
+        let before = self.contents.unacked.len();
+        self.contents.unacked.retain(|r| r.job_id != job_id);
+        if self.contents.unacked.len() == before {
+            return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
+    }
+
+    pub fn unacked(&self) -> &[Report] {
+        &self.contents.unacked
+    }
+
+    /// The final report of a recently finished job.
+    pub fn finished(&self, job_id: &str) -> Option<&Report> {
+        self.contents.history.iter().find(|r| r.job_id == job_id)
+    }
+
+    /// Makes a finished job's report pending again (the controller asked for the job again, so it lacks it).
+    pub fn resend(&mut self, job_id: &str) -> Result<(), AgentError> {
+        if let Some(r) = self.finished(job_id).cloned() {
+            if !self.contents.unacked.iter().any(|u| u.job_id == job_id) {
+                self.contents.unacked.push(r);
+                self.save()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<(), AgentError> {
+        write_atomic(&self.path, &serde_json::to_vec(&self.contents).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindwave_proto::wire::JobState;
+
+    fn report(job: &str) -> Report {
+        Report {
+            job_id: job.into(),
+            state: JobState::Succeeded,
+            progress: None,
+            running_version: None,
+            reason: None,
+            override_used: false,
+        }
+    }
+
+    #[test]
+    fn unacked_reports_survive_reopening_until_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.record_final(report("j1")).unwrap();
+        j.record_final(report("j2")).unwrap();
+        assert!(j.ack("j1").unwrap());
+        assert!(!j.ack("j1").unwrap());
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.unacked().iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>(), ["j2"]);
+        assert!(j.finished("j1").is_some());
+        j.resend("j1").unwrap();
+        assert_eq!(j.unacked().len(), 2);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        for i in 0..(HISTORY + 10) {
+            j.record_final(report(&format!("j{i}"))).unwrap();
+            j.ack(&format!("j{i}")).unwrap();
+        }
+        assert!(j.finished("j0").is_none());
+        assert!(j.finished(&format!("j{}", HISTORY + 9)).is_some());
+    }
+}

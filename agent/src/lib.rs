@@ -1,0 +1,29 @@
+//! The Bindwave agent: runs on each phone.
+//!
+//! It takes update commands over MQTT, downloads the bind, decides from its header whether the bind is for
+//! this phone (the rule in [`bindwave_proto::compat`]), checks size and digests as the bytes stream in,
+//! installs into the inactive slot and switches slots atomically, and reports each step and the outcome.
+//!
+//! - [`config`]: the agent's TOML configuration and the identity it resolves.
+//! - [`verify`]: the streaming bind verifier; pure, no IO.
+//! - [`slots`]: the A/B slot installer on disk.
+//! - [`journal`]: final reports kept on disk until the controller acknowledges them.
+//! - [`link`]: the MQTT connection (rumqttc, polled in its own task, with jittered backoff); the controller
+//!   uses it too.
+//! - [`agent`]: the event loop that ties them together.
+
+pub mod agent;
+pub mod config;
+mod error;
+mod fetch;
+pub mod journal;
+pub mod link;
+pub mod slots;
+pub mod verify;
+
+pub use agent::Agent;
+pub use config::AgentConfig;
+pub use error::AgentError;
+
+/// This agent's version, reported in hello.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
