@@ -9,7 +9,7 @@ use bindwave_proto::{BindHeader, DeviceProfile};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::verify::{Expected, Verifier};
+use bindwave_proto::verify::{Expected, Verifier};
 
 pub(crate) enum Fetched {
     /// Downloaded, verified, and for this phone (or overridden): ready to install.
@@ -62,7 +62,7 @@ async fn stream(
         Ok(f) => f,
         Err(e) => return Fetched::Failed(Reason::InstallFailed { detail: format!("create {}: {e}", path.display()) }),
     };
-    let mut verifier = Verifier::new(Expected { size: cmd.size, sha256: cmd.sha256.clone() });
+    let mut verifier = Verifier::new(Expected { size: Some(cmd.size), sha256: Some(cmd.sha256.clone()) });
     let mut override_used = false;
     let mut last_percent = 0u8;
     progress(JobState::Downloading, Some(0));
@@ -99,7 +99,7 @@ async fn stream(
     }
     drop(file);
     match verifier.finish() {
-        Ok(header) => Fetched::Verified { header, payload: path.to_path_buf(), override_used },
+        Ok(v) => Fetched::Verified { header: v.header, payload: path.to_path_buf(), override_used },
         Err(reason) => Fetched::Failed(reason),
     }
 }

@@ -5,7 +5,6 @@
 //! installs into the inactive slot and switches slots atomically, and reports each step and the outcome.
 //!
 //! - [`config`]: the agent's TOML configuration and the identity it resolves.
-//! - [`verify`]: the streaming bind verifier; pure, no IO.
 //! - [`slots`]: the A/B slot installer on disk.
 //! - [`journal`]: final reports kept on disk until the controller acknowledges them.
 //! - [`link`]: the MQTT connection (rumqttc, polled in its own task, with jittered backoff); the controller
@@ -19,7 +18,6 @@ mod fetch;
 pub mod journal;
 pub mod link;
 pub mod slots;
-pub mod verify;
 
 pub use agent::Agent;
 pub use config::AgentConfig;

@@ -1,5 +1,5 @@
 //! What the Bindwave agent and controller share, and nothing else: the bind file format ([`bind`]),
-//! software versions ([`version`]), the compatibility rule ([`compat`]) and the MQTT wire ([`wire`]).
+//! software versions ([`version`]), the streaming verifier ([`verify`]), the compatibility rule ([`compat`]) and the MQTT wire ([`wire`]).
 //!
 //! This crate does no IO: it parses and builds bytes, and decides. It knows nothing of sockets, files,
 //! brokers or storage, so both sides, and their tests, can use it as it is.
@@ -7,6 +7,7 @@
 pub mod bind;
 pub mod compat;
 mod error;
+pub mod verify;
 pub mod version;
 pub mod wire;
 

@@ -6,16 +6,18 @@
 //! checks the file's size and SHA-256 against the command and the payload's against the header.
 //! No IO happens here.
 
-use bindwave_proto::bind::{self, Parsed, MAX_HEADER_LEN, PRELUDE_LEN};
-use bindwave_proto::wire::Reason;
-use bindwave_proto::BindHeader;
 use sha2::{Digest, Sha256};
 
-/// What the command promised about the whole file.
-#[derive(Debug, Clone)]
+use crate::bind::{self, Parsed, MAX_HEADER_LEN, PRELUDE_LEN};
+use crate::wire::Reason;
+use crate::BindHeader;
+
+/// What the command promised about the whole file. An upload of a new image promises nothing: then only the
+/// header's own length and digest are checked.
+#[derive(Debug, Clone, Default)]
 pub struct Expected {
-    pub size: u64,
-    pub sha256: String,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
 }
 
 pub struct Verifier {
@@ -26,7 +28,8 @@ pub struct Verifier {
     file_hash: Sha256,
     payload_hash: Sha256,
     received: u64,
-    payload_received: u64,
+    /// The file's length as the header declares it, once known.
+    file_len: u64,
 }
 
 /// What one chunk yielded.
@@ -47,7 +50,7 @@ impl Verifier {
             file_hash: Sha256::new(),
             payload_hash: Sha256::new(),
             received: 0,
-            payload_received: 0,
+            file_len: 0,
         }
     }
 
@@ -58,8 +61,8 @@ impl Verifier {
 
     pub fn feed<'a>(&mut self, chunk: &'a [u8]) -> Result<Fed<'a>, Reason> {
         self.received += chunk.len() as u64;
-        if self.received > self.expected.size {
-            return Err(Reason::SizeMismatch { expected: self.expected.size, actual: self.received });
+        if let Some(size) = self.expected.size.filter(|&s| self.received > s) {
+            return Err(Reason::SizeMismatch { expected: size, actual: self.received });
         }
         self.file_hash.update(chunk);
         let mut fed = Fed::default();
@@ -79,9 +82,10 @@ impl Verifier {
                     }
                     Parsed::Complete { header, header_len } => {
                         let total = header_len as u64 + header.payload_len;
-                        if total != self.expected.size {
-                            return Err(Reason::SizeMismatch { expected: self.expected.size, actual: total });
+                        if let Some(size) = self.expected.size.filter(|&s| s != total) {
+                            return Err(Reason::SizeMismatch { expected: size, actual: total });
                         }
+                        self.file_len = total;
                         self.head = Vec::new();
                         self.header = Some(header.clone());
                         fed.header = Some(header);
@@ -90,28 +94,27 @@ impl Verifier {
                 }
             }
         }
+        if self.received > self.file_len {
+            return Err(Reason::SizeMismatch { expected: self.file_len, actual: self.received });
+        }
         self.payload_hash.update(rest);
-        self.payload_received += rest.len() as u64;
         fed.payload = rest;
         Ok(fed)
     }
 
     /// Checks what arrived against the command and the header; returns the header when all agree.
-    pub fn finish(self) -> Result<BindHeader, Reason> {
+    pub fn finish(self) -> Result<Verified, Reason> {
         let Some(header) = self.header else {
             return Err(Reason::MalformedBind {
                 detail: format!("file ended after {} bytes, inside the header", self.received),
             });
         };
-        if self.received != self.expected.size {
-            return Err(Reason::SizeMismatch { expected: self.expected.size, actual: self.received });
+        if self.received != self.file_len {
+            return Err(Reason::SizeMismatch { expected: self.file_len, actual: self.received });
         }
         let file_digest = hex::encode(self.file_hash.finalize());
-        if !file_digest.eq_ignore_ascii_case(&self.expected.sha256) {
-            return Err(Reason::ChecksumMismatch {
-                expected: self.expected.sha256.to_lowercase(),
-                actual: file_digest,
-            });
+        if let Some(expected) = self.expected.sha256.filter(|e| !file_digest.eq_ignore_ascii_case(e)) {
+            return Err(Reason::ChecksumMismatch { expected: expected.to_lowercase(), actual: file_digest });
         }
         let payload_digest: [u8; 32] = self.payload_hash.finalize().into();
         if payload_digest != header.payload_sha256 {
@@ -120,28 +123,37 @@ impl Verifier {
                 actual: hex::encode(payload_digest),
             });
         }
-        Ok(header)
+        Ok(Verified { header, file_sha256: file_digest, file_len: self.file_len })
     }
 }
 
-fn malformed(e: bindwave_proto::ProtoError) -> Reason {
+/// A bind that arrived whole and matched every length and digest.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub header: BindHeader,
+    /// SHA-256 of the whole file, lowercase hex: the image's content address.
+    pub file_sha256: String,
+    pub file_len: u64,
+}
+
+fn malformed(e: crate::ProtoError) -> Reason {
     Reason::MalformedBind { detail: e.to_string() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bindwave_proto::HardwareLevel;
+    use crate::HardwareLevel;
 
     fn bind(payload: &[u8]) -> Vec<u8> {
         bind::pack("V3 R3.18.0".parse().unwrap(), Some(vec![HardwareLevel(3)]), payload).unwrap()
     }
 
     fn expected(file: &[u8]) -> Expected {
-        Expected { size: file.len() as u64, sha256: hex::encode(Sha256::digest(file)) }
+        Expected { size: Some(file.len() as u64), sha256: Some(hex::encode(Sha256::digest(file))) }
     }
 
-    fn run(file: &[u8], exp: Expected, chunk: usize) -> (Result<BindHeader, Reason>, Vec<u8>, usize) {
+    fn run(file: &[u8], exp: Expected, chunk: usize) -> (Result<Verified, Reason>, Vec<u8>, usize) {
         let mut v = Verifier::new(exp);
         let mut out = Vec::new();
         let mut headers = 0;
@@ -196,12 +208,19 @@ mod tests {
     fn size_mismatches_fail_early() {
         let file = bind(&[1u8; 100]);
         let mut exp = expected(&file);
-        exp.size -= 1;
+        exp.size = exp.size.map(|s| s - 1);
         // The header already disagrees with the command.
         assert!(matches!(run(&file, exp, 1000).0, Err(Reason::SizeMismatch { .. })));
         // A truncated file.
         let (res, ..) = run(&file[..file.len() - 10], expected(&file), 7);
         assert!(matches!(res, Err(Reason::SizeMismatch { .. })), "{res:?}");
+        // Without expectations (an upload), the header's own length still bounds the file.
+        let mut long = file.clone();
+        long.push(0);
+        let (res, ..) = run(&long, Expected::default(), 7);
+        assert!(matches!(res, Err(Reason::SizeMismatch { .. })), "{res:?}");
+        let (res, ..) = run(&file, Expected::default(), 7);
+        assert_eq!(res.unwrap().file_len, file.len() as u64);
         // A file that ends inside the header.
         let (res, ..) = run(&file[..20], expected(&file), 7);
         assert!(matches!(res, Err(Reason::MalformedBind { .. })), "{res:?}");
