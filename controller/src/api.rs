@@ -1,0 +1,201 @@
+//! The HTTP API (JSON under `/api/v1`), bind downloads for agents (`/binds/{sha256}.bind`, with Range
+//! requests), `/metrics` and `/healthz`.
+//!
+//! The request and response types here are the API's wire: the CLI ([`crate::client`]) uses the same ones.
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bindwave_proto::verify::{Expected, Verifier};
+use bindwave_proto::wire::DeviceId;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+
+use crate::engine::{Input, Reply, Selection};
+use crate::model::{Counts, Device, Image, Job, Rollout};
+use crate::service::{now_millis, Core};
+use crate::ControllerError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateRollout {
+    /// The image's SHA-256, or a unique prefix of at least 6 characters.
+    pub image: String,
+    pub devices: Selection,
+    #[serde(rename = "override", default)]
+    pub override_compat: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    pub rollout: Rollout,
+    pub image: Option<Image>,
+    pub counts: Counts,
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutSummary {
+    pub rollout: Rollout,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+impl IntoResponse for ControllerError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(&self);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        (status, Json(ApiError { error: message })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ControllerError>;
+
+pub fn router(core: Core) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/images", get(list_images).post(add_image).layer(DefaultBodyLimit::disable()))
+        .route("/api/v1/rollouts", get(list_rollouts).post(create_rollout))
+        .route("/api/v1/rollouts/{id}", get(rollout_status))
+        .route("/api/v1/rollouts/{id}/start", post(start_rollout))
+        .route("/binds/{file}", get(download_bind))
+        .fallback(|| async { ControllerError::BadRequest("no such endpoint".into()) })
+        .with_state(core)
+}
+
+async fn metrics(State(core): State<Core>) -> Result<Response, ControllerError> {
+    let m = core.metrics.clone();
+    let text = core
+        .query(move |engine| {
+            m.observe(engine);
+            m.render()
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+async fn list_devices(State(core): State<Core>) -> ApiResult<Vec<Device>> {
+    Ok(Json(core.query(|e| e.devices().cloned().collect()).await?))
+}
+
+async fn list_images(State(core): State<Core>) -> ApiResult<Vec<Image>> {
+    Ok(Json(core.query(|e| e.images().cloned().collect()).await?))
+}
+
+async fn list_rollouts(State(core): State<Core>) -> ApiResult<Vec<RolloutSummary>> {
+    Ok(Json(
+        core.query(|e| e.rollouts().map(|r| RolloutSummary { rollout: r.clone(), counts: e.counts(&r.id) }).collect())
+            .await?,
+    ))
+}
+
+async fn rollout_status(State(core): State<Core>, Path(id): Path<String>) -> ApiResult<RolloutStatus> {
+    let status = core
+        .query(move |e| {
+            let rollout = e.rollout(&id).cloned().ok_or(ControllerError::UnknownRollout(id.clone()))?;
+            let image = e.find_image(&rollout.image).ok().cloned();
+            Ok::<_, ControllerError>(RolloutStatus {
+                counts: e.counts(&id),
+                jobs: e.jobs_of(&id).cloned().collect(),
+                rollout,
+                image,
+            })
+        })
+        .await??;
+    Ok(Json(status))
+}
+
+async fn create_rollout(State(core): State<Core>, Json(req): Json<CreateRollout>) -> ApiResult<Rollout> {
+    let input = Input::CreateRollout { image: req.image, devices: req.devices, override_compat: req.override_compat };
+    match core.act(input).await? {
+        Reply::Rollout(r) => Ok(Json(r)),
+        _ => Err(ControllerError::BadRequest("unexpected reply".into())),
+    }
+}
+
+async fn start_rollout(State(core): State<Core>, Path(id): Path<String>) -> ApiResult<Rollout> {
+    match core.act(Input::StartRollout(id)).await? {
+        Reply::Rollout(r) => Ok(Json(r)),
+        _ => Err(ControllerError::BadRequest("unexpected reply".into())),
+    }
+}
+
+/// Takes a bind as the request body, streaming it to disk while the shared verifier checks it, and stores
+/// it under its SHA-256.
+async fn add_image(State(core): State<Core>, body: Body) -> ApiResult<Image> {
+    let dir = core.images_dir.clone();
+    let tmp = dir.join(format!("upload-{}-{}.tmp", std::process::id(), rand::random::<u64>()));
+    let result = receive(&tmp, body).await;
+    let verified = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
+    let dest = dir.join(format!("{}.bind", verified.file_sha256));
+    tokio::fs::rename(&tmp, &dest).await.map_err(crate::error::io_err("store the image at", &dest))?;
+    let h = &verified.header;
+    let image = Image {
+        sha256: verified.file_sha256.clone(),
+        size: verified.file_len,
+        software_version: h.software_version.clone(),
+        hardware_levels: h.hardware_levels.clone(),
+        payload_sha256: h.payload_sha256_hex(),
+        payload_len: h.payload_len,
+        added_at: now_millis(),
+    };
+    match core.act(Input::AddImage(image)).await? {
+        Reply::Image(i) => Ok(Json(i)),
+        _ => Err(ControllerError::BadRequest("unexpected reply".into())),
+    }
+}
+
+async fn receive(tmp: &std::path::Path, body: Body) -> Result<bindwave_proto::verify::Verified, ControllerError> {
+    let mut file = tokio::fs::File::create(tmp).await.map_err(crate::error::io_err("create", tmp))?;
+    let mut verifier = Verifier::new(Expected::default());
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ControllerError::BadRequest(format!("upload interrupted: {e}")))?;
+        verifier.feed(&chunk).map_err(ControllerError::InvalidBind)?;
+        file.write_all(&chunk).await.map_err(crate::error::io_err("write", tmp))?;
+    }
+    file.sync_all().await.map_err(crate::error::io_err("sync", tmp))?;
+    verifier.finish().map_err(ControllerError::InvalidBind)
+}
+
+/// Serves a stored bind; tower-http's ServeFile handles Range and conditional requests.
+async fn download_bind(State(core): State<Core>, Path(file): Path<String>, req: Request) -> Response {
+    let valid = file
+        .strip_suffix(".bind")
+        .is_some_and(|sha| sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    if !valid {
+        return (StatusCode::NOT_FOUND, "no such bind\n").into_response();
+    }
+    let path = core.images_dir.join(&file);
+    match tower_http::services::ServeFile::new(path).oneshot(req).await {
+        Ok(resp) => resp.map(Body::new),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Device ids from a comma-separated list.
+pub fn parse_device_list(s: &str) -> Result<Vec<DeviceId>, ControllerError> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| DeviceId::new(s).map_err(Into::into)).collect()
+}

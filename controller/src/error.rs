@@ -1,0 +1,66 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bindwave_proto::wire::Reason;
+
+/// Everything that can go wrong in the controller and its CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("no image {0} (list images with `bindwave image list`, add one with `bindwave image add FILE`)")]
+    UnknownImage(String),
+    #[error("image prefix {0} matches more than one image: give more characters")]
+    AmbiguousImage(String),
+    #[error("no rollout {0} (list them with `bindwave rollout list`)")]
+    UnknownRollout(String),
+    #[error("no device {0} has said hello to this controller (list devices with `bindwave device list`)")]
+    UnknownDevice(String),
+    #[error("the rollout would target no device: no device has said hello yet, or the list is empty")]
+    EmptyRollout,
+    #[error("rollout {0} has already started")]
+    RolloutAlreadyStarted(String),
+    #[error("not a valid bind: {0}")]
+    InvalidBind(Reason),
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("cannot open the store in {path} (is another `bindwave serve` using this data directory?)")]
+    StoreOpen { path: PathBuf, source: sled::Error },
+    #[error("store operation failed")]
+    Store(#[from] sled::Error),
+    #[error("stored record {key} is unreadable: {detail}")]
+    StoreCorrupt { key: String, detail: String },
+    #[error("cannot {action} {path}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("cannot listen for HTTP on {addr} (is another service on that port? choose one with --http-listen)")]
+    HttpListen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Agent(#[from] bindwave_agent::AgentError),
+    #[error(transparent)]
+    Proto(#[from] bindwave_proto::ProtoError),
+    #[error("controller not reachable at {url}: {detail} (is `bindwave serve` running? set --controller or BINDWAVE_CONTROLLER)")]
+    Unreachable { url: String, detail: String },
+    #[error("the controller answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("the service is shutting down")]
+    ShuttingDown,
+}
+
+impl ControllerError {
+    /// The HTTP status an API error is returned with.
+    pub fn http_status(&self) -> u16 {
+        use ControllerError::*;
+        match self {
+            UnknownImage(_) | UnknownRollout(_) | UnknownDevice(_) => 404,
+            AmbiguousImage(_) | EmptyRollout | InvalidBind(_) | BadRequest(_) | Proto(_) => 400,
+            RolloutAlreadyStarted(_) => 409,
+            ShuttingDown => 503,
+            _ => 500,
+        }
+    }
+}
+
+pub(crate) fn io_err(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ControllerError {
+    let path = path.to_path_buf();
+    move |source| ControllerError::Io { action, path, source }
+}

@@ -1,0 +1,31 @@
+//! The Bindwave controller: device inventory, images, rollouts, the HTTP API, metrics, the embedded MQTT
+//! broker, and the operators' CLI.
+//!
+//! - [`engine`]: the rollout engine, a pure state machine over [`model`] records.
+//! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`].
+//! - [`broker`]: the embedded rmqtt broker.
+//! - [`cli`], [`client`], [`images`], [`demo`]: the `bindwave` command.
+
+pub mod api;
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod demo;
+pub mod engine;
+mod error;
+pub mod images;
+pub mod metrics;
+pub mod model;
+pub mod service;
+pub mod store;
+mod table;
+
+pub use error::ControllerError;
+
+/// Raises this process's soft limit of open files to its hard limit: a controller with an embedded broker
+/// holds a socket per device, and the demo holds both ends.
+pub fn raise_open_files_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("cannot raise the open files limit: {e}");
+    }
+}

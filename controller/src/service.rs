@@ -1,0 +1,333 @@
+//! `bindwave serve`: the engine wrapped in IO.
+//!
+//! One task (the core) owns the [`Engine`] and the [`Store`]. It takes device messages from the MQTT link
+//! and requests from the HTTP API, in batches: it applies every input of a batch to the engine, writes the
+//! records the engine returned and flushes the store once for the whole batch (group commit), and only then
+//! publishes the commands and answers the requests. A crash can lose an unflushed batch, but never leave a
+//! command out in the world that the store does not know about.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bindwave_agent::link::{self, LinkEvent, LinkOptions};
+use bindwave_proto::wire::{parse_topic, Command, Hello, Presence, Report, TopicKind};
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::broker::{BrokerConfig, EmbeddedBroker};
+use crate::engine::{Effect, Engine, Input, Reply};
+use crate::metrics::Metrics;
+use crate::model::Millis;
+use crate::store::Store;
+use crate::ControllerError;
+
+/// The most inputs one batch takes before it commits.
+const MAX_BATCH: usize = 4096;
+
+/// Where the controller's MQTT traffic goes.
+#[derive(Debug, Clone)]
+pub enum MqttMode {
+    /// Start the embedded broker.
+    Embedded(BrokerConfig),
+    /// Use a broker that runs elsewhere, `mqtt://host:port`.
+    External(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub mqtt: MqttMode,
+    /// The base URL agents fetch binds from; defaults to `http://{http address}`.
+    pub public_url: Option<String>,
+}
+
+/// A request to the core.
+pub(crate) enum Request {
+    /// Change state: answered after the change is durable.
+    Act { input: Input, reply: oneshot::Sender<Result<Reply, ControllerError>> },
+    /// Read state.
+    Query(Box<dyn FnOnce(&Engine) + Send>),
+}
+
+/// A handle the HTTP API uses to reach the core.
+#[derive(Clone)]
+pub struct Core {
+    tx: mpsc::Sender<Request>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) images_dir: PathBuf,
+}
+
+impl Core {
+    pub async fn act(&self, input: Input) -> Result<Reply, ControllerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Act { input, reply }).await.map_err(|_| ControllerError::ShuttingDown)?;
+        rx.await.map_err(|_| ControllerError::ShuttingDown)?
+    }
+
+    pub async fn query<T: Send + 'static>(&self, f: impl FnOnce(&Engine) -> T + Send + 'static) -> Result<T, ControllerError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(move |e: &Engine| drop(tx.send(f(e))));
+        self.tx.send(Request::Query(job)).await.map_err(|_| ControllerError::ShuttingDown)?;
+        rx.await.map_err(|_| ControllerError::ShuttingDown)
+    }
+}
+
+/// A running controller.
+pub struct Service {
+    pub http_addr: SocketAddr,
+    /// The broker the controller and agents use, `mqtt://host:port`.
+    pub mqtt_url: String,
+    pub core: Core,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    core_task: JoinHandle<Result<(), ControllerError>>,
+    broker: Option<EmbeddedBroker>,
+}
+
+pub fn now_millis() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Service {
+    pub async fn start(opts: ServeOptions) -> Result<Service, ControllerError> {
+        let images_dir = opts.data_dir.join("images");
+        std::fs::create_dir_all(&images_dir).map_err(crate::error::io_err("create", &images_dir))?;
+        let store = Store::open(&opts.data_dir.join("store"))?;
+
+        let (broker, mqtt_url) = match &opts.mqtt {
+            MqttMode::Embedded(cfg) => {
+                let broker = EmbeddedBroker::start(cfg.clone()).await?;
+                let url = format!("mqtt://{}", broker.local_addr());
+                (Some(broker), url)
+            }
+            MqttMode::External(url) => {
+                link::parse_broker_url(url)?;
+                (None, url.clone())
+            }
+        };
+
+        let listener = tokio::net::TcpListener::bind(opts.http_listen)
+            .await
+            .map_err(|source| ControllerError::HttpListen { addr: opts.http_listen, source })?;
+        let http_addr = listener.local_addr().map_err(|source| ControllerError::HttpListen { addr: opts.http_listen, source })?;
+        let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+
+        let mut engine = Engine::new(public_url);
+        for record in store.load()? {
+            engine.restore(record);
+        }
+
+        let metrics = Arc::new(Metrics::new());
+        let mut link_opts = LinkOptions::new(&mqtt_url, "bindwave-controller");
+        link_opts.inflight = 1000;
+        link_opts.request_capacity = 8192;
+        let link = link::connect(link_opts)?;
+
+        let (tx, rx) = mpsc::channel(1024);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let core = Core { tx, metrics: metrics.clone(), images_dir };
+
+        let core_loop = CoreLoop { engine, store, client: link.client.clone(), metrics };
+        let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
+
+        let app = crate::api::router(core.clone());
+        let mut http_shutdown = shutdown_rx.clone();
+        let http_task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        });
+        tracing::info!(%http_addr, mqtt = %mqtt_url, "controller running");
+        Ok(Service { http_addr, mqtt_url, core, shutdown, tasks: vec![http_task, link.task], core_task, broker })
+    }
+
+    /// Runs until the core stops (or `stop` is called from elsewhere).
+    pub async fn stop(self) -> Result<(), ControllerError> {
+        let _ = self.shutdown.send(true);
+        let result = match tokio::time::timeout(Duration::from_secs(10), self.core_task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(ControllerError::Io {
+                action: "finish",
+                path: "core task".into(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+            Err(_) => Ok(()),
+        };
+        for t in self.tasks {
+            t.abort();
+        }
+        if let Some(b) = self.broker {
+            b.shutdown().await;
+        }
+        result
+    }
+}
+
+struct CoreLoop {
+    engine: Engine,
+    store: Store,
+    client: AsyncClient,
+    metrics: Arc<Metrics>,
+}
+
+/// One batch's worth of work.
+#[derive(Default)]
+struct Batch {
+    effects: Vec<Effect>,
+    replies: Vec<(oneshot::Sender<Result<Reply, ControllerError>>, Result<Reply, ControllerError>)>,
+    queries: Vec<Box<dyn FnOnce(&Engine) + Send>>,
+    connected: bool,
+}
+
+impl CoreLoop {
+    async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        mut requests: mpsc::Receiver<Request>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ControllerError> {
+        // Commands owed from before a restart go out once the broker is reachable (on the first connect).
+        let mut owed = self.engine.resume();
+        loop {
+            let mut batch = Batch::default();
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return Ok(()),
+                Some(ev) = events.recv() => self.on_link(ev, &mut batch),
+                Some(req) = requests.recv() => self.on_request(req, &mut batch),
+                else => return Ok(()),
+            }
+            // Take whatever else has arrived in this instant into the same commit.
+            let mut n = 1;
+            while n < MAX_BATCH {
+                if let Ok(ev) = events.try_recv() {
+                    self.on_link(ev, &mut batch);
+                } else if let Ok(req) = requests.try_recv() {
+                    self.on_request(req, &mut batch);
+                } else {
+                    break;
+                }
+                n += 1;
+            }
+            self.commit(batch, &mut owed).await?;
+        }
+    }
+
+    fn on_request(&mut self, req: Request, batch: &mut Batch) {
+        match req {
+            Request::Act { input, reply } => {
+                let result = self.engine.handle(input, now_millis()).map(|(r, fx)| {
+                    batch.effects.extend(fx);
+                    r
+                });
+                batch.replies.push((reply, result));
+            }
+            Request::Query(q) => batch.queries.push(q),
+        }
+    }
+
+    fn on_link(&mut self, ev: LinkEvent, batch: &mut Batch) {
+        match ev {
+            LinkEvent::Connected => {
+                self.metrics.mqtt_connected.set(1);
+                batch.connected = true;
+            }
+            LinkEvent::Disconnected(why) => {
+                if self.metrics.mqtt_connected.get() == 1 {
+                    tracing::warn!("lost the broker: {why}; reconnecting");
+                }
+                self.metrics.mqtt_connected.set(0);
+            }
+            LinkEvent::Message { topic, payload } => {
+                let Some((device, kind)) = parse_topic(&topic) else {
+                    self.metrics.messages_malformed.with_label_values(&["topic"]).inc();
+                    return;
+                };
+                let kind_name = match kind {
+                    TopicKind::Hello => "hello",
+                    TopicKind::Presence => "presence",
+                    TopicKind::Reports => "report",
+                    TopicKind::Commands => return,
+                };
+                self.metrics.messages_received.with_label_values(&[kind_name]).inc();
+                let input = match kind {
+                    TopicKind::Hello => Hello::from_json(&payload).and_then(|h| {
+                        if h.device_id == device {
+                            Ok(Input::Hello(h))
+                        } else {
+                            Err(bindwave_proto::ProtoError::MalformedMessage {
+                                kind: "hello",
+                                detail: format!("device id {} differs from the topic's {device}", h.device_id),
+                            })
+                        }
+                    }),
+                    TopicKind::Presence => Presence::from_json(&payload).map(|p| Input::Presence(device.clone(), p)),
+                    TopicKind::Reports => Report::from_json(&payload).map(|r| Input::Report(device.clone(), r)),
+                    TopicKind::Commands => return,
+                };
+                match input {
+                    Ok(input) => match self.engine.handle(input, now_millis()) {
+                        Ok((_, fx)) => batch.effects.extend(fx),
+                        Err(e) => tracing::warn!(%device, "device message refused: {e}"),
+                    },
+                    Err(e) => {
+                        self.metrics.messages_malformed.with_label_values(&[kind_name]).inc();
+                        tracing::warn!(%device, "dropping a message: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&mut self, batch: Batch, owed: &mut Vec<Effect>) -> Result<(), ControllerError> {
+        let Batch { effects, replies, queries, connected } = batch;
+        if connected {
+            for kind in [TopicKind::Hello, TopicKind::Presence, TopicKind::Reports] {
+                if let Err(e) = self.client.subscribe(kind.filter_all(), QoS::AtLeastOnce).await {
+                    tracing::error!("subscribe failed: {e}");
+                }
+            }
+        }
+        let puts: Vec<_> = effects.iter().filter_map(|e| if let Effect::Put(r) = e { Some(r) } else { None }).collect();
+        if !puts.is_empty() {
+            self.store.put(puts.iter().copied())?;
+            self.store.flush().await?;
+            self.metrics.store_flushes.inc();
+            self.metrics.store_records_written.inc_by(puts.len() as u64);
+        }
+        // Durable: now the world may hear of it.
+        let sends = effects.into_iter().filter_map(|e| match e {
+            Effect::Send { device, command } => Some((device, command)),
+            Effect::Put(_) => None,
+        });
+        let owed_now = if connected { std::mem::take(owed) } else { Vec::new() };
+        let owed_sends = owed_now.into_iter().filter_map(|e| match e {
+            Effect::Send { device, command } => Some((device, command)),
+            Effect::Put(_) => None,
+        });
+        for (device, command) in owed_sends.chain(sends) {
+            self.send(&device, &command).await;
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        for q in queries {
+            q(&self.engine);
+        }
+        Ok(())
+    }
+
+    async fn send(&self, device: &bindwave_proto::wire::DeviceId, command: &Command) {
+        let topic = TopicKind::Commands.topic(device);
+        match self.client.publish(topic, QoS::AtLeastOnce, false, command.to_json()).await {
+            Ok(()) => self.metrics.commands_sent.inc(),
+            Err(e) => tracing::error!(%device, "publish failed: {e}"),
+        }
+    }
+}
