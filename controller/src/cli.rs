@@ -79,8 +79,10 @@ pub struct ServeArgs {
 #[derive(Subcommand)]
 pub enum ImageCmd {
     /// Build a bind from a payload and header fields.
-    #[command(after_help = "Examples:\n  bindwave image pack fw.img --version 'V3 R3.18.0' --hardware-levels 3,4 -o fw.bind\n  \
-        bindwave image pack fw.img --version 'V3 R3.18.0' -o fw-any-hw.bind")]
+    #[command(
+        after_help = "Examples:\n  bindwave image pack fw.img --version 'V3 R3.18.0' --hardware-levels 3,4 -o fw.bind\n  \
+        bindwave image pack fw.img --version 'V3 R3.18.0' -o fw-any-hw.bind"
+    )]
     Pack {
         /// The firmware payload.
         payload: PathBuf,
@@ -237,7 +239,10 @@ async fn image(cmd: ImageCmd, controller: &str) -> Result<(), ControllerError> {
             let levels = header.hardware_levels.as_ref().map_or("none (decided by software level)".to_string(), |l| {
                 l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
             });
-            println!("packed {} ({} payload bytes), hardware levels: {levels}", header.software_version, header.payload_len);
+            println!(
+                "packed {} ({} payload bytes), hardware levels: {levels}",
+                header.software_version, header.payload_len
+            );
             Ok(())
         }
         ImageCmd::Inspect { file, output } => {
@@ -275,7 +280,12 @@ async fn image(cmd: ImageCmd, controller: &str) -> Result<(), ControllerError> {
             }
             let mut t = Table::new(["SHA256", "VERSION", "HW LEVELS", "SIZE"]);
             for i in list {
-                t.row([i.sha256.clone(), i.software_version.to_string(), levels_text(i.hardware_levels.as_deref()), i.size.to_string()]);
+                t.row([
+                    i.sha256.clone(),
+                    i.software_version.to_string(),
+                    levels_text(i.hardware_levels.as_deref()),
+                    i.size.to_string(),
+                ]);
             }
             print!("{t}");
             Ok(())
@@ -331,7 +341,17 @@ async fn rollout(cmd: RolloutCmd, controller: &str) -> Result<(), ControllerErro
             if output == Format::Json {
                 return print_json(&list);
             }
-            let mut t = Table::new(["ROLLOUT", "STATE", "IMAGE", "DEVICES", "SUCCEEDED", "REJ HW", "REJ SW", "FAILED", "IN PROGRESS"]);
+            let mut t = Table::new([
+                "ROLLOUT",
+                "STATE",
+                "IMAGE",
+                "DEVICES",
+                "SUCCEEDED",
+                "REJ HW",
+                "REJ SW",
+                "FAILED",
+                "IN PROGRESS",
+            ]);
             for s in list {
                 let c = |o| s.counts.get(&o).copied().unwrap_or(0).to_string();
                 t.row([
@@ -343,7 +363,8 @@ async fn rollout(cmd: RolloutCmd, controller: &str) -> Result<(), ControllerErro
                     c(Outcome::RejectedHardware),
                     c(Outcome::RejectedSoftware),
                     c(Outcome::Failed),
-                    (s.counts.get(&Outcome::InProgress).unwrap_or(&0) + s.counts.get(&Outcome::Pending).unwrap_or(&0)).to_string(),
+                    (s.counts.get(&Outcome::InProgress).unwrap_or(&0) + s.counts.get(&Outcome::Pending).unwrap_or(&0))
+                        .to_string(),
                 ]);
             }
             print!("{t}");
@@ -388,14 +409,16 @@ fn print_status(s: &RolloutStatus) {
         s.image.as_ref().map_or(r.image.clone(), |i| format!("{} ({})", i.software_version, &i.sha256[..12])),
         if r.override_compat { "yes" } else { "no" }
     );
-    let counts: Vec<String> = Outcome::ALL.iter().map(|o| format!("{} {}", o.as_str(), s.counts.get(o).unwrap_or(&0))).collect();
+    let counts: Vec<String> =
+        Outcome::ALL.iter().map(|o| format!("{} {}", o.as_str(), s.counts.get(o).unwrap_or(&0))).collect();
     println!("{}\n", counts.join("  "));
     let mut t = Table::new(["DEVICE", "OUTCOME", "RUNNING", "REASON"]);
     for j in &s.jobs {
         let (running, reason) = match &j.phase {
-            JobPhase::Succeeded { running_version, override_used } => {
-                (running_version.to_string(), if *override_used { "installed with override".into() } else { String::new() })
-            }
+            JobPhase::Succeeded { running_version, override_used } => (
+                running_version.to_string(),
+                if *override_used { "installed with override".into() } else { String::new() },
+            ),
             JobPhase::Rejected { reason, running_version } | JobPhase::Failed { reason, running_version } => (
                 running_version.as_ref().map_or("-".into(), ToString::to_string),
                 format!("{}: {reason}", reason.code()),

@@ -77,7 +77,10 @@ impl ApiClient {
             detail: if e.is_connect() { "connection refused".into() } else { e.to_string() },
         })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ControllerError::Unreachable { url: self.base.clone(), detail: e.to_string() })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ControllerError::Unreachable { url: self.base.clone(), detail: e.to_string() })?;
         if !status.is_success() {
             let message = serde_json::from_slice::<ApiError>(&bytes)
                 .map(|e| e.error)

@@ -54,14 +54,23 @@ pub async fn run(opts: DemoOptions) -> Result<(), ControllerError> {
         public_url: None,
     })
     .await?;
-    println!("controller: HTTP http://{}  MQTT {} (embedded)  data {}", service.http_addr, service.mqtt_url, dir.path().display());
+    println!(
+        "controller: HTTP http://{}  MQTT {} (embedded)  data {}",
+        service.http_addr,
+        service.mqtt_url,
+        dir.path().display()
+    );
 
     let result = fleet_and_rollouts(&opts, &service, dir.path()).await;
     service.stop().await?;
     result
 }
 
-async fn fleet_and_rollouts(opts: &DemoOptions, service: &Service, dir: &std::path::Path) -> Result<(), ControllerError> {
+async fn fleet_and_rollouts(
+    opts: &DemoOptions,
+    service: &Service,
+    dir: &std::path::Path,
+) -> Result<(), ControllerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let http = bindwave_agent::agent::http_client()?;
     let mut agents = Vec::with_capacity(opts.devices);
@@ -107,14 +116,16 @@ async fn fleet_and_rollouts(opts: &DemoOptions, service: &Service, dir: &std::pa
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bar.finish_and_clear();
-    println!("fleet: {} phones online in {:.1?} ({} models, hardware levels 2-5)", opts.devices, started.elapsed(), MODELS.len());
+    println!(
+        "fleet: {} phones online in {:.1?} ({} models, hardware levels 2-5)",
+        opts.devices,
+        started.elapsed(),
+        MODELS.len()
+    );
 
     // Two binds: one that names the hardware levels it supports, one that leaves it to the software level.
     let payload: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let binds = [
-        ("V3 R3.18.0", Some(vec![HardwareLevel(3), HardwareLevel(4)])),
-        ("V3 R4.2.0", None),
-    ];
+    let binds = [("V3 R3.18.0", Some(vec![HardwareLevel(3), HardwareLevel(4)])), ("V3 R4.2.0", None)];
     let mut summaries = Vec::new();
     for (v, levels) in binds {
         let bytes = pack(version(v)?, levels.clone(), &payload)?;
@@ -124,7 +135,11 @@ async fn fleet_and_rollouts(opts: &DemoOptions, service: &Service, dir: &std::pa
         });
         println!("\nimage {} {}  hardware levels: {hw}", &image.sha256[..12], image.software_version);
         let rollout = api
-            .create_rollout(&CreateRollout { image: image.sha256.clone(), devices: Selection::All, override_compat: false })
+            .create_rollout(&CreateRollout {
+                image: image.sha256.clone(),
+                devices: Selection::All,
+                override_compat: false,
+            })
             .await?;
         let t0 = Instant::now();
         api.start_rollout(&rollout.id).await?;
@@ -132,7 +147,8 @@ async fn fleet_and_rollouts(opts: &DemoOptions, service: &Service, dir: &std::pa
         let status = loop {
             let status = api.rollout(&rollout.id).await?;
             update_bar(&bar, &status);
-            let open = status.counts.get(&Outcome::InProgress).unwrap_or(&0) + status.counts.get(&Outcome::Pending).unwrap_or(&0);
+            let open = status.counts.get(&Outcome::InProgress).unwrap_or(&0)
+                + status.counts.get(&Outcome::Pending).unwrap_or(&0);
             if open == 0 {
                 break status;
             }
@@ -148,10 +164,22 @@ async fn fleet_and_rollouts(opts: &DemoOptions, service: &Service, dir: &std::pa
     }
 
     println!("\nsummary");
-    let mut t = Table::new(["ROLLOUT", "BIND", "HW FIELD", "DEVICES", "ACCEPTED", "REJECTED HW", "REJECTED SW", "FAILED", "UNFINISHED", "TIME"]);
+    let mut t = Table::new([
+        "ROLLOUT",
+        "BIND",
+        "HW FIELD",
+        "DEVICES",
+        "ACCEPTED",
+        "REJECTED HW",
+        "REJECTED SW",
+        "FAILED",
+        "UNFINISHED",
+        "TIME",
+    ]);
     for (s, hw, elapsed) in &summaries {
         let c = |o| s.counts.get(&o).copied().unwrap_or(0).to_string();
-        let unfinished = s.counts.get(&Outcome::InProgress).unwrap_or(&0) + s.counts.get(&Outcome::Pending).unwrap_or(&0);
+        let unfinished =
+            s.counts.get(&Outcome::InProgress).unwrap_or(&0) + s.counts.get(&Outcome::Pending).unwrap_or(&0);
         t.row([
             s.rollout.id.clone(),
             s.image.as_ref().map_or("-".into(), |i| i.software_version.to_string()),
@@ -166,7 +194,9 @@ async fn fleet_and_rollouts(opts: &DemoOptions, service: &Service, dir: &std::pa
         ]);
     }
     print!("{t}");
-    println!("\nrejected phones kept running their old software, without a restart; see why with `bindwave rollout status`.");
+    println!(
+        "\nrejected phones kept running their old software, without a restart; see why with `bindwave rollout status`."
+    );
 
     let _ = stop_tx.send(true);
     for a in agents {

@@ -161,7 +161,8 @@ impl Engine {
     }
 
     fn on_presence(&mut self, id: DeviceId, p: Presence, now: Millis, fx: &mut Vec<Effect>) {
-        let device = self.devices.entry(id.clone()).or_insert_with(|| Device { id, hello: None, online: false, last_seen: now });
+        let device =
+            self.devices.entry(id.clone()).or_insert_with(|| Device { id, hello: None, online: false, last_seen: now });
         if device.online != p.online {
             device.online = p.online;
             device.last_seen = now;
@@ -196,10 +197,16 @@ impl Engine {
                 // A success must name what runs now; without it the report proves nothing.
                 return;
             }
-            (bindwave_proto::wire::JobState::Rejected, Some(reason), v) => JobPhase::Rejected { reason, running_version: v },
-            (bindwave_proto::wire::JobState::Failed, Some(reason), v) => JobPhase::Failed { reason, running_version: v },
+            (bindwave_proto::wire::JobState::Rejected, Some(reason), v) => {
+                JobPhase::Rejected { reason, running_version: v }
+            }
+            (bindwave_proto::wire::JobState::Failed, Some(reason), v) => {
+                JobPhase::Failed { reason, running_version: v }
+            }
             (s, None, v) if s.is_final() => JobPhase::Failed {
-                reason: bindwave_proto::wire::Reason::InstallFailed { detail: format!("device reported {s} without a reason") },
+                reason: bindwave_proto::wire::Reason::InstallFailed {
+                    detail: format!("device reported {s} without a reason"),
+                },
                 running_version: v,
             },
             (state, _, _) => {
@@ -232,7 +239,14 @@ impl Engine {
         }
     }
 
-    fn create_rollout(&mut self, image: &str, selection: Selection, override_compat: bool, now: Millis, fx: &mut Vec<Effect>) -> Result<Rollout, ControllerError> {
+    fn create_rollout(
+        &mut self,
+        image: &str,
+        selection: Selection,
+        override_compat: bool,
+        now: Millis,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Rollout, ControllerError> {
         let image = self.find_image(image)?.sha256.clone();
         let devices: Vec<DeviceId> = match selection {
             Selection::All => self.devices.keys().cloned().collect(),
@@ -264,7 +278,14 @@ impl Engine {
         self.rollouts.insert(number, rollout.clone());
         fx.push(Effect::Put(Record::Rollout(rollout.clone())));
         for device in devices {
-            let job = Job { id: format!("{id}-{device}"), rollout: id.clone(), device: device.clone(), phase: JobPhase::Pending, sent_at: None, updated_at: now };
+            let job = Job {
+                id: format!("{id}-{device}"),
+                rollout: id.clone(),
+                device: device.clone(),
+                phase: JobPhase::Pending,
+                sent_at: None,
+                updated_at: now,
+            };
             self.job_ids.insert(job.id.clone(), (number, device.clone()));
             fx.push(Effect::Put(Record::Job(job.clone())));
             self.jobs.entry(number).or_default().insert(device, job);
@@ -365,9 +386,12 @@ impl Engine {
     /// not said hello.
     pub fn predict(&self, image: &Image, device: &DeviceId, override_compat: bool) -> Option<Decision> {
         let hello = self.devices.get(device)?.hello.as_ref()?;
-        let header = BindHeader::new(image.software_version.clone(), image.hardware_levels.clone(), image.payload_len, [0; 32]);
-        let profile = DeviceProfile { hardware_level: hello.hardware_level, minimum_software_version: hello.minimum_software_version.clone() };
+        let header =
+            BindHeader::new(image.software_version.clone(), image.hardware_levels.clone(), image.payload_len, [0; 32]);
+        let profile = DeviceProfile {
+            hardware_level: hello.hardware_level,
+            minimum_software_version: hello.minimum_software_version.clone(),
+        };
         Some(decide(&header, &profile, override_compat))
     }
 }
-

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         cli::Command::Serve(_) => "info,rmqtt=warn,rmqtt_net=warn,rmqtt_retainer=warn",
-        _ => "warn",
+        _ => "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

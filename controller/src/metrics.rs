@@ -62,7 +62,11 @@ impl Metrics {
             store_size: gauge("bindwave_store_size_bytes", "Size of the store on disk."),
             devices: gauge_vec("bindwave_devices", "Known devices, by online state.", &["online"]),
             rollouts: gauge_vec("bindwave_rollouts", "Rollouts, by state.", &["state"]),
-            rollout_jobs: gauge_vec("bindwave_rollout_jobs", "Jobs of each rollout, by outcome.", &["rollout", "outcome"]),
+            rollout_jobs: gauge_vec(
+                "bindwave_rollout_jobs",
+                "Jobs of each rollout, by outcome.",
+                &["rollout", "outcome"],
+            ),
             registry,
         }
     }

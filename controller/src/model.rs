@@ -67,12 +67,24 @@ pub enum JobPhase {
     /// Commanded; no report yet.
     Sent,
     /// The device reported progress.
-    Running { state: JobState, progress: Option<u8> },
+    Running {
+        state: JobState,
+        progress: Option<u8>,
+    },
     /// Installed and running the new version.
-    Succeeded { running_version: SoftwareVersion, override_used: bool },
+    Succeeded {
+        running_version: SoftwareVersion,
+        override_used: bool,
+    },
     /// The bind is not for this device; it still runs `running_version`.
-    Rejected { reason: Reason, running_version: Option<SoftwareVersion> },
-    Failed { reason: Reason, running_version: Option<SoftwareVersion> },
+    Rejected {
+        reason: Reason,
+        running_version: Option<SoftwareVersion>,
+    },
+    Failed {
+        reason: Reason,
+        running_version: Option<SoftwareVersion>,
+    },
 }
 
 impl JobPhase {

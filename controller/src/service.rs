@@ -68,7 +68,10 @@ impl Core {
         rx.await.map_err(|_| ControllerError::ShuttingDown)?
     }
 
-    pub async fn query<T: Send + 'static>(&self, f: impl FnOnce(&Engine) -> T + Send + 'static) -> Result<T, ControllerError> {
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Result<T, ControllerError> {
         let (tx, rx) = oneshot::channel();
         let job = Box::new(move |e: &Engine| drop(tx.send(f(e))));
         self.tx.send(Request::Query(job)).await.map_err(|_| ControllerError::ShuttingDown)?;
@@ -113,7 +116,8 @@ impl Service {
         let listener = tokio::net::TcpListener::bind(opts.http_listen)
             .await
             .map_err(|source| ControllerError::HttpListen { addr: opts.http_listen, source })?;
-        let http_addr = listener.local_addr().map_err(|source| ControllerError::HttpListen { addr: opts.http_listen, source })?;
+        let http_addr =
+            listener.local_addr().map_err(|source| ControllerError::HttpListen { addr: opts.http_listen, source })?;
         let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
 
         let mut engine = Engine::new(public_url);

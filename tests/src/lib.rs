@@ -1,0 +1,211 @@
+//! Helpers for tests that run the real `bindwave` and `bindwave-agent` binaries.
+//!
+//! Each test gets its own temporary directory; every process it starts writes its output to a log file
+//! there, is killed when the test ends, and has its log printed if the test fails.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A built binary of the workspace, next to the test executable's directory (`target/<profile>/`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; `cargo test --workspace` builds it (or run `cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A process that is killed when dropped, with its output in a log file.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).env("RUST_LOG", "info,rmqtt=warn,rmqtt_net=warn");
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc { name: name.to_string(), child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, like a power cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("----- log of {} ({}) -----\n{}", self.name, self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// A controller started with `bindwave serve` on free ports.
+pub struct Controller {
+    pub proc: Proc,
+    pub http: String,
+    pub mqtt: String,
+    pub data_dir: PathBuf,
+}
+
+impl Controller {
+    pub fn start(dir: &Path) -> Controller {
+        let (http_port, mqtt_port) = (free_port(), free_port());
+        let data_dir = dir.join("controller");
+        Self::start_with(dir, &data_dir, http_port, Some(mqtt_port), None)
+    }
+
+    /// Starts on given ports and data directory; with `broker`, uses that external broker.
+    pub fn start_with(
+        dir: &Path,
+        data_dir: &Path,
+        http_port: u16,
+        mqtt_port: Option<u16>,
+        broker: Option<&str>,
+    ) -> Controller {
+        let mut cmd = Command::new(bin("bindwave"));
+        cmd.arg("serve").arg("--data-dir").arg(data_dir).arg("--http-listen").arg(format!("127.0.0.1:{http_port}"));
+        let mqtt = match broker {
+            Some(url) => {
+                cmd.arg("--broker").arg(url);
+                url.to_string()
+            }
+            None => {
+                let port = mqtt_port.expect("an MQTT port for the embedded broker");
+                cmd.arg("--mqtt-listen").arg(format!("127.0.0.1:{port}"));
+                format!("mqtt://127.0.0.1:{port}")
+            }
+        };
+        let proc = Proc::spawn("controller", cmd, dir);
+        let c =
+            Controller { proc, http: format!("http://127.0.0.1:{http_port}"), mqtt, data_dir: data_dir.to_path_buf() };
+        wait_until(Duration::from_secs(30), "the controller to answer /healthz", || {
+            http_get(&c.http, "/healthz").map(|(s, _)| s == 200).unwrap_or(false)
+        });
+        c
+    }
+
+    /// Runs `bindwave --controller <this> ARGS` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(Command::new(bin("bindwave")).arg("--controller").arg(&self.http).args(args))
+    }
+
+    /// Runs a CLI command that must succeed, and parses its stdout as JSON.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert_success(&out, args);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("bindwave {args:?} printed no JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
+        })
+    }
+
+    /// Runs a CLI command that must succeed and returns its trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert_success(&out, args);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn assert_success(out: &Output, what: &[&str]) {
+    assert!(
+        out.status.success(),
+        "{what:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls `f` every 100 ms until it holds; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A minimal HTTP/1.1 GET: status and body.
+pub fn http_get(base: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// An agent config for a test phone.
+pub struct Phone<'a> {
+    pub id: &'a str,
+    pub part_number: &'a str,
+    pub software_version: &'a str,
+    pub minimum_software_version: &'a str,
+}
+
+impl Phone<'_> {
+    /// Writes the phone's config (with the part-number table given) and starts `bindwave-agent run`.
+    pub fn start(&self, dir: &Path, broker: &str, table: &[(&str, u16)]) -> Proc {
+        let state = dir.join(self.id);
+        std::fs::create_dir_all(&state).expect("state dir");
+        let mut toml = format!(
+            "device_id = {:?}\npart_number = {:?}\nsoftware_version = {:?}\nminimum_software_version = {:?}\n\
+             state_dir = {:?}\nreport_retry_secs = 1\n\n[broker]\nurl = {:?}\n\n[hardware_levels]\n",
+            self.id,
+            self.part_number,
+            self.software_version,
+            self.minimum_software_version,
+            state.display().to_string(),
+            broker
+        );
+        for (part, level) in table {
+            toml.push_str(&format!("{part:?} = {level}\n"));
+        }
+        let config = dir.join(format!("{}.toml", self.id));
+        std::fs::write(&config, toml).expect("agent config");
+        let mut cmd = Command::new(bin("bindwave-agent"));
+        cmd.arg("run").arg("--config").arg(&config);
+        Proc::spawn(self.id, cmd, dir)
+    }
+}
