@@ -346,7 +346,7 @@ mod tests {
 
     use std::collections::HashSet;
 
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
     use tokio::sync::{mpsc, watch};
 
     const WAIT: Duration = Duration::from_secs(20);
@@ -381,6 +381,7 @@ mod tests {
             let (tx, incoming) = mpsc::unbounded_channel();
             let (paused, mut pause) = watch::channel(false);
             let poller = tokio::spawn(async move {
+                let mut disconnecting = false;
                 loop {
                     if pause.wait_for(|paused| !paused).await.is_err() {
                         return;
@@ -391,7 +392,11 @@ mod tests {
                                 return;
                             }
                         }
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
                         Ok(Event::Outgoing(_)) => {}
+                        // After our own DISCONNECT, stop: polling again would reconnect, and
+                        // that short-lived connection could receive (and ack) queued messages.
+                        Err(_) if disconnecting => return,
                         Err(_) => {
                             // The broker never sends DISCONNECT to MQTT 3.1.1 clients, so this
                             // marks "connection lost" unambiguously.
@@ -473,9 +478,11 @@ mod tests {
             seen
         }
 
-        /// Sends DISCONNECT and waits until the broker shows the session offline.
-        async fn disconnect(self, broker: &EmbeddedBroker, id: &str) {
+        /// Sends DISCONNECT, without reconnecting, and waits until the broker shows the session offline.
+        async fn disconnect(mut self, broker: &EmbeddedBroker, id: &str) {
             self.client.disconnect().await.expect("queue DISCONNECT");
+            // The event loop task ends once the connection is closed.
+            (&mut self.poller).await.expect("event loop task");
             let deadline = tokio::time::Instant::now() + WAIT;
             loop {
                 let status = broker.scx.extends.shared().await.session_status(id).await;

@@ -62,19 +62,14 @@ pub fn inspect(path: &Path) -> Result<Inspection, ControllerError> {
     let mut reader = BufReader::new(File::open(path).map_err(io_err("open", path))?);
     // First the header alone, so a malformed header is reported as such even if the file is huge.
     let mut head = Vec::new();
-    loop {
-        match parse_header(&head)? {
-            Parsed::Incomplete { needed } => {
-                debug_assert!(head.len() + needed <= PRELUDE_LEN + MAX_HEADER_LEN as usize);
-                let before = head.len();
-                (&mut reader).take(needed as u64).read_to_end(&mut head).map_err(io_err("read", path))?;
-                if head.len() == before {
-                    return Err(ControllerError::InvalidBind(bindwave_proto::wire::Reason::MalformedBind {
-                        detail: format!("the file ends after {} bytes, inside the header", head.len()),
-                    }));
-                }
-            }
-            Parsed::Complete { .. } => break,
+    while let Parsed::Incomplete { needed } = parse_header(&head)? {
+        debug_assert!(head.len() + needed <= PRELUDE_LEN + MAX_HEADER_LEN as usize);
+        let before = head.len();
+        (&mut reader).take(needed as u64).read_to_end(&mut head).map_err(io_err("read", path))?;
+        if head.len() == before {
+            return Err(ControllerError::InvalidBind(bindwave_proto::wire::Reason::MalformedBind {
+                detail: format!("the file ends after {} bytes, inside the header", head.len()),
+            }));
         }
     }
     let mut verifier = Verifier::new(Expected::default());

@@ -45,12 +45,15 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
 }
 
+type ReplyTo = oneshot::Sender<Result<Reply, ControllerError>>;
+type QueryFn = Box<dyn FnOnce(&Engine) + Send>;
+
 /// A request to the core.
 pub(crate) enum Request {
     /// Change state: answered after the change is durable.
-    Act { input: Input, reply: oneshot::Sender<Result<Reply, ControllerError>> },
+    Act { input: Input, reply: ReplyTo },
     /// Read state.
-    Query(Box<dyn FnOnce(&Engine) + Send>),
+    Query(QueryFn),
 }
 
 /// A handle the HTTP API uses to reach the core.
@@ -185,8 +188,8 @@ struct CoreLoop {
 #[derive(Default)]
 struct Batch {
     effects: Vec<Effect>,
-    replies: Vec<(oneshot::Sender<Result<Reply, ControllerError>>, Result<Reply, ControllerError>)>,
-    queries: Vec<Box<dyn FnOnce(&Engine) + Send>>,
+    replies: Vec<(ReplyTo, Result<Reply, ControllerError>)>,
+    queries: Vec<QueryFn>,
     connected: bool,
 }
 
