@@ -6,7 +6,10 @@ fn agent_with(config: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
     std::fs::write(&path, config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_bindwave-agent")).args(["run", "--config", path.to_str().unwrap()]).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_bindwave-agent"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap()
 }
 
 const GOOD: &str = r#"
@@ -32,7 +35,10 @@ fn fails_with(config: &str, needle: &str) {
 
 #[test]
 fn missing_config_file() {
-    let o = Command::new(env!("CARGO_BIN_EXE_bindwave-agent")).args(["run", "--config", "/nonexistent/agent.toml"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_bindwave-agent"))
+        .args(["run", "--config", "/nonexistent/agent.toml"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read agent config /nonexistent/agent.toml"));
 }

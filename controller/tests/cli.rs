@@ -28,7 +28,10 @@ fn a_file_that_is_not_a_bind_is_refused_before_any_upload() {
     std::fs::write(&f, b"just a payload, no header").unwrap();
     // No controller runs at this address: the local check must answer first.
     let controller = format!("http://127.0.0.1:{}", free_port());
-    for args in [vec!["image", "inspect", f.to_str().unwrap()], vec!["--controller", &controller, "image", "add", f.to_str().unwrap()]] {
+    for args in [
+        vec!["image", "inspect", f.to_str().unwrap()],
+        vec!["--controller", &controller, "image", "add", f.to_str().unwrap()],
+    ] {
         let o = bindwave(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         assert!(stderr(&o).contains("not a bind file"), "{}", stderr(&o));
@@ -42,7 +45,15 @@ fn a_truncated_bind_names_what_is_missing() {
     let payload = dir.path().join("fw.img");
     std::fs::write(&payload, vec![1u8; 1000]).unwrap();
     let bind = dir.path().join("fw.bind");
-    let o = bindwave(&["image", "pack", payload.to_str().unwrap(), "--version", "V3 R3.18.0", "-o", bind.to_str().unwrap()]);
+    let o = bindwave(&[
+        "image",
+        "pack",
+        payload.to_str().unwrap(),
+        "--version",
+        "V3 R3.18.0",
+        "-o",
+        bind.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&bind).unwrap();
     std::fs::write(&bind, &bytes[..bytes.len() - 100]).unwrap();
