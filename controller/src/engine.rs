@@ -395,3 +395,251 @@ impl Engine {
         Some(decide(&header, &profile, override_compat))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindwave_proto::wire::{JobState, LevelSource, Reason};
+    use bindwave_proto::HardwareLevel;
+
+    fn id(s: &str) -> DeviceId {
+        DeviceId::new(s).unwrap()
+    }
+
+    fn hello(device: &str, level: u16) -> Hello {
+        Hello {
+            device_id: id(device),
+            part_number: "P".into(),
+            hardware_level: HardwareLevel(level),
+            hardware_level_source: LevelSource::PartNumber,
+            software_version: "V3 R1.0.0".parse().unwrap(),
+            minimum_software_version: "V3 R1.0.0".parse().unwrap(),
+            agent_version: "test".into(),
+        }
+    }
+
+    fn image() -> Image {
+        Image {
+            sha256: "ab".repeat(32),
+            size: 100,
+            software_version: "V3 R3.18.0".parse().unwrap(),
+            hardware_levels: Some(vec![HardwareLevel(3)]),
+            payload_sha256: "cd".repeat(32),
+            payload_len: 50,
+            added_at: 0,
+        }
+    }
+
+    fn report(job: &str, state: JobState) -> Report {
+        Report { job_id: job.into(), state, progress: None, running_version: None, reason: None, override_used: false }
+    }
+
+    fn succeeded(job: &str) -> Report {
+        Report { running_version: Some("V3 R3.18.0".parse().unwrap()), ..report(job, JobState::Succeeded) }
+    }
+
+    /// An engine with two devices, an image, and rollout r1 to both, started.
+    fn started() -> Engine {
+        let mut e = Engine::new("http://ctl:8080/");
+        e.handle(Input::Hello(hello("a", 3)), 1).unwrap();
+        e.handle(Input::Hello(hello("b", 2)), 1).unwrap();
+        e.handle(Input::AddImage(image()), 2).unwrap();
+        e.handle(Input::CreateRollout { image: "abab".repeat(2), devices: Selection::All, override_compat: false }, 3)
+            .unwrap();
+        e.handle(Input::StartRollout("r1".into()), 4).unwrap();
+        e
+    }
+
+    fn sends(fx: &[Effect]) -> Vec<(String, Command)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Send { device, command } => Some((device.to_string(), command.clone())),
+                Effect::Put(_) => None,
+            })
+            .collect()
+    }
+
+    fn puts(fx: &[Effect]) -> usize {
+        fx.iter().filter(|e| matches!(e, Effect::Put(_))).count()
+    }
+
+    #[test]
+    fn start_persists_then_commands_every_device() {
+        let mut e = Engine::new("http://ctl:8080/");
+        e.handle(Input::Hello(hello("a", 3)), 1).unwrap();
+        e.handle(Input::AddImage(image()), 2).unwrap();
+        let (reply, fx) = e
+            .handle(Input::CreateRollout { image: "ababab".into(), devices: Selection::All, override_compat: true }, 3)
+            .unwrap();
+        assert!(matches!(reply, Reply::Rollout(ref r) if r.id == "r1" && r.state == RolloutState::Created));
+        assert!(sends(&fx).is_empty(), "creating sends nothing");
+        let (_, fx) = e.handle(Input::StartRollout("r1".into()), 4).unwrap();
+        let first_send = fx.iter().position(|e| matches!(e, Effect::Send { .. })).unwrap();
+        assert!(fx[..first_send].iter().all(|e| matches!(e, Effect::Put(_))), "records come before commands");
+        let s = sends(&fx);
+        assert_eq!(s.len(), 1);
+        let Command::Update(cmd) = &s[0].1 else { panic!("{s:?}") };
+        assert_eq!(cmd.url, format!("http://ctl:8080/binds/{}.bind", "ab".repeat(32)));
+        assert_eq!((cmd.job_id.as_str(), cmd.size, cmd.override_compat), ("r1-a", 100, true));
+        assert!(matches!(
+            e.handle(Input::StartRollout("r1".into()), 5),
+            Err(ControllerError::RolloutAlreadyStarted(_))
+        ));
+    }
+
+    #[test]
+    fn bad_rollout_requests_are_refused() {
+        let mut e = Engine::new("http://x");
+        let create =
+            |image: &str, devices| Input::CreateRollout { image: image.into(), devices, override_compat: false };
+        assert!(matches!(e.handle(create("ababab", Selection::All), 0), Err(ControllerError::UnknownImage(_))));
+        e.handle(Input::AddImage(image()), 0).unwrap();
+        assert!(
+            matches!(e.handle(create("abab", Selection::All), 0), Err(ControllerError::UnknownImage(_))),
+            "prefix too short"
+        );
+        assert!(matches!(e.handle(create("ababab", Selection::All), 0), Err(ControllerError::EmptyRollout)));
+        assert!(matches!(
+            e.handle(create("ababab", Selection::List(vec![id("ghost")])), 0),
+            Err(ControllerError::UnknownDevice(_))
+        ));
+        assert!(matches!(e.handle(Input::StartRollout("r9".into()), 0), Err(ControllerError::UnknownRollout(_))));
+        assert!(matches!(e.handle(Input::StartRollout("x".into()), 0), Err(ControllerError::UnknownRollout(_))));
+    }
+
+    #[test]
+    fn final_reports_are_recorded_once_and_always_acknowledged() {
+        let mut e = started();
+        let (_, fx) = e.handle(Input::Report(id("a"), succeeded("r1-a")), 10).unwrap();
+        assert_eq!(puts(&fx), 1);
+        assert_eq!(sends(&fx), vec![("a".into(), Command::Ack { job_id: "r1-a".into() })]);
+        // The repeat changes nothing but is acknowledged again.
+        let (_, fx) = e.handle(Input::Report(id("a"), succeeded("r1-a")), 11).unwrap();
+        assert_eq!(puts(&fx), 0);
+        assert_eq!(sends(&fx).len(), 1);
+        // A late progress report does not reopen the job.
+        let (_, fx) = e.handle(Input::Report(id("a"), report("r1-a", JobState::Downloading)), 12).unwrap();
+        assert!(fx.is_empty());
+        assert_eq!(e.counts("r1")[&Outcome::Succeeded], 1);
+    }
+
+    #[test]
+    fn out_of_order_progress_is_ignored() {
+        let mut e = started();
+        let at = |p| Report { progress: Some(p), ..report("r1-a", JobState::Downloading) };
+        assert_eq!(puts(&e.handle(Input::Report(id("a"), at(50)), 5).unwrap().1), 1);
+        assert!(e.handle(Input::Report(id("a"), at(40)), 6).unwrap().1.is_empty());
+        assert!(e.handle(Input::Report(id("a"), report("r1-a", JobState::Received)), 6).unwrap().1.is_empty());
+        assert_eq!(puts(&e.handle(Input::Report(id("a"), report("r1-a", JobState::Verifying)), 7).unwrap().1), 1);
+    }
+
+    #[test]
+    fn reports_for_another_device_or_unknown_jobs_change_nothing() {
+        let mut e = started();
+        // b claims a's job.
+        let (_, fx) = e.handle(Input::Report(id("b"), succeeded("r1-a")), 5).unwrap();
+        assert_eq!(puts(&fx), 0);
+        assert_eq!(e.counts("r1")[&Outcome::InProgress], 2);
+        // An unknown job's final report is acknowledged so the device stops repeating it; progress is not.
+        let (_, fx) = e.handle(Input::Report(id("a"), report("zzz", JobState::Downloading)), 5).unwrap();
+        assert!(fx.is_empty());
+        let failed =
+            Report { reason: Some(Reason::DownloadFailed { detail: "x".into() }), ..report("zzz", JobState::Failed) };
+        let (_, fx) = e.handle(Input::Report(id("a"), failed), 5).unwrap();
+        assert_eq!((puts(&fx), sends(&fx).len()), (0, 1));
+    }
+
+    #[test]
+    fn a_success_must_say_what_runs_now() {
+        let mut e = started();
+        let (_, fx) = e.handle(Input::Report(id("a"), report("r1-a", JobState::Succeeded)), 5).unwrap();
+        assert!(fx.is_empty());
+        assert_eq!(e.counts("r1")[&Outcome::Succeeded], 0);
+    }
+
+    #[test]
+    fn outcomes_are_classified_and_the_rollout_finishes() {
+        let mut e = started();
+        e.handle(Input::Report(id("a"), succeeded("r1-a")), 5).unwrap();
+        assert_eq!(e.rollout("r1").unwrap().state, RolloutState::Running);
+        let rejected = Report {
+            reason: Some(Reason::HardwareLevelIncompatible {
+                device_level: HardwareLevel(2),
+                bind_levels: vec![HardwareLevel(3)],
+            }),
+            running_version: Some("V3 R1.0.0".parse().unwrap()),
+            ..report("r1-b", JobState::Rejected)
+        };
+        let (_, fx) = e.handle(Input::Report(id("b"), rejected), 6).unwrap();
+        assert!(fx.iter().any(|f| matches!(f, Effect::Put(Record::Rollout(r)) if r.state == RolloutState::Finished)));
+        let counts = e.counts("r1");
+        assert_eq!((counts[&Outcome::Succeeded], counts[&Outcome::RejectedHardware]), (1, 1));
+        assert_eq!(e.rollout("r1").unwrap().finished_at, Some(6));
+    }
+
+    #[test]
+    fn hello_of_a_device_with_unfinished_work_resends_it() {
+        let mut e = started();
+        e.handle(Input::Report(id("a"), succeeded("r1-a")), 5).unwrap();
+        let (_, fx) = e.handle(Input::Hello(hello("b", 2)), 6).unwrap();
+        let s = sends(&fx);
+        assert_eq!(s.len(), 1);
+        assert!(matches!(&s[0].1, Command::Update(c) if c.job_id == "r1-b"));
+        // a finished: its hello sends nothing.
+        assert!(sends(&e.handle(Input::Hello(hello("a", 3)), 7).unwrap().1).is_empty());
+    }
+
+    #[test]
+    fn presence_is_recorded_only_when_it_changes() {
+        let mut e = started();
+        assert_eq!(puts(&e.handle(Input::Presence(id("a"), Presence { online: false }), 5).unwrap().1), 1);
+        assert_eq!(puts(&e.handle(Input::Presence(id("a"), Presence { online: false }), 6).unwrap().1), 0);
+        assert!(!e.devices().find(|d| d.id == id("a")).unwrap().online);
+    }
+
+    #[test]
+    fn restoring_the_records_rebuilds_the_same_state() {
+        let mut e = Engine::new("http://x");
+        let mut records = Vec::new();
+        let mut run = |e: &mut Engine, input, now| {
+            let (_, fx) = e.handle(input, now).unwrap();
+            records.extend(fx.into_iter().filter_map(|f| if let Effect::Put(r) = f { Some(r) } else { None }));
+        };
+        run(&mut e, Input::Hello(hello("a", 3)), 1);
+        run(&mut e, Input::Hello(hello("b", 2)), 1);
+        run(&mut e, Input::AddImage(image()), 2);
+        run(
+            &mut e,
+            Input::CreateRollout { image: "ababab".into(), devices: Selection::All, override_compat: false },
+            3,
+        );
+        run(&mut e, Input::StartRollout("r1".into()), 4);
+        run(&mut e, Input::Report(id("a"), succeeded("r1-a")), 5);
+
+        let mut restored = Engine::new("http://x");
+        for r in records {
+            restored.restore(r);
+        }
+        assert_eq!(restored.counts("r1"), e.counts("r1"));
+        assert_eq!(restored.rollout("r1"), e.rollout("r1"));
+        // Only b's command is owed.
+        let owed = sends(&restored.resume());
+        assert_eq!(owed.len(), 1);
+        assert_eq!(owed[0].0, "b");
+        // Numbering continues.
+        let (reply, _) = restored
+            .handle(Input::CreateRollout { image: "ababab".into(), devices: Selection::All, override_compat: false }, 9)
+            .unwrap();
+        assert!(matches!(reply, Reply::Rollout(r) if r.id == "r2"));
+    }
+
+    #[test]
+    fn predictions_use_the_agents_rule() {
+        let e = started();
+        let img = image();
+        assert!(e.predict(&img, &id("a"), false).unwrap().proceeds());
+        assert!(!e.predict(&img, &id("b"), false).unwrap().proceeds());
+        assert!(e.predict(&img, &id("b"), true).unwrap().override_used());
+        assert!(e.predict(&img, &id("nobody"), false).is_none());
+    }
+}
