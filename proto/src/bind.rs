@@ -483,3 +483,26 @@ mod tests {
         assert!(h.encode().is_err());
     }
 }
+
+#[cfg(test)]
+mod doc_example {
+    /// The example in BIND_FORMAT.md is what `pack` writes.
+    #[test]
+    fn bind_format_md_example_is_exact() {
+        let bytes = super::pack(
+            "V3 R3.18.0".parse().unwrap(),
+            Some(vec![super::HardwareLevel(3), super::HardwareLevel(4)]),
+            b"hello",
+        )
+        .unwrap();
+        let doc = include_str!("../BIND_FORMAT.md");
+        let example =
+            doc.split("## Example").nth(1).unwrap().split("```text").nth(1).unwrap().split("```").next().unwrap();
+        let hex: String = example
+            .lines()
+            .map(|l| l.split("   ").next().unwrap_or(""))
+            .flat_map(|l| l.split_whitespace().filter(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_hexdigit())))
+            .collect();
+        assert_eq!(hex, hex::encode(&bytes));
+    }
+}
