@@ -75,7 +75,7 @@ pub fn router(core: Core) -> Router {
         .route("/api/v1/rollouts/{id}", get(rollout_status))
         .route("/api/v1/rollouts/{id}/start", post(start_rollout))
         .route("/binds/{file}", get(download_bind))
-        .fallback(|| async { ControllerError::BadRequest("no such endpoint".into()) })
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(ApiError { error: "no such endpoint".into() })) })
         .with_state(core)
 }
 
