@@ -209,3 +209,30 @@ impl Phone<'_> {
         Proc::spawn(self.id, cmd, dir)
     }
 }
+
+/// A Mosquitto broker on a free port, for interop tests (Debian's `mosquitto` package).
+pub struct Mosquitto {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Mosquitto {
+        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().map(PathBuf::from).find(|p| p.exists());
+        let exe = exe.expect("mosquitto is not installed: `apt-get install -y mosquitto` (.ci/run does)");
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        // Mosquitto also drops QoS 1 messages past 1,000 queued per client by default; the controller is one
+        // client that hears every device.
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 1000\n"),
+        )
+        .expect("mosquitto config");
+        let mut cmd = Command::new(exe);
+        cmd.arg("-c").arg(&conf);
+        let proc = Proc::spawn("mosquitto", cmd, dir);
+        wait_until(Duration::from_secs(10), "mosquitto to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        Mosquitto { proc, url: format!("mqtt://127.0.0.1:{port}") }
+    }
+}

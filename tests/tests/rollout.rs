@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bindwave_tests::{wait_until, Controller, Phone, Proc};
+use bindwave_tests::{free_port, wait_until, Controller, Mosquitto, Phone, Proc};
 use serde_json::Value;
 
 const TABLE: &[(&str, u16)] = &[("S30817-S7702-A101", 3), ("S30817-S7701-A101", 2)];
@@ -56,8 +56,21 @@ fn running_version(c: &Controller, device: &str) -> String {
 #[test]
 fn compatible_accepts_incompatible_reject_with_reasons_and_override_installs() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let c = Controller::start(d);
+    let c = Controller::start(dir.path());
+    three_phones_three_rollouts(&c, dir.path());
+}
+
+/// The same rollouts through Mosquitto: the controller and the agents use the same client code with any
+/// broker.
+#[test]
+fn the_same_through_an_external_mosquitto_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let c = Controller::start_with(dir.path(), &dir.path().join("controller"), free_port(), None, Some(&broker.url));
+    three_phones_three_rollouts(&c, dir.path());
+}
+
+fn three_phones_three_rollouts(c: &Controller, d: &Path) {
     let ok = Phone {
         id: "phone-ok",
         part_number: "S30817-S7702-A101",
