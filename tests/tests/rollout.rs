@@ -91,7 +91,7 @@ fn three_phones_three_rollouts(c: &Controller, d: &Path) {
     };
     let mut agents: Vec<Proc> = [&ok, &hw, &sw].iter().map(|p| p.start(d, &c.mqtt, TABLE)).collect();
     let pids: Vec<u32> = agents.iter().map(Proc::pid).collect();
-    wait_for_devices(&c, 3);
+    wait_for_devices(c, 3);
 
     // Hello carries the identity the rule needs.
     let devices = c.json(&["device", "list", "-o", "json"]);
@@ -99,8 +99,8 @@ fn three_phones_three_rollouts(c: &Controller, d: &Path) {
     assert_eq!(hw_dev["hello"]["hardware_level"], 2);
     assert_eq!(hw_dev["hello"]["hardware_level_source"], "part_number");
 
-    let with_hw = pack(&c, d, "with-hw", "V3 R3.18.0", Some("3,4"));
-    let no_hw = pack(&c, d, "no-hw", "V3 R3.18.0", None);
+    let with_hw = pack(c, d, "with-hw", "V3 R3.18.0", Some("3,4"));
+    let no_hw = pack(c, d, "no-hw", "V3 R3.18.0", None);
 
     // Rollout 1: the bind with the hardware-level field, to the compatible phone and the wrong hardware.
     let r1 = c.ok(&["rollout", "create", "--image", &with_hw, "--devices", "phone-ok,phone-hw"]);
@@ -108,8 +108,8 @@ fn three_phones_three_rollouts(c: &Controller, d: &Path) {
     let r2 = c.ok(&["rollout", "create", "--image", &no_hw[..10], "--devices", "phone-sw"]);
     c.ok(&["rollout", "start", &r1]);
     c.ok(&["rollout", "start", &r2]);
-    let s1 = finish(&c, &r1);
-    let s2 = finish(&c, &r2);
+    let s1 = finish(c, &r1);
+    let s2 = finish(c, &r2);
 
     let accepted = job(&s1, "phone-ok");
     assert_eq!(accepted["phase"]["phase"], "succeeded", "{s1:#}");
@@ -134,14 +134,14 @@ fn three_phones_three_rollouts(c: &Controller, d: &Path) {
 
     // The installed phone runs the new version from its new slot; the rejecting ones run the old one, in the
     // same process (no restart).
-    wait_until(Duration::from_secs(10), "the new version in hello", || running_version(&c, "phone-ok") == "V3 R3.18.0");
+    wait_until(Duration::from_secs(10), "the new version in hello", || running_version(c, "phone-ok") == "V3 R3.18.0");
     let active: Value = serde_json::from_slice(&std::fs::read(d.join("phone-ok/active")).unwrap()).unwrap();
     assert_eq!(active["version"], "V3 R3.18.0");
     let slot = active["slot"].as_str().unwrap();
     let installed = std::fs::read(d.join(format!("phone-ok/slots/{slot}/payload"))).unwrap();
     assert_eq!(installed, std::fs::read(d.join("with-hw.img")).unwrap());
     for (i, id) in [(1, "phone-hw"), (2, "phone-sw")] {
-        assert_eq!(running_version(&c, id), "V3 R3.11.0");
+        assert_eq!(running_version(c, id), "V3 R3.11.0");
         assert!(!d.join(id).join("active").exists(), "{id} switched slots");
         assert!(agents[i].alive(), "{id} exited");
         assert_eq!(agents[i].pid(), pids[i]);
@@ -149,12 +149,12 @@ fn three_phones_three_rollouts(c: &Controller, d: &Path) {
 
     // Rollout 3: the same bind with Override makes the hardware-incompatible phone accept, and says so.
     let r3 = c.ok(&["rollout", "create", "--image", &with_hw, "--devices", "phone-hw", "--override", "--start"]);
-    let s3 = finish(&c, &r3);
+    let s3 = finish(c, &r3);
     let forced = job(&s3, "phone-hw");
     assert_eq!(forced["phase"]["phase"], "succeeded", "{s3:#}");
     assert_eq!(forced["phase"]["override_used"], true);
     wait_until(Duration::from_secs(10), "the overridden install in hello", || {
-        running_version(&c, "phone-hw") == "V3 R3.18.0"
+        running_version(c, "phone-hw") == "V3 R3.18.0"
     });
 
     // The human view says the same.
