@@ -356,7 +356,7 @@ async fn rollout(cmd: RolloutCmd, controller: &str) -> Result<(), ControllerErro
                 let c = |o| s.counts.get(&o).copied().unwrap_or(0).to_string();
                 t.row([
                     s.rollout.id.clone(),
-                    format!("{:?}", s.rollout.state).to_lowercase(),
+                    s.rollout.state.as_str().to_string(),
                     s.rollout.image[..12.min(s.rollout.image.len())].to_string(),
                     s.rollout.devices.len().to_string(),
                     c(Outcome::Succeeded),
@@ -403,9 +403,9 @@ pub(crate) fn update_bar(bar: &indicatif::ProgressBar, status: &RolloutStatus) {
 fn print_status(s: &RolloutStatus) {
     let r = &s.rollout;
     println!(
-        "rollout {}  state {:?}  image {}  override {}",
+        "rollout {}  state {}  image {}  override {}",
         r.id,
-        r.state,
+        r.state.as_str(),
         s.image.as_ref().map_or(r.image.clone(), |i| format!("{} ({})", i.software_version, &i.sha256[..12])),
         if r.override_compat { "yes" } else { "no" }
     );

@@ -5,7 +5,7 @@
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::engine::Engine;
-use crate::model::{Outcome, RolloutState};
+use crate::model::RolloutState;
 
 pub struct Metrics {
     registry: Registry,
@@ -91,9 +91,8 @@ impl Metrics {
             }
         }
         for (state, n) in [RolloutState::Created, RolloutState::Running, RolloutState::Finished].iter().zip(by_state) {
-            self.rollouts.with_label_values(&[state_name(*state)]).set(n);
+            self.rollouts.with_label_values(&[state.as_str()]).set(n);
         }
-        let _ = Outcome::ALL;
     }
 
     pub fn render(&self) -> String {
@@ -106,13 +105,5 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-fn state_name(s: RolloutState) -> &'static str {
-    match s {
-        RolloutState::Created => "created",
-        RolloutState::Running => "running",
-        RolloutState::Finished => "finished",
     }
 }

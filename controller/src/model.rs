@@ -43,6 +43,16 @@ pub enum RolloutState {
     Finished,
 }
 
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Created => "created",
+            RolloutState::Running => "running",
+            RolloutState::Finished => "finished",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollout {
     pub id: String,
