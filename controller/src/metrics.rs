@@ -44,7 +44,7 @@ impl Metrics {
             registry.register(Box::new(g.clone())).expect("metric registered once");
             g
         };
-        Metrics {
+        let m = Metrics {
             mqtt_connected: gauge("bindwave_mqtt_connected", "1 while the controller is connected to the broker."),
             messages_received: counter_vec(
                 "bindwave_mqtt_messages_received_total",
@@ -68,7 +68,20 @@ impl Metrics {
                 &["rollout", "outcome"],
             ),
             registry,
+        };
+        // Known label values start at zero, so dashboards and alerts see the series before the first event.
+        for kind in ["hello", "presence", "report"] {
+            m.messages_received.with_label_values(&[kind]);
+            m.messages_malformed.with_label_values(&[kind]);
         }
+        m.messages_malformed.with_label_values(&["topic"]);
+        for state in [RolloutState::Created, RolloutState::Running, RolloutState::Finished] {
+            m.rollouts.with_label_values(&[state.as_str()]);
+        }
+        for online in ["true", "false"] {
+            m.devices.with_label_values(&[online]);
+        }
+        m
     }
 
     /// Refreshes the gauges that mirror the engine's state.
