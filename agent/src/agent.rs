@@ -225,13 +225,15 @@ impl Loop {
                 tracing::info!(device = %self.config.device_id, job = %report.job_id, state = %report.state,
                     reason = report.reason.as_ref().map(|r| r.to_string()), "job finished");
                 self.journal.record_final(report.clone())?;
+                // The outcome first: a hello while the controller still thinks the job runs would make it
+                // send the command again.
+                self.send_report(&report).await;
                 if let Some(v) = &report.running_version {
                     if *v != self.running {
                         self.running = v.clone();
                         self.publish_hello().await;
                     }
                 }
-                self.send_report(&report).await;
                 self.current = None;
                 self.start_next().await;
             }

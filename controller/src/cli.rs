@@ -225,9 +225,7 @@ async fn serve(args: ServeArgs) -> Result<(), ControllerError> {
     })
     .await?;
     eprintln!("bindwave controller: HTTP on http://{}, MQTT on {}", service.http_addr, service.mqtt_url);
-    shutdown_signal().await;
-    eprintln!("stopping");
-    service.stop().await
+    service.run_until(shutdown_signal()).await
 }
 
 async fn image(cmd: ImageCmd, controller: &str) -> Result<(), ControllerError> {

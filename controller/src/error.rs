@@ -44,6 +44,8 @@ pub enum ControllerError {
     Api { status: u16, message: String },
     #[error("the service is shutting down")]
     ShuttingDown,
+    #[error("the controller's core stopped unexpectedly: {0} (this is a bug; please report it with the log)")]
+    CoreStopped(String),
 }
 
 impl ControllerError {

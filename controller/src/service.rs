@@ -155,26 +155,46 @@ impl Service {
         Ok(Service { http_addr, mqtt_url, core, shutdown, tasks: vec![http_task, link.task], core_task, broker })
     }
 
-    /// Runs until the core stops (or `stop` is called from elsewhere).
-    pub async fn stop(self) -> Result<(), ControllerError> {
+    /// Runs until `signal` completes, or until the core stops on its own (a store failure), then stops.
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> Result<(), ControllerError> {
+        let ended = tokio::select! {
+            () = signal => None,
+            ended = &mut self.core_task => Some(ended),
+        };
+        match ended {
+            None => self.stop().await,
+            Some(ended) => {
+                self.teardown().await;
+                core_result(ended)
+            }
+        }
+    }
+
+    /// Stops the HTTP server, the core (after its current batch), the MQTT link and the embedded broker.
+    pub async fn stop(mut self) -> Result<(), ControllerError> {
         let _ = self.shutdown.send(true);
-        let result = match tokio::time::timeout(Duration::from_secs(10), self.core_task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(ControllerError::Io {
-                action: "finish",
-                path: "core task".into(),
-                source: std::io::Error::other(e.to_string()),
-            }),
+        let result = match tokio::time::timeout(Duration::from_secs(10), &mut self.core_task).await {
+            Ok(ended) => core_result(ended),
             Err(_) => Ok(()),
         };
+        self.teardown().await;
+        result
+    }
+
+    async fn teardown(self) {
+        let _ = self.shutdown.send(true);
+        self.core_task.abort();
         for t in self.tasks {
             t.abort();
         }
         if let Some(b) = self.broker {
             b.shutdown().await;
         }
-        result
     }
+}
+
+fn core_result(ended: Result<Result<(), ControllerError>, tokio::task::JoinError>) -> Result<(), ControllerError> {
+    ended.unwrap_or_else(|e| Err(ControllerError::CoreStopped(e.to_string())))
 }
 
 struct CoreLoop {
