@@ -381,7 +381,6 @@ mod tests {
             let (tx, incoming) = mpsc::unbounded_channel();
             let (paused, mut pause) = watch::channel(false);
             let poller = tokio::spawn(async move {
-                let mut disconnecting = false;
                 loop {
                     if pause.wait_for(|paused| !paused).await.is_err() {
                         return;
@@ -392,11 +391,12 @@ mod tests {
                                 return;
                             }
                         }
-                        Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
+                        // MQTT 3.1.1 requires the client to close the connection after DISCONNECT;
+                        // rumqttc doesn't (it keeps polling, pinging and acking), and rmqtt 0.24
+                        // doesn't close it either, so the "disconnected" client would go on
+                        // receiving and acking messages. Dropping the event loop closes it.
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                         Ok(Event::Outgoing(_)) => {}
-                        // After our own DISCONNECT, stop: polling again would reconnect, and
-                        // that short-lived connection could receive (and ack) queued messages.
-                        Err(_) if disconnecting => return,
                         Err(_) => {
                             // The broker never sends DISCONNECT to MQTT 3.1.1 clients, so this
                             // marks "connection lost" unambiguously.
@@ -478,15 +478,17 @@ mod tests {
             seen
         }
 
-        /// Sends DISCONNECT, without reconnecting, and waits until the broker shows the session offline.
+        /// Sends DISCONNECT, closes the connection, and waits until the broker has ended the
+        /// connection and shows the session offline.
         async fn disconnect(mut self, broker: &EmbeddedBroker, id: &str) {
+            let connections = broker.scx.connections.count();
             self.client.disconnect().await.expect("queue DISCONNECT");
-            // The event loop task ends once the connection is closed.
+            // The event loop task ends (and closes the connection) once DISCONNECT is sent.
             (&mut self.poller).await.expect("event loop task");
             let deadline = tokio::time::Instant::now() + WAIT;
             loop {
                 let status = broker.scx.extends.shared().await.session_status(id).await;
-                if status.is_some_and(|s| !s.online) {
+                if broker.scx.connections.count() < connections && status.is_some_and(|s| !s.online) {
                     break;
                 }
                 assert!(tokio::time::Instant::now() < deadline, "{id} still online after {WAIT:?}");
@@ -500,6 +502,10 @@ mod tests {
         let broker = EmbeddedBroker::start(ephemeral()).await.expect("start broker");
         let addr = broker.local_addr();
         assert_ne!(addr.port(), 0, "local_addr reports the bound port");
+        // The retainer read its settings from the inline config, not its defaults.
+        let retainer = broker.scx.plugins.get_config(RETAINER_PLUGIN).await.expect("retainer config");
+        assert_eq!(retainer["retained_message_ttl"], serde_json::json!({ "secs": 0, "nanos": 0 }), "{retainer}");
+        assert_eq!(retainer["storage"], serde_json::json!("Ram"), "{retainer}");
 
         let mut subscriber = TestClient::connect("bw-test-sub", addr, true).await;
         let publisher = TestClient::connect("bw-test-pub", addr, true).await;
