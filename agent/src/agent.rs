@@ -325,7 +325,7 @@ impl Job {
                     Ok(Err(e)) => final_report(
                         JobState::Failed,
                         &self.running,
-                        Some(Reason::InstallFailed { detail: error_text(&e) }),
+                        Some(Reason::InstallFailed { detail: crate::error::chain(&e) }),
                         override_used,
                     ),
                     Err(e) => final_report(
@@ -338,12 +338,5 @@ impl Job {
             }
         };
         let _ = self.tx.send(JobEvent::Done(report));
-    }
-}
-
-fn error_text(e: &dyn std::error::Error) -> String {
-    match e.source() {
-        Some(s) => format!("{e}: {s}"),
-        None => e.to_string(),
     }
 }

@@ -27,3 +27,19 @@ pub(crate) fn io_err(action: &'static str, path: &std::path::Path) -> impl FnOnc
     let path = path.to_path_buf();
     move |source| AgentError::Io { action, path, source }
 }
+
+/// An error and its causes on one line, each cause once: reqwest's top-level message alone rarely says what
+/// went wrong.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}

@@ -9,6 +9,8 @@ use bindwave_proto::{BindHeader, DeviceProfile};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use crate::error::chain;
+
 use bindwave_proto::verify::{Expected, Verifier};
 
 pub(crate) enum Fetched {
@@ -53,7 +55,7 @@ async fn stream(
     }
     let response = match http.get(&cmd.url).send().await {
         Ok(r) => r,
-        Err(e) => return failed(format!("GET {}: {}", cmd.url, error_chain(&e))),
+        Err(e) => return failed(format!("GET {}: {}", cmd.url, chain(&e))),
     };
     if !response.status().is_success() {
         return failed(format!("GET {}: HTTP {}", cmd.url, response.status()));
@@ -70,7 +72,7 @@ async fn stream(
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => return failed(format!("reading the body of {}: {}", cmd.url, error_chain(&e))),
+            Err(e) => return failed(format!("reading the body of {}: {}", cmd.url, chain(&e))),
         };
         let fed = match verifier.feed(&chunk) {
             Ok(fed) => fed,
@@ -102,21 +104,6 @@ async fn stream(
         Ok(v) => Fetched::Verified { header: v.header, payload: path.to_path_buf(), override_used },
         Err(reason) => Fetched::Failed(reason),
     }
-}
-
-/// An error and its causes on one line: reqwest's top-level message alone rarely says what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// Job ids come from the wire: keep only characters that are safe in a file name.

@@ -21,7 +21,7 @@ pub mod slots;
 
 pub use agent::Agent;
 pub use config::AgentConfig;
-pub use error::AgentError;
+pub use error::{chain as error_chain, AgentError};
 
 /// This agent's version, reported in hello.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

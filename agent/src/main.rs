@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", bindwave_agent::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -52,14 +52,7 @@ pub struct ApiError {
 impl IntoResponse for ControllerError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut message = self.to_string();
-        let mut source = std::error::Error::source(&self);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        (status, Json(ApiError { error: message })).into_response()
+        (status, Json(ApiError { error: crate::error::chain(&self) })).into_response()
     }
 }
 

@@ -66,3 +66,6 @@ pub(crate) fn io_err(action: &'static str, path: &std::path::Path) -> impl FnOnc
     let path = path.to_path_buf();
     move |source| ControllerError::Io { action, path, source }
 }
+
+/// An error and its causes on one line, each cause once (shared with the agent).
+pub use bindwave_agent::error_chain as chain;

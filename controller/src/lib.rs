@@ -20,7 +20,7 @@ pub mod service;
 pub mod store;
 mod table;
 
-pub use error::ControllerError;
+pub use error::{chain as error_chain, ControllerError};
 
 /// Raises this process's soft limit of open files to its hard limit: a controller with an embedded broker
 /// holds a socket per device, and the demo holds both ends.

@@ -30,14 +30,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                message.push_str(": ");
-                message.push_str(&s.to_string());
-                source = s.source();
-            }
-            eprintln!("error: {message}");
+            eprintln!("error: {}", bindwave_controller::error_chain(&e));
             match e {
                 ControllerError::Unreachable { .. } => ExitCode::from(EXIT_UNREACHABLE),
                 _ => ExitCode::FAILURE,
