@@ -250,6 +250,8 @@ impl Loop {
             software_version: self.running.clone(),
             minimum_software_version: self.config.minimum_software_version.clone(),
             agent_version: crate::AGENT_VERSION.to_string(),
+            model: self.config.model.clone(),
+            labels: self.config.labels.clone(),
         };
         self.publish(TopicKind::Hello, hello.to_json(), true).await;
     }

@@ -7,6 +7,8 @@
 //! minimum_software_version = "V3 R1.0.0"   # binds without a hardware-level field must be at least this
 //! state_dir = "/var/lib/bindwave-agent"
 //! # hardware_level = 3                     # a fixed level; otherwise it comes from the part number table
+//! # model = "CP400"                        # reported in hello, for targeting
+//! # labels = ["site=munich", "pilot"]      # reported in hello, for targeting
 //!
 //! [broker]
 //! url = "mqtt://127.0.0.1:1883"
@@ -38,6 +40,12 @@ pub struct AgentConfig {
     /// Part number -> hardware level.
     #[serde(default)]
     pub hardware_levels: BTreeMap<String, HardwareLevel>,
+    /// The phone model, reported in hello for targeting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Labels reported in hello for targeting, e.g. `["site=munich", "pilot"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
     pub state_dir: PathBuf,
     pub broker: BrokerSettings,
     /// Seconds between repeats of a final report the controller has not acknowledged yet.

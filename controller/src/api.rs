@@ -4,30 +4,59 @@
 //! The request and response types here are the API's wire: the CLI ([`crate::client`]) uses the same ones.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bindwave_proto::verify::{Expected, Verifier};
-use bindwave_proto::wire::DeviceId;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
-use crate::engine::{Input, Reply, Selection};
-use crate::model::{Counts, Device, Image, Job, Rollout};
+use crate::engine::{Action, Input, Plan, Reply};
+use crate::model::{AuditEntry, Counts, Device, Image, Job, Outcome, Rollout, RolloutSpec, Wave};
 use crate::service::{now_millis, Core};
 use crate::ControllerError;
 
+/// A rollout to plan or create, and who asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreateRollout {
-    /// The image's SHA-256, or a unique prefix of at least 6 characters.
-    pub image: String,
-    pub devices: Selection,
-    #[serde(rename = "override", default)]
-    pub override_compat: bool,
+pub struct RolloutRequest {
+    pub spec: RolloutSpec,
+    pub actor: String,
+}
+
+/// An operator action's who and why, for the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionRequest {
+    pub actor: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StopRequest {
+    pub actor: String,
+    #[serde(default)]
+    pub reason: String,
+    /// Abort instead of pause.
+    #[serde(default)]
+    pub abort: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StopResponse {
+    pub stopped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaveStatus {
+    /// 1-based, as operators count.
+    pub number: usize,
+    #[serde(flatten)]
+    pub wave: Wave,
+    pub counts: Counts,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,7 +64,15 @@ pub struct RolloutStatus {
     pub rollout: Rollout,
     pub image: Option<Image>,
     pub counts: Counts,
+    pub waves: Vec<WaveStatus>,
     pub jobs: Vec<Job>,
+}
+
+impl RolloutStatus {
+    /// Devices without an outcome yet.
+    pub fn open(&self) -> usize {
+        self.counts.get(&Outcome::Pending).unwrap_or(&0) + self.counts.get(&Outcome::InProgress).unwrap_or(&0)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,8 +102,11 @@ pub fn router(core: Core) -> Router {
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/images", get(list_images).post(add_image).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/rollouts", get(list_rollouts).post(create_rollout))
+        .route("/api/v1/rollouts/plan", post(plan_rollout))
         .route("/api/v1/rollouts/{id}", get(rollout_status))
-        .route("/api/v1/rollouts/{id}/start", post(start_rollout))
+        .route("/api/v1/rollouts/{id}/{action}", post(operate))
+        .route("/api/v1/stop", post(emergency_stop))
+        .route("/api/v1/audit", get(audit))
         .route("/binds/{file}", get(download_bind))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(ApiError { error: "no such endpoint".into() })) })
         .with_state(core)
@@ -93,7 +133,7 @@ async fn list_images(State(core): State<Core>) -> ApiResult<Vec<Image>> {
 
 async fn list_rollouts(State(core): State<Core>) -> ApiResult<Vec<RolloutSummary>> {
     Ok(Json(
-        core.query(|e| e.rollouts().map(|r| RolloutSummary { rollout: r.clone(), counts: e.counts(&r.id) }).collect())
+        core.query(|e| e.rollouts().map(|r| RolloutSummary { rollout: r.clone(), counts: e.tally(&r.id).to_map() }).collect())
             .await?,
     ))
 }
@@ -103,30 +143,72 @@ async fn rollout_status(State(core): State<Core>, Path(id): Path<String>) -> Api
         .query(move |e| {
             let rollout = e.rollout(&id).cloned().ok_or(ControllerError::UnknownRollout(id.clone()))?;
             let image = e.find_image(&rollout.image).ok().cloned();
-            Ok::<_, ControllerError>(RolloutStatus {
-                counts: e.counts(&id),
-                jobs: e.jobs_of(&id).cloned().collect(),
-                rollout,
-                image,
-            })
+            let waves = rollout
+                .waves
+                .iter()
+                .zip(e.wave_tallies(&id))
+                .enumerate()
+                .map(|(i, (w, t))| WaveStatus { number: i + 1, wave: w.clone(), counts: t.to_map() })
+                .collect();
+            let mut jobs: Vec<Job> = e.jobs_of(&id).cloned().collect();
+            jobs.sort_by_key(|j| j.order);
+            Ok::<_, ControllerError>(RolloutStatus { counts: e.tally(&id).to_map(), waves, jobs, rollout, image })
         })
         .await??;
     Ok(Json(status))
 }
 
-async fn create_rollout(State(core): State<Core>, Json(req): Json<CreateRollout>) -> ApiResult<Rollout> {
-    let input = Input::CreateRollout { image: req.image, devices: req.devices, override_compat: req.override_compat };
+async fn plan_rollout(State(core): State<Core>, Json(req): Json<RolloutRequest>) -> ApiResult<Plan> {
+    let seed = rand::random();
+    Ok(Json(core.query(move |e| e.plan(&req.spec, seed)).await??))
+}
+
+async fn create_rollout(State(core): State<Core>, Json(req): Json<RolloutRequest>) -> ApiResult<Rollout> {
+    let input = Input::CreateRollout { spec: req.spec, seed: rand::random(), actor: req.actor };
     match core.act(input).await? {
         Reply::Rollout(r) => Ok(Json(r)),
         _ => Err(ControllerError::BadRequest("unexpected reply".into())),
     }
 }
 
-async fn start_rollout(State(core): State<Core>, Path(id): Path<String>) -> ApiResult<Rollout> {
-    match core.act(Input::StartRollout(id)).await? {
+async fn operate(
+    State(core): State<Core>,
+    Path((id, action)): Path<(String, String)>,
+    Json(req): Json<ActionRequest>,
+) -> ApiResult<Rollout> {
+    let action = match action.as_str() {
+        "start" => Action::Start,
+        "pause" => Action::Pause,
+        "resume" => Action::Resume,
+        "abort" => Action::Abort,
+        "retry" => Action::Retry,
+        "approve" => Action::Approve,
+        other => {
+            return Err(ControllerError::BadRequest(format!(
+                "no rollout action {other:?} (start, pause, resume, abort, retry, approve)"
+            )))
+        }
+    };
+    match core.act(Input::Operate { rollout: id, action, actor: req.actor, reason: req.reason }).await? {
         Reply::Rollout(r) => Ok(Json(r)),
         _ => Err(ControllerError::BadRequest("unexpected reply".into())),
     }
+}
+
+async fn emergency_stop(State(core): State<Core>, Json(req): Json<StopRequest>) -> ApiResult<StopResponse> {
+    match core.act(Input::EmergencyStop { actor: req.actor, reason: req.reason, abort: req.abort }).await? {
+        Reply::Stopped(stopped) => Ok(Json(StopResponse { stopped })),
+        _ => Err(ControllerError::BadRequest("unexpected reply".into())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    rollout: Option<String>,
+}
+
+async fn audit(State(core): State<Core>, Query(q): Query<AuditQuery>) -> ApiResult<Vec<AuditEntry>> {
+    Ok(Json(core.query(move |e| e.audit(q.rollout.as_deref()).cloned().collect()).await?))
 }
 
 /// Takes a bind as the request body, streaming it to disk while the shared verifier checks it, and stores
@@ -186,9 +268,4 @@ async fn download_bind(State(core): State<Core>, Path(file): Path<String>, req: 
         Ok(resp) => resp.map(Body::new),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
-}
-
-/// Device ids from a comma-separated list.
-pub fn parse_device_list(s: &str) -> Result<Vec<DeviceId>, ControllerError> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| DeviceId::new(s).map_err(Into::into)).collect()
 }

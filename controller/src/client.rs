@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{ApiError, CreateRollout, RolloutStatus, RolloutSummary};
-use crate::model::{Device, Image, Rollout};
+use crate::api::{ActionRequest, ApiError, RolloutRequest, RolloutStatus, RolloutSummary, StopRequest, StopResponse};
+use crate::engine::{Action, Plan};
+use crate::model::{AuditEntry, Device, Image, Rollout};
 use crate::ControllerError;
 
 pub struct ApiClient {
@@ -44,12 +45,28 @@ impl ApiClient {
         self.send(self.http.get(self.url(&format!("/api/v1/rollouts/{id}")))).await
     }
 
-    pub async fn create_rollout(&self, req: &CreateRollout) -> Result<Rollout, ControllerError> {
+    pub async fn plan(&self, req: &RolloutRequest) -> Result<Plan, ControllerError> {
+        self.post(&self.url("/api/v1/rollouts/plan"), req).await
+    }
+
+    pub async fn create_rollout(&self, req: &RolloutRequest) -> Result<Rollout, ControllerError> {
         self.post(&self.url("/api/v1/rollouts"), req).await
     }
 
-    pub async fn start_rollout(&self, id: &str) -> Result<Rollout, ControllerError> {
-        self.post(&self.url(&format!("/api/v1/rollouts/{id}/start")), &()).await
+    pub async fn operate(&self, id: &str, action: Action, req: &ActionRequest) -> Result<Rollout, ControllerError> {
+        self.post(&self.url(&format!("/api/v1/rollouts/{id}/{}", action.as_str())), req).await
+    }
+
+    pub async fn stop(&self, req: &StopRequest) -> Result<StopResponse, ControllerError> {
+        self.post(&self.url("/api/v1/stop"), req).await
+    }
+
+    pub async fn audit(&self, rollout: Option<&str>) -> Result<Vec<AuditEntry>, ControllerError> {
+        let mut req = self.http.get(self.url("/api/v1/audit"));
+        if let Some(r) = rollout {
+            req = req.query(&[("rollout", r)]);
+        }
+        self.send(req).await
     }
 
     /// Uploads a bind file, streaming it.

@@ -1,17 +1,34 @@
 //! The rollout engine: a pure state machine.
 //!
-//! It takes [`Input`]s (device messages, operator actions) with the current time, changes its in-memory
-//! state, and returns [`Effect`]s: records to persist and commands to send. It does no IO and reads no
-//! clock. The service around it persists every `Put` (and flushes) before it sends any `Send`, so a command
-//! never goes out for a state change that a crash could forget.
+//! It takes [`Input`]s (device messages, operator actions, the passing of time) with the current time,
+//! changes its in-memory state, and returns [`Effect`]s: records to persist and commands to send. It does
+//! no IO and reads no clock. The service around it persists every `Put` (and flushes) before it sends any
+//! `Send`, so a command never goes out for a state change that a crash could forget.
+//!
+//! A rollout moves through its waves:
+//!
+//! ```text
+//!  Created --start--> Active{w, AwaitingApproval} --approve--> Active{w, Updating} --wave passes-->
+//!  Active{w, Soaking} --soak over--> Active{w+1, ...} ... --last wave passes--> Finished
+//!
+//!  Active --pause / a threshold trips (pause)--> Paused --resume--> Active
+//!  any but Finished --abort / a threshold trips (abort)--> Aborted
+//! ```
+//!
+//! Every transition is in [`Engine::advance`] (the gates) or in [`Engine::operate`] (the operator's
+//! actions); every deadline comes from [`Gates`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use bindwave_proto::compat::{decide, Decision};
-use bindwave_proto::wire::{Command, DeviceId, Hello, Presence, Report, UpdateCommand};
+use bindwave_proto::compat::{decide, Decision, Rejection};
+use bindwave_proto::wire::{Command, DeviceId, Hello, JobState, Presence, Reason, Report, UpdateCommand};
 use bindwave_proto::{BindHeader, DeviceProfile};
+use serde::{Deserialize, Serialize};
 
-use crate::model::{Counts, Device, Image, Job, JobPhase, Millis, Outcome, Rollout, RolloutState};
+use crate::model::{
+    AuditEntry, Baseline, Cause, Device, GateAction, Gates, Image, Job, JobPhase, Millis, Outcome, Rollout, RolloutSpec,
+    RolloutState, Stage, Tally, Wave, WaveSize,
+};
 use crate::ControllerError;
 
 /// Something that happened.
@@ -21,17 +38,40 @@ pub enum Input {
     Presence(DeviceId, Presence),
     Report(DeviceId, Report),
     AddImage(Image),
-    CreateRollout { image: String, devices: Selection, override_compat: bool },
-    StartRollout(String),
+    /// `seed` draws the wave members when the spec has none.
+    CreateRollout { spec: RolloutSpec, seed: u64, actor: String },
+    Operate { rollout: String, action: Action, actor: String, reason: String },
+    /// Pause (or abort) every rollout that is under way.
+    EmergencyStop { actor: String, reason: String, abort: bool },
+    /// Time passed: device timeouts and soak times.
+    Tick,
 }
 
-/// Which devices a rollout targets.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What an operator can do to a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Selection {
-    /// Every device known when the rollout is created.
-    All,
-    List(Vec<DeviceId>),
+pub enum Action {
+    Start,
+    Pause,
+    Resume,
+    Abort,
+    /// Command failed and timed-out devices again, as a new attempt.
+    Retry,
+    /// Let a wave that waits for approval start.
+    Approve,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Abort => "abort",
+            Action::Retry => "retry",
+            Action::Approve => "approve",
+        }
+    }
 }
 
 /// What the service must do, in order: every `Put` durably, then every `Send`.
@@ -48,14 +88,74 @@ pub enum Record {
     Image(Image),
     Rollout(Rollout),
     Job(Job),
+    Audit(AuditEntry),
 }
 
-/// What an operator action answers.
+/// What an input answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     None,
     Image(Image),
     Rollout(Rollout),
+    /// The rollouts an emergency stop stopped.
+    Stopped(Vec<String>),
+}
+
+/// A rollout's plan: who is in which wave, and what the inventory predicts they will say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub image: Image,
+    pub seed: u64,
+    /// Distinct (hardware level, running software version) pairs among the targets; wave 1 holds one of each.
+    pub cohorts: usize,
+    pub waves: Vec<PlannedWave>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedWave {
+    pub devices: Vec<DeviceId>,
+    pub gates: Gates,
+    pub prediction: Prediction,
+}
+
+/// What the compatibility rule predicts from the devices' hello messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub install: usize,
+    /// Would reject, but Override is set.
+    pub install_with_override: usize,
+    pub rejected_hardware: usize,
+    pub rejected_software: usize,
+    /// Devices that never said hello: nothing to predict from.
+    pub unknown: usize,
+    /// Why, grouped: reason text -> devices.
+    pub reasons: BTreeMap<String, usize>,
+}
+
+/// A rollout with what is derived from its jobs (rebuilt on restore, never stored).
+#[derive(Debug, Clone)]
+struct Live {
+    rollout: Rollout,
+    jobs: BTreeMap<DeviceId, Job>,
+    /// Per wave: outcome counts.
+    tallies: Vec<Tally>,
+    /// Per wave: devices waiting for their command, in plan order.
+    queues: Vec<VecDeque<DeviceId>>,
+}
+
+impl Live {
+    fn new(rollout: Rollout) -> Live {
+        let n = rollout.waves.len();
+        Live { rollout, jobs: BTreeMap::new(), tallies: vec![Tally::default(); n], queues: vec![VecDeque::new(); n] }
+    }
+
+    fn total(&self) -> Tally {
+        let mut t = Tally::default();
+        for w in &self.tallies {
+            t.merge(w);
+        }
+        t
+    }
 }
 
 pub struct Engine {
@@ -64,16 +164,49 @@ pub struct Engine {
     devices: BTreeMap<DeviceId, Device>,
     images: BTreeMap<String, Image>,
     /// By rollout number, so `r10` sorts after `r9`.
-    rollouts: BTreeMap<u64, Rollout>,
-    /// Jobs by rollout number, then device.
-    jobs: BTreeMap<u64, BTreeMap<DeviceId, Job>>,
+    rollouts: BTreeMap<u64, Live>,
+    /// Every job id ever issued (all attempts) -> its rollout and device.
     job_ids: HashMap<String, (u64, DeviceId)>,
+    /// In-flight jobs by deadline.
+    deadlines: BTreeSet<(Millis, u64, DeviceId)>,
+    audit: Vec<AuditEntry>,
 }
 
 /// The rollout number in an id like `r12`.
 pub fn rollout_number(id: &str) -> Option<u64> {
     id.strip_prefix('r')?.parse().ok()
 }
+
+/// The job id of a device's attempt in a rollout: `r1-phone-0001`, then `r1-phone-0001.2`, ...
+fn job_id(rollout: &str, device: &DeviceId, attempt: u32) -> String {
+    if attempt <= 1 {
+        format!("{rollout}-{device}")
+    } else {
+        format!("{rollout}-{device}.{attempt}")
+    }
+}
+
+/// A small, fixed pseudo-random generator (SplitMix64): the same seed draws the same waves on every build.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+const SYSTEM: &str = "bindwave";
 
 impl Engine {
     pub fn new(bind_url_base: impl Into<String>) -> Self {
@@ -82,12 +215,13 @@ impl Engine {
             devices: BTreeMap::new(),
             images: BTreeMap::new(),
             rollouts: BTreeMap::new(),
-            jobs: BTreeMap::new(),
             job_ids: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            audit: Vec::new(),
         }
     }
 
-    /// Loads a stored record at start-up.
+    /// Loads a stored record at start-up. Rollouts before their jobs.
     pub fn restore(&mut self, record: Record) {
         match record {
             Record::Device(d) => {
@@ -98,22 +232,50 @@ impl Engine {
             }
             Record::Rollout(r) => {
                 if let Some(n) = rollout_number(&r.id) {
-                    self.rollouts.insert(n, r);
+                    self.rollouts.insert(n, Live::new(r));
                 }
             }
             Record::Job(j) => {
-                if let Some(n) = rollout_number(&j.rollout) {
-                    self.job_ids.insert(j.id.clone(), (n, j.device.clone()));
-                    self.jobs.entry(n).or_default().insert(j.device.clone(), j);
+                let Some(n) = rollout_number(&j.rollout) else { return };
+                let Some(live) = self.rollouts.get_mut(&n) else { return };
+                if j.wave >= live.tallies.len() {
+                    return;
                 }
+                for attempt in 1..=j.attempt {
+                    self.job_ids.insert(job_id(&j.rollout, &j.device, attempt), (n, j.device.clone()));
+                }
+                live.tallies[j.wave].add(j.phase.outcome());
+                if let (true, Some(sent)) = (j.phase.in_flight(), j.sent_at) {
+                    let timeout = live.rollout.waves[j.wave].gates.device_timeout_secs * 1000;
+                    self.deadlines.insert((sent + timeout, n, j.device.clone()));
+                }
+                live.jobs.insert(j.device.clone(), j);
             }
+            Record::Audit(a) => self.audit.push(a),
         }
     }
 
-    /// Commands that were owed when the controller stopped: every job sent but not finished. Their
-    /// devices ignore a repeat of a job in hand, and answer a repeat of a finished one with its outcome.
-    pub fn resume(&self) -> Vec<Effect> {
-        self.all_jobs().filter(|j| j.phase.in_flight()).filter_map(|j| self.command_for(j)).collect()
+    /// Call once after every record is restored: rebuilds the dispatch queues in plan order, and returns the
+    /// commands still owed (every job sent and not finished). Devices ignore a repeat of a job in hand and
+    /// answer a repeat of a finished one with its outcome.
+    pub fn resume(&mut self) -> Vec<Effect> {
+        self.audit.sort_by_key(|a| a.seq);
+        for live in self.rollouts.values_mut() {
+            let mut pending: Vec<&Job> = live.jobs.values().filter(|j| j.phase == JobPhase::Pending).collect();
+            pending.sort_by_key(|j| (j.wave, j.order));
+            for q in &mut live.queues {
+                q.clear();
+            }
+            for j in pending {
+                live.queues[j.wave].push_back(j.device.clone());
+            }
+        }
+        let owed: Vec<(u64, DeviceId)> = self
+            .rollouts
+            .iter()
+            .flat_map(|(n, l)| l.jobs.values().filter(|j| j.phase.in_flight()).map(move |j| (*n, j.device.clone())))
+            .collect();
+        owed.into_iter().filter_map(|(n, d)| self.command_for(n, &d)).collect()
     }
 
     pub fn handle(&mut self, input: Input, now: Millis) -> Result<(Reply, Vec<Effect>), ControllerError> {
@@ -136,33 +298,79 @@ impl Engine {
                 fx.push(Effect::Put(Record::Image(image.clone())));
                 Reply::Image(image)
             }
-            Input::CreateRollout { image, devices, override_compat } => {
-                Reply::Rollout(self.create_rollout(&image, devices, override_compat, now, &mut fx)?)
+            Input::CreateRollout { spec, seed, actor } => {
+                Reply::Rollout(self.create_rollout(spec, seed, actor, now, &mut fx)?)
             }
-            Input::StartRollout(id) => Reply::Rollout(self.start_rollout(&id, now, &mut fx)?),
+            Input::Operate { rollout, action, actor, reason } => {
+                Reply::Rollout(self.operate(&rollout, action, &actor, &reason, now, &mut fx)?)
+            }
+            Input::EmergencyStop { actor, reason, abort } => Reply::Stopped(self.emergency_stop(&actor, &reason, abort, now, &mut fx)),
+            Input::Tick => {
+                self.tick(now, &mut fx);
+                Reply::None
+            }
         };
         Ok((reply, fx))
     }
+
+    // ----- devices -----
 
     fn on_hello(&mut self, hello: Hello, now: Millis, fx: &mut Vec<Effect>) {
         let id = hello.device_id.clone();
         let device = Device { id: id.clone(), hello: Some(hello), online: true, last_seen: now };
         self.devices.insert(id.clone(), device.clone());
-        fx.push(Effect::Put(Record::Device(device)));
+        fx.push(Effect::Put(Record::Device(device.clone())));
         // A device asks for its pending work by saying hello: send again what it has not finished.
-        let owed: Vec<Effect> = self
-            .jobs
-            .values()
-            .filter_map(|m| m.get(&id))
-            .filter(|j| j.phase.in_flight())
-            .filter_map(|j| self.command_for(j))
+        let owed: Vec<u64> =
+            self.rollouts.iter().filter(|(_, l)| l.jobs.get(&id).is_some_and(|j| j.phase.in_flight())).map(|(n, _)| *n).collect();
+        for n in owed {
+            fx.extend(self.command_for(n, &id));
+        }
+        // Rollouts that follow their filter take in a device they have not seen.
+        let joining: Vec<u64> = self
+            .rollouts
+            .iter()
+            .filter(|(_, l)| {
+                l.rollout.targets.follow
+                    && !l.rollout.state.is_over()
+                    && !l.jobs.contains_key(&id)
+                    && l.rollout.targets.matches(&device)
+            })
+            .map(|(n, _)| *n)
             .collect();
-        fx.extend(owed);
+        for n in joining {
+            self.join(n, &id, now, fx);
+            self.advance(n, now, fx);
+        }
+    }
+
+    /// Adds a device that appeared later to a following rollout's last wave.
+    fn join(&mut self, n: u64, device: &DeviceId, now: Millis, fx: &mut Vec<Effect>) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        let wave = live.rollout.waves.len() - 1;
+        let order = live.jobs.values().map(|j| j.order + 1).max().unwrap_or(0);
+        let job = Job {
+            id: job_id(&live.rollout.id, device, 1),
+            rollout: live.rollout.id.clone(),
+            device: device.clone(),
+            wave,
+            order,
+            attempt: 1,
+            phase: JobPhase::Pending,
+            sent_at: None,
+            updated_at: now,
+        };
+        live.rollout.waves[wave].devices += 1;
+        live.tallies[wave].add(Outcome::Pending);
+        live.queues[wave].push_back(device.clone());
+        self.job_ids.insert(job.id.clone(), (n, device.clone()));
+        fx.push(Effect::Put(Record::Job(job.clone())));
+        fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+        live.jobs.insert(device.clone(), job);
     }
 
     fn on_presence(&mut self, id: DeviceId, p: Presence, now: Millis, fx: &mut Vec<Effect>) {
-        let device =
-            self.devices.entry(id.clone()).or_insert_with(|| Device { id, hello: None, online: false, last_seen: now });
+        let device = self.devices.entry(id.clone()).or_insert_with(|| Device { id, hello: None, online: false, last_seen: now });
         if device.online != p.online {
             device.online = p.online;
             device.last_seen = now;
@@ -172,165 +380,485 @@ impl Engine {
 
     fn on_report(&mut self, device: DeviceId, report: Report, now: Millis, fx: &mut Vec<Effect>) {
         let ack = |fx: &mut Vec<Effect>| {
-            fx.push(Effect::Send { device: device.clone(), command: Command::Ack { job_id: report.job_id.clone() } })
-        };
-        let Some(key) = self.job_ids.get(&report.job_id).filter(|(_, d)| *d == device).cloned() else {
-            // Not a job of ours for this device: acknowledge a final report so the device stops repeating it.
             if report.state.is_final() {
-                ack(fx);
+                fx.push(Effect::Send { device: device.clone(), command: Command::Ack { job_id: report.job_id.clone() } })
             }
+        };
+        let Some((n, _)) = self.job_ids.get(&report.job_id).filter(|(_, d)| *d == device).cloned() else {
+            // Not a job of ours for this device: acknowledge a final report so the device stops repeating it.
+            ack(fx);
             return;
         };
-        let Some(job) = self.jobs.get_mut(&key.0).and_then(|m| m.get_mut(&key.1)) else { return };
-        if job.phase.is_final() {
-            // A repeat (QoS 1 delivers at least once, and devices repeat until acknowledged).
-            if report.state.is_final() {
-                ack(fx);
-            }
+        let Some(live) = self.rollouts.get_mut(&n) else { return ack(fx) };
+        let Some(job) = live.jobs.get(&device) else { return ack(fx) };
+        if job.id != report.job_id || (job.phase.is_final() && job.phase != JobPhase::TimedOut) {
+            // An earlier attempt, or a repeat (QoS 1 delivers at least once; devices repeat until acknowledged).
+            ack(fx);
             return;
         }
         let phase = match (report.state, report.reason.clone(), report.running_version.clone()) {
-            (bindwave_proto::wire::JobState::Succeeded, _, Some(v)) => {
-                JobPhase::Succeeded { running_version: v, override_used: report.override_used }
-            }
-            (bindwave_proto::wire::JobState::Succeeded, _, None) => {
-                // A success must name what runs now; without it the report proves nothing.
-                return;
-            }
-            (bindwave_proto::wire::JobState::Rejected, Some(reason), v) => {
-                JobPhase::Rejected { reason, running_version: v }
-            }
-            (bindwave_proto::wire::JobState::Failed, Some(reason), v) => {
-                JobPhase::Failed { reason, running_version: v }
-            }
+            (JobState::Succeeded, _, Some(v)) => JobPhase::Succeeded { running_version: v, override_used: report.override_used },
+            // A success must name what runs now; without it the report proves nothing.
+            (JobState::Succeeded, _, None) => return,
+            (JobState::Rejected, Some(reason), v) => JobPhase::Rejected { reason, running_version: v },
+            (JobState::Failed, Some(reason), v) => JobPhase::Failed { reason, running_version: v },
             (s, None, v) if s.is_final() => JobPhase::Failed {
-                reason: bindwave_proto::wire::Reason::InstallFailed {
-                    detail: format!("device reported {s} without a reason"),
-                },
+                reason: Reason::InstallFailed { detail: format!("device reported {s} without a reason") },
                 running_version: v,
             },
             (state, _, _) => {
-                if let JobPhase::Running { state: cur, progress } = &job.phase {
-                    if state < *cur || (state == *cur && report.progress <= *progress) {
+                match &job.phase {
+                    // Still working after its deadline: the timeout stands until a final report.
+                    JobPhase::TimedOut => return,
+                    JobPhase::Running { state: cur, progress } if state < *cur || (state == *cur && report.progress <= *progress) => {
                         return; // out of order: older news
                     }
+                    _ => {}
                 }
                 JobPhase::Running { state, progress: report.progress }
             }
         };
         let finished = phase.is_final();
+        self.set_phase(n, &device, phase, now, fx);
+        if finished {
+            ack(fx);
+            self.advance(n, now, fx);
+        }
+    }
+
+    /// Changes a job's phase, keeping the tallies and deadlines in step, and records it.
+    fn set_phase(&mut self, n: u64, device: &DeviceId, phase: JobPhase, now: Millis, fx: &mut Vec<Effect>) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        let Some(job) = live.jobs.get_mut(device) else { return };
+        let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs * 1000;
+        if let (true, false, Some(sent)) = (job.phase.in_flight(), phase.in_flight(), job.sent_at) {
+            self.deadlines.remove(&(sent + timeout, n, device.clone()));
+        }
+        if phase == JobPhase::Sent {
+            job.sent_at = Some(now);
+            self.deadlines.insert((now + timeout, n, device.clone()));
+        }
+        live.tallies[job.wave].remove(job.phase.outcome());
+        live.tallies[job.wave].add(phase.outcome());
         job.phase = phase;
         job.updated_at = now;
         fx.push(Effect::Put(Record::Job(job.clone())));
-        if finished {
-            ack(fx);
-            self.finish_if_done(key.0, now, fx);
-        }
     }
 
-    fn finish_if_done(&mut self, number: u64, now: Millis, fx: &mut Vec<Effect>) {
-        let done = self.jobs_of_number(number).all(|j| j.phase.is_final());
-        if let Some(r) = self.rollouts.get_mut(&number) {
-            if done && r.state == RolloutState::Running {
-                r.state = RolloutState::Finished;
-                r.finished_at = Some(now);
-                fx.push(Effect::Put(Record::Rollout(r.clone())));
+    fn tick(&mut self, now: Millis, fx: &mut Vec<Effect>) {
+        let due: Vec<(Millis, u64, DeviceId)> = self.deadlines.iter().take_while(|(d, ..)| *d <= now).cloned().collect();
+        for (deadline, n, device) in due {
+            self.deadlines.remove(&(deadline, n, device.clone()));
+            let in_flight = self.rollouts.get(&n).and_then(|l| l.jobs.get(&device)).is_some_and(|j| j.phase.in_flight());
+            if in_flight {
+                self.set_phase(n, &device, JobPhase::TimedOut, now, fx);
             }
         }
+        let numbers: Vec<u64> = self.rollouts.iter().filter(|(_, l)| matches!(l.rollout.state, RolloutState::Active { .. })).map(|(n, _)| *n).collect();
+        for n in numbers {
+            self.advance(n, now, fx);
+        }
     }
 
-    fn create_rollout(
-        &mut self,
-        image: &str,
-        selection: Selection,
-        override_compat: bool,
-        now: Millis,
-        fx: &mut Vec<Effect>,
-    ) -> Result<Rollout, ControllerError> {
-        let image = self.find_image(image)?.sha256.clone();
-        let devices: Vec<DeviceId> = match selection {
-            Selection::All => self.devices.keys().cloned().collect(),
-            Selection::List(list) => {
-                let mut list = list;
-                list.sort();
-                list.dedup();
-                if let Some(unknown) = list.iter().find(|d| !self.devices.contains_key(*d)) {
-                    return Err(ControllerError::UnknownDevice(unknown.to_string()));
+    /// The earliest moment a [`Input::Tick`] can change anything: a device deadline or the end of a soak.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let soak = self.rollouts.values().filter_map(|l| match l.rollout.state {
+            RolloutState::Active { stage: Stage::Soaking { until }, .. } => Some(until),
+            _ => None,
+        });
+        self.deadlines.iter().next().map(|(d, ..)| *d).into_iter().chain(soak).min()
+    }
+
+    // ----- the gates -----
+
+    /// Moves a rollout as far as its gates allow: trips thresholds, sends commands, ends waves, starts the next.
+    fn advance(&mut self, n: u64, now: Millis, fx: &mut Vec<Effect>) {
+        // Each turn moves at most one wave forward, so this ends.
+        for _ in 0..=self.rollouts.get(&n).map_or(0, |l| l.rollout.waves.len()) {
+            let Some(live) = self.rollouts.get(&n) else { return };
+            let RolloutState::Active { wave, stage } = live.rollout.state.clone() else { return };
+            if let Some((cause, action)) = tripped(live, wave) {
+                self.stop(n, wave, stage, cause, action, SYSTEM, now, fx);
+                return;
+            }
+            match stage {
+                Stage::AwaitingApproval => return,
+                Stage::Updating => {
+                    self.dispatch(n, wave, now, fx);
+                    let live = &self.rollouts[&n];
+                    let tally = live.tallies[wave];
+                    if tally.open() > 0 {
+                        return;
+                    }
+                    let gates = &live.rollout.waves[wave].gates;
+                    let eligible = tally.total() - tally.rejected() - tally.get(Outcome::Cancelled);
+                    let succeeded = tally.get(Outcome::Succeeded);
+                    if eligible > 0 && (succeeded as f64) < gates.success_ratio * eligible as f64 - 1e-9 {
+                        let cause = Cause::SuccessGate { wave, succeeded, eligible, required: gates.success_ratio };
+                        self.stop(n, wave, Stage::Updating, cause, GateAction::Pause, SYSTEM, now, fx);
+                        return;
+                    }
+                    self.pass_wave(n, wave, now, fx);
                 }
-                list
+                Stage::Soaking { until } => {
+                    if now < until {
+                        return;
+                    }
+                    self.next_wave(n, wave, now, fx);
+                }
             }
-        };
-        if devices.is_empty() {
-            return Err(ControllerError::EmptyRollout);
         }
-        let number = self.rollouts.keys().next_back().map_or(1, |n| n + 1);
-        let id = format!("r{number}");
+    }
+
+    fn pass_wave(&mut self, n: u64, wave: usize, now: Millis, fx: &mut Vec<Effect>) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        let soak = live.rollout.waves[wave].gates.soak_secs * 1000;
+        live.rollout.waves[wave].passed_at = Some(now);
+        live.rollout.state = RolloutState::Active { wave, stage: Stage::Soaking { until: now + soak } };
+        fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+    }
+
+    fn next_wave(&mut self, n: u64, wave: usize, now: Millis, fx: &mut Vec<Effect>) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        let id = live.rollout.id.clone();
+        if wave + 1 >= live.rollout.waves.len() {
+            live.rollout.state = RolloutState::Finished;
+            live.rollout.ended_at = Some(now);
+            fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+            self.record(now, SYSTEM, "finish", Some(&id), "every wave passed its gates".into(), fx);
+            return;
+        }
+        let next = wave + 1;
+        let approval = live.rollout.waves[next].gates.approval;
+        if !approval {
+            live.rollout.waves[next].started_at = Some(now);
+        }
+        live.rollout.state =
+            RolloutState::Active { wave: next, stage: if approval { Stage::AwaitingApproval } else { Stage::Updating } };
+        fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+        let why = if approval { "waits for approval" } else { "started" };
+        self.record(now, SYSTEM, "wave", Some(&id), format!("wave {} {why}", next + 1), fx);
+    }
+
+    /// Sends commands to waiting devices of the started waves, up to the current wave's concurrency limit.
+    fn dispatch(&mut self, n: u64, wave: usize, now: Millis, fx: &mut Vec<Effect>) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        let limit = live.rollout.waves[wave].gates.max_concurrent.unwrap_or(usize::MAX);
+        let mut in_flight: usize = live.tallies[..=wave].iter().map(|t| t.get(Outcome::InProgress)).sum();
+        let mut picked = Vec::new();
+        for w in 0..=wave {
+            while in_flight < limit {
+                let Some(device) = live.queues[w].pop_front() else { break };
+                if live.jobs.get(&device).is_some_and(|j| j.phase == JobPhase::Pending) {
+                    picked.push(device);
+                    in_flight += 1;
+                }
+            }
+        }
+        for device in picked {
+            self.set_phase(n, &device, JobPhase::Sent, now, fx);
+            fx.extend(self.command_for(n, &device));
+        }
+    }
+
+    /// Pauses or aborts a rollout, and records why.
+    #[allow(clippy::too_many_arguments)]
+    fn stop(&mut self, n: u64, wave: usize, stage: Stage, cause: Cause, action: GateAction, actor: &str, now: Millis, fx: &mut Vec<Effect>) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        let id = live.rollout.id.clone();
+        let text = cause.to_string();
+        match action {
+            GateAction::Pause => {
+                live.rollout.state = RolloutState::Paused { wave, stage, cause };
+                fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+                self.record(now, actor, "pause", Some(&id), text, fx);
+            }
+            GateAction::Abort => {
+                live.rollout.state = RolloutState::Aborted { cause };
+                live.rollout.ended_at = Some(now);
+                fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+                self.cancel_pending(n, now, fx);
+                self.record(now, actor, "abort", Some(&id), text, fx);
+            }
+        }
+    }
+
+    fn cancel_pending(&mut self, n: u64, now: Millis, fx: &mut Vec<Effect>) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        for q in &mut live.queues {
+            q.clear();
+        }
+        let pending: Vec<DeviceId> = live.jobs.values().filter(|j| j.phase == JobPhase::Pending).map(|j| j.device.clone()).collect();
+        for d in pending {
+            self.set_phase(n, &d, JobPhase::Cancelled, now, fx);
+        }
+    }
+
+    // ----- operators -----
+
+    fn operate(&mut self, id: &str, action: Action, actor: &str, reason: &str, now: Millis, fx: &mut Vec<Effect>) -> Result<Rollout, ControllerError> {
+        let n = rollout_number(id).filter(|n| self.rollouts.contains_key(n)).ok_or_else(|| ControllerError::UnknownRollout(id.to_string()))?;
+        let live = &self.rollouts[&n];
+        let state = live.rollout.state.clone();
+        let refuse = || ControllerError::InvalidAction { rollout: id.to_string(), action: action.as_str(), state: state.name() };
+        let operator = Cause::Operator { actor: actor.to_string(), reason: reason.to_string() };
+        match (action, state.clone()) {
+            (Action::Start, RolloutState::Created) => {
+                let live = self.rollouts.get_mut(&n).ok_or_else(refuse)?;
+                let approval = live.rollout.waves[0].gates.approval;
+                live.rollout.started_at = Some(now);
+                if !approval {
+                    live.rollout.waves[0].started_at = Some(now);
+                }
+                live.rollout.state =
+                    RolloutState::Active { wave: 0, stage: if approval { Stage::AwaitingApproval } else { Stage::Updating } };
+                fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+            }
+            (Action::Pause, RolloutState::Active { wave, stage }) => {
+                self.stop(n, wave, stage, operator, GateAction::Pause, actor, now, fx);
+                return Ok(self.rollouts[&n].rollout.clone());
+            }
+            (Action::Abort, s) if !s.is_over() => {
+                let wave = s.wave().unwrap_or(0);
+                self.stop(n, wave, Stage::Updating, operator, GateAction::Abort, actor, now, fx);
+                return Ok(self.rollouts[&n].rollout.clone());
+            }
+            (Action::Resume, RolloutState::Paused { wave, stage, cause }) => {
+                let live = self.rollouts.get_mut(&n).ok_or_else(refuse)?;
+                // The thresholds watch what happens from now on.
+                let t = live.total();
+                live.rollout.baseline = Baseline { failed: t.failed(), finished: t.finished(), rejected: t.rejected() };
+                live.rollout.state = RolloutState::Active { wave, stage };
+                fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+                if matches!(cause, Cause::SuccessGate { .. }) {
+                    // The operator accepts the wave as it is.
+                    self.pass_wave(n, wave, now, fx);
+                }
+            }
+            (Action::Approve, RolloutState::Active { wave, stage: Stage::AwaitingApproval }) => {
+                let live = self.rollouts.get_mut(&n).ok_or_else(refuse)?;
+                live.rollout.waves[wave].approved_by = Some(actor.to_string());
+                live.rollout.waves[wave].started_at = Some(now);
+                live.rollout.state = RolloutState::Active { wave, stage: Stage::Updating };
+                fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+            }
+            (Action::Retry, RolloutState::Active { .. } | RolloutState::Paused { .. } | RolloutState::Finished) => {
+                self.retry(n, now, fx);
+            }
+            _ => return Err(refuse()),
+        }
+        self.record(now, actor, action.as_str(), Some(id), reason.to_string(), fx);
+        self.advance(n, now, fx);
+        Ok(self.rollouts[&n].rollout.clone())
+    }
+
+    /// Failed and timed-out devices of the started waves get a new attempt; rejections are never retried.
+    fn retry(&mut self, n: u64, now: Millis, fx: &mut Vec<Effect>) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        let mut again: Vec<&Job> =
+            live.jobs.values().filter(|j| matches!(j.phase, JobPhase::Failed { .. } | JobPhase::TimedOut)).collect();
+        again.sort_by_key(|j| (j.wave, j.order));
+        let again: Vec<(DeviceId, usize)> = again.into_iter().map(|j| (j.device.clone(), j.wave)).collect();
+        if let RolloutState::Finished = live.rollout.state {
+            let last = live.rollout.waves.len() - 1;
+            live.rollout.state = RolloutState::Active { wave: last, stage: Stage::Updating };
+            live.rollout.ended_at = None;
+            fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
+        }
+        for (device, wave) in again {
+            let Some(live) = self.rollouts.get_mut(&n) else { return };
+            let Some(job) = live.jobs.get_mut(&device) else { continue };
+            job.attempt += 1;
+            job.id = job_id(&job.rollout, &device, job.attempt);
+            job.sent_at = None;
+            self.job_ids.insert(job.id.clone(), (n, device.clone()));
+            live.queues[wave].push_back(device.clone());
+            self.set_phase(n, &device, JobPhase::Pending, now, fx);
+        }
+    }
+
+    fn emergency_stop(&mut self, actor: &str, reason: &str, abort: bool, now: Millis, fx: &mut Vec<Effect>) -> Vec<String> {
+        let cause = Cause::EmergencyStop { actor: actor.to_string(), reason: reason.to_string() };
+        let action = if abort { GateAction::Abort } else { GateAction::Pause };
+        let targets: Vec<(u64, usize, Stage)> = self
+            .rollouts
+            .iter()
+            .filter_map(|(n, l)| match &l.rollout.state {
+                RolloutState::Active { wave, stage } => Some((*n, *wave, *stage)),
+                RolloutState::Paused { wave, stage, .. } if abort => Some((*n, *wave, *stage)),
+                _ => None,
+            })
+            .collect();
+        let mut stopped = Vec::new();
+        for (n, wave, stage) in targets {
+            self.stop(n, wave, stage, cause.clone(), action, actor, now, fx);
+            stopped.push(self.rollouts[&n].rollout.id.clone());
+        }
+        let what = if abort { "abort" } else { "pause" };
+        self.record(now, actor, "emergency_stop", None, format!("{what} {} rollout(s): {reason}", stopped.len()), fx);
+        stopped
+    }
+
+    fn record(&mut self, now: Millis, actor: &str, action: &str, rollout: Option<&str>, reason: String, fx: &mut Vec<Effect>) {
+        let seq = self.audit.last().map_or(1, |a| a.seq + 1);
+        let entry = AuditEntry { seq, at: now, actor: actor.to_string(), action: action.to_string(), rollout: rollout.map(str::to_string), reason };
+        fx.push(Effect::Put(Record::Audit(entry.clone())));
+        self.audit.push(entry);
+    }
+
+    // ----- creating -----
+
+    fn create_rollout(&mut self, spec: RolloutSpec, seed: u64, actor: String, now: Millis, fx: &mut Vec<Effect>) -> Result<Rollout, ControllerError> {
+        let plan = self.plan(&spec, seed)?;
+        let n = self.rollouts.keys().next_back().map_or(1, |n| n + 1);
+        let id = format!("r{n}");
         let rollout = Rollout {
             id: id.clone(),
-            image,
-            devices: devices.clone(),
-            override_compat,
+            image: plan.image.sha256.clone(),
+            targets: spec.targets.clone(),
+            waves: plan
+                .waves
+                .iter()
+                .map(|w| Wave { devices: w.devices.len(), gates: w.gates.clone(), started_at: None, passed_at: None, approved_by: None })
+                .collect(),
+            seed: plan.seed,
+            override_compat: spec.override_compat,
             state: RolloutState::Created,
+            baseline: Baseline::default(),
+            created_by: actor.clone(),
             created_at: now,
             started_at: None,
-            finished_at: None,
+            ended_at: None,
         };
-        self.rollouts.insert(number, rollout.clone());
+        let mut live = Live::new(rollout.clone());
         fx.push(Effect::Put(Record::Rollout(rollout.clone())));
-        for device in devices {
-            let job = Job {
-                id: format!("{id}-{device}"),
-                rollout: id.clone(),
-                device: device.clone(),
-                phase: JobPhase::Pending,
-                sent_at: None,
-                updated_at: now,
-            };
-            self.job_ids.insert(job.id.clone(), (number, device.clone()));
-            fx.push(Effect::Put(Record::Job(job.clone())));
-            self.jobs.entry(number).or_default().insert(device, job);
+        let mut order = 0u32;
+        for (w, planned) in plan.waves.iter().enumerate() {
+            for device in &planned.devices {
+                let job = Job {
+                    id: job_id(&id, device, 1),
+                    rollout: id.clone(),
+                    device: device.clone(),
+                    wave: w,
+                    order,
+                    attempt: 1,
+                    phase: JobPhase::Pending,
+                    sent_at: None,
+                    updated_at: now,
+                };
+                order += 1;
+                self.job_ids.insert(job.id.clone(), (n, device.clone()));
+                live.tallies[w].add(Outcome::Pending);
+                live.queues[w].push_back(device.clone());
+                fx.push(Effect::Put(Record::Job(job.clone())));
+                live.jobs.insert(device.clone(), job);
+            }
         }
+        self.rollouts.insert(n, live);
+        let waves: Vec<String> = plan.waves.iter().map(|w| w.devices.len().to_string()).collect();
+        self.record(now, &actor, "create", Some(&id), format!("waves of {} devices, seed {}", waves.join(", "), plan.seed), fx);
         Ok(rollout)
     }
 
-    fn start_rollout(&mut self, id: &str, now: Millis, fx: &mut Vec<Effect>) -> Result<Rollout, ControllerError> {
-        let unknown = || ControllerError::UnknownRollout(id.to_string());
-        let number = rollout_number(id).ok_or_else(unknown)?;
-        let rollout = self.rollouts.get_mut(&number).ok_or_else(unknown)?;
-        if rollout.state != RolloutState::Created {
-            return Err(ControllerError::RolloutAlreadyStarted(id.to_string()));
+    /// Plans a rollout without creating it: the targets, drawn into waves, and what the inventory predicts.
+    ///
+    /// Wave 1 is a canary that covers the fleet's variety: one device of every (hardware level, running
+    /// software version) cohort among the targets, then random devices up to its size. Later waves take the
+    /// rest in a random order. The draw depends only on the targets and the seed.
+    pub fn plan(&self, spec: &RolloutSpec, seed: u64) -> Result<Plan, ControllerError> {
+        let image = self.find_image(&spec.image)?.clone();
+        let seed = spec.seed.unwrap_or(seed);
+        spec.gates.validate().map_err(ControllerError::BadRequest)?;
+        if let Some(unknown) = spec.targets.devices.iter().find(|d| !self.devices.contains_key(*d)) {
+            return Err(ControllerError::UnknownDevice(unknown.to_string()));
         }
-        rollout.state = RolloutState::Running;
-        rollout.started_at = Some(now);
-        let rollout = rollout.clone();
-        fx.push(Effect::Put(Record::Rollout(rollout.clone())));
-        let mut sends = Vec::new();
-        for job in self.jobs.entry(number).or_default().values_mut() {
-            job.phase = JobPhase::Sent;
-            job.sent_at = Some(now);
-            job.updated_at = now;
-            fx.push(Effect::Put(Record::Job(job.clone())));
-            sends.push(job.clone());
+        let mut targets: Vec<&Device> = self.devices.values().filter(|d| spec.targets.matches(d)).collect();
+        if targets.is_empty() {
+            return Err(ControllerError::EmptyRollout);
         }
-        fx.extend(sends.iter().filter_map(|j| self.command_for(j)));
-        Ok(rollout)
+        let total = targets.len();
+        let mut rng = SplitMix64(seed);
+        rng.shuffle(&mut targets);
+
+        // The canary: the first of each cohort in the shuffled order.
+        let cohort = |d: &Device| d.hello.as_ref().map(|h| (h.hardware_level, h.software_version.clone()));
+        let mut seen = BTreeSet::new();
+        let (mut canary, mut rest): (Vec<&Device>, Vec<&Device>) = (Vec::new(), Vec::new());
+        for d in targets {
+            if seen.insert(cohort(d)) {
+                canary.push(d);
+            } else {
+                rest.push(d);
+            }
+        }
+        let cohorts = canary.len();
+
+        let specs = if spec.waves.is_empty() {
+            vec![crate::model::WaveSpec { size: WaveSize::Percent(100.0), gates: Default::default() }]
+        } else {
+            spec.waves.clone()
+        };
+        let mut ordered: Vec<&Device> = canary;
+        ordered.extend(rest);
+        let mut waves = Vec::new();
+        let mut taken = 0;
+        for (i, ws) in specs.iter().enumerate() {
+            let mut reach = ws.size.reach(total).max(taken);
+            if i == 0 {
+                reach = reach.max(cohorts).max(1);
+            }
+            let gates = spec.gates.with(&ws.gates);
+            gates.validate().map_err(|e| ControllerError::BadRequest(format!("wave {}: {e}", i + 1)))?;
+            if reach > taken {
+                waves.push((ordered[taken..reach].to_vec(), gates));
+                taken = reach;
+            }
+        }
+        if taken < total {
+            waves.push((ordered[taken..].to_vec(), spec.gates.clone()));
+        }
+        let waves = waves
+            .into_iter()
+            .map(|(devices, gates)| {
+                let mut prediction = Prediction::default();
+                for d in &devices {
+                    match self.predict(&image, &d.id, spec.override_compat) {
+                        None => prediction.unknown += 1,
+                        Some(Decision::Proceed { overridden: None, .. }) => prediction.install += 1,
+                        Some(Decision::Proceed { overridden: Some(_), .. }) => prediction.install_with_override += 1,
+                        Some(Decision::Reject { rejection, .. }) => {
+                            match rejection {
+                                Rejection::HardwareLevelIncompatible { .. } => prediction.rejected_hardware += 1,
+                                Rejection::SoftwareLevelBelowMinimum { .. } => prediction.rejected_software += 1,
+                            }
+                            *prediction.reasons.entry(rejection.to_string()).or_default() += 1;
+                        }
+                    }
+                }
+                PlannedWave { devices: devices.iter().map(|d| d.id.clone()).collect(), gates, prediction }
+            })
+            .collect();
+        Ok(Plan { image, seed, cohorts, waves })
     }
 
-    fn command_for(&self, job: &Job) -> Option<Effect> {
-        let rollout = self.rollouts.get(&rollout_number(&job.rollout)?)?;
-        let image = self.images.get(&rollout.image)?;
+    fn command_for(&self, n: u64, device: &DeviceId) -> Option<Effect> {
+        let live = self.rollouts.get(&n)?;
+        let job = live.jobs.get(device)?;
+        let image = self.images.get(&live.rollout.image)?;
         Some(Effect::Send {
-            device: job.device.clone(),
+            device: device.clone(),
             command: Command::Update(UpdateCommand {
                 job_id: job.id.clone(),
-                rollout_id: rollout.id.clone(),
+                rollout_id: live.rollout.id.clone(),
                 url: format!("{}/binds/{}.bind", self.bind_url_base, image.sha256),
                 size: image.size,
                 sha256: image.sha256.clone(),
-                override_compat: rollout.override_compat,
+                override_compat: live.rollout.override_compat,
             }),
         })
     }
+
+    // ----- reading -----
 
     /// An image by its SHA-256 or an unambiguous prefix of at least 6 characters.
     pub fn find_image(&self, sha: &str) -> Result<&Image, ControllerError> {
@@ -355,291 +883,63 @@ impl Engine {
     }
 
     pub fn rollouts(&self) -> impl Iterator<Item = &Rollout> {
-        self.rollouts.values()
+        self.rollouts.values().map(|l| &l.rollout)
     }
 
     pub fn rollout(&self, id: &str) -> Option<&Rollout> {
-        self.rollouts.get(&rollout_number(id)?)
+        self.rollouts.get(&rollout_number(id)?).map(|l| &l.rollout)
     }
 
     pub fn jobs_of(&self, id: &str) -> impl Iterator<Item = &Job> {
-        self.jobs_of_number(rollout_number(id).unwrap_or(u64::MAX))
+        rollout_number(id).and_then(|n| self.rollouts.get(&n)).into_iter().flat_map(|l| l.jobs.values())
     }
 
-    fn jobs_of_number(&self, number: u64) -> impl Iterator<Item = &Job> {
-        self.jobs.get(&number).into_iter().flat_map(|m| m.values())
+    /// Outcome counts of a whole rollout.
+    pub fn tally(&self, id: &str) -> Tally {
+        rollout_number(id).and_then(|n| self.rollouts.get(&n)).map(Live::total).unwrap_or_default()
     }
 
-    fn all_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.jobs.values().flat_map(|m| m.values())
+    /// Outcome counts per wave.
+    pub fn wave_tallies(&self, id: &str) -> Vec<Tally> {
+        rollout_number(id).and_then(|n| self.rollouts.get(&n)).map(|l| l.tallies.clone()).unwrap_or_default()
     }
 
-    pub fn counts(&self, id: &str) -> Counts {
-        let mut counts: Counts = Outcome::ALL.iter().map(|o| (*o, 0)).collect();
-        for job in self.jobs_of(id) {
-            *counts.entry(job.phase.outcome()).or_default() += 1;
-        }
-        counts
+    /// The audit log, oldest first; only one rollout's entries with `rollout`.
+    pub fn audit(&self, rollout: Option<&str>) -> impl Iterator<Item = &AuditEntry> {
+        let rollout = rollout.map(str::to_string);
+        self.audit.iter().filter(move |a| rollout.is_none() || a.rollout == rollout)
     }
 
     /// What the compatibility rule predicts for `image` on a device, from its hello; `None` if the device has
     /// not said hello.
     pub fn predict(&self, image: &Image, device: &DeviceId, override_compat: bool) -> Option<Decision> {
         let hello = self.devices.get(device)?.hello.as_ref()?;
-        let header =
-            BindHeader::new(image.software_version.clone(), image.hardware_levels.clone(), image.payload_len, [0; 32]);
-        let profile = DeviceProfile {
-            hardware_level: hello.hardware_level,
-            minimum_software_version: hello.minimum_software_version.clone(),
-        };
+        let header = BindHeader::new(image.software_version.clone(), image.hardware_levels.clone(), image.payload_len, [0; 32]);
+        let profile = DeviceProfile { hardware_level: hello.hardware_level, minimum_software_version: hello.minimum_software_version.clone() };
         Some(decide(&header, &profile, override_compat))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bindwave_proto::wire::{JobState, LevelSource, Reason};
-    use bindwave_proto::HardwareLevel;
-
-    fn id(s: &str) -> DeviceId {
-        DeviceId::new(s).unwrap()
+/// Whether a threshold has tripped in a rollout, counting every started wave since the last resume.
+fn tripped(live: &Live, wave: usize) -> Option<(Cause, GateAction)> {
+    let gates = &live.rollout.waves[wave].gates;
+    let mut t = Tally::default();
+    for w in &live.tallies[..=wave] {
+        t.merge(w);
     }
-
-    fn hello(device: &str, level: u16) -> Hello {
-        Hello {
-            device_id: id(device),
-            part_number: "P".into(),
-            hardware_level: HardwareLevel(level),
-            hardware_level_source: LevelSource::PartNumber,
-            software_version: "V3 R1.0.0".parse().unwrap(),
-            minimum_software_version: "V3 R1.0.0".parse().unwrap(),
-            agent_version: "test".into(),
+    let base = &live.rollout.baseline;
+    let failed = t.failed().saturating_sub(base.failed);
+    let finished = t.finished().saturating_sub(base.finished);
+    if finished >= gates.failure_min_finished.max(1) && failed as f64 > gates.failure_ratio * finished as f64 + 1e-9 {
+        return Some((Cause::FailureThreshold { failed, finished, threshold: gates.failure_ratio }, gates.on_failure));
+    }
+    if let Some(ratio) = gates.rejection_ratio {
+        let rejected = t.rejected().saturating_sub(base.rejected);
+        let seen = finished + rejected;
+        if seen >= gates.rejection_min_finished.max(1) && rejected as f64 > ratio * seen as f64 + 1e-9 {
+            return Some((Cause::RejectionThreshold { rejected, finished: seen, threshold: ratio }, gates.on_rejection));
         }
     }
-
-    fn image() -> Image {
-        Image {
-            sha256: "ab".repeat(32),
-            size: 100,
-            software_version: "V3 R3.18.0".parse().unwrap(),
-            hardware_levels: Some(vec![HardwareLevel(3)]),
-            payload_sha256: "cd".repeat(32),
-            payload_len: 50,
-            added_at: 0,
-        }
-    }
-
-    fn report(job: &str, state: JobState) -> Report {
-        Report { job_id: job.into(), state, progress: None, running_version: None, reason: None, override_used: false }
-    }
-
-    fn succeeded(job: &str) -> Report {
-        Report { running_version: Some("V3 R3.18.0".parse().unwrap()), ..report(job, JobState::Succeeded) }
-    }
-
-    /// An engine with two devices, an image, and rollout r1 to both, started.
-    fn started() -> Engine {
-        let mut e = Engine::new("http://ctl:8080/");
-        e.handle(Input::Hello(hello("a", 3)), 1).unwrap();
-        e.handle(Input::Hello(hello("b", 2)), 1).unwrap();
-        e.handle(Input::AddImage(image()), 2).unwrap();
-        e.handle(Input::CreateRollout { image: "abab".repeat(2), devices: Selection::All, override_compat: false }, 3)
-            .unwrap();
-        e.handle(Input::StartRollout("r1".into()), 4).unwrap();
-        e
-    }
-
-    fn sends(fx: &[Effect]) -> Vec<(String, Command)> {
-        fx.iter()
-            .filter_map(|e| match e {
-                Effect::Send { device, command } => Some((device.to_string(), command.clone())),
-                Effect::Put(_) => None,
-            })
-            .collect()
-    }
-
-    fn puts(fx: &[Effect]) -> usize {
-        fx.iter().filter(|e| matches!(e, Effect::Put(_))).count()
-    }
-
-    #[test]
-    fn start_persists_then_commands_every_device() {
-        let mut e = Engine::new("http://ctl:8080/");
-        e.handle(Input::Hello(hello("a", 3)), 1).unwrap();
-        e.handle(Input::AddImage(image()), 2).unwrap();
-        let (reply, fx) = e
-            .handle(Input::CreateRollout { image: "ababab".into(), devices: Selection::All, override_compat: true }, 3)
-            .unwrap();
-        assert!(matches!(reply, Reply::Rollout(ref r) if r.id == "r1" && r.state == RolloutState::Created));
-        assert!(sends(&fx).is_empty(), "creating sends nothing");
-        let (_, fx) = e.handle(Input::StartRollout("r1".into()), 4).unwrap();
-        let first_send = fx.iter().position(|e| matches!(e, Effect::Send { .. })).unwrap();
-        assert!(fx[..first_send].iter().all(|e| matches!(e, Effect::Put(_))), "records come before commands");
-        let s = sends(&fx);
-        assert_eq!(s.len(), 1);
-        let Command::Update(cmd) = &s[0].1 else { panic!("{s:?}") };
-        assert_eq!(cmd.url, format!("http://ctl:8080/binds/{}.bind", "ab".repeat(32)));
-        assert_eq!((cmd.job_id.as_str(), cmd.size, cmd.override_compat), ("r1-a", 100, true));
-        assert!(matches!(
-            e.handle(Input::StartRollout("r1".into()), 5),
-            Err(ControllerError::RolloutAlreadyStarted(_))
-        ));
-    }
-
-    #[test]
-    fn bad_rollout_requests_are_refused() {
-        let mut e = Engine::new("http://x");
-        let create =
-            |image: &str, devices| Input::CreateRollout { image: image.into(), devices, override_compat: false };
-        assert!(matches!(e.handle(create("ababab", Selection::All), 0), Err(ControllerError::UnknownImage(_))));
-        e.handle(Input::AddImage(image()), 0).unwrap();
-        assert!(
-            matches!(e.handle(create("abab", Selection::All), 0), Err(ControllerError::UnknownImage(_))),
-            "prefix too short"
-        );
-        assert!(matches!(e.handle(create("ababab", Selection::All), 0), Err(ControllerError::EmptyRollout)));
-        assert!(matches!(
-            e.handle(create("ababab", Selection::List(vec![id("ghost")])), 0),
-            Err(ControllerError::UnknownDevice(_))
-        ));
-        assert!(matches!(e.handle(Input::StartRollout("r9".into()), 0), Err(ControllerError::UnknownRollout(_))));
-        assert!(matches!(e.handle(Input::StartRollout("x".into()), 0), Err(ControllerError::UnknownRollout(_))));
-    }
-
-    #[test]
-    fn final_reports_are_recorded_once_and_always_acknowledged() {
-        let mut e = started();
-        let (_, fx) = e.handle(Input::Report(id("a"), succeeded("r1-a")), 10).unwrap();
-        assert_eq!(puts(&fx), 1);
-        assert_eq!(sends(&fx), vec![("a".into(), Command::Ack { job_id: "r1-a".into() })]);
-        // The repeat changes nothing but is acknowledged again.
-        let (_, fx) = e.handle(Input::Report(id("a"), succeeded("r1-a")), 11).unwrap();
-        assert_eq!(puts(&fx), 0);
-        assert_eq!(sends(&fx).len(), 1);
-        // A late progress report does not reopen the job.
-        let (_, fx) = e.handle(Input::Report(id("a"), report("r1-a", JobState::Downloading)), 12).unwrap();
-        assert!(fx.is_empty());
-        assert_eq!(e.counts("r1")[&Outcome::Succeeded], 1);
-    }
-
-    #[test]
-    fn out_of_order_progress_is_ignored() {
-        let mut e = started();
-        let at = |p| Report { progress: Some(p), ..report("r1-a", JobState::Downloading) };
-        assert_eq!(puts(&e.handle(Input::Report(id("a"), at(50)), 5).unwrap().1), 1);
-        assert!(e.handle(Input::Report(id("a"), at(40)), 6).unwrap().1.is_empty());
-        assert!(e.handle(Input::Report(id("a"), report("r1-a", JobState::Received)), 6).unwrap().1.is_empty());
-        assert_eq!(puts(&e.handle(Input::Report(id("a"), report("r1-a", JobState::Verifying)), 7).unwrap().1), 1);
-    }
-
-    #[test]
-    fn reports_for_another_device_or_unknown_jobs_change_nothing() {
-        let mut e = started();
-        // b claims a's job.
-        let (_, fx) = e.handle(Input::Report(id("b"), succeeded("r1-a")), 5).unwrap();
-        assert_eq!(puts(&fx), 0);
-        assert_eq!(e.counts("r1")[&Outcome::InProgress], 2);
-        // An unknown job's final report is acknowledged so the device stops repeating it; progress is not.
-        let (_, fx) = e.handle(Input::Report(id("a"), report("zzz", JobState::Downloading)), 5).unwrap();
-        assert!(fx.is_empty());
-        let failed =
-            Report { reason: Some(Reason::DownloadFailed { detail: "x".into() }), ..report("zzz", JobState::Failed) };
-        let (_, fx) = e.handle(Input::Report(id("a"), failed), 5).unwrap();
-        assert_eq!((puts(&fx), sends(&fx).len()), (0, 1));
-    }
-
-    #[test]
-    fn a_success_must_say_what_runs_now() {
-        let mut e = started();
-        let (_, fx) = e.handle(Input::Report(id("a"), report("r1-a", JobState::Succeeded)), 5).unwrap();
-        assert!(fx.is_empty());
-        assert_eq!(e.counts("r1")[&Outcome::Succeeded], 0);
-    }
-
-    #[test]
-    fn outcomes_are_classified_and_the_rollout_finishes() {
-        let mut e = started();
-        e.handle(Input::Report(id("a"), succeeded("r1-a")), 5).unwrap();
-        assert_eq!(e.rollout("r1").unwrap().state, RolloutState::Running);
-        let rejected = Report {
-            reason: Some(Reason::HardwareLevelIncompatible {
-                device_level: HardwareLevel(2),
-                bind_levels: vec![HardwareLevel(3)],
-            }),
-            running_version: Some("V3 R1.0.0".parse().unwrap()),
-            ..report("r1-b", JobState::Rejected)
-        };
-        let (_, fx) = e.handle(Input::Report(id("b"), rejected), 6).unwrap();
-        assert!(fx.iter().any(|f| matches!(f, Effect::Put(Record::Rollout(r)) if r.state == RolloutState::Finished)));
-        let counts = e.counts("r1");
-        assert_eq!((counts[&Outcome::Succeeded], counts[&Outcome::RejectedHardware]), (1, 1));
-        assert_eq!(e.rollout("r1").unwrap().finished_at, Some(6));
-    }
-
-    #[test]
-    fn hello_of_a_device_with_unfinished_work_resends_it() {
-        let mut e = started();
-        e.handle(Input::Report(id("a"), succeeded("r1-a")), 5).unwrap();
-        let (_, fx) = e.handle(Input::Hello(hello("b", 2)), 6).unwrap();
-        let s = sends(&fx);
-        assert_eq!(s.len(), 1);
-        assert!(matches!(&s[0].1, Command::Update(c) if c.job_id == "r1-b"));
-        // a finished: its hello sends nothing.
-        assert!(sends(&e.handle(Input::Hello(hello("a", 3)), 7).unwrap().1).is_empty());
-    }
-
-    #[test]
-    fn presence_is_recorded_only_when_it_changes() {
-        let mut e = started();
-        assert_eq!(puts(&e.handle(Input::Presence(id("a"), Presence { online: false }), 5).unwrap().1), 1);
-        assert_eq!(puts(&e.handle(Input::Presence(id("a"), Presence { online: false }), 6).unwrap().1), 0);
-        assert!(!e.devices().find(|d| d.id == id("a")).unwrap().online);
-    }
-
-    #[test]
-    fn restoring_the_records_rebuilds_the_same_state() {
-        let mut e = Engine::new("http://x");
-        let mut records = Vec::new();
-        let mut run = |e: &mut Engine, input, now| {
-            let (_, fx) = e.handle(input, now).unwrap();
-            records.extend(fx.into_iter().filter_map(|f| if let Effect::Put(r) = f { Some(r) } else { None }));
-        };
-        run(&mut e, Input::Hello(hello("a", 3)), 1);
-        run(&mut e, Input::Hello(hello("b", 2)), 1);
-        run(&mut e, Input::AddImage(image()), 2);
-        run(
-            &mut e,
-            Input::CreateRollout { image: "ababab".into(), devices: Selection::All, override_compat: false },
-            3,
-        );
-        run(&mut e, Input::StartRollout("r1".into()), 4);
-        run(&mut e, Input::Report(id("a"), succeeded("r1-a")), 5);
-
-        let mut restored = Engine::new("http://x");
-        for r in records {
-            restored.restore(r);
-        }
-        assert_eq!(restored.counts("r1"), e.counts("r1"));
-        assert_eq!(restored.rollout("r1"), e.rollout("r1"));
-        // Only b's command is owed.
-        let owed = sends(&restored.resume());
-        assert_eq!(owed.len(), 1);
-        assert_eq!(owed[0].0, "b");
-        // Numbering continues.
-        let (reply, _) = restored
-            .handle(Input::CreateRollout { image: "ababab".into(), devices: Selection::All, override_compat: false }, 9)
-            .unwrap();
-        assert!(matches!(reply, Reply::Rollout(r) if r.id == "r2"));
-    }
-
-    #[test]
-    fn predictions_use_the_agents_rule() {
-        let e = started();
-        let img = image();
-        assert!(e.predict(&img, &id("a"), false).unwrap().proceeds());
-        assert!(!e.predict(&img, &id("b"), false).unwrap().proceeds());
-        assert!(e.predict(&img, &id("b"), true).unwrap().override_used());
-        assert!(e.predict(&img, &id("nobody"), false).is_none());
-    }
+    None
 }
+

@@ -16,8 +16,8 @@ pub enum ControllerError {
     UnknownDevice(String),
     #[error("the rollout would target no device: no device has said hello yet, or the list is empty")]
     EmptyRollout,
-    #[error("rollout {0} has already started")]
-    RolloutAlreadyStarted(String),
+    #[error("cannot {action} rollout {rollout}: it is {state}")]
+    InvalidAction { rollout: String, action: &'static str, state: &'static str },
     #[error("not a valid bind: {0}")]
     InvalidBind(Reason),
     #[error("invalid request: {0}")]
@@ -55,7 +55,7 @@ impl ControllerError {
         match self {
             UnknownImage(_) | UnknownRollout(_) | UnknownDevice(_) => 404,
             AmbiguousImage(_) | EmptyRollout | InvalidBind(_) | BadRequest(_) | Proto(_) => 400,
-            RolloutAlreadyStarted(_) => 409,
+            InvalidAction { .. } => 409,
             ShuttingDown => 503,
             _ => 500,
         }

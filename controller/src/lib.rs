@@ -4,7 +4,7 @@
 //! - [`engine`]: the rollout engine, a pure state machine over [`model`] records.
 //! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`].
 //! - [`broker`]: the embedded rmqtt broker.
-//! - [`cli`], [`client`], [`images`], [`demo`]: the `bindwave` command.
+//! - [`cli`], [`client`], [`images`], [`demo`], [`fleet`]: the `bindwave` command and the simulated fleet.
 
 pub mod api;
 pub mod broker;
@@ -13,6 +13,7 @@ pub mod client;
 pub mod demo;
 pub mod engine;
 mod error;
+pub mod fleet;
 pub mod images;
 pub mod metrics;
 pub mod model;

@@ -5,7 +5,9 @@
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::engine::Engine;
-use crate::model::RolloutState;
+
+/// Rollout states, as `bindwave_rollouts{state}` labels them.
+const STATES: [&str; 5] = ["created", "active", "paused", "aborted", "finished"];
 
 pub struct Metrics {
     registry: Registry,
@@ -75,8 +77,8 @@ impl Metrics {
             m.messages_malformed.with_label_values(&[kind]);
         }
         m.messages_malformed.with_label_values(&["topic"]);
-        for state in [RolloutState::Created, RolloutState::Running, RolloutState::Finished] {
-            m.rollouts.with_label_values(&[state.as_str()]);
+        for state in STATES {
+            m.rollouts.with_label_values(&[state]);
         }
         for online in ["true", "false"] {
             m.devices.with_label_values(&[online]);
@@ -96,15 +98,15 @@ impl Metrics {
         }
         self.devices.with_label_values(&["true"]).set(online);
         self.devices.with_label_values(&["false"]).set(offline);
-        let mut by_state = [0i64; 3];
+        let mut by_state: std::collections::BTreeMap<&str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
         for r in engine.rollouts() {
-            by_state[r.state as usize] += 1;
-            for (outcome, n) in engine.counts(&r.id) {
+            *by_state.entry(r.state.name()).or_default() += 1;
+            for (outcome, n) in engine.tally(&r.id).to_map() {
                 self.rollout_jobs.with_label_values(&[r.id.as_str(), outcome.as_str()]).set(n as i64);
             }
         }
-        for (state, n) in [RolloutState::Created, RolloutState::Running, RolloutState::Finished].iter().zip(by_state) {
-            self.rollouts.with_label_values(&[state.as_str()]).set(n);
+        for (state, n) in by_state {
+            self.rollouts.with_label_values(&[state]).set(n);
         }
     }
 

@@ -26,6 +26,8 @@ use crate::ControllerError;
 
 /// The most inputs one batch takes before it commits.
 const MAX_BATCH: usize = 4096;
+/// How often the core checks deadlines.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Where the controller's MQTT traffic goes.
 #[derive(Debug, Clone)]
@@ -222,12 +224,20 @@ impl CoreLoop {
     ) -> Result<(), ControllerError> {
         // Commands owed from before a restart go out once the broker is reachable (on the first connect).
         let mut owed = self.engine.resume();
+        // Device timeouts and soak times are checked every second.
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut batch = Batch::default();
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
                 Some(ev) = events.recv() => self.on_link(ev, &mut batch),
                 Some(req) = requests.recv() => self.on_request(req, &mut batch),
+                _ = ticks.tick() => {
+                    if self.engine.next_deadline().is_some_and(|d| d <= now_millis()) {
+                        self.apply(Input::Tick, &mut batch);
+                    }
+                }
                 else => return Ok(()),
             }
             // Take whatever else has arrived in this instant into the same commit.
@@ -299,16 +309,21 @@ impl CoreLoop {
                     TopicKind::Commands => return,
                 };
                 match input {
-                    Ok(input) => match self.engine.handle(input, now_millis()) {
-                        Ok((_, fx)) => batch.effects.extend(fx),
-                        Err(e) => tracing::warn!(%device, "device message refused: {e}"),
-                    },
+                    Ok(input) => self.apply(input, batch),
                     Err(e) => {
                         self.metrics.messages_malformed.with_label_values(&[kind_name]).inc();
                         tracing::warn!(%device, "dropping a message: {e}");
                     }
                 }
             }
+        }
+    }
+
+    /// Applies an input that answers nobody.
+    fn apply(&mut self, input: Input, batch: &mut Batch) {
+        match self.engine.handle(input, now_millis()) {
+            Ok((_, fx)) => batch.effects.extend(fx),
+            Err(e) => tracing::warn!("input refused: {e}"),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Records on disk, in sled.
 //!
-//! One tree per kind of record, JSON values (readable with any sled tool, and versionable). The service
+//! One tree per kind of record (devices, images, rollouts, jobs, audit), JSON values (readable with any sled tool, and versionable). The service
 //! writes each batch of changes and flushes once for the batch (group commit) before it acts on them.
 
 use std::path::Path;
@@ -17,6 +17,7 @@ pub struct Store {
     images: sled::Tree,
     rollouts: sled::Tree,
     jobs: sled::Tree,
+    audit: sled::Tree,
 }
 
 impl Store {
@@ -30,6 +31,7 @@ impl Store {
             images: db.open_tree("images")?,
             rollouts: db.open_tree("rollouts")?,
             jobs: db.open_tree("jobs")?,
+            audit: db.open_tree("audit")?,
             db,
         })
     }
@@ -41,26 +43,30 @@ impl Store {
         load_tree(&self.images, &mut out, Record::Image)?;
         load_tree(&self.rollouts, &mut out, Record::Rollout)?;
         load_tree(&self.jobs, &mut out, Record::Job)?;
+        load_tree(&self.audit, &mut out, Record::Audit)?;
         Ok(out)
     }
 
     /// Writes records, one sled batch per tree. Not durable until [`Store::flush`].
     pub fn put<'a>(&self, records: impl IntoIterator<Item = &'a Record>) -> Result<(), ControllerError> {
-        let mut batches: [sled::Batch; 4] = Default::default();
+        let mut batches: [sled::Batch; 5] = Default::default();
         for r in records {
             let (i, key, value) = match r {
-                Record::Device(d) => (0, d.id.to_string(), json(d)),
-                Record::Image(img) => (1, img.sha256.clone(), json(img)),
-                Record::Rollout(ro) => (2, ro.id.clone(), json(ro)),
-                Record::Job(j) => (3, format!("{}/{}", j.rollout, j.device), json(j)),
+                Record::Device(d) => (0, d.id.to_string().into_bytes(), json(d)),
+                Record::Image(img) => (1, img.sha256.clone().into_bytes(), json(img)),
+                Record::Rollout(ro) => (2, ro.id.clone().into_bytes(), json(ro)),
+                Record::Job(j) => (3, format!("{}/{}", j.rollout, j.device).into_bytes(), json(j)),
+                // Big-endian sequence numbers keep the log in order.
+                Record::Audit(a) => (4, a.seq.to_be_bytes().to_vec(), json(a)),
             };
-            batches[i].insert(key.as_bytes(), value);
+            batches[i].insert(key, value);
         }
-        let [d, i, r, j] = batches;
+        let [d, i, r, j, a] = batches;
         self.devices.apply_batch(d)?;
         self.images.apply_batch(i)?;
         self.rollouts.apply_batch(r)?;
         self.jobs.apply_batch(j)?;
+        self.audit.apply_batch(a)?;
         Ok(())
     }
 

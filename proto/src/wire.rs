@@ -137,6 +137,12 @@ pub struct Hello {
     pub software_version: SoftwareVersion,
     pub minimum_software_version: SoftwareVersion,
     pub agent_version: String,
+    /// The phone model, e.g. `CP400`, if the agent is configured with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Operator-defined labels (`site=munich`, `pilot`), for targeting rollouts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// Whether a device is connected. The device publishes `online: true` retained; its last will publishes
@@ -388,6 +394,8 @@ mod tests {
             software_version: "V3 R3.11.0".parse().unwrap(),
             minimum_software_version: "V3 R1.0.0".parse().unwrap(),
             agent_version: "0.1.0".into(),
+            model: Some("CP400".into()),
+            labels: vec!["site=munich".into()],
         };
         let golden = json!({
             "device_id": "phone-0001",
@@ -396,10 +404,18 @@ mod tests {
             "hardware_level_source": "part_number",
             "software_version": "V3 R3.11.0",
             "minimum_software_version": "V3 R1.0.0",
-            "agent_version": "0.1.0"
+            "agent_version": "0.1.0",
+            "model": "CP400",
+            "labels": ["site=munich"]
         });
         assert_eq!(serde_json::to_value(&hello).unwrap(), golden);
         assert_eq!(Hello::from_json(golden.to_string().as_bytes()).unwrap(), hello);
+        // A hello from an agent without model and labels still reads.
+        let mut older = golden.clone();
+        older.as_object_mut().unwrap().remove("model");
+        older.as_object_mut().unwrap().remove("labels");
+        let h = Hello::from_json(older.to_string().as_bytes()).unwrap();
+        assert_eq!((h.model, h.labels.len()), (None, 0));
     }
 
     #[test]

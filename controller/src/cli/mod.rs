@@ -1,21 +1,20 @@
 //! The `bindwave` command line: the service (`serve`), the operators' commands, and the demo.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use bindwave_proto::SoftwareVersion;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::api::{parse_device_list, CreateRollout, RolloutStatus};
 use crate::broker::BrokerConfig;
 use crate::client::ApiClient;
-use crate::engine::Selection;
-use crate::model::{JobPhase, Outcome};
 use crate::service::{MqttMode, ServeOptions, Service};
 use crate::table::Table;
 use crate::{demo, images, ControllerError};
+
+mod rollout;
+
+pub use rollout::{settled, state_line, RolloutArgs, RolloutCmd};
 
 /// Exit codes: 0 success, 1 an error, 2 a usage error (wrong flag or value), 3 the controller is not
 /// reachable.
@@ -32,6 +31,9 @@ pub struct Cli {
     /// The controller's HTTP address, for the operator commands.
     #[arg(long, global = true, env = "BINDWAVE_CONTROLLER", default_value = "http://127.0.0.1:8080")]
     pub controller: String,
+    /// Who you are, for the audit log (default: $USER@hostname).
+    #[arg(long, global = true, env = "BINDWAVE_ACTOR")]
+    pub actor: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,9 +51,39 @@ pub enum Command {
     /// The devices that said hello to the controller.
     #[command(subcommand)]
     Device(DeviceCmd),
-    /// Create, start and follow rollouts.
+    /// Plan, create, start, watch and steer rollouts.
     #[command(subcommand)]
     Rollout(RolloutCmd),
+    /// Emergency stop: pause every rollout under way (or abort them with --abort).
+    #[command(after_help = "Example:\n  bindwave stop --reason \"phones reboot-looping in site B\"")]
+    Stop {
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Abort instead of pause: devices not yet commanded are cancelled for good.
+        #[arg(long)]
+        abort: bool,
+    },
+    /// The audit log: every operator action and every gate decision, with its time, actor and reason.
+    #[command(after_help = "Examples:\n  bindwave audit\n  bindwave audit --rollout r3 -o json")]
+    Audit {
+        #[arg(long)]
+        rollout: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Run a simulated fleet (real agents, one MQTT connection each) against a broker until stopped.
+    #[command(after_help = "Example:\n  bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet")]
+    Simulate {
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+        /// The broker the controller uses.
+        #[arg(long, env = "BINDWAVE_BROKER", default_value = "mqtt://127.0.0.1:1883")]
+        broker: String,
+        /// Where the phones keep their slots and journals.
+        #[arg(long, default_value = "bindwave-fleet")]
+        state_dir: PathBuf,
+    },
     /// A rollout to a simulated fleet, on an embedded broker, in a temporary directory.
     #[command(after_help = "Example:\n  bindwave demo --devices 1000")]
     Demo(DemoArgs),
@@ -123,47 +155,6 @@ pub enum DeviceCmd {
     },
 }
 
-#[derive(Subcommand)]
-pub enum RolloutCmd {
-    /// Create a rollout of an image to devices (it does not start until `rollout start`).
-    #[command(after_help = "Examples:\n  bindwave rollout create --image 3fa2c1 --all\n  \
-        bindwave rollout create --image 3fa2c1 --devices phone-0001,phone-0002 --override --start")]
-    Create {
-        /// The image's SHA-256 or a unique prefix (at least 6 characters).
-        #[arg(long)]
-        image: String,
-        /// Device ids, comma separated.
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
-        devices: Option<String>,
-        /// Every device the controller knows.
-        #[arg(long)]
-        all: bool,
-        /// Install even where the phone's compatibility rule says no (recorded per device).
-        #[arg(long = "override")]
-        override_compat: bool,
-        /// Start it at once.
-        #[arg(long)]
-        start: bool,
-    },
-    /// Send a created rollout's commands.
-    Start { id: String },
-    /// A rollout's counts and every device's outcome and reason.
-    #[command(after_help = "Examples:\n  bindwave rollout status r1\n  bindwave rollout status r1 --wait -o json")]
-    Status {
-        id: String,
-        #[arg(long, short, value_enum, default_value_t = Format::Table)]
-        output: Format,
-        /// Wait until every device has an outcome.
-        #[arg(long)]
-        wait: bool,
-    },
-    /// All rollouts with their counts.
-    List {
-        #[arg(long, short, value_enum, default_value_t = Format::Table)]
-        output: Format,
-    },
-}
-
 #[derive(Args)]
 pub struct DemoArgs {
     /// How many simulated phones.
@@ -185,6 +176,14 @@ fn parse_version(s: &str) -> Result<SoftwareVersion, String> {
 pub async fn run(cli: Cli) -> Result<(), ControllerError> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Simulate { devices, broker, state_dir } => {
+            crate::raise_open_files_limit();
+            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir)?;
+            eprintln!("{devices} simulated phones on {broker}, state in {}; Ctrl-C stops them", state_dir.display());
+            shutdown_signal().await;
+            fleet.stop().await;
+            Ok(())
+        }
         Command::Demo(args) => demo::run(demo::DemoOptions { devices: args.devices as usize }).await,
         Command::Image(cmd) => image(cmd, &cli.controller).await,
         Command::Device(DeviceCmd::List { output }) => {
@@ -207,7 +206,30 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             print!("{t}");
             Ok(())
         }
-        Command::Rollout(cmd) => rollout(cmd, &cli.controller).await,
+        Command::Rollout(cmd) => rollout::run(cmd, &cli.controller, &actor(cli.actor)).await,
+        Command::Stop { reason, abort } => {
+            let api = ApiClient::new(&cli.controller)?;
+            let r = api.stop(&crate::api::StopRequest { actor: actor(cli.actor), reason, abort }).await?;
+            let what = if abort { "aborted" } else { "paused" };
+            if r.stopped.is_empty() {
+                println!("no rollout was under way");
+            } else {
+                println!("{what}: {}", r.stopped.join(", "));
+            }
+            Ok(())
+        }
+        Command::Audit { rollout, output } => {
+            let entries = ApiClient::new(&cli.controller)?.audit(rollout.as_deref()).await?;
+            if output == Format::Json {
+                return print_json(&entries);
+            }
+            let mut t = Table::new(["SEQ", "TIME (UTC)", "ACTOR", "ACTION", "ROLLOUT", "REASON"]);
+            for a in entries {
+                t.row([a.seq.to_string(), rollout::time(a.at), a.actor, a.action, a.rollout.unwrap_or_default(), a.reason]);
+            }
+            print!("{t}");
+            Ok(())
+        }
     }
 }
 
@@ -295,143 +317,20 @@ fn levels_text(levels: Option<&[bindwave_proto::HardwareLevel]>) -> String {
     levels.map_or("-".into(), |l| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
 }
 
-async fn rollout(cmd: RolloutCmd, controller: &str) -> Result<(), ControllerError> {
-    let api = ApiClient::new(controller)?;
-    match cmd {
-        RolloutCmd::Create { image, devices, all: _, override_compat, start } => {
-            let devices = match devices {
-                Some(list) => Selection::List(parse_device_list(&list)?),
-                None => Selection::All,
-            };
-            let r = api.create_rollout(&CreateRollout { image, devices, override_compat }).await?;
-            if start {
-                api.start_rollout(&r.id).await?;
-            }
-            println!("{}", r.id);
-            Ok(())
+/// Who runs this command: `--actor`, or `$USER@hostname`.
+fn actor(flag: Option<String>) -> String {
+    flag.unwrap_or_else(|| {
+        let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        if host.is_empty() {
+            user
+        } else {
+            format!("{user}@{host}")
         }
-        RolloutCmd::Start { id } => {
-            let r = api.start_rollout(&id).await?;
-            println!("started {} ({} devices)", r.id, r.devices.len());
-            Ok(())
-        }
-        RolloutCmd::Status { id, output, wait } => {
-            let mut status = api.rollout(&id).await?;
-            if wait {
-                let bar = progress_bar(status.jobs.len());
-                while status.counts.get(&Outcome::InProgress).copied().unwrap_or(0) > 0
-                    || status.counts.get(&Outcome::Pending).copied().unwrap_or(0) > 0
-                {
-                    update_bar(&bar, &status);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    status = api.rollout(&id).await?;
-                }
-                bar.finish_and_clear();
-            }
-            if output == Format::Json {
-                return print_json(&status);
-            }
-            print_status(&status);
-            Ok(())
-        }
-        RolloutCmd::List { output } => {
-            let list = api.rollouts().await?;
-            if output == Format::Json {
-                return print_json(&list);
-            }
-            let mut t = Table::new([
-                "ROLLOUT",
-                "STATE",
-                "IMAGE",
-                "DEVICES",
-                "SUCCEEDED",
-                "REJ HW",
-                "REJ SW",
-                "FAILED",
-                "IN PROGRESS",
-            ]);
-            for s in list {
-                let c = |o| s.counts.get(&o).copied().unwrap_or(0).to_string();
-                t.row([
-                    s.rollout.id.clone(),
-                    s.rollout.state.as_str().to_string(),
-                    s.rollout.image[..12.min(s.rollout.image.len())].to_string(),
-                    s.rollout.devices.len().to_string(),
-                    c(Outcome::Succeeded),
-                    c(Outcome::RejectedHardware),
-                    c(Outcome::RejectedSoftware),
-                    c(Outcome::Failed),
-                    (s.counts.get(&Outcome::InProgress).unwrap_or(&0) + s.counts.get(&Outcome::Pending).unwrap_or(&0))
-                        .to_string(),
-                ]);
-            }
-            print!("{t}");
-            Ok(())
-        }
-    }
+    })
 }
 
-pub(crate) fn progress_bar(len: usize) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar
-}
-
-pub(crate) fn update_bar(bar: &indicatif::ProgressBar, status: &RolloutStatus) {
-    let c = |o| status.counts.get(&o).copied().unwrap_or(0);
-    let done = c(Outcome::Succeeded) + c(Outcome::RejectedHardware) + c(Outcome::RejectedSoftware) + c(Outcome::Failed);
-    bar.set_prefix(status.rollout.id.clone());
-    bar.set_position(done as u64);
-    bar.set_message(format!(
-        "ok {} | rejected hw {} sw {} | failed {}",
-        c(Outcome::Succeeded),
-        c(Outcome::RejectedHardware),
-        c(Outcome::RejectedSoftware),
-        c(Outcome::Failed)
-    ));
-}
-
-fn print_status(s: &RolloutStatus) {
-    let r = &s.rollout;
-    println!(
-        "rollout {}  state {}  image {}  override {}",
-        r.id,
-        r.state.as_str(),
-        s.image.as_ref().map_or(r.image.clone(), |i| format!("{} ({})", i.software_version, &i.sha256[..12])),
-        if r.override_compat { "yes" } else { "no" }
-    );
-    let counts: Vec<String> =
-        Outcome::ALL.iter().map(|o| format!("{} {}", o.as_str(), s.counts.get(o).unwrap_or(&0))).collect();
-    println!("{}\n", counts.join("  "));
-    let mut t = Table::new(["DEVICE", "OUTCOME", "RUNNING", "REASON"]);
-    for j in &s.jobs {
-        let (running, reason) = match &j.phase {
-            JobPhase::Succeeded { running_version, override_used } => (
-                running_version.to_string(),
-                if *override_used { "installed with override".into() } else { String::new() },
-            ),
-            JobPhase::Rejected { reason, running_version } | JobPhase::Failed { reason, running_version } => (
-                running_version.as_ref().map_or("-".into(), ToString::to_string),
-                format!("{}: {reason}", reason.code()),
-            ),
-            JobPhase::Running { state, progress } => {
-                ("-".into(), progress.map_or(state.to_string(), |p| format!("{state} {p}%")))
-            }
-            JobPhase::Pending | JobPhase::Sent => ("-".into(), String::new()),
-        };
-        t.row([j.device.to_string(), j.phase.outcome().as_str().into(), running, reason]);
-    }
-    print!("{t}");
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ControllerError> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ControllerError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| ControllerError::BadRequest(e.to_string()))?;
     println!("{text}");
     Ok(())

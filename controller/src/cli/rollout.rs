@@ -1,0 +1,573 @@
+//! `bindwave rollout ...`: plan, create, steer and watch rollouts.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use bindwave_proto::wire::DeviceId;
+use bindwave_proto::{HardwareLevel, SoftwareVersion};
+use clap::{Args, Subcommand};
+
+use super::{print_json, Format};
+use crate::api::{ActionRequest, RolloutRequest, RolloutStatus};
+use crate::client::ApiClient;
+use crate::engine::{Action, Plan};
+use crate::model::{
+    GateAction, GateOverrides, Gates, JobPhase, Outcome, RolloutSpec, RolloutState, Stage, TargetFilter, WaveSize,
+    WaveSpec,
+};
+use crate::table::Table;
+use crate::ControllerError;
+
+#[derive(Subcommand)]
+pub enum RolloutCmd {
+    /// Show the waves a rollout would have, and how many devices the inventory predicts will reject, and why.
+    #[command(after_help = "Example:\n  bindwave rollout plan --image 3fa2c1 --all --waves 1%,10%,50%,100%")]
+    Plan(RolloutArgs),
+    /// Create a rollout (it waits for `rollout start`, or use --start).
+    #[command(after_help = "Examples:\n  bindwave rollout create --image 3fa2c1 --all --waves 1%,10%,50%,100% --soak 30m --start\n  \
+        bindwave rollout create --image 3fa2c1 --hardware-level 3 --label site=munich --waves 5,50,all \\\n      \
+        --failure-threshold 5% --on-failure abort --device-timeout 20m --max-concurrent 100\n  \
+        bindwave rollout create --image 3fa2c1 --devices phone-0001,phone-0002 --override --start")]
+    Create {
+        #[command(flatten)]
+        args: RolloutArgs,
+        /// Start it at once.
+        #[arg(long)]
+        start: bool,
+    },
+    /// Send the first wave's commands.
+    Start(ActionArgs),
+    /// Stop sending commands; devices already commanded finish.
+    Pause(ActionArgs),
+    /// Continue a paused rollout. After a gate stopped it, resuming accepts what happened and goes on.
+    Resume(ActionArgs),
+    /// Stop for good: devices not yet commanded are cancelled; commanded ones finish and are recorded.
+    Abort(ActionArgs),
+    /// Command failed and timed-out devices again (rejections are never retried).
+    Retry(ActionArgs),
+    /// Let a wave that waits for approval start.
+    Approve(ActionArgs),
+    /// A rollout's state, waves, counts, and every device's outcome and reason.
+    #[command(after_help = "Examples:\n  bindwave rollout status r1\n  bindwave rollout status r1 --wait -o json")]
+    Status {
+        id: String,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+        /// Wait until the rollout has finished or stopped.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Follow a rollout live: a bar per wave, the gate status, counts by state and reason. Ctrl-C leaves.
+    #[command(after_help = "Example:\n  bindwave rollout watch r1")]
+    Watch { id: String },
+    /// All rollouts with their counts.
+    List {
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Args)]
+pub struct ActionArgs {
+    pub id: String,
+    /// Why, for the audit log.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// What to roll out, to whom, in which waves, under which gates.
+#[derive(Args, Clone)]
+#[command(group = clap::ArgGroup::new("targets").required(true).multiple(true)
+    .args(["devices", "all", "part_number", "model", "hardware_level", "software_version", "label"]))]
+pub struct RolloutArgs {
+    /// The image's SHA-256 or a unique prefix (at least 6 characters).
+    #[arg(long)]
+    pub image: String,
+    /// Target these devices (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<DeviceId>,
+    /// Target every device the controller knows.
+    #[arg(long)]
+    pub all: bool,
+    /// Target devices with this part number (repeat for several).
+    #[arg(long)]
+    pub part_number: Vec<String>,
+    /// Target devices of this model.
+    #[arg(long)]
+    pub model: Vec<String>,
+    /// Target devices at this hardware level.
+    #[arg(long)]
+    pub hardware_level: Vec<u16>,
+    /// Target devices running this software version.
+    #[arg(long, value_parser = parse_version)]
+    pub software_version: Vec<SoftwareVersion>,
+    /// Target devices carrying this label (all given labels must match).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Also take in matching devices that say hello later (into the last wave).
+    #[arg(long)]
+    pub follow: bool,
+    /// Cumulative wave sizes: counts, percentages or "all" (e.g. 1%,10%,50%,100%). Wave 1 also holds one
+    /// device of every (hardware level, software version) cohort.
+    #[arg(long, value_delimiter = ',', default_value = "100%")]
+    pub waves: Vec<WaveSize>,
+    /// Share of a wave that must succeed (rejections aside) before the next starts.
+    #[arg(long, value_parser = parse_ratio, default_value = "95%")]
+    pub success_ratio: f64,
+    /// Failures over finished devices above which the rollout pauses (or aborts).
+    #[arg(long, value_parser = parse_ratio, default_value = "10%")]
+    pub failure_threshold: f64,
+    /// Finished devices needed before the failure threshold applies.
+    #[arg(long, default_value_t = 3)]
+    pub failure_min: usize,
+    #[arg(long, value_parser = parse_action, default_value = "pause")]
+    pub on_failure: GateAction,
+    /// Rejections (hardware or software level) above which the rollout pauses (or aborts). Default: reported,
+    /// never stopping.
+    #[arg(long, value_parser = parse_ratio)]
+    pub rejection_threshold: Option<f64>,
+    #[arg(long, default_value_t = 10)]
+    pub rejection_min: usize,
+    #[arg(long, value_parser = parse_action, default_value = "pause")]
+    pub on_rejection: GateAction,
+    /// Wait after a wave passes before the next starts (e.g. 30m).
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub soak: u64,
+    /// A device without a final report this long after its command has timed out (a failure).
+    #[arg(long, value_parser = parse_duration, default_value = "30m")]
+    pub device_timeout: u64,
+    /// The most devices updating at once.
+    #[arg(long)]
+    pub max_concurrent: Option<usize>,
+    /// Every wave waits for `rollout approve` before it starts.
+    #[arg(long)]
+    pub approval: bool,
+    /// Per-wave gate overrides, e.g. "1:soak=1h,success=100%" or "3:approval=true,max-concurrent=50".
+    #[arg(long = "wave-gates", value_parser = parse_wave_gates)]
+    pub wave_gates: Vec<(usize, GateOverrides)>,
+    /// Install even where the phones' compatibility rule says no.
+    #[arg(long = "override")]
+    pub override_compat: bool,
+    /// Seed for drawing wave members (default: random; the rollout records it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl RolloutArgs {
+    pub fn spec(&self) -> Result<RolloutSpec, ControllerError> {
+        let mut waves: Vec<WaveSpec> = self.waves.iter().map(|s| WaveSpec { size: *s, gates: Default::default() }).collect();
+        for (n, o) in &self.wave_gates {
+            let w = waves.get_mut(n - 1).ok_or_else(|| {
+                ControllerError::BadRequest(format!("--wave-gates names wave {n}, but --waves has {} waves", self.waves.len()))
+            })?;
+            w.gates = o.clone();
+        }
+        Ok(RolloutSpec {
+            image: self.image.clone(),
+            targets: TargetFilter {
+                devices: self.devices.clone(),
+                part_numbers: self.part_number.clone(),
+                models: self.model.clone(),
+                hardware_levels: self.hardware_level.iter().copied().map(HardwareLevel).collect(),
+                software_versions: self.software_version.clone(),
+                labels: self.label.clone(),
+                follow: self.follow,
+            },
+            waves,
+            gates: Gates {
+                success_ratio: self.success_ratio,
+                failure_ratio: self.failure_threshold,
+                failure_min_finished: self.failure_min,
+                on_failure: self.on_failure,
+                rejection_ratio: self.rejection_threshold,
+                rejection_min_finished: self.rejection_min,
+                on_rejection: self.on_rejection,
+                soak_secs: self.soak,
+                device_timeout_secs: self.device_timeout,
+                max_concurrent: self.max_concurrent,
+                approval: self.approval,
+            },
+            override_compat: self.override_compat,
+            seed: self.seed,
+        })
+    }
+}
+
+fn parse_version(s: &str) -> Result<SoftwareVersion, String> {
+    s.parse().map_err(|e: bindwave_proto::ProtoError| e.to_string())
+}
+
+/// `95%` or `0.95`.
+pub fn parse_ratio(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let v = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => s.parse::<f64>(),
+    }
+    .map_err(|_| format!("{s:?} is not a ratio: use a percentage (95%) or a fraction (0.95)"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} is outside 0% to 100%"))
+    }
+}
+
+/// `90s`, `30m`, `2h`, `1d`, or plain seconds; returns seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86400),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 30m, 2h"))
+}
+
+fn parse_action(s: &str) -> Result<GateAction, String> {
+    match s {
+        "pause" => Ok(GateAction::Pause),
+        "abort" => Ok(GateAction::Abort),
+        _ => Err(format!("{s:?}: use pause or abort")),
+    }
+}
+
+/// `2:soak=1h,success=99%,approval=true`
+fn parse_wave_gates(s: &str) -> Result<(usize, GateOverrides), String> {
+    let (n, rest) = s.split_once(':').ok_or_else(|| format!("{s:?}: expected WAVE:KEY=VALUE,... e.g. 1:soak=1h"))?;
+    let n: usize = n.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| format!("{n:?} is not a wave number (1, 2, ...)"))?;
+    let mut o = GateOverrides::default();
+    for kv in rest.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("{kv:?}: expected KEY=VALUE"))?;
+        let v = v.trim();
+        match k.trim() {
+            "success" | "success-ratio" => o.success_ratio = Some(parse_ratio(v)?),
+            "failure" | "failure-threshold" => o.failure_ratio = Some(parse_ratio(v)?),
+            "failure-min" => o.failure_min_finished = Some(v.parse().map_err(|_| format!("{v:?} is not a count"))?),
+            "on-failure" => o.on_failure = Some(parse_action(v)?),
+            "soak" => o.soak_secs = Some(parse_duration(v)?),
+            "device-timeout" => o.device_timeout_secs = Some(parse_duration(v)?),
+            "max-concurrent" => o.max_concurrent = Some(v.parse().map_err(|_| format!("{v:?} is not a count"))?),
+            "approval" => o.approval = Some(v.parse().map_err(|_| format!("{v:?}: use true or false"))?),
+            other => {
+                return Err(format!(
+                    "unknown wave gate {other:?} (success, failure, failure-min, on-failure, soak, device-timeout, \
+                     max-concurrent, approval)"
+                ))
+            }
+        }
+    }
+    Ok((n, o))
+}
+
+pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), ControllerError> {
+    let api = ApiClient::new(controller)?;
+    let act = |id: String, reason: String| (id, ActionRequest { actor: actor.to_string(), reason });
+    let (action, args) = match cmd {
+        RolloutCmd::Plan(args) => {
+            let plan = api.plan(&RolloutRequest { spec: args.spec()?, actor: actor.to_string() }).await?;
+            print_plan(&plan);
+            return Ok(());
+        }
+        RolloutCmd::Create { args, start } => {
+            let r = api.create_rollout(&RolloutRequest { spec: args.spec()?, actor: actor.to_string() }).await?;
+            if start {
+                api.operate(&r.id, Action::Start, &ActionRequest { actor: actor.to_string(), reason: "created with --start".into() }).await?;
+            }
+            println!("{}", r.id);
+            return Ok(());
+        }
+        RolloutCmd::Start(a) => (Action::Start, a),
+        RolloutCmd::Pause(a) => (Action::Pause, a),
+        RolloutCmd::Resume(a) => (Action::Resume, a),
+        RolloutCmd::Abort(a) => (Action::Abort, a),
+        RolloutCmd::Retry(a) => (Action::Retry, a),
+        RolloutCmd::Approve(a) => (Action::Approve, a),
+        RolloutCmd::Status { id, output, wait } => {
+            let mut status = api.rollout(&id).await?;
+            while wait && !settled(&status) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                status = api.rollout(&id).await?;
+            }
+            if output == Format::Json {
+                return print_json(&status);
+            }
+            print_status(&status);
+            return Ok(());
+        }
+        RolloutCmd::Watch { id } => return watch(&api, &id).await,
+        RolloutCmd::List { output } => {
+            let list = api.rollouts().await?;
+            if output == Format::Json {
+                return print_json(&list);
+            }
+            let mut t = Table::new(["ROLLOUT", "STATE", "WAVE", "IMAGE", "DEVICES", "SUCCEEDED", "REJ HW", "REJ SW", "FAILED", "OPEN"]);
+            for s in list {
+                let c = |o| s.counts.get(&o).copied().unwrap_or(0);
+                t.row([
+                    s.rollout.id.clone(),
+                    s.rollout.state.name().to_string(),
+                    s.rollout.state.wave().map_or("-".into(), |w| format!("{}/{}", w + 1, s.rollout.waves.len())),
+                    s.rollout.image[..12.min(s.rollout.image.len())].to_string(),
+                    s.counts.values().sum::<usize>().to_string(),
+                    c(Outcome::Succeeded).to_string(),
+                    c(Outcome::RejectedHardware).to_string(),
+                    c(Outcome::RejectedSoftware).to_string(),
+                    (c(Outcome::Failed) + c(Outcome::TimedOut)).to_string(),
+                    (c(Outcome::Pending) + c(Outcome::InProgress)).to_string(),
+                ]);
+            }
+            print!("{t}");
+            return Ok(());
+        }
+    };
+    let (id, req) = act(args.id, args.reason);
+    let r = api.operate(&id, action, &req).await?;
+    println!("{}: {}", r.id, state_line(&r.state, r.waves.len()));
+    Ok(())
+}
+
+/// Finished, aborted, paused, or waiting for approval: nothing moves without an operator.
+pub fn settled(s: &RolloutStatus) -> bool {
+    matches!(
+        s.rollout.state,
+        RolloutState::Finished
+            | RolloutState::Aborted { .. }
+            | RolloutState::Paused { .. }
+            | RolloutState::Active { stage: Stage::AwaitingApproval, .. }
+    )
+}
+
+pub fn state_line(state: &RolloutState, waves: usize) -> String {
+    match state {
+        RolloutState::Created => "created; start it with `bindwave rollout start`".into(),
+        RolloutState::Active { wave, stage: Stage::AwaitingApproval } => {
+            format!("wave {}/{waves} waits for approval (`bindwave rollout approve`)", wave + 1)
+        }
+        RolloutState::Active { wave, stage: Stage::Updating } => format!("wave {}/{waves} updating", wave + 1),
+        RolloutState::Active { wave, stage: Stage::Soaking { until } } => {
+            format!("wave {}/{waves} passed; soaking until {}", wave + 1, time(*until))
+        }
+        RolloutState::Paused { wave, cause, .. } => format!("paused in wave {}/{waves}: {cause}", wave + 1),
+        RolloutState::Aborted { cause } => format!("aborted: {cause}"),
+        RolloutState::Finished => "finished: every wave passed".into(),
+    }
+}
+
+/// A timestamp as `2026-11-25 16:47:07` (UTC).
+pub fn time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn print_plan(plan: &Plan) {
+    println!(
+        "image {} ({})  seed {}  {} cohorts (hardware level x software version), one of each in wave 1",
+        plan.image.software_version,
+        &plan.image.sha256[..12],
+        plan.seed,
+        plan.cohorts
+    );
+    let mut t = Table::new(["WAVE", "DEVICES", "INSTALL", "OVERRIDE", "REJECT HW", "REJECT SW", "UNKNOWN", "GATES"]);
+    for (i, w) in plan.waves.iter().enumerate() {
+        let p = &w.prediction;
+        t.row([
+            (i + 1).to_string(),
+            w.devices.len().to_string(),
+            p.install.to_string(),
+            p.install_with_override.to_string(),
+            p.rejected_hardware.to_string(),
+            p.rejected_software.to_string(),
+            p.unknown.to_string(),
+            gates_text(&w.gates),
+        ]);
+    }
+    print!("{t}");
+    let mut reasons = std::collections::BTreeMap::<&str, usize>::new();
+    for w in &plan.waves {
+        for (r, n) in &w.prediction.reasons {
+            *reasons.entry(r).or_default() += n;
+        }
+    }
+    if !reasons.is_empty() {
+        println!("\npredicted rejections:");
+        for (r, n) in reasons {
+            println!("  {n:>6}  {r}");
+        }
+    }
+}
+
+fn gates_text(g: &Gates) -> String {
+    let mut parts = vec![format!("success>={:.0}%", g.success_ratio * 100.0)];
+    parts.push(format!(
+        "failures>{:.0}% (min {}) {}",
+        g.failure_ratio * 100.0,
+        g.failure_min_finished,
+        if g.on_failure == GateAction::Abort { "abort" } else { "pause" }
+    ));
+    if let Some(r) = g.rejection_ratio {
+        parts.push(format!("rejections>{:.0}%", r * 100.0));
+    }
+    if g.soak_secs > 0 {
+        parts.push(format!("soak {}s", g.soak_secs));
+    }
+    parts.push(format!("timeout {}s", g.device_timeout_secs));
+    if let Some(m) = g.max_concurrent {
+        parts.push(format!("max {m} at once"));
+    }
+    if g.approval {
+        parts.push("approval".into());
+    }
+    parts.join(", ")
+}
+
+pub(crate) fn print_status(s: &RolloutStatus) {
+    let r = &s.rollout;
+    println!(
+        "rollout {}  image {}  override {}  seed {}",
+        r.id,
+        s.image.as_ref().map_or(r.image.clone(), |i| format!("{} ({})", i.software_version, &i.sha256[..12])),
+        if r.override_compat { "yes" } else { "no" },
+        r.seed
+    );
+    println!("state: {}", state_line(&r.state, r.waves.len()));
+    let mut waves = Table::new(["WAVE", "DEVICES", "SUCCEEDED", "REJ HW", "REJ SW", "FAILED", "TIMED OUT", "OPEN", "GATES"]);
+    for w in &s.waves {
+        let c = |o| w.counts.get(&o).copied().unwrap_or(0).to_string();
+        let open = w.counts.get(&Outcome::Pending).unwrap_or(&0) + w.counts.get(&Outcome::InProgress).unwrap_or(&0);
+        waves.row([
+            w.number.to_string(),
+            w.wave.devices.to_string(),
+            c(Outcome::Succeeded),
+            c(Outcome::RejectedHardware),
+            c(Outcome::RejectedSoftware),
+            c(Outcome::Failed),
+            c(Outcome::TimedOut),
+            open.to_string(),
+            gates_text(&w.wave.gates),
+        ]);
+    }
+    println!();
+    print!("{waves}");
+    println!();
+    let mut t = Table::new(["DEVICE", "WAVE", "OUTCOME", "RUNNING", "REASON"]);
+    for j in &s.jobs {
+        let (running, reason) = match &j.phase {
+            JobPhase::Succeeded { running_version, override_used } => {
+                (running_version.to_string(), if *override_used { "installed with override".into() } else { String::new() })
+            }
+            JobPhase::Rejected { reason, running_version } | JobPhase::Failed { reason, running_version } => (
+                running_version.as_ref().map_or("-".into(), ToString::to_string),
+                format!("{}: {reason}", reason.code()),
+            ),
+            JobPhase::Running { state, progress } => ("-".into(), progress.map_or(state.to_string(), |p| format!("{state} {p}%"))),
+            JobPhase::TimedOut => ("-".into(), "no final report within the device timeout".into()),
+            JobPhase::Pending | JobPhase::Sent | JobPhase::Cancelled => ("-".into(), String::new()),
+        };
+        let attempt = if j.attempt > 1 { format!(" (attempt {})", j.attempt) } else { String::new() };
+        t.row([j.device.to_string(), (j.wave + 1).to_string(), format!("{}{attempt}", j.phase.outcome().as_str()), running, reason]);
+    }
+    print!("{t}");
+}
+
+/// Live view: a bar per wave and the gate status; on a terminal it redraws, elsewhere it prints a line per
+/// change.
+async fn watch(api: &ApiClient, id: &str) -> Result<(), ControllerError> {
+    let tty = std::io::stderr().is_terminal();
+    let multi = indicatif::MultiProgress::new();
+    if !tty {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let style = indicatif::ProgressStyle::with_template("wave {prefix:>2} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let header = multi.add(indicatif::ProgressBar::new_spinner());
+    let mut bars: Vec<indicatif::ProgressBar> = Vec::new();
+    let mut last = String::new();
+    loop {
+        let s = api.rollout(id).await?;
+        let line = state_line(&s.rollout.state, s.rollout.waves.len());
+        let c = |o| s.counts.get(&o).copied().unwrap_or(0);
+        let counts = format!(
+            "succeeded {}  rejected hw {} sw {}  failed {}  timed out {}  in progress {}  pending {}",
+            c(Outcome::Succeeded),
+            c(Outcome::RejectedHardware),
+            c(Outcome::RejectedSoftware),
+            c(Outcome::Failed),
+            c(Outcome::TimedOut),
+            c(Outcome::InProgress),
+            c(Outcome::Pending)
+        );
+        header.set_message(format!("{}: {line}\n{counts}", s.rollout.id));
+        while bars.len() < s.waves.len() {
+            let b = multi.add(indicatif::ProgressBar::new(0));
+            b.set_style(style.clone());
+            bars.push(b);
+        }
+        for (b, w) in bars.iter().zip(&s.waves) {
+            let done = w.wave.devices
+                - w.counts.get(&Outcome::Pending).unwrap_or(&0)
+                - w.counts.get(&Outcome::InProgress).unwrap_or(&0);
+            b.set_prefix(w.number.to_string());
+            b.set_length(w.wave.devices as u64);
+            b.set_position(done as u64);
+            let f = |o| w.counts.get(&o).copied().unwrap_or(0);
+            b.set_message(format!(
+                "ok {} | rej {} | failed {} | in flight {}",
+                f(Outcome::Succeeded),
+                f(Outcome::RejectedHardware) + f(Outcome::RejectedSoftware),
+                f(Outcome::Failed) + f(Outcome::TimedOut),
+                f(Outcome::InProgress)
+            ));
+        }
+        if !tty && format!("{line} {counts}") != last {
+            println!("{}: {line} | {counts}", s.rollout.id);
+            last = format!("{line} {counts}");
+        }
+        if s.rollout.state.is_over() {
+            header.finish();
+            for b in &bars {
+                b.finish();
+            }
+            if tty {
+                println!("{}: {line}", s.rollout.id);
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values() {
+        assert_eq!(parse_ratio("95%").unwrap(), 0.95);
+        assert_eq!(parse_ratio("0.5").unwrap(), 0.5);
+        assert!(parse_ratio("150%").is_err() && parse_ratio("x").is_err());
+        assert_eq!(parse_duration("30m").unwrap(), 1800);
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert_eq!(parse_duration("2h").unwrap(), 7200);
+        assert!(parse_duration("soon").is_err());
+        let (n, o) = parse_wave_gates("2:soak=1h,success=99%,approval=true,max-concurrent=5").unwrap();
+        assert_eq!((n, o.soak_secs, o.approval, o.max_concurrent), (2, Some(3600), Some(true), Some(5)));
+        assert!(parse_wave_gates("0:soak=1h").is_err());
+        assert!(parse_wave_gates("1:speed=fast").unwrap_err().contains("unknown wave gate"));
+        assert_eq!(time(0), "1970-01-01 00:00:00");
+        assert_eq!(time(1_795_624_248_000), "2026-11-25 16:30:48");
+    }
+}

@@ -1,0 +1,83 @@
+//! A simulated fleet: N real agents in one process, each with its own MQTT connection and state directory.
+//! `bindwave demo` runs one beside the controller; `bindwave simulate` runs one in a process of its own, for
+//! fleets too large to share a process with the broker, and for tests that restart the controller.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bindwave_agent::config::BrokerSettings;
+use bindwave_agent::{Agent, AgentConfig};
+use bindwave_proto::wire::DeviceId;
+use bindwave_proto::HardwareLevel;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::ControllerError;
+
+/// The fleet's models: model name, part number, and the hardware level it maps to.
+pub const MODELS: [(&str, &str, u16); 4] = [
+    ("CP200", "S30817-S7701-A101", 2),
+    ("CP400", "S30817-S7702-A101", 3),
+    ("CP600", "S30817-S7703-A101", 4),
+    ("CP700", "S30817-S7704-A101", 5),
+];
+/// Minimum supported software versions, by share of the fleet (index modulo 7).
+pub const MINIMUMS: [&str; 7] = ["V3 R1.0.0", "V3 R1.0.0", "V3 R1.0.0", "V3 R1.0.0", "V3 R2.0.0", "V3 R3.0.0", "V3 R5.0.0"];
+/// What every simulated phone runs before its first update.
+pub const FACTORY: &str = "V3 R2.9.0";
+/// Sites, for label targeting (index modulo 3).
+pub const SITES: [&str; 3] = ["site=munich", "site=vienna", "site=zurich"];
+
+/// The id of simulated phone `i` (0-based).
+pub fn device_id(i: usize) -> String {
+    format!("phone-{:05}", i + 1)
+}
+
+/// The agent config of simulated phone `i`.
+pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentConfig, ControllerError> {
+    let (model, part, _) = MODELS[i % MODELS.len()];
+    Ok(AgentConfig {
+        device_id: DeviceId::new(device_id(i))?,
+        part_number: part.to_string(),
+        software_version: FACTORY.parse()?,
+        minimum_software_version: MINIMUMS[i % MINIMUMS.len()].parse()?,
+        hardware_level: None,
+        hardware_levels: MODELS.iter().map(|(_, p, l)| (p.to_string(), HardwareLevel(*l))).collect(),
+        model: Some(model.to_string()),
+        labels: vec![SITES[i % SITES.len()].to_string()],
+        state_dir: state_root.join(device_id(i)),
+        broker: BrokerSettings { url: broker.to_string(), username: None, password: None },
+        report_retry_secs: 5,
+    })
+}
+
+pub struct Fleet {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<Result<(), bindwave_agent::AgentError>>>,
+    pub state_root: PathBuf,
+}
+
+impl Fleet {
+    /// Starts phones `0..devices` against `broker`, with state under `state_root`.
+    pub fn spawn(devices: usize, broker: &str, state_root: &Path) -> Result<Fleet, ControllerError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let http = bindwave_agent::agent::http_client()?;
+        let mut tasks = Vec::with_capacity(devices);
+        for i in 0..devices {
+            let agent = Agent::new(phone_config(i, broker, state_root)?)?.with_http_client(http.clone());
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(agent.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })));
+        }
+        Ok(Fleet { stop, tasks, state_root: state_root.to_path_buf() })
+    }
+
+    /// Stops every phone (each says goodbye to the broker).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
