@@ -133,8 +133,10 @@ async fn list_images(State(core): State<Core>) -> ApiResult<Vec<Image>> {
 
 async fn list_rollouts(State(core): State<Core>) -> ApiResult<Vec<RolloutSummary>> {
     Ok(Json(
-        core.query(|e| e.rollouts().map(|r| RolloutSummary { rollout: r.clone(), counts: e.tally(&r.id).to_map() }).collect())
-            .await?,
+        core.query(|e| {
+            e.rollouts().map(|r| RolloutSummary { rollout: r.clone(), counts: e.tally(&r.id).to_map() }).collect()
+        })
+        .await?,
     ))
 }
 

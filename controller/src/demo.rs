@@ -39,7 +39,12 @@ pub async fn run(opts: DemoOptions) -> Result<(), ControllerError> {
         public_url: None,
     })
     .await?;
-    println!("controller: HTTP http://{}  MQTT {} (embedded)  data {}", service.http_addr, service.mqtt_url, dir.path().display());
+    println!(
+        "controller: HTTP http://{}  MQTT {} (embedded)  data {}",
+        service.http_addr,
+        service.mqtt_url,
+        dir.path().display()
+    );
     let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"))?;
     let result = rollouts(&opts, &service, &data_dir).await;
     fleet.stop().await;
@@ -67,11 +72,20 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bar.finish_and_clear();
-    println!("fleet: {} phones online in {:.1?} ({} models, hardware levels 2-5)", opts.devices, started.elapsed(), MODELS.len());
+    println!(
+        "fleet: {} phones online in {:.1?} ({} models, hardware levels 2-5)",
+        opts.devices,
+        started.elapsed(),
+        MODELS.len()
+    );
 
     let payload: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let waves = |sizes: &[&str]| -> Vec<WaveSpec> {
-        sizes.iter().filter_map(|s| s.parse::<WaveSize>().ok()).map(|size| WaveSpec { size, gates: Default::default() }).collect()
+        sizes
+            .iter()
+            .filter_map(|s| s.parse::<WaveSize>().ok())
+            .map(|size| WaveSpec { size, gates: Default::default() })
+            .collect()
     };
     let gates = Gates { failure_min_finished: 3, device_timeout_secs: 120, ..Gates::default() };
     let binds: [(&str, &str, Option<Vec<HardwareLevel>>, bool); 3] = [
@@ -117,20 +131,37 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         bar.finish_and_clear();
-        println!("{}: {}", status.rollout.id, crate::cli::state_line(&status.rollout.state, status.rollout.waves.len()));
+        println!(
+            "{}: {}",
+            status.rollout.id,
+            crate::cli::state_line(&status.rollout.state, status.rollout.waves.len())
+        );
         summaries.push((status, t0.elapsed()));
     }
 
     println!("\nsummary");
-    let mut t = Table::new(["ROLLOUT", "BIND", "HW FIELD", "STATE", "DEVICES", "ACCEPTED", "REJECTED HW", "REJECTED SW", "FAILED", "NEVER SENT", "TIME"]);
+    let mut t = Table::new([
+        "ROLLOUT",
+        "BIND",
+        "HW FIELD",
+        "STATE",
+        "DEVICES",
+        "ACCEPTED",
+        "REJECTED HW",
+        "REJECTED SW",
+        "FAILED",
+        "NEVER SENT",
+        "TIME",
+    ]);
     for (s, elapsed) in &summaries {
         let c = |o| s.counts.get(&o).copied().unwrap_or(0);
         t.row([
             s.rollout.id.clone(),
             s.image.as_ref().map_or("-".into(), |i| i.software_version.to_string()),
-            s.image.as_ref().and_then(|i| i.hardware_levels.as_ref()).map_or("none".into(), |l| {
-                l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
-            }),
+            s.image
+                .as_ref()
+                .and_then(|i| i.hardware_levels.as_ref())
+                .map_or("none".into(), |l| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             s.rollout.state.name().to_string(),
             s.jobs.len().to_string(),
             c(Outcome::Succeeded).to_string(),
@@ -146,7 +177,10 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
         "\nrejected phones kept running their old software, without a restart. The corrupted bind reached only its \
          first wave: the failure gate paused the rollout (`bindwave rollout status`, `bindwave audit`)."
     );
-    let unsettled = summaries.iter().filter(|(s, _)| !matches!(s.rollout.state, RolloutState::Finished | RolloutState::Paused { .. })).count();
+    let unsettled = summaries
+        .iter()
+        .filter(|(s, _)| !matches!(s.rollout.state, RolloutState::Finished | RolloutState::Paused { .. }))
+        .count();
     if unsettled > 0 {
         return Err(ControllerError::BadRequest(format!("{unsettled} rollouts did not settle within 5 minutes")));
     }

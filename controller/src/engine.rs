@@ -26,8 +26,8 @@ use bindwave_proto::{BindHeader, DeviceProfile};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AuditEntry, Baseline, Cause, Device, GateAction, Gates, Image, Job, JobPhase, Millis, Outcome, Rollout, RolloutSpec,
-    RolloutState, Stage, Tally, Wave, WaveSize,
+    AuditEntry, Baseline, Cause, Device, GateAction, Gates, Image, Job, JobPhase, Millis, Outcome, Rollout,
+    RolloutSpec, RolloutState, Stage, Tally, Wave, WaveSize,
 };
 use crate::ControllerError;
 
@@ -39,10 +39,23 @@ pub enum Input {
     Report(DeviceId, Report),
     AddImage(Image),
     /// `seed` draws the wave members when the spec has none.
-    CreateRollout { spec: RolloutSpec, seed: u64, actor: String },
-    Operate { rollout: String, action: Action, actor: String, reason: String },
+    CreateRollout {
+        spec: RolloutSpec,
+        seed: u64,
+        actor: String,
+    },
+    Operate {
+        rollout: String,
+        action: Action,
+        actor: String,
+        reason: String,
+    },
     /// Pause (or abort) every rollout that is under way.
-    EmergencyStop { actor: String, reason: String, abort: bool },
+    EmergencyStop {
+        actor: String,
+        reason: String,
+        abort: bool,
+    },
     /// Time passed: device timeouts and soak times.
     Tick,
 }
@@ -232,7 +245,13 @@ impl Engine {
             }
             Record::Rollout(r) => {
                 if let Some(n) = rollout_number(&r.id) {
-                    self.rollouts.insert(n, Live::new(r));
+                    match self.rollouts.get_mut(&n) {
+                        // A later version of a rollout keeps the jobs already restored.
+                        Some(live) if live.rollout.waves.len() == r.waves.len() => live.rollout = r,
+                        _ => {
+                            self.rollouts.insert(n, Live::new(r));
+                        }
+                    }
                 }
             }
             Record::Job(j) => {
@@ -244,10 +263,20 @@ impl Engine {
                 for attempt in 1..=j.attempt {
                     self.job_ids.insert(job_id(&j.rollout, &j.device, attempt), (n, j.device.clone()));
                 }
+                let deadline = |job: &Job| {
+                    let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs * 1000;
+                    job.sent_at.filter(|_| job.phase.in_flight()).map(|sent| (sent + timeout, n, job.device.clone()))
+                };
+                // A later version of a job replaces the earlier one.
+                if let Some(old) = live.jobs.get(&j.device) {
+                    live.tallies[old.wave].remove(old.phase.outcome());
+                    if let Some(d) = deadline(old) {
+                        self.deadlines.remove(&d);
+                    }
+                }
                 live.tallies[j.wave].add(j.phase.outcome());
-                if let (true, Some(sent)) = (j.phase.in_flight(), j.sent_at) {
-                    let timeout = live.rollout.waves[j.wave].gates.device_timeout_secs * 1000;
-                    self.deadlines.insert((sent + timeout, n, j.device.clone()));
+                if let Some(d) = deadline(&j) {
+                    self.deadlines.insert(d);
                 }
                 live.jobs.insert(j.device.clone(), j);
             }
@@ -304,12 +333,16 @@ impl Engine {
             Input::Operate { rollout, action, actor, reason } => {
                 Reply::Rollout(self.operate(&rollout, action, &actor, &reason, now, &mut fx)?)
             }
-            Input::EmergencyStop { actor, reason, abort } => Reply::Stopped(self.emergency_stop(&actor, &reason, abort, now, &mut fx)),
+            Input::EmergencyStop { actor, reason, abort } => {
+                Reply::Stopped(self.emergency_stop(&actor, &reason, abort, now, &mut fx))
+            }
             Input::Tick => {
                 self.tick(now, &mut fx);
                 Reply::None
             }
         };
+        // Records first, then commands (a stable sort keeps each group's order).
+        fx.sort_by_key(|e| matches!(e, Effect::Send { .. }));
         Ok((reply, fx))
     }
 
@@ -321,8 +354,12 @@ impl Engine {
         self.devices.insert(id.clone(), device.clone());
         fx.push(Effect::Put(Record::Device(device.clone())));
         // A device asks for its pending work by saying hello: send again what it has not finished.
-        let owed: Vec<u64> =
-            self.rollouts.iter().filter(|(_, l)| l.jobs.get(&id).is_some_and(|j| j.phase.in_flight())).map(|(n, _)| *n).collect();
+        let owed: Vec<u64> = self
+            .rollouts
+            .iter()
+            .filter(|(_, l)| l.jobs.get(&id).is_some_and(|j| j.phase.in_flight()))
+            .map(|(n, _)| *n)
+            .collect();
         for n in owed {
             fx.extend(self.command_for(n, &id));
         }
@@ -370,7 +407,8 @@ impl Engine {
     }
 
     fn on_presence(&mut self, id: DeviceId, p: Presence, now: Millis, fx: &mut Vec<Effect>) {
-        let device = self.devices.entry(id.clone()).or_insert_with(|| Device { id, hello: None, online: false, last_seen: now });
+        let device =
+            self.devices.entry(id.clone()).or_insert_with(|| Device { id, hello: None, online: false, last_seen: now });
         if device.online != p.online {
             device.online = p.online;
             device.last_seen = now;
@@ -381,7 +419,10 @@ impl Engine {
     fn on_report(&mut self, device: DeviceId, report: Report, now: Millis, fx: &mut Vec<Effect>) {
         let ack = |fx: &mut Vec<Effect>| {
             if report.state.is_final() {
-                fx.push(Effect::Send { device: device.clone(), command: Command::Ack { job_id: report.job_id.clone() } })
+                fx.push(Effect::Send {
+                    device: device.clone(),
+                    command: Command::Ack { job_id: report.job_id.clone() },
+                })
             }
         };
         let Some((n, _)) = self.job_ids.get(&report.job_id).filter(|(_, d)| *d == device).cloned() else {
@@ -397,7 +438,9 @@ impl Engine {
             return;
         }
         let phase = match (report.state, report.reason.clone(), report.running_version.clone()) {
-            (JobState::Succeeded, _, Some(v)) => JobPhase::Succeeded { running_version: v, override_used: report.override_used },
+            (JobState::Succeeded, _, Some(v)) => {
+                JobPhase::Succeeded { running_version: v, override_used: report.override_used }
+            }
             // A success must name what runs now; without it the report proves nothing.
             (JobState::Succeeded, _, None) => return,
             (JobState::Rejected, Some(reason), v) => JobPhase::Rejected { reason, running_version: v },
@@ -410,7 +453,9 @@ impl Engine {
                 match &job.phase {
                     // Still working after its deadline: the timeout stands until a final report.
                     JobPhase::TimedOut => return,
-                    JobPhase::Running { state: cur, progress } if state < *cur || (state == *cur && report.progress <= *progress) => {
+                    JobPhase::Running { state: cur, progress }
+                        if state < *cur || (state == *cur && report.progress <= *progress) =>
+                    {
                         return; // out of order: older news
                     }
                     _ => {}
@@ -446,15 +491,22 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Millis, fx: &mut Vec<Effect>) {
-        let due: Vec<(Millis, u64, DeviceId)> = self.deadlines.iter().take_while(|(d, ..)| *d <= now).cloned().collect();
+        let due: Vec<(Millis, u64, DeviceId)> =
+            self.deadlines.iter().take_while(|(d, ..)| *d <= now).cloned().collect();
         for (deadline, n, device) in due {
             self.deadlines.remove(&(deadline, n, device.clone()));
-            let in_flight = self.rollouts.get(&n).and_then(|l| l.jobs.get(&device)).is_some_and(|j| j.phase.in_flight());
+            let in_flight =
+                self.rollouts.get(&n).and_then(|l| l.jobs.get(&device)).is_some_and(|j| j.phase.in_flight());
             if in_flight {
                 self.set_phase(n, &device, JobPhase::TimedOut, now, fx);
             }
         }
-        let numbers: Vec<u64> = self.rollouts.iter().filter(|(_, l)| matches!(l.rollout.state, RolloutState::Active { .. })).map(|(n, _)| *n).collect();
+        let numbers: Vec<u64> = self
+            .rollouts
+            .iter()
+            .filter(|(_, l)| matches!(l.rollout.state, RolloutState::Active { .. }))
+            .map(|(n, _)| *n)
+            .collect();
         for n in numbers {
             self.advance(n, now, fx);
         }
@@ -533,8 +585,10 @@ impl Engine {
         if !approval {
             live.rollout.waves[next].started_at = Some(now);
         }
-        live.rollout.state =
-            RolloutState::Active { wave: next, stage: if approval { Stage::AwaitingApproval } else { Stage::Updating } };
+        live.rollout.state = RolloutState::Active {
+            wave: next,
+            stage: if approval { Stage::AwaitingApproval } else { Stage::Updating },
+        };
         fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
         let why = if approval { "waits for approval" } else { "started" };
         self.record(now, SYSTEM, "wave", Some(&id), format!("wave {} {why}", next + 1), fx);
@@ -563,7 +617,17 @@ impl Engine {
 
     /// Pauses or aborts a rollout, and records why.
     #[allow(clippy::too_many_arguments)]
-    fn stop(&mut self, n: u64, wave: usize, stage: Stage, cause: Cause, action: GateAction, actor: &str, now: Millis, fx: &mut Vec<Effect>) {
+    fn stop(
+        &mut self,
+        n: u64,
+        wave: usize,
+        stage: Stage,
+        cause: Cause,
+        action: GateAction,
+        actor: &str,
+        now: Millis,
+        fx: &mut Vec<Effect>,
+    ) {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         let id = live.rollout.id.clone();
         let text = cause.to_string();
@@ -588,7 +652,8 @@ impl Engine {
         for q in &mut live.queues {
             q.clear();
         }
-        let pending: Vec<DeviceId> = live.jobs.values().filter(|j| j.phase == JobPhase::Pending).map(|j| j.device.clone()).collect();
+        let pending: Vec<DeviceId> =
+            live.jobs.values().filter(|j| j.phase == JobPhase::Pending).map(|j| j.device.clone()).collect();
         for d in pending {
             self.set_phase(n, &d, JobPhase::Cancelled, now, fx);
         }
@@ -596,11 +661,22 @@ impl Engine {
 
     // ----- operators -----
 
-    fn operate(&mut self, id: &str, action: Action, actor: &str, reason: &str, now: Millis, fx: &mut Vec<Effect>) -> Result<Rollout, ControllerError> {
-        let n = rollout_number(id).filter(|n| self.rollouts.contains_key(n)).ok_or_else(|| ControllerError::UnknownRollout(id.to_string()))?;
+    fn operate(
+        &mut self,
+        id: &str,
+        action: Action,
+        actor: &str,
+        reason: &str,
+        now: Millis,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Rollout, ControllerError> {
+        let n = rollout_number(id)
+            .filter(|n| self.rollouts.contains_key(n))
+            .ok_or_else(|| ControllerError::UnknownRollout(id.to_string()))?;
         let live = &self.rollouts[&n];
         let state = live.rollout.state.clone();
-        let refuse = || ControllerError::InvalidAction { rollout: id.to_string(), action: action.as_str(), state: state.name() };
+        let refuse =
+            || ControllerError::InvalidAction { rollout: id.to_string(), action: action.as_str(), state: state.name() };
         let operator = Cause::Operator { actor: actor.to_string(), reason: reason.to_string() };
         match (action, state.clone()) {
             (Action::Start, RolloutState::Created) => {
@@ -610,8 +686,10 @@ impl Engine {
                 if !approval {
                     live.rollout.waves[0].started_at = Some(now);
                 }
-                live.rollout.state =
-                    RolloutState::Active { wave: 0, stage: if approval { Stage::AwaitingApproval } else { Stage::Updating } };
+                live.rollout.state = RolloutState::Active {
+                    wave: 0,
+                    stage: if approval { Stage::AwaitingApproval } else { Stage::Updating },
+                };
                 fx.push(Effect::Put(Record::Rollout(live.rollout.clone())));
             }
             (Action::Pause, RolloutState::Active { wave, stage }) => {
@@ -677,7 +755,14 @@ impl Engine {
         }
     }
 
-    fn emergency_stop(&mut self, actor: &str, reason: &str, abort: bool, now: Millis, fx: &mut Vec<Effect>) -> Vec<String> {
+    fn emergency_stop(
+        &mut self,
+        actor: &str,
+        reason: &str,
+        abort: bool,
+        now: Millis,
+        fx: &mut Vec<Effect>,
+    ) -> Vec<String> {
         let cause = Cause::EmergencyStop { actor: actor.to_string(), reason: reason.to_string() };
         let action = if abort { GateAction::Abort } else { GateAction::Pause };
         let targets: Vec<(u64, usize, Stage)> = self
@@ -699,16 +784,38 @@ impl Engine {
         stopped
     }
 
-    fn record(&mut self, now: Millis, actor: &str, action: &str, rollout: Option<&str>, reason: String, fx: &mut Vec<Effect>) {
+    fn record(
+        &mut self,
+        now: Millis,
+        actor: &str,
+        action: &str,
+        rollout: Option<&str>,
+        reason: String,
+        fx: &mut Vec<Effect>,
+    ) {
         let seq = self.audit.last().map_or(1, |a| a.seq + 1);
-        let entry = AuditEntry { seq, at: now, actor: actor.to_string(), action: action.to_string(), rollout: rollout.map(str::to_string), reason };
+        let entry = AuditEntry {
+            seq,
+            at: now,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            rollout: rollout.map(str::to_string),
+            reason,
+        };
         fx.push(Effect::Put(Record::Audit(entry.clone())));
         self.audit.push(entry);
     }
 
     // ----- creating -----
 
-    fn create_rollout(&mut self, spec: RolloutSpec, seed: u64, actor: String, now: Millis, fx: &mut Vec<Effect>) -> Result<Rollout, ControllerError> {
+    fn create_rollout(
+        &mut self,
+        spec: RolloutSpec,
+        seed: u64,
+        actor: String,
+        now: Millis,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Rollout, ControllerError> {
         let plan = self.plan(&spec, seed)?;
         let n = self.rollouts.keys().next_back().map_or(1, |n| n + 1);
         let id = format!("r{n}");
@@ -719,7 +826,13 @@ impl Engine {
             waves: plan
                 .waves
                 .iter()
-                .map(|w| Wave { devices: w.devices.len(), gates: w.gates.clone(), started_at: None, passed_at: None, approved_by: None })
+                .map(|w| Wave {
+                    devices: w.devices.len(),
+                    gates: w.gates.clone(),
+                    started_at: None,
+                    passed_at: None,
+                    approved_by: None,
+                })
                 .collect(),
             seed: plan.seed,
             override_compat: spec.override_compat,
@@ -756,7 +869,14 @@ impl Engine {
         }
         self.rollouts.insert(n, live);
         let waves: Vec<String> = plan.waves.iter().map(|w| w.devices.len().to_string()).collect();
-        self.record(now, &actor, "create", Some(&id), format!("waves of {} devices, seed {}", waves.join(", "), plan.seed), fx);
+        self.record(
+            now,
+            &actor,
+            "create",
+            Some(&id),
+            format!("waves of {} devices, seed {}", waves.join(", "), plan.seed),
+            fx,
+        );
         Ok(rollout)
     }
 
@@ -914,8 +1034,12 @@ impl Engine {
     /// not said hello.
     pub fn predict(&self, image: &Image, device: &DeviceId, override_compat: bool) -> Option<Decision> {
         let hello = self.devices.get(device)?.hello.as_ref()?;
-        let header = BindHeader::new(image.software_version.clone(), image.hardware_levels.clone(), image.payload_len, [0; 32]);
-        let profile = DeviceProfile { hardware_level: hello.hardware_level, minimum_software_version: hello.minimum_software_version.clone() };
+        let header =
+            BindHeader::new(image.software_version.clone(), image.hardware_levels.clone(), image.payload_len, [0; 32]);
+        let profile = DeviceProfile {
+            hardware_level: hello.hardware_level,
+            minimum_software_version: hello.minimum_software_version.clone(),
+        };
         Some(decide(&header, &profile, override_compat))
     }
 }
@@ -937,9 +1061,15 @@ fn tripped(live: &Live, wave: usize) -> Option<(Cause, GateAction)> {
         let rejected = t.rejected().saturating_sub(base.rejected);
         let seen = finished + rejected;
         if seen >= gates.rejection_min_finished.max(1) && rejected as f64 > ratio * seen as f64 + 1e-9 {
-            return Some((Cause::RejectionThreshold { rejected, finished: seen, threshold: ratio }, gates.on_rejection));
+            return Some((
+                Cause::RejectionThreshold { rejected, finished: seen, threshold: ratio },
+                gates.on_rejection,
+            ));
         }
     }
     None
 }
 
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

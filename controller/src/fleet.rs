@@ -22,7 +22,8 @@ pub const MODELS: [(&str, &str, u16); 4] = [
     ("CP700", "S30817-S7704-A101", 5),
 ];
 /// Minimum supported software versions, by share of the fleet (index modulo 7).
-pub const MINIMUMS: [&str; 7] = ["V3 R1.0.0", "V3 R1.0.0", "V3 R1.0.0", "V3 R1.0.0", "V3 R2.0.0", "V3 R3.0.0", "V3 R5.0.0"];
+pub const MINIMUMS: [&str; 7] =
+    ["V3 R1.0.0", "V3 R1.0.0", "V3 R1.0.0", "V3 R1.0.0", "V3 R2.0.0", "V3 R3.0.0", "V3 R5.0.0"];
 /// What every simulated phone runs before its first update.
 pub const FACTORY: &str = "V3 R2.9.0";
 /// Sites, for label targeting (index modulo 3).

@@ -304,12 +304,31 @@ pub enum Stage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cause", rename_all = "snake_case")]
 pub enum Cause {
-    Operator { actor: String, reason: String },
-    EmergencyStop { actor: String, reason: String },
+    Operator {
+        actor: String,
+        reason: String,
+    },
+    EmergencyStop {
+        actor: String,
+        reason: String,
+    },
     /// The wave finished below its success ratio.
-    SuccessGate { wave: usize, succeeded: usize, eligible: usize, required: f64 },
-    FailureThreshold { failed: usize, finished: usize, threshold: f64 },
-    RejectionThreshold { rejected: usize, finished: usize, threshold: f64 },
+    SuccessGate {
+        wave: usize,
+        succeeded: usize,
+        eligible: usize,
+        required: f64,
+    },
+    FailureThreshold {
+        failed: usize,
+        finished: usize,
+        threshold: f64,
+    },
+    RejectionThreshold {
+        rejected: usize,
+        finished: usize,
+        threshold: f64,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -343,9 +362,18 @@ pub enum RolloutState {
     /// Created; nothing sent yet.
     Created,
     /// Wave `wave` (0-based) is in `stage`.
-    Active { wave: usize, stage: Stage },
+    Active {
+        wave: usize,
+        #[serde(flatten)]
+        stage: Stage,
+    },
     /// Stopped in wave `wave` until resumed; `stage` is where it resumes.
-    Paused { wave: usize, stage: Stage, cause: Cause },
+    Paused {
+        wave: usize,
+        #[serde(flatten)]
+        stage: Stage,
+        cause: Cause,
+    },
     /// Stopped for good; devices not commanded were cancelled.
     Aborted { cause: Cause },
     /// Every wave passed.
@@ -388,6 +416,7 @@ pub struct Rollout {
     /// Install even where the compatibility rule says no.
     #[serde(rename = "override")]
     pub override_compat: bool,
+    #[serde(flatten)]
     pub state: RolloutState,
     /// Counts when an operator last resumed: the thresholds count only what happened after.
     #[serde(default)]
@@ -415,12 +444,24 @@ pub enum JobPhase {
     /// Commanded; no report yet.
     Sent,
     /// The device reported progress.
-    Running { state: JobState, progress: Option<u8> },
+    Running {
+        state: JobState,
+        progress: Option<u8>,
+    },
     /// Installed and running the new version.
-    Succeeded { running_version: SoftwareVersion, override_used: bool },
+    Succeeded {
+        running_version: SoftwareVersion,
+        override_used: bool,
+    },
     /// The bind is not for this device; it still runs `running_version`.
-    Rejected { reason: Reason, running_version: Option<SoftwareVersion> },
-    Failed { reason: Reason, running_version: Option<SoftwareVersion> },
+    Rejected {
+        reason: Reason,
+        running_version: Option<SoftwareVersion>,
+    },
+    Failed {
+        reason: Reason,
+        running_version: Option<SoftwareVersion>,
+    },
     /// No final report within the wave's device timeout. A later final report replaces this.
     TimedOut,
     /// Never commanded: the rollout was aborted first.
@@ -572,4 +613,45 @@ pub struct AuditEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Golden JSON of a rollout's state, as the API shows it and the store keeps it.
+    #[test]
+    fn rollout_state_json() {
+        let cases = [
+            (RolloutState::Created, json!({"state": "created"})),
+            (
+                RolloutState::Active { wave: 1, stage: Stage::Soaking { until: 5 } },
+                json!({"state": "active", "wave": 1, "stage": "soaking", "until": 5}),
+            ),
+            (
+                RolloutState::Paused {
+                    wave: 0,
+                    stage: Stage::Updating,
+                    cause: Cause::Operator { actor: "a".into(), reason: "r".into() },
+                },
+                json!({"state": "paused", "wave": 0, "stage": "updating", "cause": {"cause": "operator", "actor": "a", "reason": "r"}}),
+            ),
+        ];
+        for (state, golden) in cases {
+            assert_eq!(serde_json::to_value(&state).unwrap(), golden);
+            assert_eq!(serde_json::from_value::<RolloutState>(golden).unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn wave_sizes() {
+        assert_eq!("1%".parse::<WaveSize>().unwrap().reach(50), 1);
+        assert_eq!("10%".parse::<WaveSize>().unwrap().reach(15), 2);
+        assert_eq!("all".parse::<WaveSize>().unwrap().reach(7), 7);
+        assert_eq!("20".parse::<WaveSize>().unwrap().reach(7), 7);
+        for bad in ["0", "0%", "101%", "-1", "x", ""] {
+            assert!(bad.parse::<WaveSize>().is_err(), "{bad}");
+        }
+    }
 }

@@ -73,7 +73,9 @@ pub enum Command {
         output: Format,
     },
     /// Run a simulated fleet (real agents, one MQTT connection each) against a broker until stopped.
-    #[command(after_help = "Example:\n  bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet")]
+    #[command(
+        after_help = "Example:\n  bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet"
+    )]
     Simulate {
         #[arg(long, default_value_t = 100)]
         devices: usize,
@@ -225,7 +227,14 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             }
             let mut t = Table::new(["SEQ", "TIME (UTC)", "ACTOR", "ACTION", "ROLLOUT", "REASON"]);
             for a in entries {
-                t.row([a.seq.to_string(), rollout::time(a.at), a.actor, a.action, a.rollout.unwrap_or_default(), a.reason]);
+                t.row([
+                    a.seq.to_string(),
+                    rollout::time(a.at),
+                    a.actor,
+                    a.action,
+                    a.rollout.unwrap_or_default(),
+                    a.reason,
+                ]);
             }
             print!("{t}");
             Ok(())

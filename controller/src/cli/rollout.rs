@@ -24,10 +24,12 @@ pub enum RolloutCmd {
     #[command(after_help = "Example:\n  bindwave rollout plan --image 3fa2c1 --all --waves 1%,10%,50%,100%")]
     Plan(RolloutArgs),
     /// Create a rollout (it waits for `rollout start`, or use --start).
-    #[command(after_help = "Examples:\n  bindwave rollout create --image 3fa2c1 --all --waves 1%,10%,50%,100% --soak 30m --start\n  \
+    #[command(
+        after_help = "Examples:\n  bindwave rollout create --image 3fa2c1 --all --waves 1%,10%,50%,100% --soak 30m --start\n  \
         bindwave rollout create --image 3fa2c1 --hardware-level 3 --label site=munich --waves 5,50,all \\\n      \
         --failure-threshold 5% --on-failure abort --device-timeout 20m --max-concurrent 100\n  \
-        bindwave rollout create --image 3fa2c1 --devices phone-0001,phone-0002 --override --start")]
+        bindwave rollout create --image 3fa2c1 --devices phone-0001,phone-0002 --override --start"
+    )]
     Create {
         #[command(flatten)]
         args: RolloutArgs,
@@ -155,10 +157,14 @@ pub struct RolloutArgs {
 
 impl RolloutArgs {
     pub fn spec(&self) -> Result<RolloutSpec, ControllerError> {
-        let mut waves: Vec<WaveSpec> = self.waves.iter().map(|s| WaveSpec { size: *s, gates: Default::default() }).collect();
+        let mut waves: Vec<WaveSpec> =
+            self.waves.iter().map(|s| WaveSpec { size: *s, gates: Default::default() }).collect();
         for (n, o) in &self.wave_gates {
             let w = waves.get_mut(n - 1).ok_or_else(|| {
-                ControllerError::BadRequest(format!("--wave-gates names wave {n}, but --waves has {} waves", self.waves.len()))
+                ControllerError::BadRequest(format!(
+                    "--wave-gates names wave {n}, but --waves has {} waves",
+                    self.waves.len()
+                ))
             })?;
             w.gates = o.clone();
         }
@@ -236,7 +242,8 @@ fn parse_action(s: &str) -> Result<GateAction, String> {
 /// `2:soak=1h,success=99%,approval=true`
 fn parse_wave_gates(s: &str) -> Result<(usize, GateOverrides), String> {
     let (n, rest) = s.split_once(':').ok_or_else(|| format!("{s:?}: expected WAVE:KEY=VALUE,... e.g. 1:soak=1h"))?;
-    let n: usize = n.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| format!("{n:?} is not a wave number (1, 2, ...)"))?;
+    let n: usize =
+        n.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| format!("{n:?} is not a wave number (1, 2, ...)"))?;
     let mut o = GateOverrides::default();
     for kv in rest.split(',').filter(|p| !p.trim().is_empty()) {
         let (k, v) = kv.split_once('=').ok_or_else(|| format!("{kv:?}: expected KEY=VALUE"))?;
@@ -273,7 +280,12 @@ pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), C
         RolloutCmd::Create { args, start } => {
             let r = api.create_rollout(&RolloutRequest { spec: args.spec()?, actor: actor.to_string() }).await?;
             if start {
-                api.operate(&r.id, Action::Start, &ActionRequest { actor: actor.to_string(), reason: "created with --start".into() }).await?;
+                api.operate(
+                    &r.id,
+                    Action::Start,
+                    &ActionRequest { actor: actor.to_string(), reason: "created with --start".into() },
+                )
+                .await?;
             }
             println!("{}", r.id);
             return Ok(());
@@ -302,7 +314,18 @@ pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), C
             if output == Format::Json {
                 return print_json(&list);
             }
-            let mut t = Table::new(["ROLLOUT", "STATE", "WAVE", "IMAGE", "DEVICES", "SUCCEEDED", "REJ HW", "REJ SW", "FAILED", "OPEN"]);
+            let mut t = Table::new([
+                "ROLLOUT",
+                "STATE",
+                "WAVE",
+                "IMAGE",
+                "DEVICES",
+                "SUCCEEDED",
+                "REJ HW",
+                "REJ SW",
+                "FAILED",
+                "OPEN",
+            ]);
             for s in list {
                 let c = |o| s.counts.get(&o).copied().unwrap_or(0);
                 t.row([
@@ -443,7 +466,8 @@ pub(crate) fn print_status(s: &RolloutStatus) {
         r.seed
     );
     println!("state: {}", state_line(&r.state, r.waves.len()));
-    let mut waves = Table::new(["WAVE", "DEVICES", "SUCCEEDED", "REJ HW", "REJ SW", "FAILED", "TIMED OUT", "OPEN", "GATES"]);
+    let mut waves =
+        Table::new(["WAVE", "DEVICES", "SUCCEEDED", "REJ HW", "REJ SW", "FAILED", "TIMED OUT", "OPEN", "GATES"]);
     for w in &s.waves {
         let c = |o| w.counts.get(&o).copied().unwrap_or(0).to_string();
         let open = w.counts.get(&Outcome::Pending).unwrap_or(&0) + w.counts.get(&Outcome::InProgress).unwrap_or(&0);
@@ -465,19 +489,28 @@ pub(crate) fn print_status(s: &RolloutStatus) {
     let mut t = Table::new(["DEVICE", "WAVE", "OUTCOME", "RUNNING", "REASON"]);
     for j in &s.jobs {
         let (running, reason) = match &j.phase {
-            JobPhase::Succeeded { running_version, override_used } => {
-                (running_version.to_string(), if *override_used { "installed with override".into() } else { String::new() })
-            }
+            JobPhase::Succeeded { running_version, override_used } => (
+                running_version.to_string(),
+                if *override_used { "installed with override".into() } else { String::new() },
+            ),
             JobPhase::Rejected { reason, running_version } | JobPhase::Failed { reason, running_version } => (
                 running_version.as_ref().map_or("-".into(), ToString::to_string),
                 format!("{}: {reason}", reason.code()),
             ),
-            JobPhase::Running { state, progress } => ("-".into(), progress.map_or(state.to_string(), |p| format!("{state} {p}%"))),
+            JobPhase::Running { state, progress } => {
+                ("-".into(), progress.map_or(state.to_string(), |p| format!("{state} {p}%")))
+            }
             JobPhase::TimedOut => ("-".into(), "no final report within the device timeout".into()),
             JobPhase::Pending | JobPhase::Sent | JobPhase::Cancelled => ("-".into(), String::new()),
         };
         let attempt = if j.attempt > 1 { format!(" (attempt {})", j.attempt) } else { String::new() };
-        t.row([j.device.to_string(), (j.wave + 1).to_string(), format!("{}{attempt}", j.phase.outcome().as_str()), running, reason]);
+        t.row([
+            j.device.to_string(),
+            (j.wave + 1).to_string(),
+            format!("{}{attempt}", j.phase.outcome().as_str()),
+            running,
+            reason,
+        ]);
     }
     print!("{t}");
 }

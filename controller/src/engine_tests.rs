@@ -1,0 +1,576 @@
+//! The engine, driven without sockets, files or sleeps.
+
+use bindwave_proto::wire::{JobState, LevelSource, Reason};
+use bindwave_proto::HardwareLevel;
+
+use super::*;
+use crate::model::{GateOverrides, TargetFilter, WaveSpec};
+
+pub(crate) fn id(s: &str) -> DeviceId {
+    DeviceId::new(s).unwrap()
+}
+
+pub(crate) fn hello(device: &str, level: u16, version: &str) -> Hello {
+    Hello {
+        device_id: id(device),
+        part_number: format!("P{level}"),
+        hardware_level: HardwareLevel(level),
+        hardware_level_source: LevelSource::PartNumber,
+        software_version: version.parse().unwrap(),
+        minimum_software_version: "V3 R1.0.0".parse().unwrap(),
+        agent_version: "test".into(),
+        model: None,
+        labels: vec![],
+    }
+}
+
+pub(crate) fn image() -> Image {
+    Image {
+        sha256: "ab".repeat(32),
+        size: 100,
+        software_version: "V3 R3.18.0".parse().unwrap(),
+        hardware_levels: Some(vec![HardwareLevel(3)]),
+        payload_sha256: "cd".repeat(32),
+        payload_len: 50,
+        added_at: 0,
+    }
+}
+
+fn report(job: &str, state: JobState) -> Report {
+    Report { job_id: job.into(), state, progress: None, running_version: None, reason: None, override_used: false }
+}
+
+fn succeeded(job: &str) -> Report {
+    Report { running_version: Some("V3 R3.18.0".parse().unwrap()), ..report(job, JobState::Succeeded) }
+}
+
+fn failed(job: &str) -> Report {
+    Report {
+        reason: Some(Reason::ChecksumMismatch { expected: "a".into(), actual: "b".into() }),
+        running_version: Some("V3 R1.0.0".parse().unwrap()),
+        ..report(job, JobState::Failed)
+    }
+}
+
+fn rejected_hw(job: &str) -> Report {
+    Report {
+        reason: Some(Reason::HardwareLevelIncompatible {
+            device_level: HardwareLevel(2),
+            bind_levels: vec![HardwareLevel(3)],
+        }),
+        running_version: Some("V3 R1.0.0".parse().unwrap()),
+        ..report(job, JobState::Rejected)
+    }
+}
+
+fn spec(waves: &[&str], gates: Gates) -> RolloutSpec {
+    RolloutSpec {
+        image: "ababab".into(),
+        targets: TargetFilter::default(),
+        waves: waves.iter().map(|w| WaveSpec { size: w.parse().unwrap(), gates: GateOverrides::default() }).collect(),
+        gates,
+        override_compat: false,
+        seed: Some(1),
+    }
+}
+
+/// A fleet of `n` devices `d000..`, all at level 3 on one version (one cohort), and the image.
+fn fleet(n: usize) -> Engine {
+    let mut e = Engine::new("http://ctl:8080/");
+    for i in 0..n {
+        e.handle(Input::Hello(hello(&format!("d{i:03}"), 3, "V3 R1.0.0")), 0).unwrap();
+    }
+    e.handle(Input::AddImage(image()), 0).unwrap();
+    e
+}
+
+fn create(e: &mut Engine, s: RolloutSpec) -> String {
+    match e.handle(Input::CreateRollout { spec: s, seed: 0, actor: "alice".into() }, 1).unwrap().0 {
+        Reply::Rollout(r) => r.id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn op(e: &mut Engine, r: &str, action: Action, now: Millis) -> Result<Vec<Effect>, ControllerError> {
+    e.handle(Input::Operate { rollout: r.into(), action, actor: "alice".into(), reason: "test".into() }, now)
+        .map(|(_, fx)| fx)
+}
+
+/// Update commands in the effects: (device, job id).
+fn updates(fx: &[Effect]) -> Vec<(String, String)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Send { device, command: Command::Update(c) } => Some((device.to_string(), c.job_id.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn acks(fx: &[Effect]) -> usize {
+    fx.iter().filter(|e| matches!(e, Effect::Send { command: Command::Ack { .. }, .. })).count()
+}
+
+fn puts(fx: &[Effect]) -> usize {
+    fx.iter().filter(|e| matches!(e, Effect::Put(_))).count()
+}
+
+fn state(e: &Engine, r: &str) -> RolloutState {
+    e.rollout(r).unwrap().state.clone()
+}
+
+/// Every device that is in flight answers with `f(job)`; returns the effects.
+fn answer_all(e: &mut Engine, r: &str, now: Millis, f: impl Fn(&str) -> Report) -> Vec<Effect> {
+    let in_flight: Vec<(DeviceId, String)> =
+        e.jobs_of(r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id.clone())).collect();
+    let mut fx = Vec::new();
+    for (d, job) in in_flight {
+        fx.extend(e.handle(Input::Report(d, f(&job)), now).unwrap().1);
+    }
+    fx
+}
+
+#[test]
+fn start_commands_only_the_first_wave_and_records_first() {
+    let mut e = fleet(20);
+    let r = create(&mut e, spec(&["10%", "50%", "100%"], Gates::default()));
+    let waves: Vec<usize> = e.rollout(&r).unwrap().waves.iter().map(|w| w.devices).collect();
+    assert_eq!(waves, [2, 8, 10]);
+    let fx = op(&mut e, &r, Action::Start, 2).unwrap();
+    let sent = updates(&fx);
+    assert_eq!(sent.len(), 2);
+    let first_send = fx.iter().position(|f| matches!(f, Effect::Send { .. })).unwrap();
+    assert!(fx[first_send..].iter().all(|f| matches!(f, Effect::Send { .. })), "records come before commands");
+    assert_eq!(state(&e, &r), RolloutState::Active { wave: 0, stage: Stage::Updating });
+    assert!(matches!(op(&mut e, &r, Action::Start, 3), Err(ControllerError::InvalidAction { .. })));
+}
+
+#[test]
+fn waves_advance_when_their_gates_pass_until_finished() {
+    let mut e = fleet(20);
+    let r = create(&mut e, spec(&["10%", "50%", "100%"], Gates::default()));
+    op(&mut e, &r, Action::Start, 2).unwrap();
+    let fx = answer_all(&mut e, &r, 3, succeeded);
+    assert_eq!(updates(&fx).len(), 8, "wave 2 starts at once (no soak)");
+    assert_eq!(state(&e, &r), RolloutState::Active { wave: 1, stage: Stage::Updating });
+    let fx = answer_all(&mut e, &r, 4, succeeded);
+    assert_eq!(updates(&fx).len(), 10);
+    answer_all(&mut e, &r, 5, succeeded);
+    assert_eq!(state(&e, &r), RolloutState::Finished);
+    assert_eq!(e.tally(&r).get(Outcome::Succeeded), 20);
+    let actions: Vec<String> = e.audit(Some(&r)).map(|a| a.action.clone()).collect();
+    assert_eq!(actions, ["create", "start", "wave", "wave", "finish"]);
+}
+
+#[test]
+fn the_canary_covers_every_cohort_and_the_draw_is_reproducible() {
+    let mut e = Engine::new("http://x");
+    for i in 0..60 {
+        let (level, version) =
+            [(2, "V3 R1.0.0"), (3, "V3 R1.0.0"), (3, "V3 R2.0.0"), (4, "V3 R2.0.0"), (5, "V3 R9.0.0")][i % 5];
+        e.handle(Input::Hello(hello(&format!("d{i:03}"), level, version)), 0).unwrap();
+    }
+    e.handle(Input::AddImage(image()), 0).unwrap();
+    let plan = e.plan(&spec(&["1%", "50%"], Gates::default()), 0).unwrap();
+    assert_eq!(plan.cohorts, 5);
+    let sizes: Vec<usize> = plan.waves.iter().map(|w| w.devices.len()).collect();
+    assert_eq!(sizes, [5, 25, 30], "1% of 60 is one device, but five cohorts; the rest forms a last wave");
+    let cohort_of = |d: &DeviceId| {
+        let h = e.devices.get(d).unwrap().hello.clone().unwrap();
+        (h.hardware_level, h.software_version)
+    };
+    let canary: BTreeSet<_> = plan.waves[0].devices.iter().map(cohort_of).collect();
+    assert_eq!(canary.len(), 5);
+    // The same seed draws the same waves; another seed another draw.
+    assert_eq!(e.plan(&spec(&["1%", "50%"], Gates::default()), 0).unwrap(), plan);
+    let mut other = spec(&["1%", "50%"], Gates::default());
+    other.seed = Some(2);
+    assert_ne!(e.plan(&other, 0).unwrap().waves[1].devices, plan.waves[1].devices);
+    // Every device is in exactly one wave.
+    let all: BTreeSet<_> = plan.waves.iter().flat_map(|w| w.devices.iter()).collect();
+    assert_eq!(all.len(), 60);
+    // The prediction applies the agents' rule: the image is for level 3 only.
+    let p: Prediction = plan.waves.iter().fold(Prediction::default(), |mut acc, w| {
+        acc.install += w.prediction.install;
+        acc.rejected_hardware += w.prediction.rejected_hardware;
+        acc
+    });
+    assert_eq!((p.install, p.rejected_hardware), (24, 36));
+}
+
+#[test]
+fn counts_and_duplicate_wave_sizes() {
+    let e = fleet(10);
+    let plan = e.plan(&spec(&["3", "3", "5", "all"], Gates::default()), 0).unwrap();
+    let sizes: Vec<usize> = plan.waves.iter().map(|w| w.devices.len()).collect();
+    assert_eq!(sizes, [3, 2, 5], "a wave that adds nobody is dropped");
+}
+
+#[test]
+fn bad_rollouts_are_refused() {
+    let mut e = fleet(3);
+    let mut s = spec(&["100%"], Gates::default());
+    s.image = "abab".into();
+    assert!(matches!(e.plan(&s, 0), Err(ControllerError::UnknownImage(_))));
+    let mut s = spec(&["100%"], Gates::default());
+    s.targets.devices = vec![id("ghost")];
+    assert!(matches!(e.plan(&s, 0), Err(ControllerError::UnknownDevice(_))));
+    let mut s = spec(&["100%"], Gates::default());
+    s.targets.hardware_levels = vec![HardwareLevel(9)];
+    assert!(matches!(e.plan(&s, 0), Err(ControllerError::EmptyRollout)));
+    let s = spec(&["100%"], Gates { success_ratio: 1.5, ..Gates::default() });
+    assert!(matches!(e.plan(&s, 0), Err(ControllerError::BadRequest(m)) if m.contains("success_ratio")));
+    assert!(matches!(op(&mut e, "r9", Action::Start, 0), Err(ControllerError::UnknownRollout(_))));
+}
+
+#[test]
+fn the_failure_threshold_pauses_and_nothing_more_is_sent() {
+    let mut e = fleet(40);
+    let gates = Gates { failure_ratio: 0.2, failure_min_finished: 4, ..Gates::default() };
+    let r = create(&mut e, spec(&["25%", "100%"], gates));
+    op(&mut e, &r, Action::Start, 2).unwrap();
+    let in_flight: Vec<(DeviceId, String)> =
+        e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id.clone())).collect();
+    assert_eq!(in_flight.len(), 10);
+    // Three failures: below the minimum of four finished, nothing trips.
+    for (d, j) in &in_flight[..3] {
+        e.handle(Input::Report(d.clone(), failed(j)), 3).unwrap();
+    }
+    assert!(matches!(state(&e, &r), RolloutState::Active { .. }));
+    let (_, fx) = e.handle(Input::Report(in_flight[3].0.clone(), failed(&in_flight[3].1)), 4).unwrap();
+    assert!(matches!(
+        state(&e, &r),
+        RolloutState::Paused { wave: 0, cause: Cause::FailureThreshold { failed: 4, finished: 4, .. }, .. }
+    ));
+    assert!(updates(&fx).is_empty());
+    // In-flight devices finish and are recorded; still nothing new is sent.
+    let fx = answer_all(&mut e, &r, 5, succeeded);
+    assert!(updates(&fx).is_empty());
+    assert_eq!(e.tally(&r).get(Outcome::Succeeded), 6);
+    assert_eq!(e.tally(&r).get(Outcome::Pending), 30);
+    let last = e.audit(Some(&r)).last().unwrap();
+    assert_eq!((last.actor.as_str(), last.action.as_str()), ("bindwave", "pause"));
+    // Resuming accepts the failures so far; the wave has 6/10 succeeded, below 95%: the operator's resume
+    // of a threshold pause does not skip the success gate, so it pauses again on that.
+    op(&mut e, &r, Action::Resume, 6).unwrap();
+    assert!(matches!(
+        state(&e, &r),
+        RolloutState::Paused { cause: Cause::SuccessGate { succeeded: 6, eligible: 10, .. }, .. }
+    ));
+    // A second resume lets the wave through.
+    let fx = op(&mut e, &r, Action::Resume, 7).unwrap();
+    assert_eq!(updates(&fx).len(), 30);
+}
+
+#[test]
+fn the_failure_threshold_can_abort_and_cancels_the_rest() {
+    let mut e = fleet(20);
+    let gates =
+        Gates { failure_ratio: 0.0, failure_min_finished: 1, on_failure: GateAction::Abort, ..Gates::default() };
+    let r = create(&mut e, spec(&["20%", "100%"], gates));
+    op(&mut e, &r, Action::Start, 2).unwrap();
+    let jobs: Vec<(DeviceId, String)> =
+        e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id.clone())).collect();
+    e.handle(Input::Report(jobs[0].0.clone(), failed(&jobs[0].1)), 3).unwrap();
+    assert!(matches!(state(&e, &r), RolloutState::Aborted { cause: Cause::FailureThreshold { .. } }));
+    assert_eq!(e.tally(&r).get(Outcome::Cancelled), 16);
+    // A late report from an in-flight device is still recorded.
+    e.handle(Input::Report(jobs[1].0.clone(), succeeded(&jobs[1].1)), 4).unwrap();
+    assert_eq!(e.tally(&r).get(Outcome::Succeeded), 1);
+    assert!(matches!(op(&mut e, &r, Action::Resume, 5), Err(ControllerError::InvalidAction { .. })));
+}
+
+#[test]
+fn a_wave_below_its_success_ratio_waits_for_an_operator() {
+    let mut e = fleet(10);
+    // A failure threshold that never trips, to see the success gate alone.
+    let gates = Gates { success_ratio: 0.9, failure_ratio: 1.0, ..Gates::default() };
+    let r = create(&mut e, spec(&["50%", "100%"], gates));
+    op(&mut e, &r, Action::Start, 2).unwrap();
+    let jobs: Vec<String> = e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| j.id.clone()).collect();
+    answer_all(&mut e, &r, 3, |j| if *j == jobs[0] { failed(j) } else { succeeded(j) });
+    assert!(matches!(
+        state(&e, &r),
+        RolloutState::Paused { wave: 0, cause: Cause::SuccessGate { succeeded: 4, eligible: 5, .. }, .. }
+    ));
+    let fx = op(&mut e, &r, Action::Resume, 4).unwrap();
+    assert_eq!(updates(&fx).len(), 5);
+    assert!(e.rollout(&r).unwrap().waves[0].passed_at.is_some());
+}
+
+#[test]
+fn rejections_are_counted_apart_and_never_retried() {
+    let mut e = fleet(10);
+    let r = create(
+        &mut e,
+        spec(&["50%", "100%"], Gates { failure_min_finished: 1, failure_ratio: 0.0, ..Gates::default() }),
+    );
+    op(&mut e, &r, Action::Start, 2).unwrap();
+    // Every wave-1 device rejects: no failure, success ratio over zero eligible devices passes.
+    let fx = answer_all(&mut e, &r, 3, rejected_hw);
+    assert_eq!(updates(&fx).len(), 5, "rejections do not stop the rollout by default");
+    assert_eq!(e.tally(&r).get(Outcome::RejectedHardware), 5);
+    answer_all(&mut e, &r, 4, failed);
+    // The failure threshold (0%) pauses; retry sends the failed ones again, never the rejected.
+    assert!(matches!(state(&e, &r), RolloutState::Paused { .. }));
+    let fx = op(&mut e, &r, Action::Retry, 5).unwrap();
+    let again = updates(&fx);
+    assert!(again.is_empty(), "a paused rollout sends nothing, retried devices wait: {again:?}");
+    let fx = op(&mut e, &r, Action::Resume, 6).unwrap();
+    let again = updates(&fx);
+    assert_eq!(again.len(), 5);
+    assert!(again.iter().all(|(_, job)| job.ends_with(".2")), "{again:?}");
+}
+
+#[test]
+fn a_rejection_threshold_can_stop_the_rollout() {
+    let mut e = fleet(10);
+    let gates = Gates {
+        rejection_ratio: Some(0.5),
+        rejection_min_finished: 2,
+        on_rejection: GateAction::Abort,
+        ..Gates::default()
+    };
+    let r = create(&mut e, spec(&["50%", "100%"], gates));
+    op(&mut e, &r, Action::Start, 2).unwrap();
+    answer_all(&mut e, &r, 3, rejected_hw);
+    assert!(matches!(state(&e, &r), RolloutState::Aborted { cause: Cause::RejectionThreshold { .. } }));
+}
+
+#[test]
+fn soak_time_holds_the_next_wave() {
+    let mut e = fleet(10);
+    let r = create(&mut e, spec(&["50%", "100%"], Gates { soak_secs: 60, ..Gates::default() }));
+    op(&mut e, &r, Action::Start, 1_000).unwrap();
+    answer_all(&mut e, &r, 2_000, succeeded);
+    assert_eq!(state(&e, &r), RolloutState::Active { wave: 0, stage: Stage::Soaking { until: 62_000 } });
+    assert_eq!(e.next_deadline(), Some(62_000));
+    assert!(updates(&e.handle(Input::Tick, 61_999).unwrap().1).is_empty());
+    assert_eq!(updates(&e.handle(Input::Tick, 62_000).unwrap().1).len(), 5);
+}
+
+#[test]
+fn silent_devices_time_out_and_a_late_report_corrects_them() {
+    let mut e = fleet(4);
+    let gates = Gates { device_timeout_secs: 10, failure_ratio: 1.0, success_ratio: 0.0, ..Gates::default() };
+    let r = create(&mut e, spec(&["100%"], gates));
+    op(&mut e, &r, Action::Start, 1_000).unwrap();
+    assert_eq!(e.next_deadline(), Some(11_000));
+    e.handle(Input::Tick, 10_999).unwrap();
+    assert_eq!(e.tally(&r).get(Outcome::TimedOut), 0);
+    e.handle(Input::Tick, 11_000).unwrap();
+    assert_eq!(e.tally(&r).get(Outcome::TimedOut), 4);
+    assert_eq!(state(&e, &r), RolloutState::Finished, "timed out is an outcome: the wave ends");
+    // A device that was only slow: its success replaces the timeout, so status matches what it runs.
+    let j = e.jobs_of(&r).next().unwrap().clone();
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 12_000).unwrap();
+    assert_eq!(acks(&fx), 1);
+    assert_eq!(e.tally(&r).get(Outcome::Succeeded), 1);
+    assert_eq!(e.tally(&r).get(Outcome::TimedOut), 3);
+    // A late progress report does not undo the timeout.
+    let j = e.jobs_of(&r).find(|j| j.phase == JobPhase::TimedOut).unwrap().clone();
+    e.handle(Input::Report(j.device.clone(), report(&j.id, JobState::Downloading)), 13_000).unwrap();
+    assert_eq!(e.tally(&r).get(Outcome::TimedOut), 3);
+}
+
+#[test]
+fn at_most_max_concurrent_devices_update_at_once() {
+    let mut e = fleet(10);
+    let r = create(&mut e, spec(&["100%"], Gates { max_concurrent: Some(3), ..Gates::default() }));
+    let fx = op(&mut e, &r, Action::Start, 1).unwrap();
+    assert_eq!(updates(&fx).len(), 3);
+    let j = e.jobs_of(&r).find(|j| j.phase.in_flight()).unwrap().clone();
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 2).unwrap();
+    assert_eq!(updates(&fx).len(), 1, "one finished, one more starts");
+    assert_eq!(e.tally(&r).get(Outcome::InProgress), 3);
+}
+
+#[test]
+fn approval_holds_each_wave_until_an_operator_approves() {
+    let mut e = fleet(10);
+    let r = create(&mut e, spec(&["50%", "100%"], Gates { approval: true, ..Gates::default() }));
+    assert!(updates(&op(&mut e, &r, Action::Start, 1).unwrap()).is_empty());
+    assert_eq!(state(&e, &r), RolloutState::Active { wave: 0, stage: Stage::AwaitingApproval });
+    assert_eq!(updates(&op(&mut e, &r, Action::Approve, 2).unwrap()).len(), 5);
+    assert_eq!(e.rollout(&r).unwrap().waves[0].approved_by.as_deref(), Some("alice"));
+    answer_all(&mut e, &r, 3, succeeded);
+    assert_eq!(state(&e, &r), RolloutState::Active { wave: 1, stage: Stage::AwaitingApproval });
+    assert!(matches!(op(&mut e, &r, Action::Approve, 4), Ok(fx) if updates(&fx).len() == 5));
+    assert!(matches!(op(&mut e, &r, Action::Approve, 5), Err(ControllerError::InvalidAction { .. })));
+}
+
+#[test]
+fn pause_resume_abort_by_an_operator_are_audited() {
+    let mut e = fleet(10);
+    let r = create(&mut e, spec(&["100%"], Gates { max_concurrent: Some(2), ..Gates::default() }));
+    op(&mut e, &r, Action::Start, 1).unwrap();
+    op(&mut e, &r, Action::Pause, 2).unwrap();
+    let fx = answer_all(&mut e, &r, 3, succeeded);
+    assert!(updates(&fx).is_empty(), "paused: finished devices free no slot for new ones");
+    assert_eq!(updates(&op(&mut e, &r, Action::Resume, 4).unwrap()).len(), 2);
+    op(&mut e, &r, Action::Abort, 5).unwrap();
+    assert_eq!(e.tally(&r).get(Outcome::Cancelled), 6);
+    let log: Vec<(String, String)> = e.audit(Some(&r)).map(|a| (a.actor.clone(), a.action.clone())).collect();
+    let expected = ["create", "start", "pause", "resume", "abort"].map(|a| ("alice".to_string(), a.to_string()));
+    assert_eq!(log, expected);
+}
+
+#[test]
+fn the_emergency_stop_pauses_every_rollout_under_way() {
+    let mut e = fleet(10);
+    let r1 = create(&mut e, spec(&["100%"], Gates::default()));
+    let r2 = create(&mut e, spec(&["100%"], Gates::default()));
+    let _r3 = create(&mut e, spec(&["100%"], Gates::default()));
+    op(&mut e, &r1, Action::Start, 1).unwrap();
+    op(&mut e, &r2, Action::Start, 1).unwrap();
+    let (reply, _) =
+        e.handle(Input::EmergencyStop { actor: "bob".into(), reason: "boot loops".into(), abort: false }, 2).unwrap();
+    assert_eq!(reply, Reply::Stopped(vec![r1.clone(), r2.clone()]));
+    assert!(matches!(state(&e, &r1), RolloutState::Paused { cause: Cause::EmergencyStop { .. }, .. }));
+    assert!(e.audit(None).any(|a| a.action == "emergency_stop" && a.actor == "bob"));
+    // With abort, paused ones are aborted too.
+    let (reply, _) = e.handle(Input::EmergencyStop { actor: "bob".into(), reason: "".into(), abort: true }, 3).unwrap();
+    assert_eq!(reply, Reply::Stopped(vec![r1.clone(), r2]));
+    assert!(matches!(state(&e, &r1), RolloutState::Aborted { .. }));
+}
+
+#[test]
+fn final_reports_are_recorded_once_and_always_acknowledged() {
+    let mut e = fleet(2);
+    let r = create(&mut e, spec(&["100%"], Gates::default()));
+    op(&mut e, &r, Action::Start, 1).unwrap();
+    let j = e.jobs_of(&r).next().unwrap().clone();
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 2).unwrap();
+    assert_eq!((puts(&fx), acks(&fx)), (1, 1));
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 3).unwrap();
+    assert_eq!((puts(&fx), acks(&fx)), (0, 1), "a repeat changes nothing but is acknowledged again");
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), report(&j.id, JobState::Downloading)), 4).unwrap();
+    assert!(fx.is_empty(), "late progress does not reopen a job");
+}
+
+#[test]
+fn out_of_order_and_misaddressed_reports_change_nothing() {
+    let mut e = fleet(2);
+    let r = create(&mut e, spec(&["100%"], Gates::default()));
+    op(&mut e, &r, Action::Start, 1).unwrap();
+    let jobs: Vec<Job> = e.jobs_of(&r).cloned().collect();
+    let at = |p| Report { progress: Some(p), ..report(&jobs[0].id, JobState::Downloading) };
+    assert_eq!(puts(&e.handle(Input::Report(jobs[0].device.clone(), at(50)), 2).unwrap().1), 1);
+    assert!(e.handle(Input::Report(jobs[0].device.clone(), at(40)), 3).unwrap().1.is_empty());
+    // Another device claims this job.
+    let (_, fx) = e.handle(Input::Report(jobs[1].device.clone(), succeeded(&jobs[0].id)), 4).unwrap();
+    assert_eq!((puts(&fx), acks(&fx)), (0, 1));
+    // A success without the running version proves nothing.
+    assert!(e
+        .handle(Input::Report(jobs[1].device.clone(), report(&jobs[1].id, JobState::Succeeded)), 5)
+        .unwrap()
+        .1
+        .is_empty());
+    assert_eq!(e.tally(&r).get(Outcome::Succeeded), 0);
+}
+
+#[test]
+fn hello_resends_unfinished_work_and_following_rollouts_take_in_newcomers() {
+    let mut e = fleet(4);
+    let mut s = spec(&["50%", "100%"], Gates::default());
+    s.targets.follow = true;
+    let r = create(&mut e, s);
+    op(&mut e, &r, Action::Start, 1).unwrap();
+    let j = e.jobs_of(&r).find(|j| j.phase.in_flight()).unwrap().clone();
+    let (_, fx) = e.handle(Input::Hello(hello(j.device.as_str(), 3, "V3 R1.0.0")), 2).unwrap();
+    assert_eq!(updates(&fx), vec![(j.device.to_string(), j.id.clone())]);
+    // A new device joins the last wave (not yet started): it waits its turn.
+    let (_, fx) = e.handle(Input::Hello(hello("new-1", 3, "V3 R1.0.0")), 3).unwrap();
+    assert!(updates(&fx).is_empty());
+    assert_eq!(e.rollout(&r).unwrap().waves[1].devices, 3);
+    answer_all(&mut e, &r, 4, succeeded);
+    assert!(e.jobs_of(&r).any(|j| j.device == id("new-1") && j.phase.in_flight()));
+}
+
+#[test]
+fn restoring_the_records_rebuilds_the_same_state() {
+    let mut e = fleet(10);
+    let mut records = Vec::new();
+    let keep = |fx: Vec<Effect>, records: &mut Vec<Record>| {
+        records.extend(fx.into_iter().filter_map(|f| if let Effect::Put(r) = f { Some(r) } else { None }));
+    };
+    for d in e.devices.values() {
+        records.push(Record::Device(d.clone()));
+    }
+    records.push(Record::Image(image()));
+    let (_, fx) = e
+        .handle(
+            Input::CreateRollout {
+                spec: spec(&["30%", "100%"], Gates { max_concurrent: Some(2), ..Gates::default() }),
+                seed: 0,
+                actor: "a".into(),
+            },
+            1,
+        )
+        .unwrap();
+    keep(fx, &mut records);
+    keep(op(&mut e, "r1", Action::Start, 2).unwrap(), &mut records);
+    let j = e.jobs_of("r1").find(|j| j.phase.in_flight()).unwrap().clone();
+    keep(e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 3).unwrap().1, &mut records);
+
+    let mut restored = Engine::new("http://ctl:8080/");
+    for r in records {
+        restored.restore(r);
+    }
+    let owed = updates(&restored.resume());
+    assert_eq!(restored.tally("r1"), e.tally("r1"));
+    assert_eq!(restored.rollout("r1"), e.rollout("r1"));
+    assert_eq!(restored.audit(None).count(), e.audit(None).count());
+    // The two in flight are owed again, and nothing else.
+    let mut in_flight: Vec<(String, String)> =
+        e.jobs_of("r1").filter(|j| j.phase.in_flight()).map(|j| (j.device.to_string(), j.id.clone())).collect();
+    in_flight.sort();
+    let mut owed_sorted = owed.clone();
+    owed_sorted.sort();
+    assert_eq!(owed_sorted, in_flight);
+    // Both engines go on identically from here.
+    let a = answer_all(&mut e, "r1", 4, succeeded);
+    let b = answer_all(&mut restored, "r1", 4, succeeded);
+    assert_eq!(updates(&a), updates(&b));
+    // Numbering continues.
+    assert_eq!(create(&mut restored, spec(&["100%"], Gates::default())), "r2");
+}
+
+/// The blast radius: with an image that fails on every device, the devices that ever receive it are at most
+/// wave 1 plus those already in flight when the gate trips (wave 1 itself, here), whatever the fleet, waves,
+/// thresholds and concurrency.
+#[test]
+fn a_bad_image_never_gets_past_its_first_wave() {
+    for n in [5, 17, 100, 333] {
+        for waves in [&["1%", "10%", "100%"][..], &["5", "50%", "all"], &["30%", "100%"]] {
+            for (ratio, min) in [(0.0, 1), (0.1, 3), (0.5, 10)] {
+                for max in [None, Some(2)] {
+                    let mut e = fleet(n);
+                    let gates = Gates {
+                        failure_ratio: ratio,
+                        failure_min_finished: min,
+                        max_concurrent: max,
+                        ..Gates::default()
+                    };
+                    let r = create(&mut e, spec(waves, gates));
+                    let wave1 = e.rollout(&r).unwrap().waves[0].devices;
+                    op(&mut e, &r, Action::Start, 1).unwrap();
+                    let mut now = 2;
+                    // Devices fail one by one, in any order, until nothing is in flight.
+                    loop {
+                        let next = e.jobs_of(&r).find(|j| j.phase.in_flight()).cloned();
+                        let Some(j) = next else { break };
+                        e.handle(Input::Report(j.device.clone(), failed(&j.id)), now).unwrap();
+                        now += 1;
+                        e.handle(Input::Tick, now).unwrap();
+                    }
+                    let reached = e.jobs_of(&r).filter(|j| j.sent_at.is_some()).count();
+                    assert!(
+                        reached <= wave1,
+                        "n={n} waves={waves:?} ratio={ratio} min={min} max={max:?}: {reached} > wave 1 ({wave1})"
+                    );
+                    assert!(matches!(state(&e, &r), RolloutState::Paused { .. }), "{:?}", state(&e, &r));
+                }
+            }
+        }
+    }
+}
