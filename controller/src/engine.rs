@@ -88,6 +88,8 @@ impl Action {
 }
 
 /// What the service must do, in order: every `Put` durably, then every `Send`.
+// Effects live for one batch; boxing the large records would add an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Put(Record),
@@ -105,6 +107,7 @@ pub enum Record {
 }
 
 /// What an input answers.
+#[allow(clippy::large_enum_variant)] // one per request, short-lived
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     None,
@@ -538,10 +541,11 @@ impl Engine {
                 Stage::Updating => {
                     self.dispatch(n, wave, now, fx);
                     let live = &self.rollouts[&n];
-                    let tally = live.tallies[wave];
-                    if tally.open() > 0 {
+                    // Retried devices of earlier waves hold the wave open too.
+                    if live.tallies[..=wave].iter().any(|t| t.open() > 0) {
                         return;
                     }
+                    let tally = live.tallies[wave];
                     let gates = &live.rollout.waves[wave].gates;
                     let eligible = tally.total() - tally.rejected() - tally.get(Outcome::Cancelled);
                     let succeeded = tally.get(Outcome::Succeeded);
@@ -630,7 +634,10 @@ impl Engine {
     ) {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         let id = live.rollout.id.clone();
-        let text = cause.to_string();
+        let text = match &cause {
+            Cause::Operator { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
         match action {
             GateAction::Pause => {
                 live.rollout.state = RolloutState::Paused { wave, stage, cause };

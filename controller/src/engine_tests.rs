@@ -574,3 +574,28 @@ fn a_bad_image_never_gets_past_its_first_wave() {
         }
     }
 }
+
+#[test]
+fn a_retry_after_the_last_wave_reopens_the_rollout_until_the_retried_devices_finish() {
+    let mut e = fleet(10);
+    let r =
+        create(&mut e, spec(&["50%", "100%"], Gates { success_ratio: 0.0, failure_ratio: 1.0, ..Gates::default() }));
+    op(&mut e, &r, Action::Start, 1).unwrap();
+    let first = e.jobs_of(&r).find(|j| j.phase.in_flight()).unwrap().clone();
+    e.handle(Input::Report(first.device.clone(), failed(&first.id)), 2).unwrap();
+    answer_all(&mut e, &r, 3, succeeded);
+    answer_all(&mut e, &r, 4, succeeded);
+    assert_eq!(state(&e, &r), RolloutState::Finished);
+    let fx = op(&mut e, &r, Action::Retry, 5).unwrap();
+    assert_eq!(updates(&fx), vec![(first.device.to_string(), format!("{}.2", first.id))]);
+    assert!(
+        matches!(state(&e, &r), RolloutState::Active { wave: 1, .. }),
+        "a wave-1 device is retried: not finished yet"
+    );
+    // The old attempt's outcome, repeated, changes nothing.
+    e.handle(Input::Report(first.device.clone(), failed(&first.id)), 6).unwrap();
+    assert!(matches!(state(&e, &r), RolloutState::Active { .. }));
+    answer_all(&mut e, &r, 7, succeeded);
+    assert_eq!(state(&e, &r), RolloutState::Finished);
+    assert_eq!(e.tally(&r).get(Outcome::Succeeded), 10);
+}

@@ -8,6 +8,14 @@ fn main() -> ExitCode {
     // rustls: reqwest uses aws-lc-rs while the broker pulls in ring; pick one for the whole process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
+    if !matches!(cli.command, cli::Command::Serve(_) | cli::Command::Simulate { .. } | cli::Command::Demo(_)) {
+        // A closed pipe (`bindwave rollout status r1 | head`) ends a reading command quietly, as in any Unix tool.
+        #[cfg(unix)]
+        // SAFETY: setting a signal disposition to its default before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let default_level = match cli.command {
         cli::Command::Serve(_) => "info,rmqtt=warn,rmqtt_net=warn,rmqtt_retainer=warn",
         _ => "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error",

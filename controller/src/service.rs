@@ -51,6 +51,7 @@ type ReplyTo = oneshot::Sender<Result<Reply, ControllerError>>;
 type QueryFn = Box<dyn FnOnce(&Engine) + Send>;
 
 /// A request to the core.
+#[allow(clippy::large_enum_variant)] // one per API call, short-lived
 pub(crate) enum Request {
     /// Change state: answered after the change is durable.
     Act { input: Input, reply: ReplyTo },

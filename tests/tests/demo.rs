@@ -15,7 +15,10 @@ fn the_demo_rolls_out_to_a_thousand_phones() {
     let hw_ok = (0..n).filter(|i| matches!(i % 4, 1 | 2)).count();
     let sw_low = (0..n).filter(|i| i % 7 == 6).count();
     let row = |id: &str| -> Vec<usize> {
-        let line = stdout.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_else(|| panic!("no {id} row in:\n{stdout}"));
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no {id} row in:\n{stdout}"));
         // The numeric columns: DEVICES ACCEPTED REJECTED-HW REJECTED-SW FAILED NEVER-SENT.
         line.split_whitespace().filter_map(|c| c.parse().ok()).collect()
     };
