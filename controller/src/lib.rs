@@ -17,6 +17,8 @@ pub mod fleet;
 pub mod images;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod scenarios;
 pub mod service;
 pub mod store;
 mod table;

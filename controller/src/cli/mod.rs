@@ -14,7 +14,7 @@ use crate::{demo, images, ControllerError};
 
 mod rollout;
 
-pub use rollout::{settled, state_line, RolloutArgs, RolloutCmd};
+pub use rollout::{parse_duration, parse_ratio, settled, state_line, RolloutArgs, RolloutCmd};
 
 /// Exit codes: 0 success, 1 an error, 2 a usage error (wrong flag or value), 3 the controller is not
 /// reachable.
