@@ -618,6 +618,7 @@ pub struct AuditEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bindwave_proto::wire::{DeviceId, Hello};
     use serde_json::json;
 
     /// Golden JSON of a rollout's state, as the API shows it and the store keeps it.
@@ -642,6 +643,53 @@ mod tests {
             assert_eq!(serde_json::to_value(&state).unwrap(), golden);
             assert_eq!(serde_json::from_value::<RolloutState>(golden).unwrap(), state);
         }
+    }
+
+    #[test]
+    fn target_filters() {
+        use bindwave_proto::wire::LevelSource;
+        let device = |id: &str, part: &str, level: u16, version: &str, model: Option<&str>, labels: &[&str]| Device {
+            id: DeviceId::new(id).unwrap(),
+            hello: Some(Hello {
+                device_id: DeviceId::new(id).unwrap(),
+                part_number: part.into(),
+                hardware_level: HardwareLevel(level),
+                hardware_level_source: LevelSource::PartNumber,
+                software_version: version.parse().unwrap(),
+                minimum_software_version: "1.0".parse().unwrap(),
+                agent_version: "t".into(),
+                model: model.map(Into::into),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+            }),
+            online: true,
+            last_seen: 0,
+        };
+        let a = device("a", "P1", 3, "V3 R1.0.0", Some("CP400"), &["site=munich", "pilot"]);
+        let b = device("b", "P2", 4, "V3 R2.0.0", None, &["site=vienna"]);
+        let silent = Device { id: DeviceId::new("c").unwrap(), hello: None, online: false, last_seen: 0 };
+        let all = TargetFilter::default();
+        assert!(all.matches(&a) && all.matches(&b) && all.matches(&silent));
+        let f = |f: TargetFilter| {
+            [&a, &b, &silent].iter().filter(|d| f.matches(d)).map(|d| d.id.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(f(TargetFilter { part_numbers: vec!["P2".into()], ..Default::default() }), ["b"]);
+        assert_eq!(f(TargetFilter { models: vec!["CP400".into()], ..Default::default() }), ["a"]);
+        assert_eq!(
+            f(TargetFilter { hardware_levels: vec![HardwareLevel(3), HardwareLevel(4)], ..Default::default() }),
+            ["a", "b"]
+        );
+        assert_eq!(f(TargetFilter { software_versions: vec!["3.2".parse().unwrap()], ..Default::default() }), ["b"]);
+        assert_eq!(f(TargetFilter { labels: vec!["site=munich".into(), "pilot".into()], ..Default::default() }), ["a"]);
+        assert_eq!(
+            f(TargetFilter { labels: vec!["site=munich".into(), "other".into()], ..Default::default() }),
+            Vec::<String>::new()
+        );
+        let list = TargetFilter {
+            devices: vec![DeviceId::new("c").unwrap(), DeviceId::new("b").unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(f(list.clone()), ["b", "c"]);
+        assert_eq!(f(TargetFilter { hardware_levels: vec![HardwareLevel(4)], ..list }), ["b"], "criteria combine");
     }
 
     #[test]

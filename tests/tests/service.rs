@@ -127,3 +127,26 @@ fn state_survives_a_restart_and_presence_follows_the_last_will() {
     let r2 = c.ok(&["rollout", "create", "--image", &sha, "--all"]);
     assert_eq!(r2, "r2", "rollout numbering continues after a restart");
 }
+
+#[test]
+fn a_phone_offline_when_its_wave_starts_gets_its_command_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Controller::start(d);
+    let phone =
+        Phone { id: "phone-1", part_number: "P", software_version: "V3 R3.0.0", minimum_software_version: "V3 R1.0.0" };
+    let mut agent = phone.start(d, &c.mqtt, &[("P", 3)]);
+    let online = |c: &Controller| c.json(&["device", "list", "-o", "json"])[0]["online"] == true;
+    wait_until(Duration::from_secs(20), "hello", || online(&c));
+    agent.kill();
+    wait_until(Duration::from_secs(20), "the phone offline", || !online(&c));
+    let (sha, _) = packed(&c, d);
+    let r = c.ok(&["rollout", "create", "--image", &sha, "--all", "--start"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.json(&["rollout", "status", &r, "-o", "json"])["counts"]["in_progress"], 1);
+    // Back on: its hello asks for pending work, and the command comes again.
+    let _agent = phone.start(d, &c.mqtt, &[("P", 3)]);
+    wait_until(Duration::from_secs(30), "the returning phone to install", || {
+        c.json(&["rollout", "status", &r, "-o", "json"])["counts"]["succeeded"] == 1
+    });
+}
