@@ -198,6 +198,12 @@ pub struct GateOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<GateAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection_min_finished: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_rejection: Option<GateAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub soak_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_timeout_secs: Option<u64>,
@@ -214,11 +220,13 @@ impl Gates {
             failure_ratio: o.failure_ratio.unwrap_or(self.failure_ratio),
             failure_min_finished: o.failure_min_finished.unwrap_or(self.failure_min_finished),
             on_failure: o.on_failure.unwrap_or(self.on_failure),
+            rejection_ratio: o.rejection_ratio.or(self.rejection_ratio),
+            rejection_min_finished: o.rejection_min_finished.unwrap_or(self.rejection_min_finished),
+            on_rejection: o.on_rejection.unwrap_or(self.on_rejection),
             soak_secs: o.soak_secs.unwrap_or(self.soak_secs),
             device_timeout_secs: o.device_timeout_secs.unwrap_or(self.device_timeout_secs),
             max_concurrent: o.max_concurrent.or(self.max_concurrent),
             approval: o.approval.unwrap_or(self.approval),
-            ..self.clone()
         }
     }
 

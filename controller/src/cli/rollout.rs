@@ -253,14 +253,17 @@ fn parse_wave_gates(s: &str) -> Result<(usize, GateOverrides), String> {
             "failure" | "failure-threshold" => o.failure_ratio = Some(parse_ratio(v)?),
             "failure-min" => o.failure_min_finished = Some(v.parse().map_err(|_| format!("{v:?} is not a count"))?),
             "on-failure" => o.on_failure = Some(parse_action(v)?),
+            "rejection" | "rejection-threshold" => o.rejection_ratio = Some(parse_ratio(v)?),
+            "rejection-min" => o.rejection_min_finished = Some(v.parse().map_err(|_| format!("{v:?} is not a count"))?),
+            "on-rejection" => o.on_rejection = Some(parse_action(v)?),
             "soak" => o.soak_secs = Some(parse_duration(v)?),
             "device-timeout" => o.device_timeout_secs = Some(parse_duration(v)?),
             "max-concurrent" => o.max_concurrent = Some(v.parse().map_err(|_| format!("{v:?} is not a count"))?),
             "approval" => o.approval = Some(v.parse().map_err(|_| format!("{v:?}: use true or false"))?),
             other => {
                 return Err(format!(
-                    "unknown wave gate {other:?} (success, failure, failure-min, on-failure, soak, device-timeout, \
-                     max-concurrent, approval)"
+                    "unknown wave gate {other:?} (success, failure, failure-min, on-failure, rejection, \
+                     rejection-min, on-rejection, soak, device-timeout, max-concurrent, approval)"
                 ))
             }
         }
@@ -596,8 +599,12 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), 90);
         assert_eq!(parse_duration("2h").unwrap(), 7200);
         assert!(parse_duration("soon").is_err());
-        let (n, o) = parse_wave_gates("2:soak=1h,success=99%,approval=true,max-concurrent=5").unwrap();
+        let (n, o) = parse_wave_gates("2:soak=1h,success=99%,approval=true,max-concurrent=5,rejection=20%").unwrap();
         assert_eq!((n, o.soak_secs, o.approval, o.max_concurrent), (2, Some(3600), Some(true), Some(5)));
+        assert_eq!(o.rejection_ratio, Some(0.2));
+        let g = Gates::default().with(&o);
+        assert_eq!((g.soak_secs, g.rejection_ratio, g.success_ratio), (3600, Some(0.2), 0.99));
+        assert_eq!(g.failure_ratio, Gates::default().failure_ratio, "what the wave does not override stays");
         assert!(parse_wave_gates("0:soak=1h").is_err());
         assert!(parse_wave_gates("1:speed=fast").unwrap_err().contains("unknown wave gate"));
         assert_eq!(time(0), "1970-01-01 00:00:00");
