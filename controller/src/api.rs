@@ -178,19 +178,7 @@ async fn operate(
     Path((id, action)): Path<(String, String)>,
     Json(req): Json<ActionRequest>,
 ) -> ApiResult<Rollout> {
-    let action = match action.as_str() {
-        "start" => Action::Start,
-        "pause" => Action::Pause,
-        "resume" => Action::Resume,
-        "abort" => Action::Abort,
-        "retry" => Action::Retry,
-        "approve" => Action::Approve,
-        other => {
-            return Err(ControllerError::BadRequest(format!(
-                "no rollout action {other:?} (start, pause, resume, abort, retry, approve)"
-            )))
-        }
-    };
+    let action: Action = action.parse()?;
     match core.act(Input::Operate { rollout: id, action, actor: req.actor, reason: req.reason }).await? {
         Reply::Rollout(r) => Ok(Json(r)),
         _ => Err(ControllerError::BadRequest("unexpected reply".into())),

@@ -74,7 +74,20 @@ pub enum Action {
     Approve,
 }
 
+impl std::str::FromStr for Action {
+    type Err = ControllerError;
+    fn from_str(s: &str) -> Result<Self, ControllerError> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+            ControllerError::BadRequest(format!("no rollout action {s:?} ({})", names.join(", ")))
+        })
+    }
+}
+
 impl Action {
+    pub const ALL: [Action; 6] =
+        [Action::Start, Action::Pause, Action::Resume, Action::Abort, Action::Retry, Action::Approve];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Start => "start",
@@ -1079,4 +1092,4 @@ fn tripped(live: &Live, wave: usize) -> Option<(Cause, GateAction)> {
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -19,9 +19,10 @@
 
 use std::path::Path;
 
-use bindwave_proto::wire::{JobState, LevelSource, Reason, Report};
+use bindwave_proto::wire::{JobState, Reason, Report};
 use bindwave_proto::HardwareLevel;
 
+use crate::engine::tests::hello;
 use crate::engine::{Action, Engine, Input};
 use crate::model::{GateAction, Gates, Image, Outcome, RolloutSpec, RolloutState, Stage, TargetFilter, WaveSpec};
 
@@ -33,20 +34,6 @@ struct Run {
 
 fn kv(words: &[&str]) -> Vec<(String, String)> {
     words.iter().filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-fn hello(id: &str, level: u16, version: &str) -> bindwave_proto::wire::Hello {
-    bindwave_proto::wire::Hello {
-        device_id: id.parse().unwrap(),
-        part_number: format!("P{level}"),
-        hardware_level: HardwareLevel(level),
-        hardware_level_source: LevelSource::PartNumber,
-        software_version: version.parse().unwrap(),
-        minimum_software_version: "V3 R1.0.0".parse().unwrap(),
-        agent_version: "scenario".into(),
-        model: None,
-        labels: vec![],
-    }
 }
 
 fn outcome_report(job: &str, what: &str) -> Report {
@@ -227,15 +214,7 @@ impl Run {
                         Ok(())
                     }
                     [action] => {
-                        let action = match *action {
-                            "start" => Action::Start,
-                            "pause" => Action::Pause,
-                            "resume" => Action::Resume,
-                            "abort" => Action::Abort,
-                            "retry" => Action::Retry,
-                            "approve" => Action::Approve,
-                            other => panic!("{here}: unknown action {other:?}"),
-                        };
+                        let action: Action = action.parse().unwrap_or_else(|e| panic!("{here}: {e}"));
                         self.engine
                             .handle(
                                 Input::Operate {

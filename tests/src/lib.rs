@@ -132,6 +132,21 @@ impl Controller {
         })
     }
 
+    /// Writes a payload `{name}.img`, packs it into `{name}.bind` with `bindwave image pack`, adds it with
+    /// `bindwave image add`, and returns the image's SHA-256.
+    pub fn pack_and_add(&self, dir: &Path, name: &str, version: &str, levels: Option<&str>) -> String {
+        let payload = dir.join(format!("{name}.img"));
+        std::fs::write(&payload, format!("{name} {version} ").repeat(5000)).expect("payload");
+        let bind = dir.join(format!("{name}.bind"));
+        let (p, b) = (payload.to_string_lossy().into_owned(), bind.to_string_lossy().into_owned());
+        let mut args = vec!["image", "pack", &p, "--version", version, "-o", &b];
+        if let Some(l) = levels {
+            args.extend(["--hardware-levels", l]);
+        }
+        self.ok(&args);
+        self.ok(&["image", "add", &b])
+    }
+
     /// Runs a CLI command that must succeed and returns its trimmed stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);

@@ -9,18 +9,6 @@ use serde_json::Value;
 
 const TABLE: &[(&str, u16)] = &[("S30817-S7702-A101", 3), ("S30817-S7701-A101", 2)];
 
-fn pack(c: &Controller, dir: &Path, name: &str, version: &str, levels: Option<&str>) -> String {
-    let payload = dir.join(format!("{name}.img"));
-    std::fs::write(&payload, format!("firmware {version} ").repeat(5000)).unwrap();
-    let out = dir.join(format!("{name}.bind"));
-    let mut args = vec!["image", "pack", payload.to_str().unwrap(), "--version", version, "-o", out.to_str().unwrap()];
-    if let Some(l) = levels {
-        args.extend(["--hardware-levels", l]);
-    }
-    c.ok(&args);
-    c.ok(&["image", "add", out.to_str().unwrap()])
-}
-
 fn wait_for_devices(c: &Controller, n: usize) {
     wait_until(Duration::from_secs(30), "devices to say hello", || {
         c.json(&["device", "list", "-o", "json"]).as_array().unwrap().iter().filter(|d| d["online"] == true).count()
@@ -99,8 +87,8 @@ fn three_phones_three_rollouts(c: &Controller, d: &Path) {
     assert_eq!(hw_dev["hello"]["hardware_level"], 2);
     assert_eq!(hw_dev["hello"]["hardware_level_source"], "part_number");
 
-    let with_hw = pack(c, d, "with-hw", "V3 R3.18.0", Some("3,4"));
-    let no_hw = pack(c, d, "no-hw", "V3 R3.18.0", None);
+    let with_hw = c.pack_and_add(d, "with-hw", "V3 R3.18.0", Some("3,4"));
+    let no_hw = c.pack_and_add(d, "no-hw", "V3 R3.18.0", None);
 
     // Rollout 1: the bind with the hardware-level field, to the compatible phone and the wrong hardware.
     let r1 = c.ok(&["rollout", "create", "--image", &with_hw, "--devices", "phone-ok,phone-hw"]);

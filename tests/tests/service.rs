@@ -22,22 +22,8 @@ fn http(base: &str, request: &str, body: &[u8]) -> (String, Vec<u8>) {
 }
 
 fn packed(c: &Controller, dir: &std::path::Path) -> (String, Vec<u8>) {
-    let payload = dir.join("fw.img");
-    std::fs::write(&payload, vec![0x5a; 100_000]).unwrap();
-    let bind = dir.join("fw.bind");
-    c.ok(&[
-        "image",
-        "pack",
-        payload.to_str().unwrap(),
-        "--version",
-        "V3 R3.18.0",
-        "--hardware-levels",
-        "3",
-        "-o",
-        bind.to_str().unwrap(),
-    ]);
-    let sha = c.ok(&["image", "add", bind.to_str().unwrap()]);
-    (sha, std::fs::read(&bind).unwrap())
+    let sha = c.pack_and_add(dir, "fw", "V3 R3.18.0", Some("3"));
+    (sha, std::fs::read(dir.join("fw.bind")).unwrap())
 }
 
 #[test]

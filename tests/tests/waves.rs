@@ -24,18 +24,6 @@ fn wait_online(c: &Controller, n: usize) {
     });
 }
 
-fn pack_and_add(c: &Controller, dir: &Path, name: &str, version: &str, levels: Option<&str>) -> String {
-    let payload = dir.join(format!("{name}.img"));
-    std::fs::write(&payload, format!("{name} {version} ").repeat(3000)).unwrap();
-    let bind = dir.join(format!("{name}.bind"));
-    let mut args = vec!["image", "pack", payload.to_str().unwrap(), "--version", version, "-o", bind.to_str().unwrap()];
-    if let Some(l) = levels {
-        args.extend(["--hardware-levels", l]);
-    }
-    c.ok(&args);
-    c.ok(&["image", "add", bind.to_str().unwrap()])
-}
-
 fn status(c: &Controller, id: &str) -> Value {
     c.json(&["rollout", "status", id, "-o", "json"])
 }
@@ -87,7 +75,7 @@ fn waves_pass_their_gates_and_a_bad_image_stops_in_its_first_wave() {
     wait_online(&c, N);
 
     // A good bind without the hardware-level field: phones whose minimum is above it reject it, counted apart.
-    let good = pack_and_add(&c, d, "good", "V3 R3.18.0", None);
+    let good = c.pack_and_add(d, "good", "V3 R3.18.0", None);
     let plan = c.ok(&["rollout", "plan", "--image", &good, "--all", "--waves", "5%,25%,100%", "--seed", "42"]);
     assert!(plan.contains("software level") || plan.contains("below"), "{plan}");
     let r1 =
@@ -111,7 +99,7 @@ fn waves_pass_their_gates_and_a_bad_image_stops_in_its_first_wave() {
     assert_eq!(actions, ["create", "start", "wave", "wave", "finish"]);
 
     // A bad image: corrupted on the server after it was added, so every phone that fetches it fails.
-    let bad = pack_and_add(&c, d, "bad", "V3 R3.19.0", Some("2,3,4,5"));
+    let bad = c.pack_and_add(d, "bad", "V3 R3.19.0", Some("2,3,4,5"));
     let stored = c.data_dir.join("images").join(format!("{bad}.bind"));
     let mut bytes = std::fs::read(&stored).unwrap();
     let last = bytes.len() - 1;
@@ -170,7 +158,7 @@ fn a_controller_killed_mid_rollout_resumes_and_every_phone_ends_with_one_true_ou
     let mut c = Controller::start_with(d, &data, http, Some(mqtt), None);
     let (_fleet, fleet_dir) = simulate(d, &c.mqtt);
     wait_online(&c, N);
-    let image = pack_and_add(&c, d, "fw", "V3 R3.18.0", Some("3,4"));
+    let image = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3,4"));
     // A download cut by the kill is a true failure (the phone keeps its old version); loose gates keep such
     // failures from pausing the rollout, and a retry afterwards brings those phones along.
     let r = c.ok(&[
