@@ -58,13 +58,12 @@ impl Agent {
         std::fs::create_dir_all(&state_dir)
             .map_err(|source| AgentError::StateDir { path: state_dir.clone(), source })?;
         let download_dir = state_dir.join("downloads");
-        // A payload left from before a restart is incomplete: its job is reported again by the controller.
-        let _ = std::fs::remove_dir_all(&download_dir);
         std::fs::create_dir_all(&download_dir)
             .map_err(|source| AgentError::StateDir { path: download_dir.clone(), source })?;
         let slots = Slots::open(&state_dir)?;
-        let journal = Journal::open(&state_dir)?;
+        let mut journal = Journal::open(&state_dir)?;
         let running = slots.running_version(&config.software_version)?;
+        let resumed = recover(&mut journal, &slots, &running, &download_dir)?;
 
         let id = config.device_id.clone();
         let offline = Presence { online: false }.to_json();
@@ -90,6 +89,11 @@ impl Agent {
             job_tx,
             connected: false,
         };
+        if let Some(cmd) = resumed {
+            tracing::info!(device = %state.config.device_id, job = %cmd.job_id, "resuming the job in hand before the restart");
+            state.queue.push_back(cmd);
+            state.start_next().await;
+        }
         let result = state.run(link.events, job_rx, shutdown).await;
         // A clean goodbye: the last will only fires when the broker loses us.
         let _ = state.client.publish(TopicKind::Presence.topic(&id), QoS::AtLeastOnce, true, offline).await;
@@ -98,6 +102,45 @@ impl Agent {
         link.task.abort();
         result
     }
+}
+
+/// Picks up after a restart: a job found installed is finished; a job in hand is resumed; downloads of no
+/// job in hand are deleted.
+fn recover(
+    journal: &mut Journal,
+    slots: &Slots,
+    running: &SoftwareVersion,
+    download_dir: &std::path::Path,
+) -> Result<Option<UpdateCommand>, AgentError> {
+    let current = journal.current().cloned();
+    let keep = current.as_ref().map(|c| crate::fetch::download_path(download_dir, &c.job_id));
+    if let Ok(entries) = std::fs::read_dir(download_dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if keep.as_ref().is_none_or(|k| path != *k && path != k.with_extension("validator")) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    let Some(cmd) = current else { return Ok(None) };
+    if journal.finished(&cmd.job_id).is_some() {
+        return Ok(None);
+    }
+    let installed = slots.active()?.is_some_and(|a| a.job_id.as_deref() == Some(cmd.job_id.as_str()));
+    if installed {
+        // The power went after the switch and before the report: the job succeeded.
+        let report = Report {
+            job_id: cmd.job_id.clone(),
+            state: JobState::Succeeded,
+            progress: None,
+            running_version: Some(running.clone()),
+            reason: None,
+            override_used: false,
+        };
+        journal.record_final(report)?;
+        return Ok(None);
+    }
+    Ok(Some(cmd))
 }
 
 /// The HTTP client an agent uses for downloads: rustls, bounded connect and read times.
@@ -205,10 +248,14 @@ impl Loop {
             return;
         }
         let Some(cmd) = self.queue.pop_front() else { return };
+        if let Err(e) = self.journal.begin(&cmd) {
+            tracing::error!("cannot record the job in hand: {e}");
+        }
         self.current = Some(cmd.job_id.clone());
         self.send_report(&progress(&cmd.job_id, JobState::Received, None)).await;
         let job = Job {
             http: self.http.clone(),
+            policy: self.config.download.policy(),
             profile: self.profile.clone(),
             slots: self.slots.clone(),
             download_dir: self.download_dir.clone(),
@@ -292,6 +339,7 @@ fn progress(job_id: &str, state: JobState, percent: Option<u8>) -> Report {
 /// One job, run in a task of its own so the loop stays responsive.
 struct Job {
     http: reqwest::Client,
+    policy: crate::fetch::RetryPolicy,
     profile: DeviceProfile,
     slots: Slots,
     download_dir: PathBuf,
@@ -305,7 +353,7 @@ impl Job {
         let job_id = cmd.job_id.clone();
         let mut on_progress =
             move |state, percent| drop(tx.send(JobEvent::Progress(progress(&job_id, state, percent))));
-        let fetched = fetch(&self.http, &cmd, &self.profile, &self.download_dir, &mut on_progress).await;
+        let fetched = fetch(&self.http, &cmd, &self.profile, &self.download_dir, self.policy, &mut on_progress).await;
         let final_report = |state, running: &SoftwareVersion, reason: Option<Reason>, override_used| Report {
             job_id: cmd.job_id.clone(),
             state,
@@ -317,11 +365,17 @@ impl Job {
         let report = match fetched {
             Fetched::Rejected(reason) => final_report(JobState::Rejected, &self.running, Some(reason), false),
             Fetched::Failed(reason) => final_report(JobState::Failed, &self.running, Some(reason), false),
-            Fetched::Verified { header, payload, override_used } => {
+            Fetched::Verified { verified, file, override_used } => {
                 on_progress(JobState::Installing, None);
                 let slots = self.slots.clone();
-                let version = header.software_version.clone();
-                let installed = tokio::task::spawn_blocking(move || slots.install(&payload, &version)).await;
+                let version = verified.header.software_version.clone();
+                let len = verified.header.payload_len;
+                let offset = verified.file_len - len;
+                let job_id = cmd.job_id.clone();
+                let bind = file.clone();
+                let installed =
+                    tokio::task::spawn_blocking(move || slots.install(&bind, offset, len, &version, &job_id)).await;
+                crate::fetch::remove(&file).await;
                 match installed {
                     Ok(Ok(active)) => final_report(JobState::Succeeded, &active.version, None, override_used),
                     Ok(Err(e)) => final_report(

@@ -15,6 +15,11 @@
 //!
 //! [hardware_levels]                        # part number -> hardware level
 //! "S30817-S7701-A101" = 3
+//!
+//! [download]                               # optional: retries of a failing download, each resuming
+//! attempts = 10
+//! backoff_ms = 500
+//! max_backoff_secs = 30
 //! ```
 
 use std::collections::BTreeMap;
@@ -51,6 +56,37 @@ pub struct AgentConfig {
     /// Seconds between repeats of a final report the controller has not acknowledged yet.
     #[serde(default = "default_report_retry_secs")]
     pub report_retry_secs: u64,
+    /// How hard a download tries before the job fails.
+    #[serde(default)]
+    pub download: DownloadSettings,
+}
+
+/// `[download]`: retries of an interrupted or failing download (each resumes where the last stopped).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownloadSettings {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// The first pause between attempts, in milliseconds; it doubles each time, with jitter.
+    pub backoff_ms: u64,
+    /// The longest pause between attempts, in seconds.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for DownloadSettings {
+    fn default() -> Self {
+        DownloadSettings { attempts: 10, backoff_ms: 500, max_backoff_secs: 30 }
+    }
+}
+
+impl DownloadSettings {
+    pub fn policy(&self) -> crate::fetch::RetryPolicy {
+        crate::fetch::RetryPolicy {
+            attempts: self.attempts.max(1),
+            backoff: std::time::Duration::from_millis(self.backoff_ms),
+            max_backoff: std::time::Duration::from_secs(self.max_backoff_secs),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

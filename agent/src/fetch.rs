@@ -1,23 +1,50 @@
-//! Downloads a bind over HTTP(S), streaming: the header is judged as soon as it has arrived, the payload goes
-//! straight to a file beside the slots, and nothing larger than one chunk and the header is held in memory.
+//! Downloads a bind over HTTP(S), streaming, resuming, and judging it early.
+//!
+//! - The header is judged as soon as it has arrived: a bind that is not for this phone is abandoned after a few
+//!   hundred bytes, and the rest is never downloaded.
+//! - The bytes go straight to `downloads/{job}.bind`; nothing larger than one chunk and the header is held in
+//!   memory, whatever the bind's size.
+//! - A dropped connection or a server error is retried with backoff, and the download resumes where it stopped
+//!   with an HTTP Range request. `If-Range` carries the validator (ETag or Last-Modified) from the first
+//!   response, so a file that changed on the server is downloaded from the start instead of being spliced.
+//! - After an agent restart, the partial file is read back through the verifier (so its digests cover every
+//!   byte) and the download resumes after it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bindwave_proto::compat::{decide, Decision};
+use bindwave_proto::verify::{Expected, Verified, Verifier};
 use bindwave_proto::wire::{JobState, Reason, UpdateCommand};
-use bindwave_proto::{BindHeader, DeviceProfile};
+use bindwave_proto::DeviceProfile;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::chain;
 
-use bindwave_proto::verify::{Expected, Verifier};
+/// How hard a download tries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// The first pause between attempts; it doubles each time (with jitter), up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 10, backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) }
+    }
+}
 
 pub(crate) enum Fetched {
-    /// Downloaded, verified, and for this phone (or overridden): ready to install.
+    /// Downloaded whole, verified, and for this phone (or overridden): ready to install from `file`.
     Verified {
-        header: BindHeader,
-        payload: PathBuf,
+        verified: Verified,
+        file: PathBuf,
         override_used: bool,
     },
     /// The header says this bind is not for this phone; the rest was not downloaded.
@@ -25,88 +52,316 @@ pub(crate) enum Fetched {
     Failed(Reason),
 }
 
+/// The partial download and its validator, for a job.
+pub(crate) fn download_path(dir: &Path, job_id: &str) -> PathBuf {
+    dir.join(format!("{}.bind", file_safe(job_id)))
+}
+
+fn validator_path(file: &Path) -> PathBuf {
+    file.with_extension("validator")
+}
+
 pub(crate) async fn fetch(
     http: &reqwest::Client,
     cmd: &UpdateCommand,
     profile: &DeviceProfile,
     download_dir: &Path,
+    policy: RetryPolicy,
     progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
 ) -> Fetched {
-    let path = download_dir.join(format!("{}.payload", file_safe(&cmd.job_id)));
-    let result = stream(http, cmd, profile, &path, progress).await;
+    let file = download_path(download_dir, &cmd.job_id);
+    let result = Download { http, cmd, profile, file: &file, policy }.run(progress).await;
     if !matches!(result, Fetched::Verified { .. }) {
-        let _ = tokio::fs::remove_file(&path).await;
+        remove(&file).await;
     }
     result
 }
 
-async fn stream(
-    http: &reqwest::Client,
-    cmd: &UpdateCommand,
-    profile: &DeviceProfile,
-    path: &Path,
-    progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
-) -> Fetched {
-    let failed = |detail: String| Fetched::Failed(Reason::DownloadFailed { detail });
-    if !(cmd.url.starts_with("http://") || cmd.url.starts_with("https://")) {
-        return Fetched::Failed(Reason::InvalidCommand {
-            detail: format!("unsupported url {:?}: use http:// or https://", cmd.url),
-        });
+/// Deletes a download and its validator.
+pub(crate) async fn remove(file: &Path) {
+    let _ = tokio::fs::remove_file(file).await;
+    let _ = tokio::fs::remove_file(validator_path(file)).await;
+}
+
+struct Download<'a> {
+    http: &'a reqwest::Client,
+    cmd: &'a UpdateCommand,
+    profile: &'a DeviceProfile,
+    file: &'a Path,
+    policy: RetryPolicy,
+}
+
+/// Why one attempt stopped.
+enum Stop {
+    /// The outcome is known.
+    Done(Fetched),
+    /// Worth another attempt.
+    Retry { detail: String, status: Option<u16> },
+    /// Not worth another attempt (a 404, say).
+    Permanent { detail: String, status: Option<u16> },
+}
+
+struct State {
+    verifier: Verifier,
+    override_used: bool,
+    judged: bool,
+    last_percent: u8,
+    /// Some of the file came from an earlier attempt or run.
+    resumed: bool,
+}
+
+impl State {
+    fn new(expected: Expected) -> State {
+        State {
+            verifier: Verifier::new(expected),
+            override_used: false,
+            judged: false,
+            last_percent: 0,
+            resumed: false,
+        }
     }
-    let response = match http.get(&cmd.url).send().await {
-        Ok(r) => r,
-        Err(e) => return failed(format!("GET {}: {}", cmd.url, chain(&e))),
-    };
-    if !response.status().is_success() {
-        return failed(format!("GET {}: HTTP {}", cmd.url, response.status()));
+}
+
+impl Download<'_> {
+    fn expected(&self) -> Expected {
+        Expected { size: Some(self.cmd.size), sha256: Some(self.cmd.sha256.clone()) }
     }
-    let mut file = match tokio::fs::File::create(path).await {
-        Ok(f) => f,
-        Err(e) => return Fetched::Failed(Reason::InstallFailed { detail: format!("create {}: {e}", path.display()) }),
-    };
-    let mut verifier = Verifier::new(Expected { size: Some(cmd.size), sha256: Some(cmd.sha256.clone()) });
-    let mut override_used = false;
-    let mut last_percent = 0u8;
-    progress(JobState::Downloading, Some(0));
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => return failed(format!("reading the body of {}: {}", cmd.url, chain(&e))),
+
+    async fn run(&self, progress: &mut (dyn FnMut(JobState, Option<u8>) + Send)) -> Fetched {
+        if !(self.cmd.url.starts_with("http://") || self.cmd.url.starts_with("https://")) {
+            let detail = format!("unsupported url {:?}: use http:// or https://", self.cmd.url);
+            return Fetched::Failed(Reason::InvalidCommand { detail });
+        }
+        let mut state = match self.read_back().await {
+            Ok(s) => s,
+            Err(done) => return done,
         };
-        let fed = match verifier.feed(&chunk) {
-            Ok(fed) => fed,
-            Err(reason) => return Fetched::Failed(reason),
-        };
-        if let Some(header) = &fed.header {
-            match decide(header, profile, cmd.override_compat) {
-                Decision::Reject { rejection, .. } => return Fetched::Rejected(rejection.into()),
-                d => override_used = d.override_used(),
+        progress(JobState::Downloading, Some(percent(state.verifier.received(), self.cmd.size)));
+        let mut restarted = false;
+        let mut last = (String::new(), None);
+        for attempt in 1..=self.policy.attempts.max(1) {
+            if attempt > 1 {
+                tokio::time::sleep(self.pause(attempt)).await;
+            }
+            let stop = self.attempt(&mut state, progress).await;
+            match stop {
+                Stop::Done(Fetched::Failed(Reason::ChecksumMismatch { .. } | Reason::SizeMismatch { .. }))
+                    if state.resumed && !restarted && attempt < self.policy.attempts =>
+                {
+                    // A resumed file that does not add up (a tail written just before a power cut, say) is
+                    // downloaded once more from the start before the job fails.
+                    restarted = true;
+                    state = self.start_over().await;
+                    last = ("the resumed file did not match its digest; starting over".into(), None);
+                }
+                Stop::Done(outcome) => return outcome,
+                Stop::Permanent { detail, status } => {
+                    return Fetched::Failed(Reason::DownloadFailed { detail, status, attempts: attempt })
+                }
+                Stop::Retry { detail, status } => {
+                    tracing::info!(job = %self.cmd.job_id, attempt, "download interrupted: {detail}; retrying");
+                    last = (detail, status);
+                }
             }
         }
-        if !fed.payload.is_empty() {
-            if let Err(e) = file.write_all(fed.payload).await {
-                return Fetched::Failed(Reason::InstallFailed { detail: format!("write {}: {e}", path.display()) });
+        Fetched::Failed(Reason::DownloadFailed {
+            detail: last.0,
+            status: last.1,
+            attempts: self.policy.attempts.max(1),
+        })
+    }
+
+    fn pause(&self, attempt: u32) -> Duration {
+        let base = self.policy.backoff.as_millis() as u64;
+        let cap = self.policy.max_backoff.as_millis() as u64;
+        let ceiling = base.saturating_mul(1 << (attempt - 2).min(16)).min(cap).max(1);
+        Duration::from_millis(ceiling / 2 + rand::random::<u64>() % (ceiling / 2 + 1))
+    }
+
+    /// Reads a partial download left by an earlier run back through a fresh verifier.
+    async fn read_back(&self) -> Result<State, Fetched> {
+        let mut state = State::new(self.expected());
+        let Ok(mut f) = tokio::fs::File::open(self.file).await else { return Ok(state) };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) => return Ok(self.start_over().await),
+            };
+            match state.verifier.feed(&buf[..n]) {
+                Ok(fed) => {
+                    if let Some(header) = &fed.header {
+                        if let Some(done) = self.judge(header, &mut state) {
+                            return Err(done);
+                        }
+                    }
+                }
+                Err(_) => return Ok(self.start_over().await),
             }
         }
-        let percent = (verifier.received().saturating_mul(100) / cmd.size.max(1)).min(100) as u8;
-        if percent >= last_percent.saturating_add(10) && percent < 100 {
-            last_percent = percent - percent % 10;
-            progress(JobState::Downloading, Some(last_percent));
+        state.resumed = state.verifier.received() > 0;
+        if state.resumed {
+            tracing::info!(job = %self.cmd.job_id, bytes = state.verifier.received(), "resuming a partial download");
+        }
+        Ok(state)
+    }
+
+    async fn start_over(&self) -> State {
+        remove(self.file).await;
+        State::new(self.expected())
+    }
+
+    /// Applies the compatibility rule to a header; `Some` when the bind is rejected.
+    fn judge(&self, header: &bindwave_proto::BindHeader, state: &mut State) -> Option<Fetched> {
+        state.judged = true;
+        match decide(header, self.profile, self.cmd.override_compat) {
+            Decision::Reject { rejection, .. } => Some(Fetched::Rejected(rejection.into())),
+            d => {
+                state.override_used = d.override_used();
+                None
+            }
         }
     }
-    progress(JobState::Verifying, None);
-    if let Err(e) = file.flush().await {
-        return Fetched::Failed(Reason::InstallFailed { detail: format!("write {}: {e}", path.display()) });
+
+    async fn attempt(&self, state: &mut State, progress: &mut (dyn FnMut(JobState, Option<u8>) + Send)) -> Stop {
+        let offset = state.verifier.received();
+        if offset < self.cmd.size {
+            let mut req = self.http.get(&self.cmd.url);
+            if offset > 0 {
+                req = req.header(RANGE, format!("bytes={offset}-"));
+                if let Ok(v) = tokio::fs::read_to_string(validator_path(self.file)).await {
+                    req = req.header(IF_RANGE, v.trim());
+                }
+            }
+            let response = match req.send().await {
+                Ok(r) => r,
+                Err(e) => return Stop::Retry { detail: format!("GET {}: {}", self.cmd.url, chain(&e)), status: None },
+            };
+            let status = response.status();
+            let resumed = status == StatusCode::PARTIAL_CONTENT && starts_at(&response, offset);
+            state.resumed |= resumed;
+            if status == StatusCode::RANGE_NOT_SATISFIABLE || (status.is_success() && !resumed && offset > 0) {
+                // The server will not continue this file (it changed, or ignores ranges): start over.
+                *state = self.start_over().await;
+                return Stop::Retry {
+                    detail: format!("the server restarted the download ({status})"),
+                    status: Some(status.as_u16()),
+                };
+            }
+            if !status.is_success() {
+                let detail = format!("GET {}: HTTP {status}", self.cmd.url);
+                let code = Some(status.as_u16());
+                let transient = status.is_server_error()
+                    || status == StatusCode::REQUEST_TIMEOUT
+                    || status == StatusCode::TOO_MANY_REQUESTS;
+                return if transient {
+                    Stop::Retry { detail, status: code }
+                } else {
+                    Stop::Permanent { detail, status: code }
+                };
+            }
+            if offset == 0 {
+                if let Some(v) = response.headers().get(ETAG).or_else(|| response.headers().get(LAST_MODIFIED)) {
+                    let _ = tokio::fs::write(validator_path(self.file), v.as_bytes()).await;
+                }
+            }
+            let mut file = match tokio::fs::OpenOptions::new().create(true).append(true).open(self.file).await {
+                Ok(f) => f,
+                Err(e) => {
+                    return Stop::Done(Fetched::Failed(Reason::InstallFailed {
+                        detail: format!("open {}: {e}", self.file.display()),
+                    }))
+                }
+            };
+            let mut body = response.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = file.flush().await;
+                        return Stop::Retry {
+                            detail: format!("reading {}: {}", self.cmd.url, chain(&e)),
+                            status: None,
+                        };
+                    }
+                };
+                let fed = match state.verifier.feed(&chunk) {
+                    Ok(fed) => fed,
+                    Err(reason) => return Stop::Done(Fetched::Failed(reason)),
+                };
+                if let Some(header) = &fed.header {
+                    if let Some(rejected) = self.judge(header, state) {
+                        return Stop::Done(rejected);
+                    }
+                }
+                if let Err(e) = file.write_all(&chunk).await {
+                    return Stop::Done(Fetched::Failed(Reason::InstallFailed {
+                        detail: format!("write {}: {e}", self.file.display()),
+                    }));
+                }
+                let p = percent(state.verifier.received(), self.cmd.size);
+                if p >= state.last_percent.saturating_add(10) && p < 100 {
+                    state.last_percent = p - p % 10;
+                    progress(JobState::Downloading, Some(state.last_percent));
+                }
+            }
+            if let Err(e) = file.sync_all().await {
+                return Stop::Done(Fetched::Failed(Reason::InstallFailed {
+                    detail: format!("sync {}: {e}", self.file.display()),
+                }));
+            }
+            if state.verifier.received() < self.cmd.size {
+                return Stop::Retry {
+                    detail: format!(
+                        "the connection ended after {} of {} bytes",
+                        state.verifier.received(),
+                        self.cmd.size
+                    ),
+                    status: None,
+                };
+            }
+        }
+        progress(JobState::Verifying, None);
+        let verifier = std::mem::replace(&mut state.verifier, Verifier::new(self.expected()));
+        match verifier.finish() {
+            Ok(verified) => {
+                if !state.judged {
+                    if let Some(rejected) = self.judge(&verified.header, state) {
+                        return Stop::Done(rejected);
+                    }
+                }
+                Stop::Done(Fetched::Verified {
+                    verified,
+                    file: self.file.to_path_buf(),
+                    override_used: state.override_used,
+                })
+            }
+            Err(reason) => Stop::Done(Fetched::Failed(reason)),
+        }
     }
-    drop(file);
-    match verifier.finish() {
-        Ok(v) => Fetched::Verified { header: v.header, payload: path.to_path_buf(), override_used },
-        Err(reason) => Fetched::Failed(reason),
-    }
+}
+
+/// Whether a 206 response continues at `offset` (`Content-Range: bytes {offset}-...`).
+fn starts_at(response: &reqwest::Response, offset: u64) -> bool {
+    response
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|start| start.parse::<u64>().ok())
+        == Some(offset)
+}
+
+fn percent(received: u64, size: u64) -> u8 {
+    (received.saturating_mul(100) / size.max(1)).min(100) as u8
 }
 
 /// Job ids come from the wire: keep only characters that are safe in a file name.
 fn file_safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(100).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .take(100)
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! Final reports that must reach the controller.
 //!
-//! A final report (succeeded, rejected, failed) is written here before it is first published, and stays
+//! The job in hand is written here before its work starts, so an agent that loses power picks it up again on
+//! start. A final report (succeeded, rejected, failed) is written here before it is first published, and stays
 //! until the controller acknowledges its job. The agent repeats unacknowledged reports on every connect and
 //! on a timer, so an outcome survives a lost message, a broker restart and an agent restart. Recently
 //! finished jobs are remembered too, so a repeated command is answered with its outcome instead of being run
@@ -9,7 +10,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use bindwave_proto::wire::Report;
+use bindwave_proto::wire::{Report, UpdateCommand};
 use serde::{Deserialize, Serialize};
 
 use crate::slots::write_atomic;
@@ -20,6 +21,9 @@ const HISTORY: usize = 64;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Contents {
+    /// The job being worked on, until its final report is recorded.
+    #[serde(default)]
+    current: Option<UpdateCommand>,
     /// Final reports not yet acknowledged.
     unacked: Vec<Report>,
     /// Final reports of recent jobs, newest last.
@@ -46,8 +50,22 @@ impl Journal {
         Ok(Journal { path, contents })
     }
 
-    /// Records a final report, durably, before it is published.
+    /// Records the job about to be worked on, durably, before any of its work.
+    pub fn begin(&mut self, cmd: &UpdateCommand) -> Result<(), AgentError> {
+        self.contents.current = Some(cmd.clone());
+        self.save()
+    }
+
+    /// The job that was in hand when the agent last stopped, if it never finished.
+    pub fn current(&self) -> Option<&UpdateCommand> {
+        self.contents.current.as_ref()
+    }
+
+    /// Records a final report, durably, before it is published; the job is no longer in hand.
     pub fn record_final(&mut self, report: Report) -> Result<(), AgentError> {
+        if self.contents.current.as_ref().is_some_and(|c| c.job_id == report.job_id) {
+            self.contents.current = None;
+        }
         self.contents.unacked.retain(|r| r.job_id != report.job_id);
         self.contents.unacked.push(report.clone());
         self.contents.history.retain(|r| r.job_id != report.job_id);

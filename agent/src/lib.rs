@@ -14,7 +14,7 @@
 pub mod agent;
 pub mod config;
 mod error;
-mod fetch;
+pub mod fetch;
 pub mod journal;
 pub mod link;
 pub mod slots;

@@ -48,6 +48,9 @@ impl Slot {
 pub struct Active {
     pub slot: Slot,
     pub version: SoftwareVersion,
+    /// The job that installed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -83,16 +86,35 @@ impl Slots {
         Ok(self.active()?.map_or_else(|| factory.clone(), |a| a.version))
     }
 
-    /// Moves a verified payload into the inactive slot, syncs it, and switches to it.
-    /// `payload` must be on the same file system as the state directory.
-    pub fn install(&self, payload: &Path, version: &SoftwareVersion) -> Result<Active, AgentError> {
+    /// Copies a verified payload (`len` bytes at `offset` of `bind`) into the inactive slot, syncs it, and
+    /// switches to it. The active record names the job, so a job found installed after a restart is not
+    /// installed twice.
+    pub fn install(
+        &self,
+        bind: &Path,
+        offset: u64,
+        len: u64,
+        version: &SoftwareVersion,
+        job_id: &str,
+    ) -> Result<Active, AgentError> {
         let target = self.active()?.map_or(Slot::B, |a| a.slot.other());
         let slot_dir = self.dir.join("slots").join(target.name());
+        let tmp = slot_dir.join("payload.tmp");
         let dest = slot_dir.join("payload");
-        File::open(payload).and_then(|f| f.sync_all()).map_err(io_err("sync", payload))?;
-        fs::rename(payload, &dest).map_err(io_err("move the payload into", &dest))?;
+        let copy = || -> std::io::Result<()> {
+            let mut src = File::open(bind)?;
+            std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(offset))?;
+            let mut out = File::create(&tmp)?;
+            let copied = std::io::copy(&mut std::io::Read::take(src, len), &mut out)?;
+            if copied != len {
+                return Err(std::io::Error::other(format!("the download holds {copied} of {len} payload bytes")));
+            }
+            out.sync_all()
+        };
+        copy().map_err(io_err("write the payload to", &tmp))?;
+        fs::rename(&tmp, &dest).map_err(io_err("move the payload into", &dest))?;
         sync_dir(&slot_dir).map_err(io_err("sync", &slot_dir))?;
-        let active = Active { slot: target, version: version.clone() };
+        let active = Active { slot: target, version: version.clone(), job_id: Some(job_id.to_string()) };
         let record = serde_json::to_vec(&active).unwrap_or_default();
         write_atomic(&self.dir.join("active"), &record)?;
         Ok(active)
@@ -127,12 +149,14 @@ mod tests {
         assert_eq!(slots.running_version(&factory).unwrap(), factory);
 
         let p = dir.path().join("dl");
-        fs::write(&p, b"one").unwrap();
-        let a = slots.install(&p, &"V3 R2.0.0".parse().unwrap()).unwrap();
-        assert_eq!(a.slot, Slot::B);
-        fs::write(&p, b"two").unwrap();
-        let a = slots.install(&p, &"V3 R3.0.0".parse().unwrap()).unwrap();
+        fs::write(&p, b"HEADERone").unwrap();
+        let a = slots.install(&p, 6, 3, &"V3 R2.0.0".parse().unwrap(), "j1").unwrap();
+        assert_eq!((a.slot, a.job_id.as_deref()), (Slot::B, Some("j1")));
+        fs::write(&p, b"HEADERtwo").unwrap();
+        let a = slots.install(&p, 6, 3, &"V3 R3.0.0".parse().unwrap(), "j2").unwrap();
         assert_eq!(a.slot, Slot::A);
+        assert!(slots.install(&p, 6, 30, &"V3 R4.0.0".parse().unwrap(), "j3").is_err(), "a short file is refused");
+        assert_eq!(slots.active().unwrap().unwrap().job_id.as_deref(), Some("j2"), "a failed install switches nothing");
 
         let reopened = Slots::open(dir.path()).unwrap();
         assert_eq!(reopened.running_version(&factory).unwrap(), "V3 R3.0.0".parse().unwrap());

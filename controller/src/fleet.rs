@@ -49,6 +49,7 @@ pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentCo
         state_dir: state_root.join(device_id(i)),
         broker: BrokerSettings { url: broker.to_string(), username: None, password: None },
         report_retry_secs: 5,
+        download: Default::default(),
     })
 }
 

@@ -241,6 +241,12 @@ pub enum Reason {
     },
     DownloadFailed {
         detail: String,
+        /// The last HTTP status, if the server answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// How many times the agent tried.
+        #[serde(default = "one")]
+        attempts: u32,
     },
     InstallFailed {
         detail: String,
@@ -249,6 +255,10 @@ pub enum Reason {
     InvalidCommand {
         detail: String,
     },
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Reason {
@@ -297,7 +307,9 @@ impl fmt::Display for Reason {
                 write!(f, "size mismatch: expected {expected} bytes, got {actual}")
             }
             Reason::MalformedBind { detail } => write!(f, "malformed bind: {detail}"),
-            Reason::DownloadFailed { detail } => write!(f, "download failed: {detail}"),
+            Reason::DownloadFailed { detail, attempts, .. } => {
+                write!(f, "download failed after {attempts} attempt{}: {detail}", if *attempts == 1 { "" } else { "s" })
+            }
             Reason::InstallFailed { detail } => write!(f, "install failed: {detail}"),
             Reason::InvalidCommand { detail } => write!(f, "invalid command: {detail}"),
         }

@@ -202,6 +202,11 @@ pub struct Phone<'a> {
 impl Phone<'_> {
     /// Writes the phone's config (with the part-number table given) and starts `bindwave-agent run`.
     pub fn start(&self, dir: &Path, broker: &str, table: &[(&str, u16)]) -> Proc {
+        self.start_with(dir, broker, table, "")
+    }
+
+    /// Like [`Phone::start`], with more TOML tables appended to the config (`[download]`, ...).
+    pub fn start_with(&self, dir: &Path, broker: &str, table: &[(&str, u16)], extra: &str) -> Proc {
         let state = dir.join(self.id);
         std::fs::create_dir_all(&state).expect("state dir");
         let mut toml = format!(
@@ -217,6 +222,8 @@ impl Phone<'_> {
         for (part, level) in table {
             toml.push_str(&format!("{part:?} = {level}\n"));
         }
+        toml.push('\n');
+        toml.push_str(extra);
         let config = dir.join(format!("{}.toml", self.id));
         std::fs::write(&config, toml).expect("agent config");
         let mut cmd = Command::new(bin("bindwave-agent"));

@@ -41,7 +41,7 @@ async fn garbage_messages_are_dropped_and_bad_downloads_fail_with_a_reason() {
         software_version: "V3 R3.0.0",
         minimum_software_version: "V3 R1.0.0",
     };
-    let mut agent = phone.start(&d, &c.mqtt, TABLE);
+    let mut agent = phone.start_with(&d, &c.mqtt, TABLE, "[download]\nattempts = 3\nbackoff_ms = 50\n");
     let c = tokio::task::spawn_blocking(move || {
         wait_until(Duration::from_secs(20), "the phone's hello", || {
             c.json(&["device", "list", "-o", "json"]).as_array().unwrap().iter().any(|d| d["online"] == true)
@@ -111,6 +111,7 @@ async fn garbage_messages_are_dropped_and_bad_downloads_fail_with_a_reason() {
     .await
     .expect("a final report for the dead download");
     assert_eq!(report["reason"]["code"], "download_failed", "{report}");
+    assert_eq!(report["reason"]["attempts"], 3, "{report}");
     let detail = report["reason"]["detail"].as_str().unwrap();
     assert!(detail.contains(&format!("127.0.0.1:{dead}")), "{detail}");
     assert_eq!(report["running_version"], "V3 R3.0.0");
