@@ -281,7 +281,13 @@ impl Download<'_> {
                     Err(e) => {
                         let _ = file.flush().await;
                         return Stop::Retry {
-                            detail: format!("reading {}: {}", self.cmd.url, chain(&e)),
+                            detail: format!(
+                                "reading {}: {} (after {} of {} bytes)",
+                                self.cmd.url,
+                                chain(&e),
+                                state.verifier.received(),
+                                self.cmd.size
+                            ),
                             status: None,
                         };
                     }

@@ -258,3 +258,130 @@ impl Mosquitto {
         Mosquitto { proc, url: format!("mqtt://127.0.0.1:{port}") }
     }
 }
+
+/// A small HTTP/1.1 file server for agent tests: ETag, Range and If-Range, optional throttling, connections
+/// it drops on purpose, and a count of the body bytes it managed to send.
+pub struct BindServer {
+    pub url: String,
+    pub stats: std::sync::Arc<std::sync::Mutex<ServerStats>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ServerStats {
+    /// Body bytes written to clients.
+    pub bytes_sent: u64,
+    /// Requests, with their Range and If-Range headers.
+    pub requests: Vec<(Option<String>, Option<String>)>,
+}
+
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Close the connection after this many body bytes, on each of the first `drops` responses.
+    pub drop_after: u64,
+    pub drops: usize,
+    /// Send the body in chunks of this size, pausing between them.
+    pub chunk: usize,
+    pub pause: Duration,
+    /// The ETag; change it to make the file look changed.
+    pub etag: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            drop_after: u64::MAX,
+            drops: 0,
+            chunk: 64 * 1024,
+            pause: Duration::ZERO,
+            etag: std::sync::Arc::new(std::sync::Mutex::new("\"v1\"".into())),
+        }
+    }
+}
+
+impl BindServer {
+    pub fn start(body: Vec<u8>, opts: ServeOptions) -> BindServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/fw.bind", listener.local_addr().expect("addr"));
+        let stats = std::sync::Arc::new(std::sync::Mutex::new(ServerStats::default()));
+        let (st, body) = (stats.clone(), std::sync::Arc::new(body));
+        std::thread::spawn(move || {
+            let mut served = 0usize;
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (st, body, opts) = (st.clone(), body.clone(), opts.clone());
+                let drop_now = served < opts.drops;
+                served += 1;
+                std::thread::spawn(move || {
+                    let _ = serve_one(&mut conn, &body, &opts, drop_now, &st);
+                });
+            }
+        });
+        BindServer { url, stats }
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.stats.lock().expect("stats").clone()
+    }
+}
+
+fn serve_one(
+    conn: &mut TcpStream,
+    body: &[u8],
+    opts: &ServeOptions,
+    drop_now: bool,
+    stats: &std::sync::Mutex<ServerStats>,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string())
+        })
+    };
+    let (range, if_range) = (header("range"), header("if-range"));
+    stats.lock().expect("stats").requests.push((range.clone(), if_range.clone()));
+    let etag = opts.etag.lock().expect("etag").clone();
+    let start = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.trim_end_matches('-').parse::<u64>().ok())
+        .filter(|_| if_range.as_deref().is_none_or(|v| v == etag));
+    let (status, from) = match start {
+        Some(s) if s < body.len() as u64 => ("206 Partial Content", s as usize),
+        Some(_) => {
+            write!(conn, "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            return Ok(());
+        }
+        None => ("200 OK", 0),
+    };
+    let mut resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: {etag}\r\nAccept-Ranges: bytes\r\n",
+        body.len() - from
+    );
+    if from > 0 {
+        resp.push_str(&format!("Content-Range: bytes {from}-{}/{}\r\n", body.len() - 1, body.len()));
+    }
+    resp.push_str("Connection: close\r\n\r\n");
+    conn.write_all(resp.as_bytes())?;
+    let mut sent = 0u64;
+    for chunk in body[from..].chunks(opts.chunk.max(1)) {
+        let chunk = if drop_now { &chunk[..chunk.len().min((opts.drop_after - sent) as usize)] } else { chunk };
+        conn.write_all(chunk)?;
+        sent += chunk.len() as u64;
+        stats.lock().expect("stats").bytes_sent += chunk.len() as u64;
+        if drop_now && sent >= opts.drop_after {
+            return Ok(()); // the connection drops mid-body
+        }
+        if !opts.pause.is_zero() {
+            std::thread::sleep(opts.pause);
+        }
+    }
+    Ok(())
+}

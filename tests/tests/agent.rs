@@ -1,0 +1,199 @@
+//! The agent against servers that misbehave and power cuts: early rejection, resumed downloads, restarts at
+//! any point.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bindwave_proto::bind::pack;
+use bindwave_proto::HardwareLevel;
+use bindwave_tests::{wait_until, BindServer, Controller, Phone, Proc, ServeOptions};
+use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::Value;
+
+const TABLE: &[(&str, u16)] = &[("P3", 3)];
+const FAST_RETRIES: &str = "[download]\nattempts = 10\nbackoff_ms = 50\nmax_backoff_secs = 1\n";
+
+fn phone() -> Phone<'static> {
+    Phone { id: "phone-1", part_number: "P3", software_version: "V3 R3.0.0", minimum_software_version: "V3 R1.0.0" }
+}
+
+/// A bind of `size` payload bytes for hardware levels `levels`, and its whole-file digest.
+fn bind(size: usize, levels: &[u16]) -> (Vec<u8>, Vec<u8>, String) {
+    let payload: Vec<u8> = (0..size as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes =
+        pack("V3 R3.18.0".parse().unwrap(), Some(levels.iter().copied().map(HardwareLevel).collect()), &payload)
+            .unwrap();
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    (payload, bytes, sha)
+}
+
+/// Publishes an update command to the phone, as the controller would.
+fn command(broker: &str, job: &str, url: &str, size: usize, sha: &str) {
+    let addr = broker.trim_start_matches("mqtt://");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut o = MqttOptions::new(format!("test-{job}"), host, port.parse().unwrap());
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = Client::new(o, 10);
+    let cmd = format!(
+        r#"{{"type":"update","job_id":"{job}","rollout_id":"r0","url":"{url}","size":{size},"sha256":"{sha}","override":false}}"#
+    );
+    client.publish("bindwave/v1/devices/phone-1/commands", QoS::AtLeastOnce, false, cmd.into_bytes()).unwrap();
+    for event in conn.iter() {
+        match event {
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                client.disconnect().unwrap();
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Err(e) => panic!("mqtt: {e}"),
+            _ => {}
+        }
+    }
+}
+
+/// The phone's final report of `job`, from its journal, once there is one.
+fn outcome(state: &Path, job: &str, secs: u64) -> Value {
+    let mut found = Value::Null;
+    wait_until(Duration::from_secs(secs), &format!("a final report of {job}"), || {
+        let j: Value =
+            serde_json::from_slice(&std::fs::read(state.join("journal.json")).unwrap_or_default()).unwrap_or_default();
+        if let Some(r) = j["history"].as_array().and_then(|h| h.iter().find(|r| r["job_id"] == job)) {
+            found = r.clone();
+        }
+        !found.is_null()
+    });
+    found
+}
+
+fn online(c: &Controller) {
+    wait_until(Duration::from_secs(20), "the phone online", || {
+        c.json(&["device", "list", "-o", "json"]).as_array().unwrap().iter().any(|d| d["online"] == true)
+    });
+}
+
+#[test]
+fn an_incompatible_bind_is_rejected_after_its_header_and_the_rest_never_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, FAST_RETRIES);
+    online(&c);
+    let (_, bytes, sha) = bind(8 << 20, &[9]);
+    // Throttled, so what the server managed to send is what the phone read.
+    let server = BindServer::start(
+        bytes.clone(),
+        ServeOptions { chunk: 16 * 1024, pause: Duration::from_millis(2), ..Default::default() },
+    );
+    command(&c.mqtt, "job-reject", &server.url, bytes.len(), &sha);
+    let r = outcome(&dir.path().join("phone-1"), "job-reject", 30);
+    assert_eq!(r["state"], "rejected");
+    assert_eq!(r["reason"]["code"], "hardware_level_incompatible");
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = server.stats().bytes_sent;
+    println!("early reject: {sent} of {} bytes transferred", bytes.len());
+    assert!(sent < (bytes.len() / 10) as u64, "{sent} bytes of {} were sent for a rejected bind", bytes.len());
+}
+
+#[test]
+fn a_dropped_download_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, FAST_RETRIES);
+    online(&c);
+    let (payload, bytes, sha) = bind(2 << 20, &[3]);
+    // The first three responses drop after 300 KiB each.
+    let server =
+        BindServer::start(bytes.clone(), ServeOptions { drops: 3, drop_after: 300 * 1024, ..Default::default() });
+    command(&c.mqtt, "job-resume", &server.url, bytes.len(), &sha);
+    let r = outcome(&dir.path().join("phone-1"), "job-resume", 60);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let stats = server.stats();
+    assert_eq!(stats.requests.len(), 4, "{:?}", stats.requests);
+    for (i, (range, if_range)) in stats.requests.iter().enumerate().skip(1) {
+        assert_eq!(range.as_deref(), Some(format!("bytes={}-", i * 300 * 1024).as_str()), "request {i}");
+        assert_eq!(if_range.as_deref(), Some("\"v1\""), "request {i} carries the validator");
+    }
+    assert_eq!(stats.bytes_sent, bytes.len() as u64, "no byte was downloaded twice");
+    let slot = dir.path().join("phone-1/slots/b/payload");
+    assert_eq!(std::fs::read(slot).unwrap(), payload);
+}
+
+#[test]
+fn a_file_that_changed_on_the_server_is_downloaded_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, FAST_RETRIES);
+    online(&c);
+    let (_, bytes, sha) = bind(1 << 20, &[3]);
+    let opts = ServeOptions { drops: 1, drop_after: 200 * 1024, ..Default::default() };
+    let etag = opts.etag.clone();
+    let server = BindServer::start(bytes.clone(), opts);
+    // The validator changes after the first response: the resume must not splice two files.
+    let etag2 = etag.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        *etag2.lock().unwrap() = "\"v2\"".into();
+    });
+    command(&c.mqtt, "job-changed", &server.url, bytes.len(), &sha);
+    let r = outcome(&dir.path().join("phone-1"), "job-changed", 60);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let stats = server.stats();
+    assert!(stats.bytes_sent >= bytes.len() as u64 + 200 * 1024, "the second response sent the whole file: {stats:?}");
+}
+
+#[test]
+fn a_server_that_never_answers_well_ends_the_job_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, "[download]\nattempts = 3\nbackoff_ms = 20\n");
+    online(&c);
+    let (_, bytes, sha) = bind(100_000, &[3]);
+    let server =
+        BindServer::start(bytes.clone(), ServeOptions { drops: usize::MAX, drop_after: 1000, ..Default::default() });
+    command(&c.mqtt, "job-flaky", &server.url, bytes.len(), &sha);
+    let r = outcome(&dir.path().join("phone-1"), "job-flaky", 30);
+    assert_eq!(r["state"], "failed");
+    assert_eq!(r["reason"]["code"], "download_failed");
+    assert_eq!(r["reason"]["attempts"], 3);
+    assert!(r["reason"]["detail"].as_str().unwrap().contains(&format!("of {} bytes", bytes.len())), "{r}");
+    // The partial file is gone.
+    assert_eq!(std::fs::read_dir(dir.path().join("phone-1/downloads")).unwrap().count(), 0);
+}
+
+/// A power cut at many points of a job: each time the agent comes back it goes on, and in the end it reports
+/// one true outcome, with the new image whole in its slot, installed once.
+#[test]
+fn killed_at_many_points_the_agent_ends_with_one_true_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let state = dir.path().join("phone-1");
+    let (payload, bytes, sha) = bind(3 << 20, &[3]);
+    // About 0.6 s of download, so the kills land all over it.
+    let server = BindServer::start(
+        bytes.clone(),
+        ServeOptions { chunk: 64 * 1024, pause: Duration::from_millis(12), ..Default::default() },
+    );
+    let mut agent: Proc = phone().start_with(dir.path(), &c.mqtt, TABLE, FAST_RETRIES);
+    online(&c);
+    command(&c.mqtt, "job-power", &server.url, bytes.len(), &sha);
+    for delay_ms in [30, 90, 150, 60, 200, 120, 250, 40, 180, 300] {
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        agent.kill();
+        // The active slot is never half written: if it exists, it is whole and names its job.
+        if let Ok(a) = std::fs::read(state.join("active")) {
+            let a: Value = serde_json::from_slice(&a).expect("a whole active record");
+            assert_eq!(a["job_id"], "job-power");
+            assert_eq!(std::fs::read(state.join("slots/b/payload")).unwrap(), payload);
+        }
+        agent = phone().start_with(dir.path(), &c.mqtt, TABLE, FAST_RETRIES);
+    }
+    let r = outcome(&state, "job-power", 60);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(r["running_version"], "V3 R3.18.0");
+    let active: Value = serde_json::from_slice(&std::fs::read(state.join("active")).unwrap()).unwrap();
+    assert_eq!((active["slot"].as_str(), active["job_id"].as_str()), (Some("b"), Some("job-power")), "installed once");
+    assert_eq!(std::fs::read(state.join("slots/b/payload")).unwrap(), payload);
+    let sent = server.stats().bytes_sent;
+    println!("10 power cuts: {sent} bytes transferred for a {}-byte bind", bytes.len());
+    assert!(sent < 2 * bytes.len() as u64, "resumes, not restarts: {sent} bytes for {}", bytes.len());
+    drop(agent);
+}
