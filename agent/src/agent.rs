@@ -254,6 +254,7 @@ impl Loop {
         self.current = Some(cmd.job_id.clone());
         self.send_report(&progress(&cmd.job_id, JobState::Received, None)).await;
         let job = Job {
+            identity: self.identity.clone(),
             http: self.http.clone(),
             policy: self.config.download.policy(),
             profile: self.profile.clone(),
@@ -294,8 +295,9 @@ impl Loop {
             part_number: self.config.part_number.clone(),
             hardware_level: self.identity.hardware_level,
             hardware_level_source: self.identity.source,
+            hardware_level_conflict: self.identity.conflict,
             software_version: self.running.clone(),
-            minimum_software_version: self.config.minimum_software_version.clone(),
+            minimum_software_version: self.profile.minimum_software_version.clone(),
             agent_version: crate::AGENT_VERSION.to_string(),
             model: self.config.model.clone(),
             labels: self.config.labels.clone(),
@@ -338,6 +340,7 @@ fn progress(job_id: &str, state: JobState, percent: Option<u8>) -> Report {
 
 /// One job, run in a task of its own so the loop stays responsive.
 struct Job {
+    identity: Identity,
     http: reqwest::Client,
     policy: crate::fetch::RetryPolicy,
     profile: DeviceProfile,
@@ -363,7 +366,13 @@ impl Job {
             override_used,
         };
         let report = match fetched {
-            Fetched::Rejected(reason) => final_report(JobState::Rejected, &self.running, Some(reason), false),
+            Fetched::Rejected(mut reason) => {
+                if let Reason::HardwareLevelIncompatible { level_source, level_conflict, .. } = &mut reason {
+                    *level_source = Some(self.identity.source);
+                    *level_conflict = self.identity.conflict;
+                }
+                final_report(JobState::Rejected, &self.running, Some(reason), false)
+            }
             Fetched::Failed(reason) => final_report(JobState::Failed, &self.running, Some(reason), false),
             Fetched::Verified { verified, file, override_used } => {
                 on_progress(JobState::Installing, None);

@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bindwave_proto::wire::{DeviceId, LevelSource};
+use bindwave_proto::wire::{DeviceId, LevelConflict, LevelSource};
 use bindwave_proto::{DeviceProfile, HardwareLevel, SoftwareVersion};
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,53 @@ pub struct AgentConfig {
     /// How hard a download tries before the job fails.
     #[serde(default)]
     pub download: DownloadSettings,
+    /// A dynamic check of the hardware level; when it disagrees with the part number or the fixed level, it
+    /// wins and the conflict is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_probe: Option<ProbeSettings>,
+    /// Minimum supported software version per hardware level (`"3" = "V3 R2.0.0"`); levels not listed use
+    /// `minimum_software_version`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub minimum_software_versions: BTreeMap<String, SoftwareVersion>,
+}
+
+/// `[hardware_probe]`: a command that prints the level, or a file that holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSettings {
+    /// Program and arguments, e.g. `["/usr/bin/hw-level", "--numeric"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl ProbeSettings {
+    /// Runs the probe; the level is the first number it prints (or the file holds).
+    pub fn run(&self) -> Result<HardwareLevel, AgentError> {
+        let err = |detail: String| AgentError::Probe(detail);
+        let text = match (&self.command, &self.file) {
+            (Some(cmd), None) => {
+                let (program, args) = cmd.split_first().ok_or_else(|| err("hardware_probe.command is empty".into()))?;
+                let out = std::process::Command::new(program)
+                    .args(args)
+                    .output()
+                    .map_err(|e| err(format!("cannot run {program}: {e}")))?;
+                if !out.status.success() {
+                    return Err(err(format!("{program} exited with {}", out.status)));
+                }
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+            (None, Some(file)) => {
+                std::fs::read_to_string(file).map_err(|e| err(format!("cannot read {}: {e}", file.display())))?
+            }
+            _ => return Err(err("set exactly one of hardware_probe.command and hardware_probe.file".into())),
+        };
+        let t = text.trim();
+        t.parse::<u16>()
+            .map(HardwareLevel)
+            .map_err(|_| err(format!("the probe gave {t:?}, not a hardware level (0-65535)")))
+    }
 }
 
 /// `[download]`: retries of an interrupted or failing download (each resumes where the last stopped).
@@ -104,11 +151,12 @@ fn default_report_retry_secs() -> u64 {
     10
 }
 
-/// What the phone knows about itself, resolved from the config.
+/// What the phone knows about itself, resolved from the config and the probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub hardware_level: HardwareLevel,
     pub source: LevelSource,
+    pub conflict: Option<LevelConflict>,
 }
 
 impl AgentConfig {
@@ -122,24 +170,45 @@ impl AgentConfig {
         Ok(config)
     }
 
-    /// The phone's hardware level and where it came from: the fixed level if set, else the part number.
+    /// The hardware level from the configuration alone: the fixed level if set, else the part number.
+    fn configured_level(&self) -> Option<(HardwareLevel, LevelSource)> {
+        self.hardware_level
+            .map(|l| (l, LevelSource::Configured))
+            .or_else(|| self.hardware_levels.get(&self.part_number).map(|l| (*l, LevelSource::PartNumber)))
+    }
+
+    /// The phone's hardware level and where it came from. The probe, when configured, wins; a configured level
+    /// that disagrees with it is reported as a conflict.
     pub fn identity(&self) -> Result<Identity, AgentError> {
-        if let Some(level) = self.hardware_level {
-            return Ok(Identity { hardware_level: level, source: LevelSource::Configured });
+        let configured = self.configured_level();
+        if let Some(probe) = &self.hardware_probe {
+            let level = probe.run()?;
+            let conflict = configured.filter(|(l, _)| *l != level).map(|(other, other_source)| LevelConflict {
+                probe: level,
+                other,
+                other_source,
+            });
+            return Ok(Identity { hardware_level: level, source: LevelSource::Probe, conflict });
         }
-        match self.hardware_levels.get(&self.part_number) {
-            Some(&level) => Ok(Identity { hardware_level: level, source: LevelSource::PartNumber }),
+        match configured {
+            Some((hardware_level, source)) => Ok(Identity { hardware_level, source, conflict: None }),
             None => Err(AgentError::ConfigInvalid(format!(
-                "no hardware level for part number {:?}: add it to [hardware_levels] or set hardware_level",
+                "no hardware level for part number {:?}: add it to [hardware_levels], set hardware_level, or \
+                 configure [hardware_probe]",
                 self.part_number
             ))),
         }
     }
 
+    /// The minimum supported software version for a hardware level.
+    pub fn minimum_for(&self, level: HardwareLevel) -> &SoftwareVersion {
+        self.minimum_software_versions.get(&level.to_string()).unwrap_or(&self.minimum_software_version)
+    }
+
     pub fn profile(&self, identity: &Identity) -> DeviceProfile {
         DeviceProfile {
             hardware_level: identity.hardware_level,
-            minimum_software_version: self.minimum_software_version.clone(),
+            minimum_software_version: self.minimum_for(identity.hardware_level).clone(),
         }
     }
 }
@@ -168,13 +237,52 @@ mod tests {
         let c = parse("[hardware_levels]\nP1 = 4\n").unwrap();
         assert_eq!(
             c.identity().unwrap(),
-            Identity { hardware_level: HardwareLevel(4), source: LevelSource::PartNumber }
+            Identity { hardware_level: HardwareLevel(4), source: LevelSource::PartNumber, conflict: None }
         );
         let c = parse("hardware_level = 2").unwrap();
         assert_eq!(
             c.identity().unwrap(),
-            Identity { hardware_level: HardwareLevel(2), source: LevelSource::Configured }
+            Identity { hardware_level: HardwareLevel(2), source: LevelSource::Configured, conflict: None }
         );
+    }
+
+    #[test]
+    fn the_probe_wins_and_a_disagreement_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("level");
+        std::fs::write(&file, "5\n").unwrap();
+        let c =
+            parse(&format!("[hardware_levels]\nP1 = 4\n[hardware_probe]\nfile = {:?}\n", file.display().to_string()))
+                .unwrap();
+        let id = c.identity().unwrap();
+        assert_eq!((id.hardware_level, id.source), (HardwareLevel(5), LevelSource::Probe));
+        assert_eq!(
+            id.conflict,
+            Some(LevelConflict {
+                probe: HardwareLevel(5),
+                other: HardwareLevel(4),
+                other_source: LevelSource::PartNumber
+            })
+        );
+        // Agreeing sources: no conflict.
+        std::fs::write(&file, "4").unwrap();
+        assert_eq!(c.identity().unwrap().conflict, None);
+        // A command works the same way.
+        let c = parse("[hardware_probe]\ncommand = [\"echo\", \"7\"]\n").unwrap();
+        assert_eq!(c.identity().unwrap().hardware_level, HardwareLevel(7));
+        // A probe that says nonsense is a clear error.
+        std::fs::write(&file, "level three").unwrap();
+        let c = parse(&format!("[hardware_probe]\nfile = {:?}\n", file.display().to_string())).unwrap();
+        assert!(c.identity().unwrap_err().to_string().contains("not a hardware level"));
+        let c = parse("[hardware_probe]\ncommand = [\"false\"]\n").unwrap();
+        assert!(c.identity().unwrap_err().to_string().contains("exited"));
+    }
+
+    #[test]
+    fn the_minimum_can_depend_on_the_hardware_level() {
+        let c = parse("[minimum_software_versions]\n\"3\" = \"V3 R2.0.0\"\n").unwrap();
+        assert_eq!(c.minimum_for(HardwareLevel(3)).to_string(), "V3 R2.0.0");
+        assert_eq!(c.minimum_for(HardwareLevel(4)).to_string(), "V3 R1.0.0");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub enum AgentError {
     StateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot {action} {path}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("hardware level probe failed: {0} (check [hardware_probe] in the agent config)")]
+    Probe(String),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
     #[error("the MQTT client stopped: {0}")]

@@ -16,6 +16,7 @@ pub(crate) fn hello(device: &str, level: u16, version: &str) -> Hello {
         part_number: format!("P{level}"),
         hardware_level: HardwareLevel(level),
         hardware_level_source: LevelSource::PartNumber,
+        hardware_level_conflict: None,
         software_version: version.parse().unwrap(),
         minimum_software_version: "V3 R1.0.0".parse().unwrap(),
         agent_version: "test".into(),
@@ -57,6 +58,8 @@ fn rejected_hw(job: &str) -> Report {
         reason: Some(Reason::HardwareLevelIncompatible {
             device_level: HardwareLevel(2),
             bind_levels: vec![HardwareLevel(3)],
+            level_source: None,
+            level_conflict: None,
         }),
         running_version: Some("V3 R1.0.0".parse().unwrap()),
         ..report(job, JobState::Rejected)

@@ -50,6 +50,8 @@ pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentCo
         broker: BrokerSettings { url: broker.to_string(), username: None, password: None },
         report_retry_secs: 5,
         download: Default::default(),
+        hardware_probe: None,
+        minimum_software_versions: Default::default(),
     })
 }
 

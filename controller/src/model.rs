@@ -663,6 +663,7 @@ mod tests {
                 part_number: part.into(),
                 hardware_level: HardwareLevel(level),
                 hardware_level_source: LevelSource::PartNumber,
+                hardware_level_conflict: None,
                 software_version: version.parse().unwrap(),
                 minimum_software_version: "1.0".parse().unwrap(),
                 agent_version: "t".into(),

@@ -61,6 +61,8 @@ fn outcome_report(job: &str, what: &str) -> Report {
             reason: Some(Reason::HardwareLevelIncompatible {
                 device_level: HardwareLevel(2),
                 bind_levels: vec![HardwareLevel(3)],
+                level_source: None,
+                level_conflict: None,
             }),
             running_version: old,
             ..base

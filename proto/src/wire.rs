@@ -127,6 +127,25 @@ pub enum LevelSource {
     Probe,
 }
 
+/// Two sources of a phone's hardware level that disagree. The dynamic probe wins; the conflict is reported so
+/// an operator can fix the part-number table or the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LevelConflict {
+    pub probe: HardwareLevel,
+    pub other: HardwareLevel,
+    pub other_source: LevelSource,
+}
+
+impl LevelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LevelSource::PartNumber => "part_number",
+            LevelSource::Configured => "configured",
+            LevelSource::Probe => "probe",
+        }
+    }
+}
+
 /// A device introduces itself, retained, every time it connects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -134,6 +153,8 @@ pub struct Hello {
     pub part_number: String,
     pub hardware_level: HardwareLevel,
     pub hardware_level_source: LevelSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_level_conflict: Option<LevelConflict>,
     pub software_version: SoftwareVersion,
     pub minimum_software_version: SoftwareVersion,
     pub agent_version: String,
@@ -223,6 +244,11 @@ pub enum Reason {
     HardwareLevelIncompatible {
         device_level: HardwareLevel,
         bind_levels: Vec<HardwareLevel>,
+        /// Where the phone's level came from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        level_source: Option<LevelSource>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        level_conflict: Option<LevelConflict>,
     },
     SoftwareLevelBelowMinimum {
         bind_version: SoftwareVersion,
@@ -279,9 +305,12 @@ impl Reason {
 impl From<Rejection> for Reason {
     fn from(r: Rejection) -> Self {
         match r {
-            Rejection::HardwareLevelIncompatible { device_level, bind_levels } => {
-                Reason::HardwareLevelIncompatible { device_level, bind_levels }
-            }
+            Rejection::HardwareLevelIncompatible { device_level, bind_levels } => Reason::HardwareLevelIncompatible {
+                device_level,
+                bind_levels,
+                level_source: None,
+                level_conflict: None,
+            },
             Rejection::SoftwareLevelBelowMinimum { bind_version, minimum } => {
                 Reason::SoftwareLevelBelowMinimum { bind_version, minimum }
             }
@@ -292,9 +321,16 @@ impl From<Rejection> for Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::HardwareLevelIncompatible { device_level, bind_levels } => {
+            Reason::HardwareLevelIncompatible { device_level, bind_levels, level_source, level_conflict } => {
                 Rejection::HardwareLevelIncompatible { device_level: *device_level, bind_levels: bind_levels.clone() }
-                    .fmt(f)
+                    .fmt(f)?;
+                if let Some(source) = level_source {
+                    write!(f, " (level from the {})", source.as_str())?;
+                }
+                if let Some(c) = level_conflict {
+                    write!(f, "; the probe says {} but the {} says {}", c.probe, c.other_source.as_str(), c.other)?;
+                }
+                Ok(())
             }
             Reason::SoftwareLevelBelowMinimum { bind_version, minimum } => {
                 Rejection::SoftwareLevelBelowMinimum { bind_version: bind_version.clone(), minimum: minimum.clone() }
@@ -403,6 +439,7 @@ mod tests {
             part_number: "S30817-S7701-A101".into(),
             hardware_level: HardwareLevel(3),
             hardware_level_source: LevelSource::PartNumber,
+            hardware_level_conflict: None,
             software_version: "V3 R3.11.0".parse().unwrap(),
             minimum_software_version: "V3 R1.0.0".parse().unwrap(),
             agent_version: "0.1.0".into(),

@@ -197,3 +197,31 @@ fn killed_at_many_points_the_agent_ends_with_one_true_outcome() {
     assert!(sent < 2 * bytes.len() as u64, "resumes, not restarts: {sent} bytes for {}", bytes.len());
     drop(agent);
 }
+
+#[test]
+fn the_probe_wins_over_the_part_number_and_the_conflict_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let probe = dir.path().join("hw-level");
+    std::fs::write(&probe, "2\n").unwrap();
+    let extra = format!("[hardware_probe]\nfile = {:?}\n\n{FAST_RETRIES}", probe.display().to_string());
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, &extra);
+    online(&c);
+    let hello = &c.json(&["device", "list", "-o", "json"])[0]["hello"];
+    assert_eq!(hello["hardware_level"], 2);
+    assert_eq!(hello["hardware_level_source"], "probe");
+    assert_eq!(
+        hello["hardware_level_conflict"],
+        serde_json::json!({"probe": 2, "other": 3, "other_source": "part_number"})
+    );
+    // A bind for level 3 (what the part number says) is rejected: the probe wins, and the rejection says why.
+    let (_, bytes, sha) = bind(50_000, &[3]);
+    let server = BindServer::start(bytes.clone(), ServeOptions::default());
+    command(&c.mqtt, "job-probe", &server.url, bytes.len(), &sha);
+    let r = outcome(&dir.path().join("phone-1"), "job-probe", 30);
+    assert_eq!(r["state"], "rejected");
+    assert_eq!(r["reason"]["code"], "hardware_level_incompatible");
+    assert_eq!(r["reason"]["device_level"], 2);
+    assert_eq!(r["reason"]["level_source"], "probe");
+    assert_eq!(r["reason"]["level_conflict"]["other"], 3);
+}
