@@ -9,11 +9,11 @@ use std::time::Duration;
 use bindwave_proto::wire::{Command, DeviceId, Hello, JobState, Presence, Reason, Report, TopicKind, UpdateCommand};
 use bindwave_proto::{DeviceProfile, SoftwareVersion};
 use rumqttc::{AsyncClient, LastWill, QoS};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{AgentConfig, Identity};
 use crate::fetch::{fetch, Fetched};
-use crate::journal::Journal;
+use crate::journal::{AwaitingHealth, Journal};
 use crate::link::{self, LinkEvent, LinkOptions};
 use crate::slots::Slots;
 use crate::AgentError;
@@ -27,6 +27,11 @@ pub struct Agent {
 /// What the running job tells the loop.
 enum JobEvent {
     Progress(Report),
+    /// Installed and switched: journal it (then acknowledge) before the restart.
+    Installed {
+        pending: AwaitingHealth,
+        ack: oneshot::Sender<()>,
+    },
     Done(Report),
 }
 
@@ -63,7 +68,7 @@ impl Agent {
         let slots = Slots::open(&state_dir)?;
         let mut journal = Journal::open(&state_dir)?;
         let running = slots.running_version(&config.software_version)?;
-        let resumed = recover(&mut journal, &slots, &running, &download_dir)?;
+        let resumed = recover(&mut journal, &slots, &running, &download_dir, config.health.configured())?;
 
         let id = config.device_id.clone();
         let offline = Presence { online: false }.to_json();
@@ -89,10 +94,27 @@ impl Agent {
             job_tx,
             connected: false,
         };
-        if let Some(cmd) = resumed {
-            tracing::info!(device = %state.config.device_id, job = %cmd.job_id, "resuming the job in hand before the restart");
-            state.queue.push_back(cmd);
-            state.start_next().await;
+        match resumed {
+            Resume::Job(cmd) => {
+                tracing::info!(device = %state.config.device_id, job = %cmd.job_id, "resuming the job in hand before the restart");
+                state.queue.push_back(cmd);
+                state.start_next().await;
+            }
+            Resume::Health(pending) => {
+                tracing::info!(device = %state.config.device_id, job = %pending.job_id, "started after an install: checking health");
+                state.current = Some(pending.job_id.clone());
+                let (health, slots, factory, tx) = (
+                    state.config.health.clone(),
+                    state.slots.clone(),
+                    state.config.software_version.clone(),
+                    state.job_tx.clone(),
+                );
+                tokio::spawn(async move {
+                    let report = check_health(&health, &slots, &pending, &factory).await;
+                    let _ = tx.send(JobEvent::Done(report));
+                });
+            }
+            Resume::Nothing => {}
         }
         let result = state.run(link.events, job_rx, shutdown).await;
         // A clean goodbye: the last will only fires when the broker loses us.
@@ -104,14 +126,24 @@ impl Agent {
     }
 }
 
-/// Picks up after a restart: a job found installed is finished; a job in hand is resumed; downloads of no
-/// job in hand are deleted.
+/// What to pick up after a restart.
+enum Resume {
+    Nothing,
+    /// A job in hand, not installed yet: go on with it (its download resumes).
+    Job(UpdateCommand),
+    /// Installed and switched: the health check decides.
+    Health(AwaitingHealth),
+}
+
+/// Picks up after a restart: an install waiting for its health check gets it; a job found installed is
+/// finished (or checked); a job in hand is resumed; downloads of no job in hand are deleted.
 fn recover(
     journal: &mut Journal,
     slots: &Slots,
     running: &SoftwareVersion,
     download_dir: &std::path::Path,
-) -> Result<Option<UpdateCommand>, AgentError> {
+    health: bool,
+) -> Result<Resume, AgentError> {
     let current = journal.current().cloned();
     let keep = current.as_ref().map(|c| crate::fetch::download_path(download_dir, &c.job_id));
     if let Ok(entries) = std::fs::read_dir(download_dir) {
@@ -122,12 +154,27 @@ fn recover(
             }
         }
     }
-    let Some(cmd) = current else { return Ok(None) };
-    if journal.finished(&cmd.job_id).is_some() {
-        return Ok(None);
+    if let Some(pending) = journal.awaiting_health().cloned() {
+        if journal.finished(&pending.job_id).is_none() {
+            return Ok(Resume::Health(pending));
+        }
     }
-    let installed = slots.active()?.is_some_and(|a| a.job_id.as_deref() == Some(cmd.job_id.as_str()));
-    if installed {
+    let Some(cmd) = current else { return Ok(Resume::Nothing) };
+    if journal.finished(&cmd.job_id).is_some() {
+        return Ok(Resume::Nothing);
+    }
+    let installed = slots.active()?.filter(|a| a.job_id.as_deref() == Some(cmd.job_id.as_str()));
+    if let Some(active) = installed {
+        if health {
+            // The power went between the switch and the journal: what ran before is in the other slot's record.
+            let previous = slots.record_of(active.slot.other());
+            return Ok(Resume::Health(AwaitingHealth {
+                job_id: cmd.job_id,
+                installed: active,
+                previous,
+                override_used: false,
+            }));
+        }
         // The power went after the switch and before the report: the job succeeded.
         let report = Report {
             job_id: cmd.job_id.clone(),
@@ -138,9 +185,9 @@ fn recover(
             override_used: false,
         };
         journal.record_final(report)?;
-        return Ok(None);
+        return Ok(Resume::Nothing);
     }
-    Ok(Some(cmd))
+    Ok(Resume::Job(cmd))
 }
 
 /// The HTTP client an agent uses for downloads: rustls, bounded connect and read times.
@@ -255,6 +302,8 @@ impl Loop {
         self.send_report(&progress(&cmd.job_id, JobState::Received, None)).await;
         let job = Job {
             identity: self.identity.clone(),
+            health: self.config.health.clone(),
+            factory: self.config.software_version.clone(),
             http: self.http.clone(),
             policy: self.config.download.policy(),
             profile: self.profile.clone(),
@@ -269,6 +318,10 @@ impl Loop {
     async fn on_job(&mut self, event: JobEvent) -> Result<(), AgentError> {
         match event {
             JobEvent::Progress(report) => self.send_report(&report).await,
+            JobEvent::Installed { pending, ack } => {
+                self.journal.await_health(pending)?;
+                let _ = ack.send(());
+            }
             JobEvent::Done(report) => {
                 tracing::info!(device = %self.config.device_id, job = %report.job_id, state = %report.state,
                     reason = report.reason.as_ref().map(|r| r.to_string()), "job finished");
@@ -341,6 +394,8 @@ fn progress(job_id: &str, state: JobState, percent: Option<u8>) -> Report {
 /// One job, run in a task of its own so the loop stays responsive.
 struct Job {
     identity: Identity,
+    health: crate::config::HealthSettings,
+    factory: SoftwareVersion,
     http: reqwest::Client,
     policy: crate::fetch::RetryPolicy,
     profile: DeviceProfile,
@@ -376,6 +431,7 @@ impl Job {
             Fetched::Failed(reason) => final_report(JobState::Failed, &self.running, Some(reason), false),
             Fetched::Verified { verified, file, override_used } => {
                 on_progress(JobState::Installing, None);
+                let previous = self.slots.active().ok().flatten();
                 let slots = self.slots.clone();
                 let version = verified.header.software_version.clone();
                 let len = verified.header.payload_len;
@@ -386,6 +442,21 @@ impl Job {
                     tokio::task::spawn_blocking(move || slots.install(&bind, offset, len, &version, &job_id)).await;
                 crate::fetch::remove(&file).await;
                 match installed {
+                    Ok(Ok(active)) if self.health.configured() => {
+                        let pending =
+                            AwaitingHealth { job_id: cmd.job_id.clone(), installed: active, previous, override_used };
+                        let (ack, acked) = oneshot::channel();
+                        let _ = self.tx.send(JobEvent::Installed { pending: pending.clone(), ack });
+                        let _ = acked.await;
+                        on_progress(JobState::Restarting, None);
+                        if let Some(reboot) = &self.health.reboot_command {
+                            // On a phone this does not return: the agent starts again and checks health then.
+                            if let Err(e) = crate::hooks::run(reboot, &[], Duration::from_secs(120)).await {
+                                tracing::warn!(job = %cmd.job_id, "reboot command failed: {e}; checking health now");
+                            }
+                        }
+                        check_health(&self.health, &self.slots, &pending, &self.factory).await
+                    }
                     Ok(Ok(active)) => final_report(JobState::Succeeded, &active.version, None, override_used),
                     Ok(Err(e)) => final_report(
                         JobState::Failed,
@@ -403,5 +474,44 @@ impl Job {
             }
         };
         let _ = self.tx.send(JobEvent::Done(report));
+    }
+}
+
+/// Runs the health check of an install and reports: `succeeded` if healthy (or if there is no check), else
+/// switches back to the previous version and reports `rolled_back`.
+async fn check_health(
+    health: &crate::config::HealthSettings,
+    slots: &Slots,
+    pending: &AwaitingHealth,
+    factory: &SoftwareVersion,
+) -> Report {
+    let report = |state, running: &SoftwareVersion, reason| Report {
+        job_id: pending.job_id.clone(),
+        state,
+        progress: None,
+        running_version: Some(running.clone()),
+        reason,
+        override_used: pending.override_used,
+    };
+    let Some(check) = &health.check_command else {
+        return report(JobState::Succeeded, &pending.installed.version, None);
+    };
+    let env = [("BINDWAVE_JOB", pending.job_id.clone()), ("BINDWAVE_VERSION", pending.installed.version.to_string())];
+    let timeout = Duration::from_secs(health.check_timeout_secs.unwrap_or(60));
+    match crate::hooks::run(check, &env, timeout).await {
+        Ok(()) => report(JobState::Succeeded, &pending.installed.version, None),
+        Err(detail) => {
+            let back = pending.previous.as_ref().map_or_else(|| factory.clone(), |a| a.version.clone());
+            match slots.restore(pending.previous.as_ref()) {
+                Ok(()) => report(JobState::RolledBack, &back, Some(Reason::HealthCheckFailed { detail })),
+                Err(e) => report(
+                    JobState::Failed,
+                    &pending.installed.version,
+                    Some(Reason::HealthCheckFailed {
+                        detail: format!("{detail}; and the switch back failed: {}", crate::error::chain(&e)),
+                    }),
+                ),
+            }
+        }
     }
 }

@@ -63,10 +63,35 @@ pub struct AgentConfig {
     /// wins and the conflict is reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware_probe: Option<ProbeSettings>,
+    /// What happens after an install: restart into the new version, check its health.
+    #[serde(default)]
+    pub health: HealthSettings,
     /// Minimum supported software version per hardware level (`"3" = "V3 R2.0.0"`); levels not listed use
     /// `minimum_software_version`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub minimum_software_versions: BTreeMap<String, SoftwareVersion>,
+}
+
+/// `[health]`: success means the phone runs the new version and is healthy, not that the file arrived.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Restarts the phone into the new version (on a real phone, this does not return). The agent journals
+    /// the install first and runs the health check when it starts again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot_command: Option<Vec<String>>,
+    /// Exit status 0 means healthy; anything else switches back to the previous version (`rolled_back`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_command: Option<Vec<String>>,
+    /// Seconds the health check may take. Default 60.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_timeout_secs: Option<u64>,
+}
+
+impl HealthSettings {
+    pub fn configured(&self) -> bool {
+        self.reboot_command.is_some() || self.check_command.is_some()
+    }
 }
 
 /// `[hardware_probe]`: a command that prints the level, or a file that holds it.

@@ -11,10 +11,22 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use bindwave_proto::wire::{Report, UpdateCommand};
+
+use crate::slots::Active;
 use serde::{Deserialize, Serialize};
 
 use crate::slots::write_atomic;
 use crate::AgentError;
+
+/// An install waiting for its health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitingHealth {
+    pub job_id: String,
+    pub installed: Active,
+    /// What ran before; `None`: the factory software.
+    pub previous: Option<Active>,
+    pub override_used: bool,
+}
 
 /// How many finished jobs are remembered.
 const HISTORY: usize = 64;
@@ -24,6 +36,9 @@ struct Contents {
     /// The job being worked on, until its final report is recorded.
     #[serde(default)]
     current: Option<UpdateCommand>,
+    /// Installed and switched; the health check after the restart decides.
+    #[serde(default)]
+    awaiting_health: Option<AwaitingHealth>,
     /// Final reports not yet acknowledged.
     unacked: Vec<Report>,
     /// Final reports of recent jobs, newest last.
@@ -56,6 +71,16 @@ impl Journal {
         self.save()
     }
 
+    /// Records, durably, that a job installed and now waits for its health check (before the restart).
+    pub fn await_health(&mut self, pending: AwaitingHealth) -> Result<(), AgentError> {
+        self.contents.awaiting_health = Some(pending);
+        self.save()
+    }
+
+    pub fn awaiting_health(&self) -> Option<&AwaitingHealth> {
+        self.contents.awaiting_health.as_ref()
+    }
+
     /// The job that was in hand when the agent last stopped, if it never finished.
     pub fn current(&self) -> Option<&UpdateCommand> {
         self.contents.current.as_ref()
@@ -65,6 +90,9 @@ impl Journal {
     pub fn record_final(&mut self, report: Report) -> Result<(), AgentError> {
         if self.contents.current.as_ref().is_some_and(|c| c.job_id == report.job_id) {
             self.contents.current = None;
+        }
+        if self.contents.awaiting_health.as_ref().is_some_and(|h| h.job_id == report.job_id) {
+            self.contents.awaiting_health = None;
         }
         self.contents.unacked.retain(|r| r.job_id != report.job_id);
         self.contents.unacked.push(report.clone());

@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the agent's TOML configuration and the identity it resolves.
 //! - [`slots`]: the A/B slot installer on disk.
+//! - [`hooks`]: the phone's own programs: reboot, health check.
 //! - [`journal`]: final reports kept on disk until the controller acknowledges them.
 //! - [`link`]: the MQTT connection (rumqttc, polled in its own task, with jittered backoff); the controller
 //!   uses it too.
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod config;
 mod error;
 pub mod fetch;
+pub mod hooks;
 pub mod journal;
 pub mod link;
 pub mod slots;

@@ -29,7 +29,7 @@ pub enum Slot {
 }
 
 impl Slot {
-    fn other(self) -> Slot {
+    pub fn other(self) -> Slot {
         match self {
             Slot::A => Slot::B,
             Slot::B => Slot::A,
@@ -116,8 +116,35 @@ impl Slots {
         sync_dir(&slot_dir).map_err(io_err("sync", &slot_dir))?;
         let active = Active { slot: target, version: version.clone(), job_id: Some(job_id.to_string()) };
         let record = serde_json::to_vec(&active).unwrap_or_default();
+        // Each slot remembers what it holds, so a rollback knows what it goes back to.
+        write_atomic(&slot_dir.join("record"), &record)?;
         write_atomic(&self.dir.join("active"), &record)?;
         Ok(active)
+    }
+}
+
+impl Slots {
+    /// What a slot holds, from its own record; `None` for a slot never written.
+    pub fn record_of(&self, slot: Slot) -> Option<Active> {
+        let bytes = fs::read(self.dir.join("slots").join(slot.name()).join("record")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Makes `previous` the active record again (or the factory software, with `None`): the rollback after a
+    /// failed health check. Atomic, like the switch.
+    pub fn restore(&self, previous: Option<&Active>) -> Result<(), AgentError> {
+        let path = self.dir.join("active");
+        match previous {
+            Some(a) => write_atomic(&path, &serde_json::to_vec(a).unwrap_or_default()),
+            None => {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("remove", &path)(e)),
+                }
+                sync_dir(&self.dir).map_err(io_err("sync", &self.dir))
+            }
+        }
     }
 }
 

@@ -460,7 +460,9 @@ impl Engine {
             // A success must name what runs now; without it the report proves nothing.
             (JobState::Succeeded, _, None) => return,
             (JobState::Rejected, Some(reason), v) => JobPhase::Rejected { reason, running_version: v },
-            (JobState::Failed, Some(reason), v) => JobPhase::Failed { reason, running_version: v },
+            (JobState::Failed | JobState::RolledBack, Some(reason), v) => {
+                JobPhase::Failed { reason, running_version: v }
+            }
             (s, None, v) if s.is_final() => JobPhase::Failed {
                 reason: Reason::InstallFailed { detail: format!("device reported {s} without a reason") },
                 running_version: v,

@@ -51,6 +51,7 @@ pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentCo
         report_retry_secs: 5,
         download: Default::default(),
         hardware_probe: None,
+        health: Default::default(),
         minimum_software_versions: Default::default(),
     })
 }

@@ -208,14 +208,18 @@ pub enum JobState {
     Downloading,
     Verifying,
     Installing,
+    /// Installed; restarting into the new version and checking its health.
+    Restarting,
     Succeeded,
     Rejected,
     Failed,
+    /// Installed, but the health check failed: the phone switched back to its previous version.
+    RolledBack,
 }
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Rejected | JobState::Failed)
+        matches!(self, JobState::Succeeded | JobState::Rejected | JobState::Failed | JobState::RolledBack)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -224,6 +228,8 @@ impl JobState {
             JobState::Downloading => "downloading",
             JobState::Verifying => "verifying",
             JobState::Installing => "installing",
+            JobState::Restarting => "restarting",
+            JobState::RolledBack => "rolled_back",
             JobState::Succeeded => "succeeded",
             JobState::Rejected => "rejected",
             JobState::Failed => "failed",
@@ -277,6 +283,10 @@ pub enum Reason {
     InstallFailed {
         detail: String,
     },
+    /// The new version did not pass its health check after the restart.
+    HealthCheckFailed {
+        detail: String,
+    },
     /// The command itself could not be carried out (a bad URL, for instance).
     InvalidCommand {
         detail: String,
@@ -297,6 +307,7 @@ impl Reason {
             Reason::MalformedBind { .. } => "malformed_bind",
             Reason::DownloadFailed { .. } => "download_failed",
             Reason::InstallFailed { .. } => "install_failed",
+            Reason::HealthCheckFailed { .. } => "health_check_failed",
             Reason::InvalidCommand { .. } => "invalid_command",
         }
     }
@@ -347,6 +358,7 @@ impl fmt::Display for Reason {
                 write!(f, "download failed after {attempts} attempt{}: {detail}", if *attempts == 1 { "" } else { "s" })
             }
             Reason::InstallFailed { detail } => write!(f, "install failed: {detail}"),
+            Reason::HealthCheckFailed { detail } => write!(f, "health check failed, rolled back: {detail}"),
             Reason::InvalidCommand { detail } => write!(f, "invalid command: {detail}"),
         }
     }

@@ -225,3 +225,54 @@ fn the_probe_wins_over_the_part_number_and_the_conflict_is_reported() {
     assert_eq!(r["reason"]["level_source"], "probe");
     assert_eq!(r["reason"]["level_conflict"]["other"], 3);
 }
+
+#[test]
+fn a_failed_health_check_switches_back_and_reports_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    // Healthy on anything but the new version.
+    let extra = "[health]\ncheck_command = [\"sh\", \"-c\", \"test \\\"$BINDWAVE_VERSION\\\" != 'V3 R3.18.0'\"]\n";
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, extra);
+    online(&c);
+    let (_, bytes, sha) = bind(50_000, &[3]);
+    let server = BindServer::start(bytes.clone(), ServeOptions::default());
+    command(&c.mqtt, "job-unhealthy", &server.url, bytes.len(), &sha);
+    let state = dir.path().join("phone-1");
+    let r = outcome(&state, "job-unhealthy", 30);
+    assert_eq!(r["state"], "rolled_back", "{r}");
+    assert_eq!(r["reason"]["code"], "health_check_failed");
+    assert_eq!(r["running_version"], "V3 R3.0.0", "back on the factory version");
+    assert!(!state.join("active").exists(), "the factory software is active again");
+    wait_until(Duration::from_secs(10), "hello with the old version", || {
+        c.json(&["device", "list", "-o", "json"])[0]["hello"]["software_version"] == "V3 R3.0.0"
+    });
+}
+
+#[test]
+fn success_waits_for_the_restart_and_the_health_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let state = dir.path().join("phone-1");
+    let marker = dir.path().join("checked");
+    // The reboot command cuts the agent off as a phone's reboot would; the health check leaves a mark.
+    let extra = format!(
+        "[health]\nreboot_command = [\"sh\", \"-c\", \"kill -9 $PPID\"]\ncheck_command = [\"sh\", \"-c\", \"echo $BINDWAVE_VERSION > {}\"]\n",
+        marker.display()
+    );
+    let mut agent = phone().start_with(dir.path(), &c.mqtt, TABLE, &extra);
+    online(&c);
+    let (_, bytes, sha) = bind(50_000, &[3]);
+    let server = BindServer::start(bytes.clone(), ServeOptions::default());
+    command(&c.mqtt, "job-reboot", &server.url, bytes.len(), &sha);
+    wait_until(Duration::from_secs(30), "the agent to reboot", || !agent.alive());
+    // Installed and switched, but not reported as succeeded before the restart.
+    let j: Value = serde_json::from_slice(&std::fs::read(state.join("journal.json")).unwrap()).unwrap();
+    assert_eq!(j["awaiting_health"]["job_id"], "job-reboot", "{j:#}");
+    assert!(j["history"].as_array().unwrap().is_empty(), "{j:#}");
+    assert!(!marker.exists());
+    // The phone comes back up: the agent checks health, then reports success.
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, &extra);
+    let r = outcome(&state, "job-reboot", 30);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "V3 R3.18.0");
+}
