@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{AgentConfig, Identity};
 use crate::fetch::{fetch, Fetched};
+use crate::indicator::{Indicator, Status};
 use crate::journal::{AwaitingHealth, Journal};
 use crate::link::{self, LinkEvent, LinkOptions};
 use crate::slots::Slots;
@@ -79,6 +80,8 @@ impl Agent {
         let link = link::connect(opts)?;
 
         let (job_tx, job_rx) = mpsc::unbounded_channel();
+        let indicator = Indicator::start(config.indicator.clone(), state_dir.join("status.json"));
+        indicator.show(Status::idle());
         let mut state = Loop {
             profile: config.profile(&identity),
             config,
@@ -93,6 +96,7 @@ impl Agent {
             queue: VecDeque::new(),
             job_tx,
             connected: false,
+            indicator,
         };
         match resumed {
             Resume::Job(cmd) => {
@@ -214,6 +218,7 @@ struct Loop {
     queue: VecDeque<UpdateCommand>,
     job_tx: mpsc::UnboundedSender<JobEvent>,
     connected: bool,
+    indicator: Indicator,
 }
 
 impl Loop {
@@ -299,7 +304,9 @@ impl Loop {
             tracing::error!("cannot record the job in hand: {e}");
         }
         self.current = Some(cmd.job_id.clone());
-        self.send_report(&progress(&cmd.job_id, JobState::Received, None)).await;
+        let received = progress(&cmd.job_id, JobState::Received, None);
+        self.indicator.show(Status::of(&received));
+        self.send_report(&received).await;
         let job = Job {
             identity: self.identity.clone(),
             health: self.config.health.clone(),
@@ -317,7 +324,10 @@ impl Loop {
 
     async fn on_job(&mut self, event: JobEvent) -> Result<(), AgentError> {
         match event {
-            JobEvent::Progress(report) => self.send_report(&report).await,
+            JobEvent::Progress(report) => {
+                self.indicator.show(Status::of(&report));
+                self.send_report(&report).await
+            }
             JobEvent::Installed { pending, ack } => {
                 self.journal.await_health(pending)?;
                 let _ = ack.send(());
@@ -326,6 +336,7 @@ impl Loop {
                 tracing::info!(device = %self.config.device_id, job = %report.job_id, state = %report.state,
                     reason = report.reason.as_ref().map(|r| r.to_string()), "job finished");
                 self.journal.record_final(report.clone())?;
+                self.indicator.show(Status::of(&report));
                 // The outcome first: a hello while the controller still thinks the job runs would make it
                 // send the command again.
                 self.send_report(&report).await;

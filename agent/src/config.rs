@@ -66,6 +66,9 @@ pub struct AgentConfig {
     /// What happens after an install: restart into the new version, check its health.
     #[serde(default)]
     pub health: HealthSettings,
+    /// How the phone shows an update in progress (LEDs, display).
+    #[serde(default)]
+    pub indicator: crate::indicator::IndicatorSettings,
     /// Minimum supported software version per hardware level (`"3" = "V3 R2.0.0"`); levels not listed use
     /// `minimum_software_version`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -119,6 +119,11 @@ impl Journal {
         &self.contents.unacked
     }
 
+    /// The most recent final report.
+    pub fn last(&self) -> Option<&Report> {
+        self.contents.history.back()
+    }
+
     /// The final report of a recently finished job.
     pub fn finished(&self, job_id: &str) -> Option<&Report> {
         self.contents.history.iter().find(|r| r.job_id == job_id)

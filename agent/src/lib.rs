@@ -6,7 +6,8 @@
 //!
 //! - [`config`]: the agent's TOML configuration and the identity it resolves.
 //! - [`slots`]: the A/B slot installer on disk.
-//! - [`hooks`]: the phone's own programs: reboot, health check.
+//! - [`hooks`]: the phone's own programs: reboot, health check, indicator.
+//! - [`indicator`]: the update-in-progress indication and `status.json`.
 //! - [`journal`]: final reports kept on disk until the controller acknowledges them.
 //! - [`link`]: the MQTT connection (rumqttc, polled in its own task, with jittered backoff); the controller
 //!   uses it too.
@@ -17,9 +18,11 @@ pub mod config;
 mod error;
 pub mod fetch;
 pub mod hooks;
+pub mod indicator;
 pub mod journal;
 pub mod link;
 pub mod slots;
+pub mod status;
 
 pub use agent::Agent;
 pub use config::AgentConfig;

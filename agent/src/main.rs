@@ -22,6 +22,17 @@ enum Cmd {
         #[arg(long, short, env = "BINDWAVE_AGENT_CONFIG")]
         config: PathBuf,
     },
+    /// What this phone runs and is doing, for a technician: level, version, slot, the job in hand, the last
+    /// outcome.
+    ///
+    /// Example: bindwave-agent status --config /etc/bindwave/agent.toml
+    Status {
+        #[arg(long, short, env = "BINDWAVE_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +57,16 @@ fn main() -> ExitCode {
 
 fn try_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::Status { config, json } => {
+            let config = AgentConfig::load(&config)?;
+            let status = bindwave_agent::status::read(&config)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.text());
+            }
+            Ok(())
+        }
         Cmd::Run { config } => {
             let config = AgentConfig::load(&config)?;
             let agent = Agent::new(config)?;

@@ -52,6 +52,7 @@ pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentCo
         download: Default::default(),
         hardware_probe: None,
         health: Default::default(),
+        indicator: Default::default(),
         minimum_software_versions: Default::default(),
     })
 }

@@ -276,3 +276,45 @@ fn success_waits_for_the_restart_and_the_health_check() {
     assert_eq!(r["state"], "succeeded", "{r}");
     assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "V3 R3.18.0");
 }
+
+#[test]
+fn the_indicator_follows_the_job_and_status_tells_a_technician() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let lights = dir.path().join("leds.log");
+    let extra = format!(
+        "[indicator]\ncommand = [\"sh\", \"-c\", \"echo $BINDWAVE_STATE $BINDWAVE_PROGRESS >> {}\"]\n",
+        lights.display()
+    );
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, &extra);
+    online(&c);
+    let (_, bytes, sha) = bind(1 << 20, &[3]);
+    let server = BindServer::start(
+        bytes.clone(),
+        ServeOptions { chunk: 64 * 1024, pause: Duration::from_millis(15), ..Default::default() },
+    );
+    command(&c.mqtt, "job-lights", &server.url, bytes.len(), &sha);
+    let state = dir.path().join("phone-1");
+    outcome(&state, "job-lights", 30);
+    wait_until(Duration::from_secs(10), "the indicator to show the outcome", || {
+        std::fs::read_to_string(&lights).unwrap_or_default().lines().last() == Some("succeeded")
+    });
+    let shown = std::fs::read_to_string(&lights).unwrap();
+    let states: Vec<&str> = shown.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(states.first(), Some(&"idle"), "{shown}");
+    assert!(states.contains(&"downloading"), "{shown}");
+    let pos = |s: &str| states.iter().position(|x| *x == s).unwrap_or(usize::MAX);
+    assert!(pos("downloading") < pos("succeeded"), "{shown}");
+
+    let out = std::process::Command::new(bindwave_tests::bin("bindwave-agent"))
+        .args(["status", "--config"])
+        .arg(dir.path().join("phone-1.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("running           V3 R3.18.0 (slot b)"), "{text}");
+    assert!(text.contains("state             succeeded (job job-lights)"), "{text}");
+    assert!(text.contains("last outcome      job-lights succeeded"), "{text}");
+    assert!(text.contains("hardware level    3 (from the part_number)"), "{text}");
+}

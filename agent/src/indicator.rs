@@ -1,0 +1,104 @@
+//! Showing an update in progress, as the phone's LEDs and display do: on every state change the agent
+//! writes `status.json` in its state directory (what `bindwave-agent status` prints), and, if configured,
+//! runs an indicator command and/or writes the state to a file for the phone's own UI.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bindwave_proto::wire::Report;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::slots::write_atomic;
+
+/// `[indicator]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndicatorSettings {
+    /// Run on every state change, with `BINDWAVE_STATE`, `BINDWAVE_JOB`, `BINDWAVE_PROGRESS` and
+    /// `BINDWAVE_REASON` set (e.g. a script that blinks the LEDs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// A file that always holds the current state as JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+/// What the phone is doing, as `status.json` and the indicator file hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// `idle`, or a job state (`downloading`, `installing`, ...).
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub updated_at: u64,
+}
+
+impl Status {
+    pub fn idle() -> Status {
+        Status { state: "idle".into(), job_id: None, progress: None, reason: None, updated_at: now() }
+    }
+
+    pub fn of(report: &Report) -> Status {
+        Status {
+            state: report.state.to_string(),
+            job_id: Some(report.job_id.clone()),
+            progress: report.progress,
+            reason: report.reason.as_ref().map(ToString::to_string),
+            updated_at: now(),
+        }
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Shows states in order, one at a time, off the agent's event loop.
+#[derive(Clone)]
+pub struct Indicator {
+    tx: mpsc::UnboundedSender<Status>,
+}
+
+impl Indicator {
+    pub fn start(settings: IndicatorSettings, status_file: PathBuf) -> Indicator {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Status>();
+        tokio::spawn(async move {
+            while let Some(mut status) = rx.recv().await {
+                // Only the newest of a burst matters to a display.
+                while let Ok(newer) = rx.try_recv() {
+                    status = newer;
+                }
+                let json = serde_json::to_vec(&status).unwrap_or_default();
+                if let Err(e) = write_atomic(&status_file, &json) {
+                    tracing::warn!("cannot write the status file: {e}");
+                }
+                if let Some(file) = &settings.file {
+                    if let Err(e) = write_atomic(file, &json) {
+                        tracing::warn!("cannot write the indicator file: {e}");
+                    }
+                }
+                if let Some(cmd) = &settings.command {
+                    let env = [
+                        ("BINDWAVE_STATE", status.state.clone()),
+                        ("BINDWAVE_JOB", status.job_id.clone().unwrap_or_default()),
+                        ("BINDWAVE_PROGRESS", status.progress.map(|p| p.to_string()).unwrap_or_default()),
+                        ("BINDWAVE_REASON", status.reason.clone().unwrap_or_default()),
+                    ];
+                    if let Err(e) = crate::hooks::run(cmd, &env, Duration::from_secs(10)).await {
+                        tracing::warn!("indicator command: {e}");
+                    }
+                }
+            }
+        });
+        Indicator { tx }
+    }
+
+    pub fn show(&self, status: Status) {
+        let _ = self.tx.send(status);
+    }
+}
