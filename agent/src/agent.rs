@@ -309,6 +309,7 @@ impl Loop {
         self.send_report(&received).await;
         let job = Job {
             identity: self.identity.clone(),
+            installer: self.config.installer.clone(),
             health: self.config.health.clone(),
             factory: self.config.software_version.clone(),
             http: self.http.clone(),
@@ -405,6 +406,7 @@ fn progress(job_id: &str, state: JobState, percent: Option<u8>) -> Report {
 /// One job, run in a task of its own so the loop stays responsive.
 struct Job {
     identity: Identity,
+    installer: crate::config::InstallerSettings,
     health: crate::config::HealthSettings,
     factory: SoftwareVersion,
     http: reqwest::Client,
@@ -443,17 +445,13 @@ impl Job {
             Fetched::Verified { verified, file, override_used } => {
                 on_progress(JobState::Installing, None);
                 let previous = self.slots.active().ok().flatten();
-                let slots = self.slots.clone();
                 let version = verified.header.software_version.clone();
                 let len = verified.header.payload_len;
                 let offset = verified.file_len - len;
-                let job_id = cmd.job_id.clone();
-                let bind = file.clone();
-                let installed =
-                    tokio::task::spawn_blocking(move || slots.install(&bind, offset, len, &version, &job_id)).await;
+                let installed = install(&self.slots, &self.installer, &file, offset, len, &version, &cmd.job_id).await;
                 crate::fetch::remove(&file).await;
                 match installed {
-                    Ok(Ok(active)) if self.health.configured() => {
+                    Ok(active) if self.health.configured() => {
                         let pending =
                             AwaitingHealth { job_id: cmd.job_id.clone(), installed: active, previous, override_used };
                         let (ack, acked) = oneshot::channel();
@@ -468,17 +466,11 @@ impl Job {
                         }
                         check_health(&self.health, &self.slots, &pending, &self.factory).await
                     }
-                    Ok(Ok(active)) => final_report(JobState::Succeeded, &active.version, None, override_used),
-                    Ok(Err(e)) => final_report(
+                    Ok(active) => final_report(JobState::Succeeded, &active.version, None, override_used),
+                    Err(detail) => final_report(
                         JobState::Failed,
                         &self.running,
-                        Some(Reason::InstallFailed { detail: crate::error::chain(&e) }),
-                        override_used,
-                    ),
-                    Err(e) => final_report(
-                        JobState::Failed,
-                        &self.running,
-                        Some(Reason::InstallFailed { detail: e.to_string() }),
+                        Some(Reason::InstallFailed { detail }),
                         override_used,
                     ),
                 }
@@ -525,4 +517,34 @@ async fn check_health(
             }
         }
     }
+}
+
+/// Stages the payload in the inactive slot, runs the configured installer on it if there is one, and switches
+/// to the slot if all went well. The error says what failed.
+async fn install(
+    slots: &Slots,
+    installer: &crate::config::InstallerSettings,
+    bind: &std::path::Path,
+    offset: u64,
+    len: u64,
+    version: &SoftwareVersion,
+    job_id: &str,
+) -> Result<crate::slots::Active, String> {
+    let (s, b) = (slots.clone(), bind.to_path_buf());
+    let staged = tokio::task::spawn_blocking(move || s.stage(&b, offset, len)).await.map_err(|e| e.to_string())?;
+    let (slot, payload) = staged.map_err(|e| crate::error::chain(&e))?;
+    if let Some(cmd) = &installer.command {
+        let path = payload.display().to_string();
+        let argv: Vec<String> = cmd.iter().map(|a| a.replace("{payload}", &path)).collect();
+        let env = [
+            ("BINDWAVE_PAYLOAD", path),
+            ("BINDWAVE_VERSION", version.to_string()),
+            ("BINDWAVE_JOB", job_id.to_string()),
+        ];
+        let timeout = Duration::from_secs(installer.timeout_secs.unwrap_or(600));
+        crate::hooks::run(&argv, &env, timeout).await.map_err(|e| format!("the installer failed: {e}"))?;
+    }
+    let (s, v, j) = (slots.clone(), version.clone(), job_id.to_string());
+    let switched = tokio::task::spawn_blocking(move || s.switch(slot, &v, &j)).await.map_err(|e| e.to_string())?;
+    switched.map_err(|e| crate::error::chain(&e))
 }

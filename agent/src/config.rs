@@ -66,6 +66,9 @@ pub struct AgentConfig {
     /// What happens after an install: restart into the new version, check its health.
     #[serde(default)]
     pub health: HealthSettings,
+    /// A program that installs the verified payload instead of the built-in slot switch alone.
+    #[serde(default)]
+    pub installer: InstallerSettings,
     /// How the phone shows an update in progress (LEDs, display).
     #[serde(default)]
     pub indicator: crate::indicator::IndicatorSettings,
@@ -73,6 +76,19 @@ pub struct AgentConfig {
     /// `minimum_software_version`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub minimum_software_versions: BTreeMap<String, SoftwareVersion>,
+}
+
+/// `[installer]`: the phone's own installer. The verified payload is written to the inactive slot first; the
+/// command gets its path (`{payload}` in the arguments, and `BINDWAVE_PAYLOAD`), and its exit status decides:
+/// 0 switches to the new slot, anything else fails the job (`install_failed`) and keeps the old one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstallerSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Seconds the installer may take. Default 600.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[health]`: success means the phone runs the new version and is healthy, not that the file arrived.

@@ -97,6 +97,13 @@ impl Slots {
         version: &SoftwareVersion,
         job_id: &str,
     ) -> Result<Active, AgentError> {
+        let (slot, _) = self.stage(bind, offset, len)?;
+        self.switch(slot, version, job_id)
+    }
+
+    /// Writes a verified payload into the inactive slot and syncs it; returns the slot and the payload's path.
+    /// Nothing runs from it until [`Slots::switch`].
+    pub fn stage(&self, bind: &Path, offset: u64, len: u64) -> Result<(Slot, PathBuf), AgentError> {
         let target = self.active()?.map_or(Slot::B, |a| a.slot.other());
         let slot_dir = self.dir.join("slots").join(target.name());
         let tmp = slot_dir.join("payload.tmp");
@@ -114,16 +121,19 @@ impl Slots {
         copy().map_err(io_err("write the payload to", &tmp))?;
         fs::rename(&tmp, &dest).map_err(io_err("move the payload into", &dest))?;
         sync_dir(&slot_dir).map_err(io_err("sync", &slot_dir))?;
-        let active = Active { slot: target, version: version.clone(), job_id: Some(job_id.to_string()) };
+        Ok((target, dest))
+    }
+
+    /// Makes a staged slot the active one, atomically.
+    pub fn switch(&self, slot: Slot, version: &SoftwareVersion, job_id: &str) -> Result<Active, AgentError> {
+        let active = Active { slot, version: version.clone(), job_id: Some(job_id.to_string()) };
         let record = serde_json::to_vec(&active).unwrap_or_default();
         // Each slot remembers what it holds, so a rollback knows what it goes back to.
-        write_atomic(&slot_dir.join("record"), &record)?;
+        write_atomic(&self.dir.join("slots").join(slot.name()).join("record"), &record)?;
         write_atomic(&self.dir.join("active"), &record)?;
         Ok(active)
     }
-}
 
-impl Slots {
     /// What a slot holds, from its own record; `None` for a slot never written.
     pub fn record_of(&self, slot: Slot) -> Option<Active> {
         let bytes = fs::read(self.dir.join("slots").join(slot.name()).join("record")).ok()?;

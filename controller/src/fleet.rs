@@ -53,6 +53,7 @@ pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentCo
         hardware_probe: None,
         health: Default::default(),
         indicator: Default::default(),
+        installer: Default::default(),
         minimum_software_versions: Default::default(),
     })
 }

@@ -318,3 +318,30 @@ fn the_indicator_follows_the_job_and_status_tells_a_technician() {
     assert!(text.contains("last outcome      job-lights succeeded"), "{text}");
     assert!(text.contains("hardware level    3 (from the part_number)"), "{text}");
 }
+
+#[test]
+fn a_configured_installer_gets_the_verified_payload_and_its_exit_status_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let flashed = dir.path().join("flashed.img");
+    // The phone's own installer copies the payload it is given; it refuses jobs named "job-refused".
+    let extra = format!(
+        "[installer]\ncommand = [\"sh\", \"-c\", \"test \\\"$BINDWAVE_JOB\\\" != job-refused && cp {{payload}} {}\"]\n",
+        flashed.display()
+    );
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, &extra);
+    online(&c);
+    let state = dir.path().join("phone-1");
+    let (payload, bytes, sha) = bind(200_000, &[3]);
+    let server = BindServer::start(bytes.clone(), ServeOptions::default());
+    command(&c.mqtt, "job-refused", &server.url, bytes.len(), &sha);
+    let r = outcome(&state, "job-refused", 30);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["reason"]["code"], "install_failed");
+    assert!(r["reason"]["detail"].as_str().unwrap().contains("the installer failed"), "{r}");
+    assert!(!state.join("active").exists(), "a refused install switches nothing");
+    command(&c.mqtt, "job-flash", &server.url, bytes.len(), &sha);
+    let r = outcome(&state, "job-flash", 30);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(std::fs::read(&flashed).unwrap(), payload, "the installer got the verified payload");
+}
