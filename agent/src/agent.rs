@@ -380,10 +380,12 @@ impl Loop {
         self.publish(TopicKind::Reports, report.to_json(), false).await;
     }
 
+    /// Never waits: while the broker is unreachable the loop (and the job) go on. What must arrive is sent
+    /// again anyway: final reports from the journal until acknowledged, hello and presence on every connect.
     async fn publish(&self, kind: TopicKind, payload: Vec<u8>, retain: bool) {
         let topic = kind.topic(&self.config.device_id);
-        if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, retain, payload).await {
-            tracing::warn!("publish failed: {e}");
+        if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+            tracing::debug!("not published now ({e}); it is sent again later if it matters");
         }
     }
 }

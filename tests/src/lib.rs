@@ -240,9 +240,13 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start(dir: &Path) -> Mosquitto {
+        Self::start_on(dir, free_port())
+    }
+
+    /// Starts on a given port (to bring a broker back where clients expect it).
+    pub fn start_on(dir: &Path, port: u16) -> Mosquitto {
         let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().map(PathBuf::from).find(|p| p.exists());
         let exe = exe.expect("mosquitto is not installed: `apt-get install -y mosquitto` (.ci/run does)");
-        let port = free_port();
         let conf = dir.join("mosquitto.conf");
         // Mosquitto also drops QoS 1 messages past 1,000 queued per client by default; the controller is one
         // client that hears every device.

@@ -345,3 +345,47 @@ fn a_configured_installer_gets_the_verified_payload_and_its_exit_status_decides(
     assert_eq!(r["state"], "succeeded", "{r}");
     assert_eq!(std::fs::read(&flashed).unwrap(), payload, "the installer got the verified payload");
 }
+
+/// The broker goes away in the middle of a job: the job goes on, and its outcome arrives once the broker is
+/// back.
+#[test]
+fn a_job_goes_on_while_the_broker_is_away_and_its_outcome_arrives_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut broker = bindwave_tests::Mosquitto::start(d);
+    let _agent = phone().start_with(d, &broker.url, TABLE, FAST_RETRIES);
+    let (_, bytes, sha) = bind(1 << 20, &[3]);
+    // About a second of download.
+    let server = BindServer::start(
+        bytes.clone(),
+        ServeOptions { chunk: 32 * 1024, pause: Duration::from_millis(30), ..Default::default() },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    command(&broker.url, "job-offline", &server.url, bytes.len(), &sha);
+    std::thread::sleep(Duration::from_millis(200));
+    broker.proc.kill();
+    // The job finishes with no broker.
+    let state = d.join("phone-1");
+    let r = outcome(&state, "job-offline", 30);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    // The broker comes back on the same port: the outcome is delivered.
+    let port: u16 = broker.url.rsplit(':').next().unwrap().parse().unwrap();
+    broker = bindwave_tests::Mosquitto::start_on(d, port);
+    let addr = broker.url.trim_start_matches("mqtt://").to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (client, mut conn) = Client::new(MqttOptions::new("test-listener", host, port.parse().unwrap()), 10);
+    client.subscribe("bindwave/v1/devices/phone-1/reports", QoS::AtLeastOnce).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut delivered = None;
+    for event in conn.iter() {
+        assert!(std::time::Instant::now() < deadline, "the outcome never arrived");
+        if let Ok(Event::Incoming(Packet::Publish(p))) = event {
+            let v: Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+            if v["job_id"] == "job-offline" && v["state"] == "succeeded" {
+                delivered = Some(v);
+                break;
+            }
+        }
+    }
+    assert_eq!(delivered.unwrap()["running_version"], "V3 R3.18.0");
+}
