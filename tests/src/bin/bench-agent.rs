@@ -1,0 +1,171 @@
+//! The agent's footprint, measured against its targets in one run: binary size, idle memory, bytes
+//! transferred for a rejected bind, and peak memory while downloading and installing a 1 GiB bind.
+//!
+//! Run with `bench/agent.sh` (it builds what this needs in release mode first).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bindwave_tests::{wait_until, BindServer, Controller, Proc, ServeOptions};
+use sha2::Digest;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn bind(payload_len: usize, level: u16) -> (Vec<u8>, String) {
+    let mut payload = vec![0u8; payload_len];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for chunk in payload.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let bytes = bindwave_proto::bind::pack(
+        "V3 R3.18.0".parse().unwrap(),
+        Some(vec![bindwave_proto::HardwareLevel(level)]),
+        &payload,
+    )
+    .unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    (bytes, sha)
+}
+
+fn agent(dir: &std::path::Path, exe: &PathBuf, broker: &str) -> Proc {
+    let state = dir.join("phone-1");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = dir.join("phone-1.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"phone-1\"\npart_number = \"P3\"\nsoftware_version = \"V3 R3.0.0\"\n\
+             minimum_software_version = \"V3 R1.0.0\"\nstate_dir = {:?}\nreport_retry_secs = 1\n\n\
+             [broker]\nurl = {broker:?}\n\n[hardware_levels]\nP3 = 3\n",
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.arg("run").arg("--config").arg(&config);
+    Proc::spawn("agent", cmd, dir)
+}
+
+fn command(c: &Controller, job: &str, url: &str, size: usize, sha: &str) {
+    let addr = c.mqtt.trim_start_matches("mqtt://");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut o = rumqttc::MqttOptions::new(format!("bench-{job}"), host, port.parse().unwrap());
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = rumqttc::Client::new(o, 10);
+    let cmd = format!(
+        r#"{{"type":"update","job_id":"{job}","rollout_id":"bench","url":"{url}","size":{size},"sha256":"{sha}","override":false}}"#
+    );
+    client.publish("bindwave/v1/devices/phone-1/commands", rumqttc::QoS::AtLeastOnce, false, cmd.into_bytes()).unwrap();
+    for event in conn.iter() {
+        match event {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => client.disconnect().unwrap(),
+            Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+            _ => {}
+        }
+    }
+}
+
+fn final_state(dir: &std::path::Path, job: &str) -> String {
+    let mut state = String::new();
+    wait_until(Duration::from_secs(600), &format!("the outcome of {job}"), || {
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("phone-1/journal.json")).unwrap_or_default())
+                .unwrap_or_default();
+        if let Some(r) = j["history"].as_array().and_then(|h| h.iter().find(|r| r["job_id"] == job)) {
+            state = r["state"].as_str().unwrap_or_default().to_string();
+        }
+        !state.is_empty()
+    });
+    state
+}
+
+fn row(what: &str, value: String, floor: &str, ok: bool) -> bool {
+    println!("{what:<48} {value:>16}   {floor:<34} {}", if ok { "ok" } else { "OVER" });
+    ok
+}
+
+fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args: Vec<String> = std::env::args().collect();
+    let agent_exe = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "target/release-agent/bindwave-agent".into()));
+    let size_gib: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    println!("{:<48} {:>16}   {:<34}", "measure", "measured", "target");
+
+    let mut all = true;
+    let size = std::fs::metadata(&agent_exe).map(|m| m.len()).unwrap_or(0);
+    all &= row(
+        "agent binary, stripped",
+        format!("{:.2} MiB", size as f64 / MIB),
+        "< 5 MiB (Mender client: 9.8 MiB)",
+        (size as f64) < 5.0 * MIB,
+    );
+
+    let a = agent(dir.path(), &agent_exe, &c.mqtt);
+    wait_until(Duration::from_secs(20), "the agent online", || {
+        c.json(&["device", "list", "-o", "json"]).as_array().is_some_and(|d| d.iter().any(|d| d["online"] == true))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = status_kib(a.pid(), "VmRSS:");
+    all &= row(
+        "agent idle RSS",
+        format!("{:.2} MiB", idle as f64 / 1024.0),
+        "< 8 MiB (Mender: 31.5, SWUpdate: ~20)",
+        (idle as f64) < 8.0 * 1024.0,
+    );
+
+    // A 64 MiB bind for another hardware level, served at a steady pace so what was sent is what was read.
+    let (bytes, sha) = bind(64 << 20, 9);
+    let server = BindServer::start(
+        bytes.clone(),
+        ServeOptions { chunk: 16 * 1024, pause: Duration::from_millis(1), ..Default::default() },
+    );
+    command(&c, "bench-reject", &server.url, bytes.len(), &sha);
+    let state = final_state(dir.path(), "bench-reject");
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = server.stats().bytes_sent;
+    all &= row(
+        &format!("bytes transferred, rejected {} MiB bind ({state})", bytes.len() >> 20),
+        format!("{sent} B"),
+        "header + socket buffers, < 1 MiB",
+        state == "rejected" && sent < 1 << 20,
+    );
+    drop(bytes);
+
+    // A large bind downloaded, verified and installed.
+    let (bytes, sha) = bind(size_gib << 30, 3);
+    let server = BindServer::start(bytes.clone(), ServeOptions::default());
+    let started = Instant::now();
+    command(&c, "bench-large", &server.url, bytes.len(), &sha);
+    let state = final_state(dir.path(), "bench-large");
+    let took = started.elapsed();
+    let peak = status_kib(a.pid(), "VmHWM:");
+    all &= row(
+        &format!("agent peak RSS, {size_gib} GiB bind ({state}, {:.1?})", took),
+        format!("{:.2} MiB", peak as f64 / 1024.0),
+        "< 16 MiB",
+        state == "succeeded" && (peak as f64) < 16.0 * 1024.0,
+    );
+    println!(
+        "throughput: {:.0} MiB/s download + verify + install on loopback",
+        bytes.len() as f64 / MIB / took.as_secs_f64()
+    );
+    drop(a);
+    if !all {
+        std::process::exit(1);
+    }
+}
