@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 /// A built binary of the workspace, next to the test executable's directory (`target/<profile>/`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    // Tests run from target/<profile>/deps/, the bench from target/<profile>/.
+    let deps = exe.parent().expect("executable directory");
+    let dir = if deps.ends_with("deps") { deps.parent().expect("target directory") } else { deps };
     let path = dir.join(name);
     assert!(
         path.exists(),
