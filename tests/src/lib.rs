@@ -391,3 +391,28 @@ fn serve_one(
     }
     Ok(())
 }
+
+/// Publishes an update command to a device, as the controller would, and waits for the
+/// broker to take it.
+pub fn send_update(broker: &str, device: &str, job: &str, url: &str, size: usize, sha: &str) {
+    use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+    let addr = broker.trim_start_matches("mqtt://");
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let mut o = MqttOptions::new(format!("test-{job}"), host, port.parse().expect("port"));
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = Client::new(o, 10);
+    let cmd = format!(
+        r#"{{"type":"update","job_id":"{job}","rollout_id":"r0","url":"{url}","size":{size},"sha256":"{sha}","override":false}}"#
+    );
+    client
+        .publish(format!("bindwave/v1/devices/{device}/commands"), QoS::AtLeastOnce, false, cmd.into_bytes())
+        .expect("publish");
+    for event in conn.iter() {
+        match event {
+            Ok(Event::Incoming(Packet::PubAck(_))) => client.disconnect().expect("disconnect"),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Err(e) => panic!("mqtt: {e}"),
+            _ => {}
+        }
+    }
+}

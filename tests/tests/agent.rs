@@ -7,7 +7,7 @@ use std::time::Duration;
 use bindwave_proto::bind::pack;
 use bindwave_proto::HardwareLevel;
 use bindwave_tests::{wait_until, BindServer, Controller, Phone, Proc, ServeOptions};
-use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
 const TABLE: &[(&str, u16)] = &[("P3", 3)];
@@ -30,25 +30,7 @@ fn bind(size: usize, levels: &[u16]) -> (Vec<u8>, Vec<u8>, String) {
 
 /// Publishes an update command to the phone, as the controller would.
 fn command(broker: &str, job: &str, url: &str, size: usize, sha: &str) {
-    let addr = broker.trim_start_matches("mqtt://");
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut o = MqttOptions::new(format!("test-{job}"), host, port.parse().unwrap());
-    o.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = Client::new(o, 10);
-    let cmd = format!(
-        r#"{{"type":"update","job_id":"{job}","rollout_id":"r0","url":"{url}","size":{size},"sha256":"{sha}","override":false}}"#
-    );
-    client.publish("bindwave/v1/devices/phone-1/commands", QoS::AtLeastOnce, false, cmd.into_bytes()).unwrap();
-    for event in conn.iter() {
-        match event {
-            Ok(Event::Incoming(Packet::PubAck(_))) => {
-                client.disconnect().unwrap();
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
-            Err(e) => panic!("mqtt: {e}"),
-            _ => {}
-        }
-    }
+    bindwave_tests::send_update(broker, "phone-1", job, url, size, sha);
 }
 
 /// The phone's final report of `job`, from its journal, once there is one.

@@ -60,22 +60,7 @@ fn agent(dir: &std::path::Path, exe: &PathBuf, broker: &str) -> Proc {
 }
 
 fn command(c: &Controller, job: &str, url: &str, size: usize, sha: &str) {
-    let addr = c.mqtt.trim_start_matches("mqtt://");
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut o = rumqttc::MqttOptions::new(format!("bench-{job}"), host, port.parse().unwrap());
-    o.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = rumqttc::Client::new(o, 10);
-    let cmd = format!(
-        r#"{{"type":"update","job_id":"{job}","rollout_id":"bench","url":"{url}","size":{size},"sha256":"{sha}","override":false}}"#
-    );
-    client.publish("bindwave/v1/devices/phone-1/commands", rumqttc::QoS::AtLeastOnce, false, cmd.into_bytes()).unwrap();
-    for event in conn.iter() {
-        match event {
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => client.disconnect().unwrap(),
-            Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-            _ => {}
-        }
-    }
+    bindwave_tests::send_update(&c.mqtt, "phone-1", job, url, size, sha);
 }
 
 fn final_state(dir: &std::path::Path, job: &str) -> String {
