@@ -58,7 +58,7 @@ impl Agent {
         let Agent { config, identity, http } = self;
         let http = match http {
             Some(h) => h,
-            None => http_client()?,
+            None => http_client_with(config.download.ca_file.as_deref())?,
         };
         let state_dir = config.state_dir.clone();
         std::fs::create_dir_all(&state_dir)
@@ -196,11 +196,32 @@ fn recover(
 
 /// The HTTP client an agent uses for downloads: rustls, bounded connect and read times.
 pub fn http_client() -> Result<reqwest::Client, AgentError> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .user_agent(concat!("bindwave-agent/", env!("CARGO_PKG_VERSION")))
+    http_client_with(None)
+}
+
+/// The HTTP client, also trusting the CA certificates in `ca_file` (PEM).
+pub fn http_client_with(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, AgentError> {
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("bindwave-agent/", env!("CARGO_PKG_VERSION")))
+    };
+    let Some(path) = ca_file else {
+        return builder().build().map_err(|e| AgentError::HttpClient(e.to_string()));
+    };
+    let pem = std::fs::read(path).map_err(|source| AgentError::Io {
+        action: "read the CA file",
+        path: path.into(),
+        source,
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| AgentError::HttpClient(format!("{} holds no usable PEM certificate: {e}", path.display())))?;
+    // The platform's roots and the fleet's CA; where the verifier cannot merge them, the fleet's CA alone.
+    builder()
+        .tls_certs_merge(certs.clone())
         .build()
+        .or_else(|_| builder().tls_certs_only(certs).build())
         .map_err(|e| AgentError::HttpClient(e.to_string()))
 }
 
@@ -309,6 +330,7 @@ impl Loop {
         self.send_report(&received).await;
         let job = Job {
             identity: self.identity.clone(),
+            access: self.config.access.clone(),
             installer: self.config.installer.clone(),
             health: self.config.health.clone(),
             factory: self.config.software_version.clone(),
@@ -408,6 +430,7 @@ fn progress(job_id: &str, state: JobState, percent: Option<u8>) -> Report {
 /// One job, run in a task of its own so the loop stays responsive.
 struct Job {
     identity: Identity,
+    access: Option<crate::config::AccessSettings>,
     installer: crate::config::InstallerSettings,
     health: crate::config::HealthSettings,
     factory: SoftwareVersion,
@@ -426,7 +449,18 @@ impl Job {
         let job_id = cmd.job_id.clone();
         let mut on_progress =
             move |state, percent| drop(tx.send(JobEvent::Progress(progress(&job_id, state, percent))));
-        let fetched = fetch(&self.http, &cmd, &self.profile, &self.download_dir, self.policy, &mut on_progress).await;
+        let resolved = resolve(&cmd, self.access.as_ref());
+        let credentials = match (&self.access, cmd.use_defaults) {
+            (Some(a), true) => a.user.clone().map(|u| (u, a.password.clone())),
+            _ => None,
+        };
+        let fetched = match &resolved {
+            Ok(cmd) => {
+                fetch(&self.http, &credentials, cmd, &self.profile, &self.download_dir, self.policy, &mut on_progress)
+                    .await
+            }
+            Err(reason) => Fetched::Failed(reason.clone()),
+        };
         let final_report = |state, running: &SoftwareVersion, reason: Option<Reason>, override_used| Report {
             job_id: cmd.job_id.clone(),
             state,
@@ -549,4 +583,16 @@ async fn install(
     let (s, v, j) = (slots.clone(), version.clone(), job_id.to_string());
     let switched = tokio::task::spawn_blocking(move || s.switch(slot, &v, &j)).await.map_err(|e| e.to_string())?;
     switched.map_err(|e| crate::error::chain(&e))
+}
+
+/// The command with a full URL: as it came, or, with "use defaults", built from the default access settings.
+fn resolve(cmd: &UpdateCommand, access: Option<&crate::config::AccessSettings>) -> Result<UpdateCommand, Reason> {
+    if !cmd.use_defaults {
+        return Ok(cmd.clone());
+    }
+    let invalid = |detail: String| Reason::InvalidCommand { detail };
+    let access = access
+        .ok_or_else(|| invalid("the command says use defaults, but the agent has no [access] settings".into()))?;
+    let url = access.url_for(&cmd.url).map_err(invalid)?;
+    Ok(UpdateCommand { url, ..cmd.clone() })
 }

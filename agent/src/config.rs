@@ -59,6 +59,9 @@ pub struct AgentConfig {
     /// How hard a download tries before the job fails.
     #[serde(default)]
     pub download: DownloadSettings,
+    /// The phone's default access settings, for commands that carry only a file name ("use defaults").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessSettings>,
     /// A dynamic check of the hardware level; when it disagrees with the part number or the fixed level, it
     /// wins and the conflict is reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +155,44 @@ impl ProbeSettings {
     }
 }
 
+/// `[access]`: where binds are when a command says "use defaults", as in the phone's FTP/HTTPS access data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSettings {
+    /// `http` or `https`.
+    pub protocol: String,
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The directory on the server, e.g. `/binds`.
+    #[serde(default)]
+    pub path: String,
+}
+
+impl AccessSettings {
+    /// The URL of `file` on the default server. A file name with a path in it is refused.
+    pub fn url_for(&self, file: &str) -> Result<String, String> {
+        if file.is_empty() || file.contains('/') || file.contains('\\') || file == "." || file == ".." {
+            return Err(format!("{file:?} is not a plain file name (use defaults takes only a name)"));
+        }
+        let protocol = self.protocol.to_ascii_lowercase();
+        if !matches!(protocol.as_str(), "http" | "https") {
+            return Err(format!(
+                "access protocol {:?} is not supported by this agent (use http or https)",
+                self.protocol
+            ));
+        }
+        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
+        let dir = self.path.trim_matches('/');
+        let dir = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        Ok(format!("{protocol}://{}{port}/{dir}{file}", self.server))
+    }
+}
+
 /// `[download]`: retries of an interrupted or failing download (each resumes where the last stopped).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -162,11 +203,14 @@ pub struct DownloadSettings {
     pub backoff_ms: u64,
     /// The longest pause between attempts, in seconds.
     pub max_backoff_secs: u64,
+    /// Extra CA certificates (PEM) to trust for https:// downloads, e.g. the private CA of the fleet's servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for DownloadSettings {
     fn default() -> Self {
-        DownloadSettings { attempts: 10, backoff_ms: 500, max_backoff_secs: 30 }
+        DownloadSettings { attempts: 10, backoff_ms: 500, max_backoff_secs: 30, ca_file: None }
     }
 }
 
@@ -327,6 +371,24 @@ mod tests {
         let c = parse("[minimum_software_versions]\n\"3\" = \"V3 R2.0.0\"\n").unwrap();
         assert_eq!(c.minimum_for(HardwareLevel(3)).to_string(), "V3 R2.0.0");
         assert_eq!(c.minimum_for(HardwareLevel(4)).to_string(), "V3 R1.0.0");
+    }
+
+    #[test]
+    fn default_access_settings_make_a_url_from_a_file_name() {
+        let a = AccessSettings {
+            protocol: "HTTPS".into(),
+            server: "files.example".into(),
+            port: Some(8443),
+            user: None,
+            password: None,
+            path: "/binds/".into(),
+        };
+        assert_eq!(a.url_for("fw.bind").unwrap(), "https://files.example:8443/binds/fw.bind");
+        for bad in ["", "../etc/passwd", "a/b.bind", ".."] {
+            assert!(a.url_for(bad).is_err(), "{bad}");
+        }
+        let ftp = AccessSettings { protocol: "ftp".into(), ..a };
+        assert!(ftp.url_for("fw.bind").unwrap_err().contains("not supported"));
     }
 
     #[test]

@@ -61,8 +61,13 @@ fn validator_path(file: &Path) -> PathBuf {
     file.with_extension("validator")
 }
 
+/// User name and password for the server, from the default access settings.
+pub(crate) type Credentials = Option<(String, Option<String>)>;
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch(
     http: &reqwest::Client,
+    credentials: &Credentials,
     cmd: &UpdateCommand,
     profile: &DeviceProfile,
     download_dir: &Path,
@@ -70,7 +75,7 @@ pub(crate) async fn fetch(
     progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
 ) -> Fetched {
     let file = download_path(download_dir, &cmd.job_id);
-    let result = Download { http, cmd, profile, file: &file, policy }.run(progress).await;
+    let result = Download { http, credentials, cmd, profile, file: &file, policy }.run(progress).await;
     if !matches!(result, Fetched::Verified { .. }) {
         remove(&file).await;
     }
@@ -85,6 +90,7 @@ pub(crate) async fn remove(file: &Path) {
 
 struct Download<'a> {
     http: &'a reqwest::Client,
+    credentials: &'a Credentials,
     cmd: &'a UpdateCommand,
     profile: &'a DeviceProfile,
     file: &'a Path,
@@ -228,6 +234,9 @@ impl Download<'_> {
         let offset = state.verifier.received();
         if offset < self.cmd.size {
             let mut req = self.http.get(&self.cmd.url);
+            if let Some((user, password)) = self.credentials {
+                req = req.basic_auth(user, password.as_ref());
+            }
             if offset > 0 {
                 req = req.header(RANGE, format!("bytes={offset}-"));
                 if let Ok(v) = tokio::fs::read_to_string(validator_path(self.file)).await {

@@ -112,6 +112,7 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
             waves: waves(&["5%", "25%", "100%"]),
             gates: gates.clone(),
             override_compat: false,
+            use_defaults: false,
             seed: Some(7),
         };
         let rollout = api.create_rollout(&RolloutRequest { spec, actor: "demo".into() }).await?;

@@ -858,6 +858,7 @@ impl Engine {
                 .collect(),
             seed: plan.seed,
             override_compat: spec.override_compat,
+            use_defaults: spec.use_defaults,
             state: RolloutState::Created,
             baseline: Baseline::default(),
             created_by: actor.clone(),
@@ -992,10 +993,15 @@ impl Engine {
             command: Command::Update(UpdateCommand {
                 job_id: job.id.clone(),
                 rollout_id: live.rollout.id.clone(),
-                url: format!("{}/binds/{}.bind", self.bind_url_base, image.sha256),
+                url: if live.rollout.use_defaults {
+                    format!("{}.bind", image.sha256)
+                } else {
+                    format!("{}/binds/{}.bind", self.bind_url_base, image.sha256)
+                },
                 size: image.size,
                 sha256: image.sha256.clone(),
                 override_compat: live.rollout.override_compat,
+                use_defaults: live.rollout.use_defaults,
             }),
         })
     }

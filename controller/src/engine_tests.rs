@@ -73,6 +73,7 @@ fn spec(waves: &[&str], gates: Gates) -> RolloutSpec {
         waves: waves.iter().map(|w| WaveSpec { size: w.parse().unwrap(), gates: GateOverrides::default() }).collect(),
         gates,
         override_compat: false,
+        use_defaults: false,
         seed: Some(1),
     }
 }

@@ -50,6 +50,7 @@ pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentCo
         broker: BrokerSettings { url: broker.to_string(), username: None, password: None },
         report_retry_secs: 5,
         download: Default::default(),
+        access: None,
         hardware_probe: None,
         health: Default::default(),
         indicator: Default::default(),

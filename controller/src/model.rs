@@ -279,6 +279,10 @@ pub struct RolloutSpec {
     /// Install even where the phones' compatibility rule says no.
     #[serde(rename = "override", default)]
     pub override_compat: bool,
+    /// Commands carry only the bind's file name (`{sha256}.bind`); phones fetch it with their default access
+    /// settings (their own FTP/HTTPS server, where the operator has put the bind).
+    #[serde(default)]
+    pub use_defaults: bool,
     /// Seed for the random draw of wave members; recorded, so a plan can be reproduced. Default: random.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -424,6 +428,9 @@ pub struct Rollout {
     /// Install even where the compatibility rule says no.
     #[serde(rename = "override")]
     pub override_compat: bool,
+    /// Commands carry only the file name, for the phones' default access settings.
+    #[serde(default)]
+    pub use_defaults: bool,
     #[serde(flatten)]
     pub state: RolloutState,
     /// Counts when an operator last resumed: the thresholds count only what happened after.

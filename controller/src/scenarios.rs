@@ -128,6 +128,7 @@ impl Run {
                     waves: vec![],
                     gates: Gates::default(),
                     override_compat: false,
+                    use_defaults: false,
                     seed: Some(1),
                 };
                 let ratio = |v: &str| crate::cli::parse_ratio(v).unwrap_or_else(|e| panic!("{here}: {e}"));

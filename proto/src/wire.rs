@@ -198,6 +198,10 @@ pub struct UpdateCommand {
     /// Install even if the compatibility rule says no.
     #[serde(rename = "override")]
     pub override_compat: bool,
+    /// `url` is only a file name: fetch it with the phone's default access settings (protocol, server, port,
+    /// user, password, path), as the phone's "Use defaults" setting does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_defaults: bool,
 }
 
 /// The states of a job on a device, in order.
@@ -488,6 +492,7 @@ mod tests {
             size: 1024,
             sha256: "ab12".into(),
             override_compat: false,
+            use_defaults: false,
         });
         let golden = json!({
             "type": "update",
@@ -500,6 +505,8 @@ mod tests {
         });
         assert_eq!(serde_json::to_value(&update).unwrap(), golden);
         assert_eq!(Command::from_json(golden.to_string().as_bytes()).unwrap(), update);
+        let by_name = Command::from_json(br#"{"type":"update","job_id":"j","rollout_id":"r","url":"fw.bind","size":1,"sha256":"00","override":false,"use_defaults":true}"#).unwrap();
+        assert!(matches!(by_name, Command::Update(UpdateCommand { use_defaults: true, .. })));
         let ack = Command::Ack { job_id: "r1-phone-0001".into() };
         assert_eq!(serde_json::to_value(&ack).unwrap(), json!({"type": "ack", "job_id": "r1-phone-0001"}));
     }

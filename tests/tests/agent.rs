@@ -371,3 +371,68 @@ fn a_job_goes_on_while_the_broker_is_away_and_its_outcome_arrives_after() {
     }
     assert_eq!(delivered.unwrap()["running_version"], "V3 R3.18.0");
 }
+
+/// The phone's default access settings: a rollout whose commands carry only the file name, fetched over
+/// HTTPS from the fleet's own server (a private CA, a user and password).
+#[test]
+fn use_defaults_fetches_the_file_name_from_the_default_https_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(d).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=fleet-ca 2>/dev/null");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null");
+    sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && \
+        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext.cnf 2>/dev/null");
+    let root = d.join("www/binds");
+    std::fs::create_dir_all(&root).unwrap();
+    let server = r#"
+import base64, functools, http.server, ssl, sys
+port_file, root, cert, key, auth = sys.argv[1:]
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(auth.encode()).decode():
+            self.send_response(401); self.send_header("WWW-Authenticate", "Basic"); self.end_headers(); return
+        super().do_GET()
+    def log_message(self, *a): pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=root))
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+open(port_file, "w").write(str(srv.server_address[1]))
+srv.serve_forever()
+"#;
+    let mut py = std::process::Command::new("python3");
+    py.arg("-c")
+        .arg(server)
+        .arg(d.join("port"))
+        .arg(d.join("www"))
+        .arg(d.join("srv.pem"))
+        .arg(d.join("srv.key"))
+        .arg("phone:s3cret");
+    let _https = Proc::spawn("https", py, d);
+    wait_until(Duration::from_secs(10), "the HTTPS server", || {
+        d.join("port").exists() && !std::fs::read_to_string(d.join("port")).unwrap().is_empty()
+    });
+    let port = std::fs::read_to_string(d.join("port")).unwrap();
+
+    let c = Controller::start(d);
+    let extra = format!(
+        "[access]\nprotocol = \"https\"\nserver = \"127.0.0.1\"\nport = {port}\nuser = \"phone\"\npassword = \"s3cret\"\npath = \"/binds\"\n\n\
+         [download]\nca_file = {:?}\nattempts = 2\nbackoff_ms = 50\n",
+        d.join("ca.pem").display().to_string()
+    );
+    let _agent = phone().start_with(d, &c.mqtt, TABLE, &extra);
+    online(&c);
+    let sha = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3"));
+    // The operator puts the bind on the fleet's own server, under its content address.
+    std::fs::copy(d.join("fw.bind"), root.join(format!("{sha}.bind"))).unwrap();
+    let r = c.ok(&["rollout", "create", "--image", &sha, "--all", "--use-defaults", "--start"]);
+    let mut s = Value::Null;
+    wait_until(Duration::from_secs(30), "the rollout to finish", || {
+        s = c.json(&["rollout", "status", &r, "-o", "json"]);
+        s["rollout"]["state"] == "finished" || s["counts"]["failed"] != 0
+    });
+    assert_eq!(s["counts"]["succeeded"], 1, "{:#}", s["jobs"]);
+}

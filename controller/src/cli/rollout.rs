@@ -150,6 +150,10 @@ pub struct RolloutArgs {
     /// Install even where the phones' compatibility rule says no.
     #[arg(long = "override")]
     pub override_compat: bool,
+    /// Commands carry only the file name (`{sha256}.bind`): phones fetch it from their default access
+    /// settings (your own FTP/HTTPS server, where you have put the bind).
+    #[arg(long)]
+    pub use_defaults: bool,
     /// Seed for drawing wave members (default: random; the rollout records it).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -194,6 +198,7 @@ impl RolloutArgs {
                 approval: self.approval,
             },
             override_compat: self.override_compat,
+            use_defaults: self.use_defaults,
             seed: self.seed,
         })
     }
