@@ -69,6 +69,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, ControllerError> {
         if head.len() == before {
             return Err(ControllerError::InvalidBind(bindwave_proto::wire::Reason::MalformedBind {
                 detail: format!("the file ends after {} bytes, inside the header", head.len()),
+                field: None,
             }));
         }
     }

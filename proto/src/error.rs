@@ -35,6 +35,22 @@ pub enum ProtoError {
     MalformedMessage { kind: &'static str, detail: String },
 }
 
+impl ProtoError {
+    /// The bind header field at fault, if the error is about one.
+    pub fn field(&self) -> Option<FieldName> {
+        match self {
+            ProtoError::FieldOverrunsHeader { field, .. }
+            | ProtoError::FieldLength { field, .. }
+            | ProtoError::DuplicateField { field }
+            | ProtoError::MissingField { field }
+            | ProtoError::InvalidUtf8 { field }
+            | ProtoError::InvalidField { field, .. }
+            | ProtoError::UnsupportedCriticalField { field } => Some(*field),
+            _ => None,
+        }
+    }
+}
+
 /// A bind header field, by tag, for error messages: known tags by name, others by number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldName(pub u16);

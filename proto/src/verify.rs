@@ -107,6 +107,7 @@ impl Verifier {
         let Some(header) = self.header else {
             return Err(Reason::MalformedBind {
                 detail: format!("file ended after {} bytes, inside the header", self.received),
+                field: None,
             });
         };
         if self.received != self.file_len {
@@ -137,7 +138,7 @@ pub struct Verified {
 }
 
 fn malformed(e: crate::ProtoError) -> Reason {
-    Reason::MalformedBind { detail: e.to_string() }
+    Reason::MalformedBind { detail: e.to_string(), field: e.field().map(|f| f.to_string()) }
 }
 
 #[cfg(test)]
@@ -224,6 +225,18 @@ mod tests {
         // A file that ends inside the header.
         let (res, ..) = run(&file[..20], expected(&file), 7);
         assert!(matches!(res, Err(Reason::MalformedBind { .. })), "{res:?}");
+    }
+
+    #[test]
+    fn a_malformed_field_is_named() {
+        let mut file = bind(b"x");
+        // Corrupt the software version's length so that it overruns the header.
+        file[PRELUDE_LEN + 5] = 0xff;
+        let (res, ..) = run(&file, Expected::default(), 4);
+        match res {
+            Err(Reason::MalformedBind { field, .. }) => assert_eq!(field.as_deref(), Some("software_version")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

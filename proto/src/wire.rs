@@ -274,6 +274,9 @@ pub enum Reason {
     },
     MalformedBind {
         detail: String,
+        /// The header field at fault, when one is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
     },
     DownloadFailed {
         detail: String,
@@ -357,7 +360,7 @@ impl fmt::Display for Reason {
             Reason::SizeMismatch { expected, actual } => {
                 write!(f, "size mismatch: expected {expected} bytes, got {actual}")
             }
-            Reason::MalformedBind { detail } => write!(f, "malformed bind: {detail}"),
+            Reason::MalformedBind { detail, .. } => write!(f, "malformed bind: {detail}"),
             Reason::DownloadFailed { detail, attempts, .. } => {
                 write!(f, "download failed after {attempts} attempt{}: {detail}", if *attempts == 1 { "" } else { "s" })
             }
@@ -368,8 +371,9 @@ impl fmt::Display for Reason {
     }
 }
 
-/// A device tells the controller where a job stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A device tells the controller where a job stands. On the wire a report with a reason also carries
+/// `message`, the reason in words, for people and log shippers; readers ignore it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Report {
     pub job_id: String,
     pub state: JobState,
@@ -385,6 +389,35 @@ pub struct Report {
     /// The bind was installed only because Override was set.
     #[serde(default)]
     pub override_used: bool,
+}
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            job_id: &'a str,
+            state: JobState,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            progress: Option<u8>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            running_version: &'a Option<SoftwareVersion>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: &'a Option<Reason>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            message: Option<String>,
+            override_used: bool,
+        }
+        Out {
+            job_id: &self.job_id,
+            state: self.state,
+            progress: self.progress,
+            running_version: &self.running_version,
+            reason: &self.reason,
+            message: self.reason.as_ref().map(ToString::to_string),
+            override_used: self.override_used,
+        }
+        .serialize(s)
+    }
 }
 
 macro_rules! json_message {
@@ -542,6 +575,7 @@ mod tests {
             "state": "rejected",
             "running_version": "V3 R3.11.0",
             "reason": {"code": "software_level_below_minimum", "bind_version": "V3 R2.0.0", "minimum": "V3 R3.0.0"},
+            "message": "bind software V3 R2.0.0 is below this phone's minimum supported V3 R3.0.0",
             "override_used": false
         });
         assert_eq!(serde_json::to_value(&rejected).unwrap(), golden);
