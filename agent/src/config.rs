@@ -156,10 +156,10 @@ impl ProbeSettings {
 }
 
 /// `[access]`: where binds are when a command says "use defaults", as in the phone's FTP/HTTPS access data.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSettings {
-    /// `http` or `https`.
+    /// `http`, `https` or `ftp`.
     pub protocol: String,
     pub server: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,9 +180,9 @@ impl AccessSettings {
             return Err(format!("{file:?} is not a plain file name (use defaults takes only a name)"));
         }
         let protocol = self.protocol.to_ascii_lowercase();
-        if !matches!(protocol.as_str(), "http" | "https") {
+        if !matches!(protocol.as_str(), "http" | "https" | "ftp") {
             return Err(format!(
-                "access protocol {:?} is not supported by this agent (use http or https)",
+                "access protocol {:?} is not supported by this agent (use http, https or ftp)",
                 self.protocol
             ));
         }
@@ -387,8 +387,10 @@ mod tests {
         for bad in ["", "../etc/passwd", "a/b.bind", ".."] {
             assert!(a.url_for(bad).is_err(), "{bad}");
         }
-        let ftp = AccessSettings { protocol: "ftp".into(), ..a };
-        assert!(ftp.url_for("fw.bind").unwrap_err().contains("not supported"));
+        let ftp = AccessSettings { protocol: "ftp".into(), port: None, ..a.clone() };
+        assert_eq!(ftp.url_for("fw.bind").unwrap(), "ftp://files.example/binds/fw.bind");
+        let sftp = AccessSettings { protocol: "sftp".into(), ..a };
+        assert!(sftp.url_for("fw.bind").unwrap_err().contains("not supported"));
     }
 
     #[test]

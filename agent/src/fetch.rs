@@ -134,8 +134,8 @@ impl Download<'_> {
     }
 
     async fn run(&self, progress: &mut (dyn FnMut(JobState, Option<u8>) + Send)) -> Fetched {
-        if !(self.cmd.url.starts_with("http://") || self.cmd.url.starts_with("https://")) {
-            let detail = format!("unsupported url {:?}: use http:// or https://", self.cmd.url);
+        if !["http://", "https://", "ftp://"].iter().any(|p| self.cmd.url.starts_with(p)) {
+            let detail = format!("unsupported url {:?}: use http://, https:// or ftp://", self.cmd.url);
             return Fetched::Failed(Reason::InvalidCommand { detail });
         }
         let mut state = match self.read_back().await {
@@ -230,101 +230,213 @@ impl Download<'_> {
         }
     }
 
+    /// One HTTP(S) request from `offset`; `None` when its body ended normally.
+    async fn http_transfer(
+        &self,
+        state: &mut State,
+        progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
+        offset: u64,
+    ) -> Option<Stop> {
+        let mut req = self.http.get(&self.cmd.url);
+        if let Some((user, password)) = self.credentials {
+            req = req.basic_auth(user, password.as_ref());
+        }
+        if offset > 0 {
+            req = req.header(RANGE, format!("bytes={offset}-"));
+            if let Ok(v) = tokio::fs::read_to_string(validator_path(self.file)).await {
+                req = req.header(IF_RANGE, v.trim());
+            }
+        }
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Some(Stop::Retry { detail: format!("GET {}: {}", self.cmd.url, chain(&e)), status: None })
+            }
+        };
+        let status = response.status();
+        let resumed = status == StatusCode::PARTIAL_CONTENT && starts_at(&response, offset);
+        state.resumed |= resumed;
+        if status == StatusCode::RANGE_NOT_SATISFIABLE || (status.is_success() && !resumed && offset > 0) {
+            // The server will not continue this file (it changed, or ignores ranges): start over.
+            *state = self.start_over().await;
+            let detail = format!("the server restarted the download ({status})");
+            return Some(Stop::Retry { detail, status: Some(status.as_u16()) });
+        }
+        if !status.is_success() {
+            let detail = format!("GET {}: HTTP {status}", self.cmd.url);
+            let code = Some(status.as_u16());
+            let transient = status.is_server_error()
+                || status == StatusCode::REQUEST_TIMEOUT
+                || status == StatusCode::TOO_MANY_REQUESTS;
+            return Some(if transient {
+                Stop::Retry { detail, status: code }
+            } else {
+                Stop::Permanent { detail, status: code }
+            });
+        }
+        if offset == 0 {
+            if let Some(v) = response.headers().get(ETAG).or_else(|| response.headers().get(LAST_MODIFIED)) {
+                let _ = tokio::fs::write(validator_path(self.file), v.as_bytes()).await;
+            }
+        }
+        let mut file = match self.open_partial().await {
+            Ok(f) => f,
+            Err(stop) => return Some(stop),
+        };
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = file.flush().await;
+                    return Some(self.broken(state, &chain(&e)));
+                }
+            };
+            if let Some(stop) = self.take(state, &mut file, &chunk, progress).await {
+                return Some(stop);
+            }
+        }
+        self.sync(&file).await
+    }
+
+    /// One FTP retrieval from `offset` (REST), with the access credentials or anonymously.
+    async fn ftp_transfer(
+        &self,
+        state: &mut State,
+        progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
+        offset: u64,
+    ) -> Option<Stop> {
+        use suppaftp::tokio::AsyncFtpStream;
+        use suppaftp::types::FileType;
+        use tokio::io::AsyncReadExt;
+        let url = match reqwest::Url::parse(&self.cmd.url) {
+            Ok(u) if u.host_str().is_some() => u,
+            _ => {
+                return Some(Stop::Permanent {
+                    detail: format!("{:?} is not an ftp:// URL", self.cmd.url),
+                    status: None,
+                })
+            }
+        };
+        let host = url.host_str().unwrap_or_default().to_string();
+        let port = url.port().unwrap_or(21);
+        let shown = format!("ftp://{host}:{port}{}", url.path());
+        let (user, password) = match self.credentials {
+            Some((u, p)) => (u.clone(), p.clone().unwrap_or_default()),
+            None if !url.username().is_empty() => {
+                (url.username().to_string(), url.password().unwrap_or_default().to_string())
+            }
+            None => ("anonymous".to_string(), "bindwave@".to_string()),
+        };
+        let retry = |what: &str, e: String| Some(Stop::Retry { detail: format!("{what} {shown}: {e}"), status: None });
+        let mut ftp =
+            match tokio::time::timeout(Duration::from_secs(10), AsyncFtpStream::connect((host.as_str(), port))).await {
+                Ok(Ok(f)) => f,
+                Ok(Err(e)) => return retry("cannot connect to", e.to_string()),
+                Err(_) => return retry("cannot connect to", "no answer within 10 s".into()),
+            };
+        if let Err(e) = ftp.login(user.as_str(), password.as_str()).await {
+            return Some(Stop::Permanent { detail: format!("login to {shown} as {user} refused: {e}"), status: None });
+        }
+        if let Err(e) = ftp.transfer_type(FileType::Binary).await {
+            return retry("binary mode refused by", e.to_string());
+        }
+        if offset > 0 {
+            if let Err(e) = ftp.resume_transfer(offset as usize).await {
+                // The server cannot continue: start over.
+                *state = self.start_over().await;
+                return retry("resume refused by", e.to_string());
+            }
+            state.resumed = true;
+        }
+        let path = url.path().to_string();
+        let mut stream = match ftp.retr_as_stream(&path).await {
+            Ok(s) => s,
+            Err(suppaftp::FtpError::UnexpectedResponse(r)) if r.status.code() >= 500 => {
+                let detail = format!("RETR {shown}: {} {}", r.status.code(), String::from_utf8_lossy(&r.body).trim());
+                return Some(Stop::Permanent { detail, status: Some(r.status.code() as u16) });
+            }
+            Err(e) => return retry("RETR", e.to_string()),
+        };
+        let mut file = match self.open_partial().await {
+            Ok(f) => f,
+            Err(stop) => return Some(stop),
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buf)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Some(self.broken(state, &e.to_string())),
+                Err(_) => return Some(self.broken(state, "no data for 60 s")),
+            };
+            if let Some(stop) = self.take(state, &mut file, &buf[..n], progress).await {
+                return Some(stop);
+            }
+        }
+        let _ = stream.finish().await;
+        let _ = ftp.quit().await;
+        self.sync(&file).await
+    }
+
+    async fn open_partial(&self) -> Result<tokio::fs::File, Stop> {
+        tokio::fs::OpenOptions::new().create(true).append(true).open(self.file).await.map_err(|e| {
+            Stop::Done(Fetched::Failed(Reason::InstallFailed { detail: format!("open {}: {e}", self.file.display()) }))
+        })
+    }
+
+    async fn sync(&self, file: &tokio::fs::File) -> Option<Stop> {
+        file.sync_all().await.err().map(|e| {
+            Stop::Done(Fetched::Failed(Reason::InstallFailed { detail: format!("sync {}: {e}", self.file.display()) }))
+        })
+    }
+
+    /// A transfer broke off: worth another attempt, which resumes.
+    fn broken(&self, state: &State, why: &str) -> Stop {
+        let detail =
+            format!("reading {}: {why} (after {} of {} bytes)", self.cmd.url, state.verifier.received(), self.cmd.size);
+        Stop::Retry { detail, status: None }
+    }
+
+    /// One chunk: verified, judged when it completes the header, written, and counted.
+    async fn take(
+        &self,
+        state: &mut State,
+        file: &mut tokio::fs::File,
+        chunk: &[u8],
+        progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
+    ) -> Option<Stop> {
+        let fed = match state.verifier.feed(chunk) {
+            Ok(fed) => fed,
+            Err(reason) => return Some(Stop::Done(Fetched::Failed(reason))),
+        };
+        if let Some(header) = &fed.header {
+            if let Some(rejected) = self.judge(header, state) {
+                return Some(Stop::Done(rejected));
+            }
+        }
+        if let Err(e) = file.write_all(chunk).await {
+            let detail = format!("write {}: {e}", self.file.display());
+            return Some(Stop::Done(Fetched::Failed(Reason::InstallFailed { detail })));
+        }
+        let p = percent(state.verifier.received(), self.cmd.size);
+        if p >= state.last_percent.saturating_add(10) && p < 100 {
+            state.last_percent = p - p % 10;
+            progress(JobState::Downloading, Some(state.last_percent));
+        }
+        None
+    }
+
     async fn attempt(&self, state: &mut State, progress: &mut (dyn FnMut(JobState, Option<u8>) + Send)) -> Stop {
         let offset = state.verifier.received();
         if offset < self.cmd.size {
-            let mut req = self.http.get(&self.cmd.url);
-            if let Some((user, password)) = self.credentials {
-                req = req.basic_auth(user, password.as_ref());
-            }
-            if offset > 0 {
-                req = req.header(RANGE, format!("bytes={offset}-"));
-                if let Ok(v) = tokio::fs::read_to_string(validator_path(self.file)).await {
-                    req = req.header(IF_RANGE, v.trim());
-                }
-            }
-            let response = match req.send().await {
-                Ok(r) => r,
-                Err(e) => return Stop::Retry { detail: format!("GET {}: {}", self.cmd.url, chain(&e)), status: None },
+            let stopped = if self.cmd.url.starts_with("ftp://") {
+                self.ftp_transfer(state, progress, offset).await
+            } else {
+                self.http_transfer(state, progress, offset).await
             };
-            let status = response.status();
-            let resumed = status == StatusCode::PARTIAL_CONTENT && starts_at(&response, offset);
-            state.resumed |= resumed;
-            if status == StatusCode::RANGE_NOT_SATISFIABLE || (status.is_success() && !resumed && offset > 0) {
-                // The server will not continue this file (it changed, or ignores ranges): start over.
-                *state = self.start_over().await;
-                return Stop::Retry {
-                    detail: format!("the server restarted the download ({status})"),
-                    status: Some(status.as_u16()),
-                };
-            }
-            if !status.is_success() {
-                let detail = format!("GET {}: HTTP {status}", self.cmd.url);
-                let code = Some(status.as_u16());
-                let transient = status.is_server_error()
-                    || status == StatusCode::REQUEST_TIMEOUT
-                    || status == StatusCode::TOO_MANY_REQUESTS;
-                return if transient {
-                    Stop::Retry { detail, status: code }
-                } else {
-                    Stop::Permanent { detail, status: code }
-                };
-            }
-            if offset == 0 {
-                if let Some(v) = response.headers().get(ETAG).or_else(|| response.headers().get(LAST_MODIFIED)) {
-                    let _ = tokio::fs::write(validator_path(self.file), v.as_bytes()).await;
-                }
-            }
-            let mut file = match tokio::fs::OpenOptions::new().create(true).append(true).open(self.file).await {
-                Ok(f) => f,
-                Err(e) => {
-                    return Stop::Done(Fetched::Failed(Reason::InstallFailed {
-                        detail: format!("open {}: {e}", self.file.display()),
-                    }))
-                }
-            };
-            let mut body = response.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk = match chunk {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = file.flush().await;
-                        return Stop::Retry {
-                            detail: format!(
-                                "reading {}: {} (after {} of {} bytes)",
-                                self.cmd.url,
-                                chain(&e),
-                                state.verifier.received(),
-                                self.cmd.size
-                            ),
-                            status: None,
-                        };
-                    }
-                };
-                let fed = match state.verifier.feed(&chunk) {
-                    Ok(fed) => fed,
-                    Err(reason) => return Stop::Done(Fetched::Failed(reason)),
-                };
-                if let Some(header) = &fed.header {
-                    if let Some(rejected) = self.judge(header, state) {
-                        return Stop::Done(rejected);
-                    }
-                }
-                if let Err(e) = file.write_all(&chunk).await {
-                    return Stop::Done(Fetched::Failed(Reason::InstallFailed {
-                        detail: format!("write {}: {e}", self.file.display()),
-                    }));
-                }
-                let p = percent(state.verifier.received(), self.cmd.size);
-                if p >= state.last_percent.saturating_add(10) && p < 100 {
-                    state.last_percent = p - p % 10;
-                    progress(JobState::Downloading, Some(state.last_percent));
-                }
-            }
-            if let Err(e) = file.sync_all().await {
-                return Stop::Done(Fetched::Failed(Reason::InstallFailed {
-                    detail: format!("sync {}: {e}", self.file.display()),
-                }));
+            if let Some(stop) = stopped {
+                return stop;
             }
             if state.verifier.received() < self.cmd.size {
                 return Stop::Retry {

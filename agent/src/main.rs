@@ -36,7 +36,8 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // The agent's TLS (https, ftps) uses ring: smaller than aws-lc-rs on the phone.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

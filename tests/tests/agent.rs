@@ -436,3 +436,104 @@ srv.serve_forever()
     });
     assert_eq!(s["counts"]["succeeded"], 1, "{:#}", s["jobs"]);
 }
+
+/// The same through FTP: the default access settings name an FTP server (a real one, pyftpdlib) with a user
+/// and password; the phone fetches the file name the command carries, and installs it.
+#[test]
+fn use_defaults_fetches_from_the_default_ftp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = d.join("ftp");
+    std::fs::create_dir_all(&root).unwrap();
+    let port = bindwave_tests::free_port();
+    let mut ftpd = std::process::Command::new("python3");
+    ftpd.args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-p", &port.to_string(), "-u", "phone", "-P", "s3cret", "-d"])
+        .arg(&root);
+    let _ftpd = Proc::spawn("ftpd", ftpd, d);
+    wait_until(Duration::from_secs(10), "the FTP server", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    let c = Controller::start(d);
+    let extra = format!(
+        "[access]\nprotocol = \"ftp\"\nserver = \"127.0.0.1\"\nport = {port}\nuser = \"phone\"\npassword = \"s3cret\"\npath = \"/\"\n\n\
+         [download]\nattempts = 2\nbackoff_ms = 50\n"
+    );
+    let _agent = phone().start_with(d, &c.mqtt, TABLE, &extra);
+    online(&c);
+    let sha = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3"));
+    std::fs::copy(d.join("fw.bind"), root.join(format!("{sha}.bind"))).unwrap();
+    let r = c.ok(&["rollout", "create", "--image", &sha, "--all", "--use-defaults", "--start"]);
+    let mut s = Value::Null;
+    wait_until(Duration::from_secs(30), "the rollout to finish", || {
+        s = c.json(&["rollout", "status", &r, "-o", "json"]);
+        s["rollout"]["state"] == "finished" || s["counts"]["failed"] != 0
+    });
+    assert_eq!(s["counts"]["succeeded"], 1, "{:#}", s["jobs"]);
+    assert_eq!(std::fs::read(d.join("phone-1/slots/b/payload")).unwrap(), std::fs::read(d.join("fw.img")).unwrap());
+}
+
+/// An FTP download cut by a power cut resumes with REST where it stopped.
+#[test]
+fn an_ftp_download_resumes_after_a_power_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = d.join("ftp");
+    std::fs::create_dir_all(&root).unwrap();
+    let port = bindwave_tests::free_port();
+    // A slow server (about 1 MiB/s), so the power cut lands mid-transfer; it logs the REST offsets it is asked for.
+    let server = r#"
+import sys, logging
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler, ThrottledDTPHandler
+from pyftpdlib.servers import FTPServer
+port, root, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Handler(FTPHandler):
+    def ftp_REST(self, line):
+        open(log, "a").write(line + "\n")
+        return super().ftp_REST(line)
+dtp = ThrottledDTPHandler
+dtp.read_limit = 1024 * 1024
+dtp.write_limit = 1024 * 1024
+auth = DummyAuthorizer()
+auth.add_anonymous(root)
+Handler.authorizer = auth
+Handler.dtp_handler = dtp
+logging.basicConfig(level=logging.ERROR)
+FTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+    let mut ftpd = std::process::Command::new("python3");
+    ftpd.arg("-c").arg(server).arg(port.to_string()).arg(&root).arg(d.join("rest.log"));
+    let _ftpd = Proc::spawn("ftpd", ftpd, d);
+    wait_until(Duration::from_secs(10), "the FTP server", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    let c = Controller::start(d);
+    let extra = format!("[access]\nprotocol = \"ftp\"\nserver = \"127.0.0.1\"\nport = {port}\n\n{FAST_RETRIES}");
+    let mut agent = phone().start_with(d, &c.mqtt, TABLE, &extra);
+    online(&c);
+    let (payload, bytes, sha) = bind(3 << 20, &[3]);
+    std::fs::write(root.join("fw.bind"), &bytes).unwrap();
+    let cmd = format!(
+        r#"{{"type":"update","job_id":"job-ftp","rollout_id":"r0","url":"fw.bind","size":{},"sha256":"{sha}","override":false,"use_defaults":true}}"#,
+        bytes.len()
+    );
+    let addr = c.mqtt.trim_start_matches("mqtt://").to_string();
+    let (host, mport) = addr.rsplit_once(':').unwrap();
+    let (client, mut conn) = Client::new(MqttOptions::new("test-ftp", host, mport.parse().unwrap()), 10);
+    client.publish("bindwave/v1/devices/phone-1/commands", QoS::AtLeastOnce, false, cmd.into_bytes()).unwrap();
+    for event in conn.iter() {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = event {
+            break;
+        }
+    }
+    let partial = d.join("phone-1/downloads/job-ftp.bind");
+    wait_until(Duration::from_secs(20), "part of the download", || {
+        std::fs::metadata(&partial).map(|m| m.len() > 500_000).unwrap_or(false)
+    });
+    agent.kill();
+    let _agent = phone().start_with(d, &c.mqtt, TABLE, &extra);
+    let r = outcome(&d.join("phone-1"), "job-ftp", 60);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(std::fs::read(d.join("phone-1/slots/b/payload")).unwrap(), payload);
+    let rest = std::fs::read_to_string(d.join("rest.log")).unwrap_or_default();
+    let offset: u64 = rest.lines().next().unwrap_or_else(|| panic!("no REST was asked for")).trim().parse().unwrap();
+    assert!(offset > 500_000, "resumed at {offset}");
+}
