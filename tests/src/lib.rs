@@ -395,17 +395,26 @@ fn serve_one(
 /// Publishes an update command to a device, as the controller would, and waits for the
 /// broker to take it.
 pub fn send_update(broker: &str, device: &str, job: &str, url: &str, size: usize, sha: &str) {
+    send_command(broker, device, job, &update_json(job, url, size, sha, false));
+}
+
+/// An update command's JSON; with `use_defaults`, `url` is only a file name.
+pub fn update_json(job: &str, url: &str, size: usize, sha: &str, use_defaults: bool) -> String {
+    format!(
+        r#"{{"type":"update","job_id":"{job}","rollout_id":"r0","url":"{url}","size":{size},"sha256":"{sha}","override":false,"use_defaults":{use_defaults}}}"#
+    )
+}
+
+/// Publishes a command's JSON to a device and waits for the broker to take it.
+pub fn send_command(broker: &str, device: &str, client_id: &str, json: &str) {
     use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
     let addr = broker.trim_start_matches("mqtt://");
     let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let mut o = MqttOptions::new(format!("test-{job}"), host, port.parse().expect("port"));
+    let mut o = MqttOptions::new(format!("test-{client_id}"), host, port.parse().expect("port"));
     o.set_keep_alive(Duration::from_secs(5));
     let (client, mut conn) = Client::new(o, 10);
-    let cmd = format!(
-        r#"{{"type":"update","job_id":"{job}","rollout_id":"r0","url":"{url}","size":{size},"sha256":"{sha}","override":false}}"#
-    );
     client
-        .publish(format!("bindwave/v1/devices/{device}/commands"), QoS::AtLeastOnce, false, cmd.into_bytes())
+        .publish(format!("bindwave/v1/devices/{device}/commands"), QoS::AtLeastOnce, false, json.as_bytes().to_vec())
         .expect("publish");
     for event in conn.iter() {
         match event {

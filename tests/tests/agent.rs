@@ -425,16 +425,7 @@ srv.serve_forever()
     );
     let _agent = phone().start_with(d, &c.mqtt, TABLE, &extra);
     online(&c);
-    let sha = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3"));
-    // The operator puts the bind on the fleet's own server, under its content address.
-    std::fs::copy(d.join("fw.bind"), root.join(format!("{sha}.bind"))).unwrap();
-    let r = c.ok(&["rollout", "create", "--image", &sha, "--all", "--use-defaults", "--start"]);
-    let mut s = Value::Null;
-    wait_until(Duration::from_secs(30), "the rollout to finish", || {
-        s = c.json(&["rollout", "status", &r, "-o", "json"]);
-        s["rollout"]["state"] == "finished" || s["counts"]["failed"] != 0
-    });
-    assert_eq!(s["counts"]["succeeded"], 1, "{:#}", s["jobs"]);
+    roll_out_by_file_name(&c, d, &root);
 }
 
 /// The same through FTP: the default access settings name an FTP server (a real one, pyftpdlib) with a user
@@ -459,15 +450,7 @@ fn use_defaults_fetches_from_the_default_ftp_server() {
     );
     let _agent = phone().start_with(d, &c.mqtt, TABLE, &extra);
     online(&c);
-    let sha = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3"));
-    std::fs::copy(d.join("fw.bind"), root.join(format!("{sha}.bind"))).unwrap();
-    let r = c.ok(&["rollout", "create", "--image", &sha, "--all", "--use-defaults", "--start"]);
-    let mut s = Value::Null;
-    wait_until(Duration::from_secs(30), "the rollout to finish", || {
-        s = c.json(&["rollout", "status", &r, "-o", "json"]);
-        s["rollout"]["state"] == "finished" || s["counts"]["failed"] != 0
-    });
-    assert_eq!(s["counts"]["succeeded"], 1, "{:#}", s["jobs"]);
+    roll_out_by_file_name(&c, d, &root);
     assert_eq!(std::fs::read(d.join("phone-1/slots/b/payload")).unwrap(), std::fs::read(d.join("fw.img")).unwrap());
 }
 
@@ -511,19 +494,8 @@ FTPServer(("127.0.0.1", port), Handler).serve_forever()
     online(&c);
     let (payload, bytes, sha) = bind(3 << 20, &[3]);
     std::fs::write(root.join("fw.bind"), &bytes).unwrap();
-    let cmd = format!(
-        r#"{{"type":"update","job_id":"job-ftp","rollout_id":"r0","url":"fw.bind","size":{},"sha256":"{sha}","override":false,"use_defaults":true}}"#,
-        bytes.len()
-    );
-    let addr = c.mqtt.trim_start_matches("mqtt://").to_string();
-    let (host, mport) = addr.rsplit_once(':').unwrap();
-    let (client, mut conn) = Client::new(MqttOptions::new("test-ftp", host, mport.parse().unwrap()), 10);
-    client.publish("bindwave/v1/devices/phone-1/commands", QoS::AtLeastOnce, false, cmd.into_bytes()).unwrap();
-    for event in conn.iter() {
-        if let Ok(Event::Incoming(Packet::PubAck(_))) = event {
-            break;
-        }
-    }
+    let cmd = bindwave_tests::update_json("job-ftp", "fw.bind", bytes.len(), &sha, true);
+    bindwave_tests::send_command(&c.mqtt, "phone-1", "job-ftp", &cmd);
     let partial = d.join("phone-1/downloads/job-ftp.bind");
     wait_until(Duration::from_secs(20), "part of the download", || {
         std::fs::metadata(&partial).map(|m| m.len() > 500_000).unwrap_or(false)
@@ -536,4 +508,18 @@ FTPServer(("127.0.0.1", port), Handler).serve_forever()
     let rest = std::fs::read_to_string(d.join("rest.log")).unwrap_or_default();
     let offset: u64 = rest.lines().next().unwrap_or_else(|| panic!("no REST was asked for")).trim().parse().unwrap();
     assert!(offset > 500_000, "resumed at {offset}");
+}
+
+/// Packs a bind, puts it on the fleet's own server (`root`) under its content address, rolls it out with
+/// `--use-defaults`, and checks the phone installed it.
+fn roll_out_by_file_name(c: &Controller, d: &Path, root: &Path) {
+    let sha = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3"));
+    std::fs::copy(d.join("fw.bind"), root.join(format!("{sha}.bind"))).unwrap();
+    let r = c.ok(&["rollout", "create", "--image", &sha, "--all", "--use-defaults", "--start"]);
+    let mut s = Value::Null;
+    wait_until(Duration::from_secs(30), "the rollout to finish", || {
+        s = c.json(&["rollout", "status", &r, "-o", "json"]);
+        s["rollout"]["state"] == "finished" || s["counts"]["failed"] != 0
+    });
+    assert_eq!(s["counts"]["succeeded"], 1, "{:#}", s["jobs"]);
 }
