@@ -17,12 +17,13 @@ use crate::indicator::{Indicator, Status};
 use crate::journal::{AwaitingHealth, Journal};
 use crate::link::{self, LinkEvent, LinkOptions};
 use crate::slots::Slots;
+use crate::transport::Transport;
 use crate::AgentError;
 
 pub struct Agent {
     config: AgentConfig,
     identity: Identity,
-    http: Option<reqwest::Client>,
+    transport: Option<Transport>,
 }
 
 /// What the running job tells the loop.
@@ -40,12 +41,12 @@ impl Agent {
     pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
         let identity = config.identity()?;
         link::parse_broker_url(&config.broker.url)?;
-        Ok(Agent { config, identity, http: None })
+        Ok(Agent { config, identity, transport: None })
     }
 
-    /// Shares one HTTP client among many agents (the demo runs a whole fleet in one process).
-    pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
-        self.http = Some(http);
+    /// Shares one set of download clients among many agents (the demo runs a whole fleet in one process).
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
         self
     }
 
@@ -55,10 +56,10 @@ impl Agent {
 
     /// Runs until `shutdown` completes. Returns early only if the state directory is unusable.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-        let Agent { config, identity, http } = self;
-        let http = match http {
-            Some(h) => h,
-            None => http_client_with(config.download.ca_file.as_deref())?,
+        let Agent { config, identity, transport } = self;
+        let transport = match transport {
+            Some(t) => t,
+            None => Transport::new(config.download.ca_file.as_deref())?,
         };
         let state_dir = config.state_dir.clone();
         std::fs::create_dir_all(&state_dir)
@@ -86,7 +87,7 @@ impl Agent {
             profile: config.profile(&identity),
             config,
             identity,
-            http,
+            transport,
             slots,
             journal,
             running,
@@ -194,42 +195,11 @@ fn recover(
     Ok(Resume::Job(cmd))
 }
 
-/// The HTTP client an agent uses for downloads: rustls, bounded connect and read times.
-pub fn http_client() -> Result<reqwest::Client, AgentError> {
-    http_client_with(None)
-}
-
-/// The HTTP client, also trusting the CA certificates in `ca_file` (PEM).
-pub fn http_client_with(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, AgentError> {
-    let builder = || {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("bindwave-agent/", env!("CARGO_PKG_VERSION")))
-    };
-    let Some(path) = ca_file else {
-        return builder().build().map_err(|e| AgentError::HttpClient(e.to_string()));
-    };
-    let pem = std::fs::read(path).map_err(|source| AgentError::Io {
-        action: "read the CA file",
-        path: path.into(),
-        source,
-    })?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| AgentError::HttpClient(format!("{} holds no usable PEM certificate: {e}", path.display())))?;
-    // The platform's roots and the fleet's CA; where the verifier cannot merge them, the fleet's CA alone.
-    builder()
-        .tls_certs_merge(certs.clone())
-        .build()
-        .or_else(|_| builder().tls_certs_only(certs).build())
-        .map_err(|e| AgentError::HttpClient(e.to_string()))
-}
-
 struct Loop {
     config: AgentConfig,
     identity: Identity,
     profile: DeviceProfile,
-    http: reqwest::Client,
+    transport: Transport,
     slots: Slots,
     journal: Journal,
     running: SoftwareVersion,
@@ -328,13 +298,16 @@ impl Loop {
         let received = progress(&cmd.job_id, JobState::Received, None);
         self.indicator.show(Status::of(&received));
         self.send_report(&received).await;
+        let started = self.journal.current_since().unwrap_or_else(std::time::SystemTime::now);
         let job = Job {
+            limit: self.config.download.limit_for(&cmd),
+            started,
             identity: self.identity.clone(),
             access: self.config.access.clone(),
             installer: self.config.installer.clone(),
             health: self.config.health.clone(),
             factory: self.config.software_version.clone(),
-            http: self.http.clone(),
+            transport: self.transport.clone(),
             policy: self.config.download.policy(),
             profile: self.profile.clone(),
             slots: self.slots.clone(),
@@ -429,12 +402,15 @@ fn progress(job_id: &str, state: JobState, percent: Option<u8>) -> Report {
 
 /// One job, run in a task of its own so the loop stays responsive.
 struct Job {
+    /// The download and verification must end within `limit` of `started`.
+    limit: Duration,
+    started: std::time::SystemTime,
     identity: Identity,
     access: Option<crate::config::AccessSettings>,
     installer: crate::config::InstallerSettings,
     health: crate::config::HealthSettings,
     factory: SoftwareVersion,
-    http: reqwest::Client,
+    transport: Transport,
     policy: crate::fetch::RetryPolicy,
     profile: DeviceProfile,
     slots: Slots,
@@ -447,17 +423,46 @@ impl Job {
     async fn run(self, cmd: UpdateCommand) {
         let tx = self.tx.clone();
         let job_id = cmd.job_id.clone();
-        let mut on_progress =
-            move |state, percent| drop(tx.send(JobEvent::Progress(progress(&job_id, state, percent))));
+        let stage = std::sync::Arc::new(std::sync::Mutex::new(JobState::Received));
+        let seen = stage.clone();
+        let mut on_progress = move |state, percent| {
+            if let Ok(mut s) = seen.lock() {
+                *s = state;
+            }
+            drop(tx.send(JobEvent::Progress(progress(&job_id, state, percent))))
+        };
         let resolved = resolve(&cmd, self.access.as_ref());
         let credentials = match (&self.access, cmd.use_defaults) {
             (Some(a), true) => a.user.clone().map(|u| (u, a.password.clone())),
             _ => None,
         };
+        let elapsed = self.started.elapsed().unwrap_or_default();
         let fetched = match &resolved {
             Ok(cmd) => {
-                fetch(&self.http, &credentials, cmd, &self.profile, &self.download_dir, self.policy, &mut on_progress)
-                    .await
+                let fetching = fetch(
+                    &self.transport,
+                    &credentials,
+                    cmd,
+                    &self.profile,
+                    &self.download_dir,
+                    self.policy,
+                    &mut on_progress,
+                );
+                match tokio::time::timeout(self.limit.saturating_sub(elapsed), fetching).await {
+                    Ok(fetched) => fetched,
+                    Err(_) => {
+                        // Abandoned: the partial download goes, nothing was installed.
+                        let file = crate::fetch::download_path(&self.download_dir, &cmd.job_id);
+                        let received = tokio::fs::metadata(&file).await.map(|m| m.len()).unwrap_or(0);
+                        crate::fetch::remove(&file).await;
+                        let during = match stage.lock().map(|s| *s) {
+                            Ok(JobState::Verifying) => JobState::Verifying,
+                            _ => JobState::Downloading,
+                        };
+                        tracing::warn!(job = %cmd.job_id, limit_secs = self.limit.as_secs(), "job timed out while {during}");
+                        Fetched::Failed(Reason::TimedOut { limit_secs: self.limit.as_secs(), during, received })
+                    }
+                }
             }
             Err(reason) => Fetched::Failed(reason.clone()),
         };

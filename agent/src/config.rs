@@ -159,7 +159,7 @@ impl ProbeSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSettings {
-    /// `http`, `https` or `ftp`.
+    /// `http`, `https`, `ftp` or `ftps` (explicit AUTH TLS; implicit TLS when `port` is 990).
     pub protocol: String,
     pub server: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,9 +180,9 @@ impl AccessSettings {
             return Err(format!("{file:?} is not a plain file name (use defaults takes only a name)"));
         }
         let protocol = self.protocol.to_ascii_lowercase();
-        if !matches!(protocol.as_str(), "http" | "https" | "ftp") {
+        if !matches!(protocol.as_str(), "http" | "https" | "ftp" | "ftps") {
             return Err(format!(
-                "access protocol {:?} is not supported by this agent (use http, https or ftp)",
+                "access protocol {:?} is not supported by this agent (use http, https, ftp or ftps)",
                 self.protocol
             ));
         }
@@ -203,18 +203,29 @@ pub struct DownloadSettings {
     pub backoff_ms: u64,
     /// The longest pause between attempts, in seconds.
     pub max_backoff_secs: u64,
-    /// Extra CA certificates (PEM) to trust for https:// downloads, e.g. the private CA of the fleet's servers.
+    /// Extra CA certificates (PEM) to trust for https:// and ftps:// downloads, e.g. the private CA of the
+    /// fleet's servers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The longest a job may take to download and verify its bind, retries included, in seconds from when the
+    /// agent took the job up; then it is abandoned and reported `timed_out`. A command's own `timeout_secs` (the rollout's
+    /// device timeout) shortens it.
+    pub timeout_secs: u64,
 }
 
 impl Default for DownloadSettings {
     fn default() -> Self {
-        DownloadSettings { attempts: 10, backoff_ms: 500, max_backoff_secs: 30, ca_file: None }
+        DownloadSettings { attempts: 10, backoff_ms: 500, max_backoff_secs: 30, ca_file: None, timeout_secs: 6 * 3600 }
     }
 }
 
 impl DownloadSettings {
+    /// The time limit of a job: this agent's, or the command's if that is shorter.
+    pub fn limit_for(&self, cmd: &bindwave_proto::wire::UpdateCommand) -> std::time::Duration {
+        let secs = cmd.timeout_secs.map_or(self.timeout_secs, |c| c.min(self.timeout_secs));
+        std::time::Duration::from_secs(secs.max(1))
+    }
+
     pub fn policy(&self) -> crate::fetch::RetryPolicy {
         crate::fetch::RetryPolicy {
             attempts: self.attempts.max(1),
@@ -389,6 +400,8 @@ mod tests {
         }
         let ftp = AccessSettings { protocol: "ftp".into(), port: None, ..a.clone() };
         assert_eq!(ftp.url_for("fw.bind").unwrap(), "ftp://files.example/binds/fw.bind");
+        let ftps = AccessSettings { protocol: "FTPS".into(), port: Some(990), ..a.clone() };
+        assert_eq!(ftps.url_for("fw.bind").unwrap(), "ftps://files.example:990/binds/fw.bind");
         let sftp = AccessSettings { protocol: "sftp".into(), ..a };
         assert!(sftp.url_for("fw.bind").unwrap_err().contains("not supported"));
     }
@@ -409,5 +422,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("latest"), "{e}");
+    }
+
+    #[test]
+    fn a_job_limit_is_the_shorter_of_the_agents_and_the_commands() {
+        let d = DownloadSettings { timeout_secs: 600, ..DownloadSettings::default() };
+        let mut cmd = bindwave_proto::wire::UpdateCommand {
+            job_id: "j".into(),
+            rollout_id: "r".into(),
+            url: "http://x/fw.bind".into(),
+            size: 1,
+            sha256: "00".into(),
+            override_compat: false,
+            use_defaults: false,
+            timeout_secs: None,
+        };
+        assert_eq!(d.limit_for(&cmd).as_secs(), 600);
+        cmd.timeout_secs = Some(60);
+        assert_eq!(d.limit_for(&cmd).as_secs(), 60);
+        cmd.timeout_secs = Some(7200);
+        assert_eq!(d.limit_for(&cmd).as_secs(), 600);
+        cmd.timeout_secs = Some(0);
+        assert_eq!(d.limit_for(&cmd).as_secs(), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! Downloads a bind over HTTP(S), streaming, resuming, and judging it early.
+//! Downloads a bind over HTTP(S) or FTP(S), streaming, resuming, and judging it early.
 //!
 //! - The header is judged as soon as it has arrived: a bind that is not for this phone is abandoned after a few
 //!   hundred bytes, and the rest is never downloaded.
@@ -7,6 +7,7 @@
 //! - A dropped connection or a server error is retried with backoff, and the download resumes where it stopped
 //!   with an HTTP Range request. `If-Range` carries the validator (ETag or Last-Modified) from the first
 //!   response, so a file that changed on the server is downloaded from the start instead of being spliced.
+//!   Over FTP and FTPS the resume is a `REST` before `RETR`.
 //! - After an agent restart, the partial file is read back through the verifier (so its digests cover every
 //!   byte) and the download resumes after it.
 
@@ -23,6 +24,7 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::chain;
+use crate::transport::Transport;
 
 /// How hard a download tries.
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +68,7 @@ pub(crate) type Credentials = Option<(String, Option<String>)>;
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch(
-    http: &reqwest::Client,
+    transport: &Transport,
     credentials: &Credentials,
     cmd: &UpdateCommand,
     profile: &DeviceProfile,
@@ -75,7 +77,7 @@ pub(crate) async fn fetch(
     progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
 ) -> Fetched {
     let file = download_path(download_dir, &cmd.job_id);
-    let result = Download { http, credentials, cmd, profile, file: &file, policy }.run(progress).await;
+    let result = Download { transport, credentials, cmd, profile, file: &file, policy }.run(progress).await;
     if !matches!(result, Fetched::Verified { .. }) {
         remove(&file).await;
     }
@@ -88,8 +90,14 @@ pub(crate) async fn remove(file: &Path) {
     let _ = tokio::fs::remove_file(validator_path(file)).await;
 }
 
+/// An FTP file, as shown in messages and as asked for.
+struct Ftp {
+    shown: String,
+    path: String,
+}
+
 struct Download<'a> {
-    http: &'a reqwest::Client,
+    transport: &'a Transport,
     credentials: &'a Credentials,
     cmd: &'a UpdateCommand,
     profile: &'a DeviceProfile,
@@ -134,8 +142,8 @@ impl Download<'_> {
     }
 
     async fn run(&self, progress: &mut (dyn FnMut(JobState, Option<u8>) + Send)) -> Fetched {
-        if !["http://", "https://", "ftp://"].iter().any(|p| self.cmd.url.starts_with(p)) {
-            let detail = format!("unsupported url {:?}: use http://, https:// or ftp://", self.cmd.url);
+        if !["http://", "https://", "ftp://", "ftps://"].iter().any(|p| self.cmd.url.starts_with(p)) {
+            let detail = format!("unsupported url {:?}: use http://, https://, ftp:// or ftps://", self.cmd.url);
             return Fetched::Failed(Reason::InvalidCommand { detail });
         }
         let mut state = match self.read_back().await {
@@ -237,7 +245,7 @@ impl Download<'_> {
         progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
         offset: u64,
     ) -> Option<Stop> {
-        let mut req = self.http.get(&self.cmd.url);
+        let mut req = self.transport.http.get(&self.cmd.url);
         if let Some((user, password)) = self.credentials {
             req = req.basic_auth(user, password.as_ref());
         }
@@ -299,42 +307,84 @@ impl Download<'_> {
         self.sync(&file).await
     }
 
-    /// One FTP retrieval from `offset` (REST), with the access credentials or anonymously.
+    /// One FTP or FTPS retrieval from `offset` (REST), with the access credentials or anonymously.
+    ///
+    /// `ftps://` is explicit FTPS (AUTH TLS on the control connection, then protected data connections), or
+    /// implicit FTPS when the port is 990. Either way the server's certificate is checked as for https://.
     async fn ftp_transfer(
         &self,
         state: &mut State,
         progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
         offset: u64,
     ) -> Option<Stop> {
-        use suppaftp::tokio::AsyncFtpStream;
-        use suppaftp::types::FileType;
-        use tokio::io::AsyncReadExt;
+        use suppaftp::tokio::{AsyncFtpStream, AsyncRustlsConnector, AsyncRustlsFtpStream};
         let url = match reqwest::Url::parse(&self.cmd.url) {
             Ok(u) if u.host_str().is_some() => u,
             _ => {
                 return Some(Stop::Permanent {
-                    detail: format!("{:?} is not an ftp:// URL", self.cmd.url),
+                    detail: format!("{:?} is not an ftp:// or ftps:// URL", self.cmd.url),
                     status: None,
                 })
             }
         };
+        let secure = url.scheme() == "ftps";
         let host = url.host_str().unwrap_or_default().to_string();
         let port = url.port().unwrap_or(21);
-        let shown = format!("ftp://{host}:{port}{}", url.path());
-        let (user, password) = match self.credentials {
+        let at = Ftp { shown: format!("{}://{host}:{port}{}", url.scheme(), url.path()), path: url.path().to_string() };
+        let login = match self.credentials {
             Some((u, p)) => (u.clone(), p.clone().unwrap_or_default()),
             None if !url.username().is_empty() => {
                 (url.username().to_string(), url.password().unwrap_or_default().to_string())
             }
             None => ("anonymous".to_string(), "bindwave@".to_string()),
         };
-        let retry = |what: &str, e: String| Some(Stop::Retry { detail: format!("{what} {shown}: {e}"), status: None });
-        let mut ftp =
-            match tokio::time::timeout(Duration::from_secs(10), AsyncFtpStream::connect((host.as_str(), port))).await {
-                Ok(Ok(f)) => f,
-                Ok(Err(e)) => return retry("cannot connect to", e.to_string()),
-                Err(_) => return retry("cannot connect to", "no answer within 10 s".into()),
+        let addr = (host.as_str(), port);
+        let connect_timeout = Duration::from_secs(10);
+        let connect_failed =
+            |e: String| Some(Stop::Retry { detail: format!("cannot connect to {}: {e}", at.shown), status: None });
+        if !secure {
+            return match tokio::time::timeout(connect_timeout, AsyncFtpStream::connect(addr)).await {
+                Ok(Ok(ftp)) => self.ftp_retrieve(ftp, &at, &login, state, progress, offset).await,
+                Ok(Err(e)) => connect_failed(e.to_string()),
+                Err(_) => connect_failed("no answer within 10 s".into()),
             };
+        }
+        let tls = || AsyncRustlsConnector::from(suppaftp::tokio_rustls::TlsConnector::from(self.transport.tls.clone()));
+        let connected = tokio::time::timeout(connect_timeout, async {
+            if port == 990 {
+                AsyncRustlsFtpStream::connect_secure_implicit(addr, tls(), &host).await
+            } else {
+                AsyncRustlsFtpStream::connect(addr).await?.into_secure(tls(), &host).await
+            }
+        })
+        .await;
+        match connected {
+            Ok(Ok(ftp)) => self.ftp_retrieve(ftp, &at, &login, state, progress, offset).await,
+            // A certificate the phone does not trust will not become trusted by trying again.
+            Ok(Err(e @ suppaftp::FtpError::SecureError(_))) => Some(Stop::Permanent {
+                detail: format!("TLS with {} failed: {e} (is the server's CA in [download] ca_file?)", at.shown),
+                status: None,
+            }),
+            Ok(Err(e)) => connect_failed(e.to_string()),
+            Err(_) => connect_failed("no answer within 10 s".into()),
+        }
+    }
+
+    /// Logs in on an open FTP control connection (plain or TLS) and streams the file from `offset`.
+    async fn ftp_retrieve<T: suppaftp::tokio::TokioTlsStream + Send + 'static>(
+        &self,
+        mut ftp: suppaftp::tokio::ImplAsyncFtpStream<T>,
+        at: &Ftp,
+        (user, password): &(String, String),
+        state: &mut State,
+        progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
+        offset: u64,
+    ) -> Option<Stop> {
+        use suppaftp::types::FileType;
+        let shown = &at.shown;
+        let retry = |what: &str, e: String| Some(Stop::Retry { detail: format!("{what} {shown}: {e}"), status: None });
+        // Servers behind NAT often announce a private address for passive data; use the control address.
+        ftp.set_passive_nat_workaround(true);
         if let Err(e) = ftp.login(user.as_str(), password.as_str()).await {
             return Some(Stop::Permanent { detail: format!("login to {shown} as {user} refused: {e}"), status: None });
         }
@@ -349,8 +399,7 @@ impl Download<'_> {
             }
             state.resumed = true;
         }
-        let path = url.path().to_string();
-        let mut stream = match ftp.retr_as_stream(&path).await {
+        let mut stream = match ftp.retr_as_stream(&at.path).await {
             Ok(s) => s,
             Err(suppaftp::FtpError::UnexpectedResponse(r)) if r.status.code() >= 500 => {
                 let detail = format!("RETR {shown}: {} {}", r.status.code(), String::from_utf8_lossy(&r.body).trim());
@@ -430,7 +479,7 @@ impl Download<'_> {
     async fn attempt(&self, state: &mut State, progress: &mut (dyn FnMut(JobState, Option<u8>) + Send)) -> Stop {
         let offset = state.verifier.received();
         if offset < self.cmd.size {
-            let stopped = if self.cmd.url.starts_with("ftp://") {
+            let stopped = if self.cmd.url.starts_with("ftp://") || self.cmd.url.starts_with("ftps://") {
                 self.ftp_transfer(state, progress, offset).await
             } else {
                 self.http_transfer(state, progress, offset).await

@@ -36,6 +36,10 @@ struct Contents {
     /// The job being worked on, until its final report is recorded.
     #[serde(default)]
     current: Option<UpdateCommand>,
+    /// When work on `current` began (seconds since the Unix epoch); its time limit counts from here, across
+    /// restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    current_since: Option<u64>,
     /// Installed and switched; the health check after the restart decides.
     #[serde(default)]
     awaiting_health: Option<AwaitingHealth>,
@@ -65,10 +69,22 @@ impl Journal {
         Ok(Journal { path, contents })
     }
 
-    /// Records the job about to be worked on, durably, before any of its work.
+    /// Records the job about to be worked on, durably, before any of its work. A job taken up again after a
+    /// restart keeps the time it first began.
     pub fn begin(&mut self, cmd: &UpdateCommand) -> Result<(), AgentError> {
+        let same = self.contents.current.as_ref().is_some_and(|c| c.job_id == cmd.job_id);
+        if !same || self.contents.current_since.is_none() {
+            self.contents.current_since = Some(unix_now());
+        }
         self.contents.current = Some(cmd.clone());
         self.save()
+    }
+
+    /// When work on the job in hand began.
+    pub fn current_since(&self) -> Option<std::time::SystemTime> {
+        self.contents.current.as_ref()?;
+        let secs = self.contents.current_since?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
     }
 
     /// Records, durably, that a job installed and now waits for its health check (before the restart).
@@ -90,6 +106,7 @@ impl Journal {
     pub fn record_final(&mut self, report: Report) -> Result<(), AgentError> {
         if self.contents.current.as_ref().is_some_and(|c| c.job_id == report.job_id) {
             self.contents.current = None;
+            self.contents.current_since = None;
         }
         if self.contents.awaiting_health.as_ref().is_some_and(|h| h.job_id == report.job_id) {
             self.contents.awaiting_health = None;
@@ -145,6 +162,10 @@ impl Journal {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +207,35 @@ mod tests {
         }
         assert!(j.finished("j0").is_none());
         assert!(j.finished(&format!("j{}", HISTORY + 9)).is_some());
+    }
+
+    #[test]
+    fn a_job_taken_up_again_keeps_its_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = |id: &str| UpdateCommand {
+            job_id: id.into(),
+            rollout_id: "r".into(),
+            url: "http://x/fw.bind".into(),
+            size: 1,
+            sha256: "00".into(),
+            override_compat: false,
+            use_defaults: false,
+            timeout_secs: None,
+        };
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert!(j.current_since().is_none());
+        j.begin(&cmd("j1")).unwrap();
+        let since = j.contents.current_since.unwrap();
+        // As if the job began an hour ago, then the agent restarted and took it up again.
+        j.contents.current_since = Some(since - 3600);
+        j.save().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.begin(&cmd("j1")).unwrap();
+        assert_eq!(j.contents.current_since, Some(since - 3600));
+        // Another job starts its own clock; a finished job has none.
+        j.begin(&cmd("j2")).unwrap();
+        assert!(j.contents.current_since.unwrap() >= since);
+        j.record_final(Report { job_id: "j2".into(), ..report("j2") }).unwrap();
+        assert!(j.current_since().is_none());
     }
 }

@@ -8,6 +8,8 @@
 //! - [`slots`]: the A/B slot installer on disk.
 //! - [`hooks`]: the phone's own programs: reboot, health check, indicator.
 //! - [`indicator`]: the update-in-progress indication and `status.json`.
+//! - [`fetch`]: the download: streamed, judged on its header, resumed (HTTP Range, FTP REST).
+//! - [`transport`]: the HTTP and FTP clients and the one TLS trust they share (platform roots + fleet CA).
 //! - [`journal`]: final reports kept on disk until the controller acknowledges them.
 //! - [`link`]: the MQTT connection (rumqttc, polled in its own task, with jittered backoff); the controller
 //!   uses it too.
@@ -23,10 +25,12 @@ pub mod journal;
 pub mod link;
 pub mod slots;
 pub mod status;
+pub mod transport;
 
 pub use agent::Agent;
 pub use config::AgentConfig;
 pub use error::{chain as error_chain, AgentError};
+pub use transport::Transport;
 
 /// This agent's version, reported in hello.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1002,6 +1002,7 @@ impl Engine {
                 sha256: image.sha256.clone(),
                 override_compat: live.rollout.override_compat,
                 use_defaults: live.rollout.use_defaults,
+                timeout_secs: Some(live.rollout.waves[job.wave].gates.device_timeout_secs),
             }),
         })
     }

@@ -357,7 +357,16 @@ fn silent_devices_time_out_and_a_late_report_corrects_them() {
     let mut e = fleet(4);
     let gates = Gates { device_timeout_secs: 10, failure_ratio: 1.0, success_ratio: 0.0, ..Gates::default() };
     let r = create(&mut e, spec(&["100%"], gates));
-    op(&mut e, &r, Action::Start, 1_000).unwrap();
+    let fx = op(&mut e, &r, Action::Start, 1_000).unwrap();
+    // Each command carries the time limit, so the phone gives up when the controller stops waiting.
+    let limits: Vec<_> = fx
+        .iter()
+        .filter_map(|f| match f {
+            Effect::Send { command: Command::Update(c), .. } => Some(c.timeout_secs),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits, vec![Some(10); 4]);
     assert_eq!(e.next_deadline(), Some(11_000));
     e.handle(Input::Tick, 10_999).unwrap();
     assert_eq!(e.tally(&r).get(Outcome::TimedOut), 0);

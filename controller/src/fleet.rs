@@ -69,10 +69,10 @@ impl Fleet {
     /// Starts phones `0..devices` against `broker`, with state under `state_root`.
     pub fn spawn(devices: usize, broker: &str, state_root: &Path) -> Result<Fleet, ControllerError> {
         let (stop, stop_rx) = watch::channel(false);
-        let http = bindwave_agent::agent::http_client()?;
+        let transport = bindwave_agent::Transport::new(None)?;
         let mut tasks = Vec::with_capacity(devices);
         for i in 0..devices {
-            let agent = Agent::new(phone_config(i, broker, state_root)?)?.with_http_client(http.clone());
+            let agent = Agent::new(phone_config(i, broker, state_root)?)?.with_transport(transport.clone());
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(agent.run(async move {
                 let _ = stop.wait_for(|s| *s).await;

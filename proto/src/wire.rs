@@ -202,6 +202,10 @@ pub struct UpdateCommand {
     /// user, password, path), as the phone's "Use defaults" setting does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub use_defaults: bool,
+    /// How long the controller waits for the outcome, in seconds from the command. The phone gives up its
+    /// download then too (or sooner, by its own limit), and reports `timed_out` instead of working on unseen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 /// The states of a job on a device, in order.
@@ -298,6 +302,16 @@ pub enum Reason {
     InvalidCommand {
         detail: String,
     },
+    /// The job ran past its time limit and was abandoned; the phone still runs what it ran.
+    TimedOut {
+        /// The limit, in seconds from the start of the job.
+        limit_secs: u64,
+        /// Where the job was when the time ran out.
+        during: JobState,
+        /// Bytes of the bind downloaded by then.
+        #[serde(default)]
+        received: u64,
+    },
 }
 
 fn one() -> u32 {
@@ -316,6 +330,7 @@ impl Reason {
             Reason::InstallFailed { .. } => "install_failed",
             Reason::HealthCheckFailed { .. } => "health_check_failed",
             Reason::InvalidCommand { .. } => "invalid_command",
+            Reason::TimedOut { .. } => "timed_out",
         }
     }
 }
@@ -367,6 +382,11 @@ impl fmt::Display for Reason {
             Reason::InstallFailed { detail } => write!(f, "install failed: {detail}"),
             Reason::HealthCheckFailed { detail } => write!(f, "health check failed, rolled back: {detail}"),
             Reason::InvalidCommand { detail } => write!(f, "invalid command: {detail}"),
+            Reason::TimedOut { limit_secs, during, received } => write!(
+                f,
+                "timed out after {limit_secs} s while {} ({received} bytes received); abandoned, nothing installed",
+                during.as_str()
+            ),
         }
     }
 }
@@ -526,6 +546,7 @@ mod tests {
             sha256: "ab12".into(),
             override_compat: false,
             use_defaults: false,
+            timeout_secs: None,
         });
         let golden = json!({
             "type": "update",
@@ -539,7 +560,9 @@ mod tests {
         assert_eq!(serde_json::to_value(&update).unwrap(), golden);
         assert_eq!(Command::from_json(golden.to_string().as_bytes()).unwrap(), update);
         let by_name = Command::from_json(br#"{"type":"update","job_id":"j","rollout_id":"r","url":"fw.bind","size":1,"sha256":"00","override":false,"use_defaults":true}"#).unwrap();
-        assert!(matches!(by_name, Command::Update(UpdateCommand { use_defaults: true, .. })));
+        assert!(matches!(by_name, Command::Update(UpdateCommand { use_defaults: true, timeout_secs: None, .. })));
+        let limited = Command::from_json(br#"{"type":"update","job_id":"j","rollout_id":"r","url":"u","size":1,"sha256":"00","override":false,"timeout_secs":1800}"#).unwrap();
+        assert!(matches!(limited, Command::Update(UpdateCommand { timeout_secs: Some(1800), .. })));
         let ack = Command::Ack { job_id: "r1-phone-0001".into() };
         assert_eq!(serde_json::to_value(&ack).unwrap(), json!({"type": "ack", "job_id": "r1-phone-0001"}));
     }
@@ -580,6 +603,25 @@ mod tests {
         });
         assert_eq!(serde_json::to_value(&rejected).unwrap(), golden);
         assert_eq!(Report::from_json(golden.to_string().as_bytes()).unwrap(), rejected);
+
+        let timed_out = Report {
+            job_id: "j".into(),
+            state: JobState::Failed,
+            progress: None,
+            running_version: Some("V3 R3.11.0".parse().unwrap()),
+            reason: Some(Reason::TimedOut { limit_secs: 1800, during: JobState::Downloading, received: 4096 }),
+            override_used: false,
+        };
+        let golden = json!({
+            "job_id": "j",
+            "state": "failed",
+            "running_version": "V3 R3.11.0",
+            "reason": {"code": "timed_out", "limit_secs": 1800, "during": "downloading", "received": 4096},
+            "message": "timed out after 1800 s while downloading (4096 bytes received); abandoned, nothing installed",
+            "override_used": false
+        });
+        assert_eq!(serde_json::to_value(&timed_out).unwrap(), golden);
+        assert_eq!(Report::from_json(golden.to_string().as_bytes()).unwrap(), timed_out);
     }
 
     #[test]

@@ -141,6 +141,35 @@ fn a_server_that_never_answers_well_ends_the_job_with_a_reason() {
     assert_eq!(std::fs::read_dir(dir.path().join("phone-1/downloads")).unwrap().count(), 0);
 }
 
+/// A download that would take far longer than the rollout waits is abandoned when the command's time limit
+/// runs out: the phone reports `timed_out` with how far it got, keeps what it runs, and leaves no partial file.
+#[test]
+fn a_job_past_its_time_limit_is_abandoned_and_reported_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start(dir.path());
+    let _agent = phone().start_with(dir.path(), &c.mqtt, TABLE, FAST_RETRIES);
+    online(&c);
+    let (_, bytes, sha) = bind(1 << 20, &[3]);
+    // About 10 KiB/s: the whole file would take close to two minutes.
+    let server = BindServer::start(
+        bytes.clone(),
+        ServeOptions { chunk: 1024, pause: Duration::from_millis(100), ..Default::default() },
+    );
+    let cmd = bindwave_tests::update_json("job-slow", &server.url, bytes.len(), &sha, false)
+        .replace("\"override\":false", "\"override\":false,\"timeout_secs\":2");
+    bindwave_tests::send_command(&c.mqtt, "phone-1", "job-slow", &cmd);
+    let r = outcome(&dir.path().join("phone-1"), "job-slow", 30);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["reason"]["code"], "timed_out", "{r}");
+    assert_eq!(r["reason"]["limit_secs"], 2, "{r}");
+    assert_eq!(r["reason"]["during"], "downloading", "{r}");
+    let received = r["reason"]["received"].as_u64().unwrap();
+    assert!(received > 0 && received < bytes.len() as u64, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("timed out after 2 s"), "{r}");
+    assert_eq!(r["running_version"], "V3 R3.0.0", "{r}");
+    assert_eq!(std::fs::read_dir(dir.path().join("phone-1/downloads")).unwrap().count(), 0);
+}
+
 /// A power cut at many points of a job: each time the agent comes back it goes on, and in the end it reports
 /// one true outcome, with the new image whole in its slot, installed once.
 #[test]
@@ -378,14 +407,7 @@ fn a_job_goes_on_while_the_broker_is_away_and_its_outcome_arrives_after() {
 fn use_defaults_fetches_the_file_name_from_the_default_https_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let sh = |script: &str| {
-        let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(d).output().unwrap();
-        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=fleet-ca 2>/dev/null");
-    sh("openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null");
-    sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && \
-        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext.cnf 2>/dev/null");
+    fleet_ca(d);
     let root = d.join("www/binds");
     std::fs::create_dir_all(&root).unwrap();
     let server = r#"
@@ -510,12 +532,93 @@ FTPServer(("127.0.0.1", port), Handler).serve_forever()
     assert!(offset > 500_000, "resumed at {offset}");
 }
 
+/// A fleet CA (`ca.pem`) and a server certificate it signed for localhost and 127.0.0.1 (`srv.pem`, `srv.key`).
+fn fleet_ca(d: &Path) {
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(d).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=fleet-ca 2>/dev/null");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null");
+    sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && \
+        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext.cnf 2>/dev/null");
+}
+
+/// FTPS: the default access settings name an FTP server that demands TLS on the control and data connections
+/// (pyftpdlib's TLS handler, with a certificate from the fleet's CA). The phone with the CA fetches and installs;
+/// a phone without it refuses the server's certificate at once and says what to set.
+#[test]
+fn use_defaults_fetches_from_the_default_ftps_server_and_an_untrusted_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet_ca(d);
+    let root = d.join("ftps");
+    std::fs::create_dir_all(&root).unwrap();
+    let port = bindwave_tests::free_port();
+    let server = r#"
+import sys, logging
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import TLS_FTPHandler
+from pyftpdlib.servers import FTPServer
+port, root, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Handler(TLS_FTPHandler):
+    certfile, keyfile = cert, key
+    tls_control_required = True
+    tls_data_required = True
+auth = DummyAuthorizer()
+auth.add_user("phone", "s3cret", root, perm="elr")
+Handler.authorizer = auth
+logging.basicConfig(level=logging.ERROR)
+FTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+    let mut ftpd = std::process::Command::new("python3");
+    ftpd.arg("-c").arg(server).arg(port.to_string()).arg(&root).arg(d.join("srv.pem")).arg(d.join("srv.key"));
+    let _ftpd = Proc::spawn("ftpsd", ftpd, d);
+    wait_until(Duration::from_secs(10), "the FTPS server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let c = Controller::start(d);
+    let access = format!(
+        "[access]\nprotocol = \"ftps\"\nserver = \"127.0.0.1\"\nport = {port}\nuser = \"phone\"\npassword = \"s3cret\"\n\n"
+    );
+    let trusting = format!("{access}[download]\nca_file = {:?}\nattempts = 2\nbackoff_ms = 50\n", d.join("ca.pem"));
+    let _agent = phone().start_with(d, &c.mqtt, TABLE, &trusting);
+    let stranger = Phone { id: "phone-2", ..phone() };
+    let _stranger = stranger.start_with(d, &c.mqtt, TABLE, &format!("{access}{FAST_RETRIES}"));
+    wait_until(Duration::from_secs(20), "both phones online", || {
+        c.json(&["device", "list", "-o", "json"]).as_array().unwrap().iter().filter(|d| d["online"] == true).count()
+            == 2
+    });
+
+    // The phone without the fleet's CA: one attempt, and the reason names the setting to fix.
+    let (_, bytes, sha) = bind(4096, &[3]);
+    std::fs::write(root.join("fw-direct.bind"), &bytes).unwrap();
+    let cmd = bindwave_tests::update_json("job-untrusted", "fw-direct.bind", bytes.len(), &sha, true);
+    bindwave_tests::send_command(&c.mqtt, "phone-2", "job-untrusted", &cmd);
+    let r = outcome(&d.join("phone-2"), "job-untrusted", 30);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["reason"]["code"], "download_failed", "{r}");
+    assert_eq!(r["reason"]["attempts"], 1, "a certificate problem is not retried: {r}");
+    let detail = r["reason"]["detail"].as_str().unwrap();
+    assert!(detail.contains("ca_file") && detail.contains("ftps://127.0.0.1"), "{detail}");
+
+    // The phone with it: the use-defaults rollout installs over TLS.
+    roll_out_by_file_name_to(&c, d, &root, "--devices=phone-1");
+    assert_eq!(std::fs::read(d.join("phone-1/slots/b/payload")).unwrap(), std::fs::read(d.join("fw.img")).unwrap());
+}
+
 /// Packs a bind, puts it on the fleet's own server (`root`) under its content address, rolls it out with
 /// `--use-defaults`, and checks the phone installed it.
 fn roll_out_by_file_name(c: &Controller, d: &Path, root: &Path) {
+    roll_out_by_file_name_to(c, d, root, "--all");
+}
+
+/// The same, to the devices `target` names (`--all`, `--devices=...`).
+fn roll_out_by_file_name_to(c: &Controller, d: &Path, root: &Path, target: &str) {
     let sha = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3"));
     std::fs::copy(d.join("fw.bind"), root.join(format!("{sha}.bind"))).unwrap();
-    let r = c.ok(&["rollout", "create", "--image", &sha, "--all", "--use-defaults", "--start"]);
+    let r = c.ok(&["rollout", "create", "--image", &sha, target, "--use-defaults", "--start"]);
     let mut s = Value::Null;
     wait_until(Duration::from_secs(30), "the rollout to finish", || {
         s = c.json(&["rollout", "status", &r, "-o", "json"]);

@@ -1,0 +1,96 @@
+//! How the agent reaches file servers: one TLS trust decision for https:// and ftps:// alike.
+//!
+//! The trust is the platform's root certificates plus the fleet's own CA (`[download] ca_file`, PEM). Where the
+//! platform has no usable roots (a phone's minimal image, say), the fleet's CA alone is trusted. Both HTTPS
+//! (reqwest) and FTPS (suppaftp) use the same rustls configuration, with ring as the crypto provider.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use crate::AgentError;
+
+/// The clients a download uses. Cheap to clone: a whole simulated fleet shares one.
+#[derive(Clone)]
+pub struct Transport {
+    pub(crate) http: reqwest::Client,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+impl Transport {
+    /// Trusting the platform's roots, and the CA certificates in `ca_file` if given.
+    pub fn new(ca_file: Option<&Path>) -> Result<Transport, AgentError> {
+        let extra = match ca_file {
+            Some(path) => read_certificates(path)?,
+            None => Vec::new(),
+        };
+        let tls = client_config(extra)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("bindwave-agent/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls.clone())
+            .build()
+            .map_err(|e| AgentError::HttpClient(crate::error::chain(&e)))?;
+        Ok(Transport { http, tls: Arc::new(tls) })
+    }
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, AgentError> {
+    let pem = std::fs::read(path).map_err(crate::error::io_err("read the CA file", path))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AgentError::HttpClient(format!("{} is not a PEM certificate file: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(AgentError::HttpClient(format!(
+            "{} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn client_config(extra: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, AgentError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls_err = |e: rustls::Error| AgentError::HttpClient(format!("TLS setup: {e}"));
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?;
+    let config = match rustls_platform_verifier::Verifier::new_with_extra_roots(extra.clone(), provider.clone()) {
+        Ok(verifier) => builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth(),
+        Err(e) => {
+            // Plain http:// and ftp:// still work; https:// and ftps:// trust the fleet's CA, if any.
+            tracing::warn!("the platform's root certificates are not usable ({e}); trusting [download] ca_file alone");
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in extra {
+                roots.add(cert).map_err(tls_err)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let e = Transport::new(Some(&path)).err().unwrap().to_string();
+        assert!(e.contains("ca.pem") && e.contains("no PEM certificate"), "{e}");
+        let missing = Transport::new(Some(&dir.path().join("absent.pem"))).err().unwrap().to_string();
+        assert!(missing.contains("absent.pem"), "{missing}");
+    }
+
+    #[test]
+    fn without_a_ca_file_the_platform_roots_serve() {
+        assert!(Transport::new(None).is_ok());
+    }
+}
