@@ -188,6 +188,7 @@ fn recover(
             running_version: Some(running.clone()),
             reason: None,
             override_used: false,
+            download: None,
         };
         journal.record_final(report)?;
         return Ok(Resume::Nothing);
@@ -397,6 +398,7 @@ fn progress(job_id: &str, state: JobState, percent: Option<u8>) -> Report {
         running_version: None,
         reason: None,
         override_used: false,
+        download: None,
     }
 }
 
@@ -437,6 +439,8 @@ impl Job {
             _ => None,
         };
         let elapsed = self.started.elapsed().unwrap_or_default();
+        let counters = crate::fetch::Counters::default();
+        let began = std::time::Instant::now();
         let fetched = match &resolved {
             Ok(cmd) => {
                 let fetching = fetch(
@@ -446,6 +450,7 @@ impl Job {
                     &self.profile,
                     &self.download_dir,
                     self.policy,
+                    &counters,
                     &mut on_progress,
                 );
                 match tokio::time::timeout(self.limit.saturating_sub(elapsed), fetching).await {
@@ -466,6 +471,7 @@ impl Job {
             }
             Err(reason) => Fetched::Failed(reason.clone()),
         };
+        let download = resolved.is_ok().then(|| counters.stats(began.elapsed()));
         let final_report = |state, running: &SoftwareVersion, reason: Option<Reason>, override_used| Report {
             job_id: cmd.job_id.clone(),
             state,
@@ -473,6 +479,7 @@ impl Job {
             running_version: Some(running.clone()),
             reason,
             override_used,
+            download,
         };
         let report = match fetched {
             Fetched::Rejected(mut reason) => {
@@ -536,6 +543,7 @@ async fn check_health(
         running_version: Some(running.clone()),
         reason,
         override_used: pending.override_used,
+        download: None,
     };
     let Some(check) = &health.check_command else {
         return report(JobState::Succeeded, &pending.installed.version, None);

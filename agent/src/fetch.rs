@@ -66,6 +66,24 @@ fn validator_path(file: &Path) -> PathBuf {
 /// User name and password for the server, from the default access settings.
 pub(crate) type Credentials = Option<(String, Option<String>)>;
 
+/// What a download has done so far; readable after the download ends or is abandoned.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    bytes: std::sync::atomic::AtomicU64,
+    attempts: std::sync::atomic::AtomicU32,
+}
+
+impl Counters {
+    pub(crate) fn stats(&self, took: Duration) -> bindwave_proto::wire::DownloadStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        bindwave_proto::wire::DownloadStats {
+            bytes: self.bytes.load(Relaxed),
+            millis: took.as_millis() as u64,
+            attempts: self.attempts.load(Relaxed),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch(
     transport: &Transport,
@@ -74,10 +92,11 @@ pub(crate) async fn fetch(
     profile: &DeviceProfile,
     download_dir: &Path,
     policy: RetryPolicy,
+    counters: &Counters,
     progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
 ) -> Fetched {
     let file = download_path(download_dir, &cmd.job_id);
-    let result = Download { transport, credentials, cmd, profile, file: &file, policy }.run(progress).await;
+    let result = Download { transport, credentials, cmd, profile, file: &file, policy, counters }.run(progress).await;
     if !matches!(result, Fetched::Verified { .. }) {
         remove(&file).await;
     }
@@ -103,6 +122,7 @@ struct Download<'a> {
     profile: &'a DeviceProfile,
     file: &'a Path,
     policy: RetryPolicy,
+    counters: &'a Counters,
 }
 
 /// Why one attempt stopped.
@@ -464,6 +484,7 @@ impl Download<'_> {
                 return Some(Stop::Done(rejected));
             }
         }
+        self.counters.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = file.write_all(chunk).await {
             let detail = format!("write {}: {e}", self.file.display());
             return Some(Stop::Done(Fetched::Failed(Reason::InstallFailed { detail })));
@@ -479,6 +500,7 @@ impl Download<'_> {
     async fn attempt(&self, state: &mut State, progress: &mut (dyn FnMut(JobState, Option<u8>) + Send)) -> Stop {
         let offset = state.verifier.received();
         if offset < self.cmd.size {
+            self.counters.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let stopped = if self.cmd.url.starts_with("ftp://") || self.cmd.url.starts_with("ftps://") {
                 self.ftp_transfer(state, progress, offset).await
             } else {

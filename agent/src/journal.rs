@@ -179,6 +179,7 @@ mod tests {
             running_version: None,
             reason: None,
             override_used: false,
+            download: None,
         }
     }
 

@@ -109,7 +109,28 @@ pub fn router(core: Core) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/binds/{file}", get(download_bind))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(ApiError { error: "no such endpoint".into() })) })
+        .layer(axum::middleware::from_fn_with_state(core.clone(), measure))
         .with_state(core)
+}
+
+/// Counts and times every request by its route pattern (`/api/v1/rollouts/{id}`), never by its path, so the
+/// label values stay bounded.
+async fn measure(
+    State(core): State<Core>,
+    matched: Option<axum::extract::MatchedPath>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = matched.as_ref().map_or("unmatched", |m| m.as_str()).to_string();
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m.to_string(),
+        _ => "other".to_string(),
+    };
+    let timer = core.metrics.http_seconds.with_label_values(&[&route]).start_timer();
+    let response = next.run(req).await;
+    timer.observe_duration();
+    core.metrics.http_requests.with_label_values(&[&route, &method, response.status().as_str()]).inc();
+    response
 }
 
 async fn metrics(State(core): State<Core>) -> Result<Response, ControllerError> {

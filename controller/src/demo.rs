@@ -22,9 +22,14 @@ use crate::ControllerError;
 
 pub struct DemoOptions {
     pub devices: usize,
+    /// Where the controller serves HTTP; a random local port if `None`.
+    pub http_listen: Option<SocketAddr>,
+    /// Keep running after the rollouts until `stop` completes.
+    pub keep_running: bool,
 }
 
-pub async fn run(opts: DemoOptions) -> Result<(), ControllerError> {
+/// Runs the demo; with `keep_running`, the controller and fleet stay up after the rollouts until `stop`.
+pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>) -> Result<(), ControllerError> {
     crate::raise_open_files_limit();
     let dir = tempfile::Builder::new()
         .prefix("bindwave-demo-")
@@ -34,7 +39,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), ControllerError> {
     let data_dir = dir.path().join("controller");
     let service = Service::start(ServeOptions {
         data_dir: data_dir.clone(),
-        http_listen: any,
+        http_listen: opts.http_listen.unwrap_or(any),
         mqtt: MqttMode::Embedded(BrokerConfig { listen: any, ..BrokerConfig::default() }),
         public_url: None,
     })
@@ -47,6 +52,14 @@ pub async fn run(opts: DemoOptions) -> Result<(), ControllerError> {
     );
     let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"))?;
     let result = rollouts(&opts, &service, &data_dir).await;
+    if opts.keep_running && result.is_ok() {
+        println!(
+            "\nstill running: try `bindwave --controller http://{} rollout list`, or scrape http://{}/metrics; \
+             Ctrl-C stops",
+            service.http_addr, service.http_addr
+        );
+        stop.await;
+    }
     fleet.stop().await;
     service.stop().await?;
     result

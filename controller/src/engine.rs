@@ -109,6 +109,15 @@ pub enum Effect {
     Send { device: DeviceId, command: Command },
 }
 
+/// A gate's observed ratio beside its threshold (see [`Engine::gate_readings`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateReading {
+    /// `success`, `failure` or `rejection`.
+    pub gate: &'static str,
+    pub observed: f64,
+    pub threshold: f64,
+}
+
 /// A record to persist.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -1051,6 +1060,42 @@ impl Engine {
     /// Outcome counts per wave.
     pub fn wave_tallies(&self, id: &str) -> Vec<Tally> {
         rollout_number(id).and_then(|n| self.rollouts.get(&n)).map(|l| l.tallies.clone()).unwrap_or_default()
+    }
+
+    /// Where a rollout stands against its gates, in the wave in progress (or the last one): what each gate
+    /// watches, as a ratio, beside its threshold. Counts as the gates count them (thresholds since the last
+    /// resume, across the waves so far).
+    pub fn gate_readings(&self, id: &str) -> Vec<GateReading> {
+        let Some(live) = rollout_number(id).and_then(|n| self.rollouts.get(&n)) else { return Vec::new() };
+        let Some(last) = live.rollout.waves.len().checked_sub(1) else { return Vec::new() };
+        let wave = live.rollout.state.wave().unwrap_or(match live.rollout.state {
+            RolloutState::Created => 0,
+            _ => last,
+        });
+        let gates = &live.rollout.waves[wave].gates;
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let tally = live.tallies[wave];
+        let eligible = tally.total() - tally.rejected() - tally.get(Outcome::Cancelled);
+        let mut t = Tally::default();
+        for w in &live.tallies[..=wave] {
+            t.merge(w);
+        }
+        let base = &live.rollout.baseline;
+        let failed = t.failed().saturating_sub(base.failed);
+        let finished = t.finished().saturating_sub(base.finished);
+        let rejected = t.rejected().saturating_sub(base.rejected);
+        let mut readings = vec![
+            GateReading {
+                gate: "success",
+                observed: ratio(tally.get(Outcome::Succeeded), eligible),
+                threshold: gates.success_ratio,
+            },
+            GateReading { gate: "failure", observed: ratio(failed, finished), threshold: gates.failure_ratio },
+        ];
+        if let Some(threshold) = gates.rejection_ratio {
+            readings.push(GateReading { gate: "rejection", observed: ratio(rejected, finished + rejected), threshold });
+        }
+        readings
     }
 
     /// The audit log, oldest first; only one rollout's entries with `rollout`.

@@ -235,6 +235,7 @@ impl CoreLoop {
                 Some(ev) = events.recv() => self.on_link(ev, &mut batch),
                 Some(req) = requests.recv() => self.on_request(req, &mut batch),
                 _ = ticks.tick() => {
+                    self.metrics.store_size.set(self.store.size_on_disk() as i64);
                     if self.engine.next_deadline().is_some_and(|d| d <= now_millis()) {
                         self.apply(Input::Tick, &mut batch);
                     }
@@ -253,6 +254,7 @@ impl CoreLoop {
                 }
                 n += 1;
             }
+            self.metrics.batch_inputs.observe(n as f64);
             self.commit(batch, &mut owed).await?;
         }
     }
@@ -310,11 +312,26 @@ impl CoreLoop {
                     TopicKind::Commands => return,
                 };
                 match input {
+                    Ok(Input::Report(device, report)) => self.apply_report(device, report, batch),
                     Ok(input) => self.apply(input, batch),
                     Err(e) => {
                         self.metrics.messages_malformed.with_label_values(&[kind_name]).inc();
                         tracing::warn!(%device, "dropping a message: {e}");
                     }
+                }
+            }
+        }
+    }
+
+    /// Applies a device's report; a final outcome heard for the first time is measured.
+    fn apply_report(&mut self, device: bindwave_proto::wire::DeviceId, report: Report, batch: &mut Batch) {
+        let (job_id, download) = (report.job_id.clone(), report.download);
+        let first = batch.effects.len();
+        self.apply(Input::Report(device, report), batch);
+        for e in &batch.effects[first..] {
+            if let Effect::Put(crate::engine::Record::Job(job)) = e {
+                if job.id == job_id && job.phase.is_final() && job.phase != crate::model::JobPhase::TimedOut {
+                    self.metrics.job_finished(job, download.as_ref());
                 }
             }
         }
@@ -339,8 +356,10 @@ impl CoreLoop {
         }
         let puts: Vec<_> = effects.iter().filter_map(|e| if let Effect::Put(r) = e { Some(r) } else { None }).collect();
         if !puts.is_empty() {
+            let timer = self.metrics.store_flush_seconds.start_timer();
             self.store.put(puts.iter().copied())?;
             self.store.flush().await?;
+            timer.observe_duration();
             self.metrics.store_flushes.inc();
             self.metrics.store_records_written.inc_by(puts.len() as u64);
         }
@@ -368,9 +387,16 @@ impl CoreLoop {
 
     async fn send(&self, device: &bindwave_proto::wire::DeviceId, command: &Command) {
         let topic = TopicKind::Commands.topic(device);
+        let kind = match command {
+            Command::Update(_) => "update",
+            Command::Ack { .. } => "ack",
+        };
         match self.client.publish(topic, QoS::AtLeastOnce, false, command.to_json()).await {
-            Ok(()) => self.metrics.commands_sent.inc(),
-            Err(e) => tracing::error!(%device, "publish failed: {e}"),
+            Ok(()) => self.metrics.messages_sent.with_label_values(&[kind]).inc(),
+            Err(e) => {
+                self.metrics.publish_errors.inc();
+                tracing::error!(%device, "publish failed: {e}")
+            }
         }
     }
 }

@@ -409,6 +409,20 @@ pub struct Report {
     /// The bind was installed only because Override was set.
     #[serde(default)]
     pub override_used: bool,
+    /// What the download took, on final reports of jobs that downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadStats>,
+}
+
+/// What a job's download took, as the phone measured it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadStats {
+    /// Bytes received over the network by this run of the agent (a resumed download counts only the rest).
+    pub bytes: u64,
+    /// Wall time from the first request to the verified file (or to giving up), in milliseconds.
+    pub millis: u64,
+    /// Requests made, the first included.
+    pub attempts: u32,
 }
 
 impl Serialize for Report {
@@ -426,6 +440,8 @@ impl Serialize for Report {
             #[serde(skip_serializing_if = "Option::is_none")]
             message: Option<String>,
             override_used: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            download: &'a Option<DownloadStats>,
         }
         Out {
             job_id: &self.job_id,
@@ -435,6 +451,7 @@ impl Serialize for Report {
             reason: &self.reason,
             message: self.reason.as_ref().map(ToString::to_string),
             override_used: self.override_used,
+            download: &self.download,
         }
         .serialize(s)
     }
@@ -576,6 +593,7 @@ mod tests {
             running_version: None,
             reason: None,
             override_used: false,
+            download: None,
         };
         assert_eq!(
             serde_json::to_value(&progress).unwrap(),
@@ -592,6 +610,7 @@ mod tests {
                 minimum: "V3 R3.0.0".parse().unwrap(),
             }),
             override_used: false,
+            download: None,
         };
         let golden = json!({
             "job_id": "j",
@@ -611,6 +630,7 @@ mod tests {
             running_version: Some("V3 R3.11.0".parse().unwrap()),
             reason: Some(Reason::TimedOut { limit_secs: 1800, during: JobState::Downloading, received: 4096 }),
             override_used: false,
+            download: None,
         };
         let golden = json!({
             "job_id": "j",

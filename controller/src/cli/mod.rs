@@ -162,6 +162,14 @@ pub struct DemoArgs {
     /// How many simulated phones.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub devices: u32,
+    /// Serve the controller's HTTP API and /metrics here (a random local port by default); point Prometheus
+    /// at it to watch the demo in Grafana.
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// After the rollouts, keep the controller and the fleet running until Ctrl-C (to explore the API,
+    /// the CLI and the dashboards).
+    #[arg(long)]
+    pub keep_running: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,7 +194,14 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             fleet.stop().await;
             Ok(())
         }
-        Command::Demo(args) => demo::run(demo::DemoOptions { devices: args.devices as usize }).await,
+        Command::Demo(args) => {
+            let opts = demo::DemoOptions {
+                devices: args.devices as usize,
+                http_listen: args.http_listen,
+                keep_running: args.keep_running,
+            };
+            demo::run(opts, shutdown_signal()).await
+        }
         Command::Image(cmd) => image(cmd, &cli.controller).await,
         Command::Device(DeviceCmd::List { output }) => {
             let devices = ApiClient::new(&cli.controller)?.devices().await?;
