@@ -10,6 +10,7 @@ use bindwave_proto::wire::{Command, DeviceId, Hello, JobState, Presence, Reason,
 use bindwave_proto::{DeviceProfile, SoftwareVersion};
 use rumqttc::{AsyncClient, LastWill, QoS};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::config::{AgentConfig, Identity};
 use crate::fetch::{fetch, Fetched};
@@ -114,10 +115,16 @@ impl Agent {
                     state.config.software_version.clone(),
                     state.job_tx.clone(),
                 );
-                tokio::spawn(async move {
-                    let report = check_health(&health, &slots, &pending, &factory).await;
-                    let _ = tx.send(JobEvent::Done(report));
-                });
+                let rollout_id =
+                    state.journal.current().filter(|c| c.job_id == pending.job_id).map(|c| c.rollout_id.clone());
+                let span = job_span(&pending.job_id, rollout_id.as_deref().unwrap_or(""), &state.config.device_id);
+                tokio::spawn(
+                    async move {
+                        let report = check_health(&health, &slots, &pending, &factory).await;
+                        let _ = tx.send(JobEvent::Done(report));
+                    }
+                    .instrument(span),
+                );
             }
             Resume::Nothing => {}
         }
@@ -316,7 +323,8 @@ impl Loop {
             running: self.running.clone(),
             tx: self.job_tx.clone(),
         };
-        tokio::spawn(job.run(cmd));
+        let span = job_span(&cmd.job_id, &cmd.rollout_id, &self.config.device_id);
+        tokio::spawn(job.run(cmd).instrument(span));
     }
 
     async fn on_job(&mut self, event: JobEvent) -> Result<(), AgentError> {
@@ -384,6 +392,12 @@ impl Loop {
             tracing::debug!("not published now ({e}); it is sent again later if it matters");
         }
     }
+}
+
+/// The span a job runs in: every line logged about the job carries its id, its rollout and the phone, so one
+/// phone's story can be followed in a log shipper (`--log-format json`).
+fn job_span(job_id: &str, rollout_id: &str, device: &DeviceId) -> tracing::Span {
+    tracing::info_span!("job", job_id = %job_id, rollout_id = %rollout_id, device = %device)
 }
 
 fn link_topic_is(topic: &str, id: &DeviceId, kind: TopicKind) -> bool {

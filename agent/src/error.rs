@@ -6,8 +6,9 @@ use std::path::PathBuf;
 pub enum AgentError {
     #[error("cannot read agent config {path}")]
     ConfigRead { path: PathBuf, source: std::io::Error },
-    #[error("agent config {path} is invalid: {detail}")]
-    ConfigParse { path: PathBuf, detail: String },
+    /// Everything wrong with the config, each problem with where it is (line, environment variable or flag).
+    #[error("agent config {path} is invalid: {}", crate::config::list_problems(problems))]
+    ConfigProblems { path: PathBuf, problems: Vec<crate::config::Problem> },
     #[error("agent config is invalid: {0}")]
     ConfigInvalid(String),
     #[error("invalid broker url {url:?}: {reason} (expected mqtt://host:port)")]

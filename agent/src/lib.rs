@@ -4,7 +4,10 @@
 //! this phone (the rule in [`bindwave_proto::compat`]), checks size and digests as the bytes stream in,
 //! installs into the inactive slot and switches slots atomically, and reports each step and the outcome.
 //!
-//! - [`config`]: the agent's TOML configuration and the identity it resolves.
+//! - [`cli`]: the `bindwave-agent` command line (clap), public so the controller can render the agent's man page
+//!   and shell completions from it.
+//! - [`config`]: the agent's TOML configuration, its overrides (environment, flags), its checks, and the
+//!   identity it resolves.
 //! - [`slots`]: the A/B slot installer on disk.
 //! - [`hooks`]: the phone's own programs: reboot, health check, indicator.
 //! - [`indicator`]: the update-in-progress indication and `status.json`.
@@ -16,6 +19,7 @@
 //! - [`agent`]: the event loop that ties them together.
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 mod error;
 pub mod fetch;

@@ -1,80 +1,107 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bindwave_agent::cli::{
+    Cli, Command, ConfigArgs, ConfigCommand, LogArgs, LogFormat, Output, ShowFormat, EXIT_ERROR, EXIT_INVALID,
+};
+use bindwave_agent::config::Check;
 use bindwave_agent::{Agent, AgentConfig};
-use clap::{Parser, Subcommand};
-
-/// The Bindwave agent: takes firmware updates for this phone over MQTT.
-#[derive(Parser)]
-#[command(name = "bindwave-agent", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Connect to the broker and take update commands until stopped (SIGINT/SIGTERM).
-    ///
-    /// Example: bindwave-agent run --config /etc/bindwave/agent.toml
-    Run {
-        /// The agent's TOML config.
-        #[arg(long, short, env = "BINDWAVE_AGENT_CONFIG")]
-        config: PathBuf,
-    },
-    /// What this phone runs and is doing, for a technician: level, version, slot, the job in hand, the last
-    /// outcome.
-    ///
-    /// Example: bindwave-agent status --config /etc/bindwave/agent.toml
-    Status {
-        #[arg(long, short, env = "BINDWAVE_AGENT_CONFIG")]
-        config: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
+use clap::Parser;
 
 fn main() -> ExitCode {
     // The agent's TLS (https, ftps) uses ring: smaller than aws-lc-rs on the phone.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let format = cli.log.log_format;
     match try_main(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", bindwave_agent::error_chain(e.as_ref()));
-            ExitCode::FAILURE
+            let message = bindwave_agent::error_chain(e.as_ref());
+            match format {
+                LogFormat::Text => eprintln!("error: {message}"),
+                LogFormat::Json => tracing::error!(exit_code = EXIT_ERROR, "{message}"),
+            }
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-fn try_main(cli: Cli) -> anyhow::Result<()> {
+/// Logs to stderr, as text or JSON lines; the filter from --log-level, else RUST_LOG, else info.
+fn init_tracing(log: &LogArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match (&log.log_level, std::env::var("RUST_LOG")) {
+        (Some(level), _) => EnvFilter::try_new(level).map_err(drop),
+        (None, Ok(env)) if !env.trim().is_empty() => EnvFilter::try_new(&env).map_err(|e| {
+            eprintln!("warning: RUST_LOG={env:?} is not a log filter ({e}); logging at info");
+        }),
+        _ => Ok(EnvFilter::new("info")),
+    }
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match log.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+    };
+}
+
+fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Cmd::Status { config, json } => {
-            let config = AgentConfig::load(&config)?;
+        Command::Run(args) => {
+            let config = load(&args.config)?;
+            tracing::info!(device = %config.device_id, broker = %config.broker.url,
+                config = %args.config.config.display(), version = bindwave_agent::AGENT_VERSION, "starting");
+            let agent = Agent::new(config)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(agent.run(shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let config = load(&args.config)?;
             let status = bindwave_agent::status::read(&config)?;
-            if json {
+            if args.json || args.output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print!("{}", status.text());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run { config } => {
-            let config = AgentConfig::load(&config)?;
-            let agent = Agent::new(config)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(agent.run(shutdown_signal()))?;
-            Ok(())
+        Command::Config(ConfigCommand::Check(args)) => {
+            let check = check(&args.config)?;
+            match args.output {
+                Output::Text => print!("{}", check.text()),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&check.report())?),
+            }
+            Ok(verdict(&check))
         }
+        Command::Config(ConfigCommand::Show(args)) => {
+            let check = check(&args.config)?;
+            let Some(config) = check.config.as_ref().filter(|_| check.is_valid()) else {
+                eprint!("{}", check.text());
+                return Ok(verdict(&check));
+            };
+            let effective = config.effective(args.show_secrets);
+            match args.output {
+                ShowFormat::Toml => print!("{}", toml::to_string(&effective)?),
+                ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&effective)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(args: &ConfigArgs) -> Result<AgentConfig, bindwave_agent::AgentError> {
+    AgentConfig::load_with(&args.config, &args.overrides())
+}
+
+fn check(args: &ConfigArgs) -> Result<Check, bindwave_agent::AgentError> {
+    bindwave_agent::config::check(&args.config, &args.overrides())
+}
+
+fn verdict(check: &Check) -> ExitCode {
+    if check.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INVALID)
     }
 }
 

@@ -38,7 +38,15 @@ pub(crate) fn image() -> Image {
 }
 
 fn report(job: &str, state: JobState) -> Report {
-    Report { job_id: job.into(), state, progress: None, running_version: None, reason: None, override_used: false }
+    Report {
+        job_id: job.into(),
+        state,
+        progress: None,
+        running_version: None,
+        reason: None,
+        override_used: false,
+        download: None,
+    }
 }
 
 fn succeeded(job: &str) -> Report {

@@ -42,6 +42,10 @@ pub enum ControllerError {
     Unreachable { url: String, detail: String },
     #[error("the controller answered {status}: {message}")]
     Api { status: u16, message: String },
+    #[error("config {path} is invalid: {problems} (`bindwave config check --config {path}` explains)")]
+    Config { path: PathBuf, problems: String },
+    #[error("{path} has {count} problem{} (listed above)", if *count == 1 { "" } else { "s" })]
+    ConfigProblems { path: String, count: usize },
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("the controller's core stopped unexpectedly: {0} (this is a bug; please report it with the log)")]

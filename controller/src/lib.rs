@@ -10,6 +10,7 @@ pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod demo;
 pub mod engine;
 mod error;

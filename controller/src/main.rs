@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
-use bindwave_controller::cli::{self, Cli, EXIT_UNREACHABLE};
-use bindwave_controller::ControllerError;
+use bindwave_controller::cli::{self, Cli};
+use bindwave_controller::config::LogFormat;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -16,18 +16,42 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let default_level = match cli.command {
-        cli::Command::Serve(_) => "info,rmqtt=warn,rmqtt_net=warn,rmqtt_retainer=warn",
-        _ => "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Logs: the flag, else RUST_LOG, else the service's settings (environment, config file), else a default.
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (mut level, mut format) = (cli.log_level.clone(), cli.log_format);
+    if let cli::Command::Serve(args) = &cli.command {
+        match args.settings(cli.log_level.clone(), cli.log_format) {
+            Ok(s) => {
+                let from_settings = s.sources.get("log_level") != Some(&bindwave_controller::config::Source::Default);
+                if level.is_none() && (from_settings || env("RUST_LOG").is_none()) {
+                    level = Some(format!("{},rmqtt=warn,rmqtt_net=warn,rmqtt_retainer=warn", s.log_level));
+                }
+                format = Some(s.log_format);
+            }
+            Err(e) => {
+                eprintln!("error: {}", bindwave_controller::error_chain(&e));
+                return ExitCode::from(cli::exit::USAGE);
+            }
+        }
+    }
+    let filter = level
+        .or_else(|| env("RUST_LOG"))
+        .or_else(|| env("BINDWAVE_LOG_LEVEL"))
+        .unwrap_or_else(|| "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: log filter {filter:?} is not valid ({e}); logging warnings only");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    let format = format.or_else(|| match env("BINDWAVE_LOG_FORMAT").as_deref() {
+        Some("json") => Some(LogFormat::Json),
+        _ => None,
+    });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == Some(LogFormat::Json) {
+        logs.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -39,10 +63,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", bindwave_controller::error_chain(&e));
-            match e {
-                ControllerError::Unreachable { .. } => ExitCode::from(EXIT_UNREACHABLE),
-                _ => ExitCode::FAILURE,
-            }
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::engine::Engine;
@@ -28,8 +28,12 @@ const WAVE_STAGES: [&str; 7] = ["pending", "awaiting_approval", "updating", "soa
 /// Why a rollout stopped, as `bindwave_rollout_stop_cause{cause}` labels it.
 const CAUSES: [&str; 5] = ["operator", "emergency_stop", "success_gate", "failure_threshold", "rejection_threshold"];
 
+/// The outcomes a device reports (a timeout is the controller's, not a report).
+const FINAL_OUTCOMES: [Outcome; 4] =
+    [Outcome::Succeeded, Outcome::RejectedHardware, Outcome::RejectedSoftware, Outcome::Failed];
 /// Seconds from a command to the device's final report: from a quick rejection to an hour-long download.
-const JOB_BUCKETS: [f64; 13] = [1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0];
+const JOB_BUCKETS: [f64; 16] =
+    [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0];
 const DOWNLOAD_BUCKETS: [f64; 12] = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 const HTTP_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 const FLUSH_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
@@ -257,6 +261,17 @@ impl Metrics {
         m
     }
 
+    /// Starts a rollout's event series at zero (when it is created, and on every scrape after a restart), so
+    /// rate() and increase() count its first outcomes too.
+    pub fn rollout_known(&self, id: &str) {
+        for outcome in FINAL_OUTCOMES {
+            self.job_seconds.with_label_values(&[id, outcome.as_str()]);
+        }
+        self.download_bytes.with_label_values(&[id]);
+        self.download_attempts.with_label_values(&[id]);
+        self.download_seconds.with_label_values(&[id]);
+    }
+
     /// A device's final report arrived (first time) for `job`: its latency and what its download took.
     pub fn job_finished(&self, job: &Job, download: Option<&bindwave_proto::wire::DownloadStats>) {
         if let Some(sent) = job.sent_at {
@@ -312,6 +327,7 @@ impl Metrics {
         for r in engine.rollouts() {
             let id = r.id.as_str();
             *by_state.entry(r.state.name()).or_default() += 1;
+            self.rollout_known(id);
             let version = engine.find_image(&r.image).map(|i| i.software_version.to_string()).unwrap_or_default();
             let short = &r.image[..r.image.len().min(12)];
             self.rollout_info.with_label_values(&[id, short, &version]).set(1);
@@ -338,7 +354,9 @@ impl Metrics {
             for (w, tally) in engine.wave_tallies(id).iter().enumerate() {
                 let wave = (w + 1).to_string();
                 for outcome in Outcome::ALL {
-                    self.rollout_devices.with_label_values(&[id, &wave, outcome.as_str()]).set(tally.get(outcome) as i64);
+                    self.rollout_devices
+                        .with_label_values(&[id, &wave, outcome.as_str()])
+                        .set(tally.get(outcome) as i64);
                 }
                 self.wave_devices.with_label_values(&[id, &wave]).set(tally.total() as i64);
                 let stage = wave_stage(&r.state, w, r.waves[w].passed_at.is_some(), r.waves[w].started_at.is_some());

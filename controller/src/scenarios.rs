@@ -44,7 +44,7 @@ fn outcome_report(job: &str, what: &str) -> Report {
         running_version: None,
         reason: None,
         override_used: false,
-            download: None,
+        download: None,
     };
     let old = Some("V3 R1.0.0".parse().unwrap());
     match what {

@@ -196,6 +196,32 @@ impl Service {
     }
 }
 
+/// Each job's story in a `job` span (rollout, job id, device), and each audited decision in a `rollout` span:
+/// operator actions and gate decisions at info, a job's steps at debug and its outcome at info.
+fn log_record(record: &crate::engine::Record) {
+    use crate::engine::Record;
+    match record {
+        Record::Job(job) => {
+            let span = tracing::info_span!("job", rollout = %job.rollout, job_id = %job.id, device = %job.device);
+            let _in = span.enter();
+            let outcome = job.phase.outcome().as_str();
+            match &job.phase {
+                crate::model::JobPhase::Rejected { reason, .. } | crate::model::JobPhase::Failed { reason, .. } => {
+                    tracing::info!(outcome, reason = reason.code(), "job finished: {reason}")
+                }
+                p if p.is_final() => tracing::info!(outcome, "job finished"),
+                _ => tracing::debug!(outcome, wave = job.wave + 1, attempt = job.attempt, "job {outcome}"),
+            }
+        }
+        Record::Audit(a) => {
+            let span = tracing::info_span!("rollout", rollout = a.rollout.as_deref().unwrap_or("-"));
+            let _in = span.enter();
+            tracing::info!(actor = %a.actor, action = %a.action, seq = a.seq, "{}: {}", a.action, a.reason);
+        }
+        _ => {}
+    }
+}
+
 fn core_result(ended: Result<Result<(), ControllerError>, tokio::task::JoinError>) -> Result<(), ControllerError> {
     ended.unwrap_or_else(|e| Err(ControllerError::CoreStopped(e.to_string())))
 }
@@ -355,6 +381,12 @@ impl CoreLoop {
             }
         }
         let puts: Vec<_> = effects.iter().filter_map(|e| if let Effect::Put(r) = e { Some(r) } else { None }).collect();
+        for record in &puts {
+            log_record(record);
+            if let crate::engine::Record::Rollout(r) = record {
+                self.metrics.rollout_known(&r.id);
+            }
+        }
         if !puts.is_empty() {
             let timer = self.metrics.store_flush_seconds.start_timer();
             self.store.put(puts.iter().copied())?;

@@ -630,7 +630,7 @@ mod tests {
             running_version: Some("V3 R3.11.0".parse().unwrap()),
             reason: Some(Reason::TimedOut { limit_secs: 1800, during: JobState::Downloading, received: 4096 }),
             override_used: false,
-            download: None,
+            download: Some(DownloadStats { bytes: 4096, millis: 1_800_000, attempts: 3 }),
         };
         let golden = json!({
             "job_id": "j",
@@ -638,7 +638,8 @@ mod tests {
             "running_version": "V3 R3.11.0",
             "reason": {"code": "timed_out", "limit_secs": 1800, "during": "downloading", "received": 4096},
             "message": "timed out after 1800 s while downloading (4096 bytes received); abandoned, nothing installed",
-            "override_used": false
+            "override_used": false,
+            "download": {"bytes": 4096, "millis": 1800000, "attempts": 3}
         });
         assert_eq!(serde_json::to_value(&timed_out).unwrap(), golden);
         assert_eq!(Report::from_json(golden.to_string().as_bytes()).unwrap(), timed_out);

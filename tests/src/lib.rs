@@ -90,6 +90,12 @@ impl Controller {
         Self::start_with(dir, &data_dir, http_port, Some(mqtt_port), None)
     }
 
+    /// Starts with more `bindwave serve` flags (`--log-format json`, ...).
+    pub fn start_args(dir: &Path, extra: &[&str]) -> Controller {
+        let (http_port, mqtt_port) = (free_port(), free_port());
+        Self::launch(dir, &dir.join("controller"), http_port, Some(mqtt_port), None, extra)
+    }
+
     /// Starts on given ports and data directory; with `broker`, uses that external broker.
     pub fn start_with(
         dir: &Path,
@@ -98,7 +104,19 @@ impl Controller {
         mqtt_port: Option<u16>,
         broker: Option<&str>,
     ) -> Controller {
+        Self::launch(dir, data_dir, http_port, mqtt_port, broker, &[])
+    }
+
+    fn launch(
+        dir: &Path,
+        data_dir: &Path,
+        http_port: u16,
+        mqtt_port: Option<u16>,
+        broker: Option<&str>,
+        extra: &[&str],
+    ) -> Controller {
         let mut cmd = Command::new(bin("bindwave"));
+        cmd.args(extra);
         cmd.arg("serve").arg("--data-dir").arg(data_dir).arg("--http-listen").arg(format!("127.0.0.1:{http_port}"));
         let mqtt = match broker {
             Some(url) => {

@@ -7,7 +7,7 @@ use bindwave_proto::wire::DeviceId;
 use bindwave_proto::{HardwareLevel, SoftwareVersion};
 use clap::{Args, Subcommand};
 
-use super::{print_json, Format};
+use super::{emit, Format};
 use crate::api::{ActionRequest, RolloutRequest, RolloutStatus};
 use crate::client::ApiClient;
 use crate::engine::{Action, Plan};
@@ -21,8 +21,13 @@ use crate::ControllerError;
 #[derive(Subcommand)]
 pub enum RolloutCmd {
     /// Show the waves a rollout would have, and how many devices the inventory predicts will reject, and why.
-    #[command(after_help = "Example:\n  bindwave rollout plan --image 3fa2c1 --all --waves 1%,10%,50%,100%")]
-    Plan(RolloutArgs),
+    #[command(after_help = "Examples:\n  bindwave rollout plan --image 3fa2c1 --all --waves 1%,10%,50%,100%")]
+    Plan {
+        #[command(flatten)]
+        args: RolloutArgs,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Create a rollout (it waits for `rollout start`, or use --start).
     #[command(
         after_help = "Examples:\n  bindwave rollout create --image 3fa2c1 --all --waves 1%,10%,50%,100% --soak 30m --start\n  \
@@ -38,16 +43,26 @@ pub enum RolloutCmd {
         start: bool,
     },
     /// Send the first wave's commands.
+    #[command(
+        after_help = "Examples:\n  bindwave rollout start r1\n  bindwave rollout start r1 --reason \"change CHG-4711\""
+    )]
     Start(ActionArgs),
     /// Stop sending commands; devices already commanded finish.
+    #[command(after_help = "Examples:\n  bindwave rollout pause r1 --reason \"helpdesk reports one-way audio\"")]
     Pause(ActionArgs),
     /// Continue a paused rollout. After a gate stopped it, resuming accepts what happened and goes on.
+    #[command(
+        after_help = "Examples:\n  bindwave rollout resume r1 --reason \"failures were a dead switch in site B\""
+    )]
     Resume(ActionArgs),
     /// Stop for good: devices not yet commanded are cancelled; commanded ones finish and are recorded.
+    #[command(after_help = "Examples:\n  bindwave rollout abort r1 --reason \"bad image, replaced by r2\"")]
     Abort(ActionArgs),
     /// Command failed and timed-out devices again (rejections are never retried).
+    #[command(after_help = "Examples:\n  bindwave rollout retry r1 --reason \"file server was down\"")]
     Retry(ActionArgs),
     /// Let a wave that waits for approval start.
+    #[command(after_help = "Examples:\n  bindwave rollout approve r1 --reason \"canary looks good\"")]
     Approve(ActionArgs),
     /// A rollout's state, waves, counts, and every device's outcome and reason.
     #[command(after_help = "Examples:\n  bindwave rollout status r1\n  bindwave rollout status r1 --wait -o json")]
@@ -60,9 +75,10 @@ pub enum RolloutCmd {
         wait: bool,
     },
     /// Follow a rollout live: a bar per wave, the gate status, counts by state and reason. Ctrl-C leaves.
-    #[command(after_help = "Example:\n  bindwave rollout watch r1")]
+    #[command(after_help = "Examples:\n  bindwave rollout watch r1")]
     Watch { id: String },
     /// All rollouts with their counts.
+    #[command(after_help = "Examples:\n  bindwave rollout list\n  bindwave rollout list -o yaml")]
     List {
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         output: Format,
@@ -280,10 +296,9 @@ pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), C
     let api = ApiClient::new(controller)?;
     let act = |id: String, reason: String| (id, ActionRequest { actor: actor.to_string(), reason });
     let (action, args) = match cmd {
-        RolloutCmd::Plan(args) => {
+        RolloutCmd::Plan { args, output } => {
             let plan = api.plan(&RolloutRequest { spec: args.spec()?, actor: actor.to_string() }).await?;
-            print_plan(&plan);
-            return Ok(());
+            return emit(&plan, output, print_plan);
         }
         RolloutCmd::Create { args, start } => {
             let r = api.create_rollout(&RolloutRequest { spec: args.spec()?, actor: actor.to_string() }).await?;
@@ -310,53 +325,39 @@ pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), C
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 status = api.rollout(&id).await?;
             }
-            if output == Format::Json {
-                return print_json(&status);
-            }
-            print_status(&status);
-            return Ok(());
+            return emit(&status, output, print_status);
         }
         RolloutCmd::Watch { id } => return watch(&api, &id).await,
         RolloutCmd::List { output } => {
             let list = api.rollouts().await?;
-            if output == Format::Json {
-                return print_json(&list);
-            }
-            let mut t = Table::new([
-                "ROLLOUT",
-                "STATE",
-                "WAVE",
-                "IMAGE",
-                "DEVICES",
-                "SUCCEEDED",
-                "REJ HW",
-                "REJ SW",
-                "FAILED",
-                "OPEN",
-            ]);
-            for s in list {
-                let c = |o| s.counts.get(&o).copied().unwrap_or(0);
-                t.row([
-                    s.rollout.id.clone(),
-                    s.rollout.state.name().to_string(),
-                    s.rollout.state.wave().map_or("-".into(), |w| format!("{}/{}", w + 1, s.rollout.waves.len())),
-                    s.rollout.image[..12.min(s.rollout.image.len())].to_string(),
-                    s.counts.values().sum::<usize>().to_string(),
-                    c(Outcome::Succeeded).to_string(),
-                    c(Outcome::RejectedHardware).to_string(),
-                    c(Outcome::RejectedSoftware).to_string(),
-                    (c(Outcome::Failed) + c(Outcome::TimedOut)).to_string(),
-                    (c(Outcome::Pending) + c(Outcome::InProgress)).to_string(),
-                ]);
-            }
-            print!("{t}");
-            return Ok(());
+            return emit(&list, output, |l| print_list(l));
         }
     };
     let (id, req) = act(args.id, args.reason);
     let r = api.operate(&id, action, &req).await?;
     println!("{}: {}", r.id, state_line(&r.state, r.waves.len()));
     Ok(())
+}
+
+fn print_list(list: &[crate::api::RolloutSummary]) {
+    let mut t =
+        Table::new(["ROLLOUT", "STATE", "WAVE", "IMAGE", "DEVICES", "SUCCEEDED", "REJ HW", "REJ SW", "FAILED", "OPEN"]);
+    for s in list {
+        let c = |o| s.counts.get(&o).copied().unwrap_or(0);
+        t.row([
+            s.rollout.id.clone(),
+            s.rollout.state.name().to_string(),
+            s.rollout.state.wave().map_or("-".into(), |w| format!("{}/{}", w + 1, s.rollout.waves.len())),
+            s.rollout.image[..12.min(s.rollout.image.len())].to_string(),
+            s.counts.values().sum::<usize>().to_string(),
+            c(Outcome::Succeeded).to_string(),
+            c(Outcome::RejectedHardware).to_string(),
+            c(Outcome::RejectedSoftware).to_string(),
+            (c(Outcome::Failed) + c(Outcome::TimedOut)).to_string(),
+            (c(Outcome::Pending) + c(Outcome::InProgress)).to_string(),
+        ]);
+    }
+    print!("{t}");
 }
 
 /// Finished, aborted, paused, or waiting for approval: nothing moves without an operator.
