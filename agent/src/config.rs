@@ -1251,8 +1251,9 @@ fn unknown_key(path: &[String], value: &toml::Value, fields: &'static [Field]) -
     (format!("{what}; the known keys here are: {}", known.join(", ")), None)
 }
 
-/// The known key nearest a misspelled one, if near enough to be what was meant.
-fn nearest<'a>(given: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+/// The known key nearest a misspelled one, if near enough to be what was meant. The controller's config
+/// check uses it too.
+pub fn nearest<'a>(given: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let given = given.to_ascii_lowercase().replace('-', "_");
     let limit = match given.chars().count() {
         0..=4 => 1,

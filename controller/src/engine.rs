@@ -1076,14 +1076,7 @@ impl Engine {
         let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let tally = live.tallies[wave];
         let eligible = tally.total() - tally.rejected() - tally.get(Outcome::Cancelled);
-        let mut t = Tally::default();
-        for w in &live.tallies[..=wave] {
-            t.merge(w);
-        }
-        let base = &live.rollout.baseline;
-        let failed = t.failed().saturating_sub(base.failed);
-        let finished = t.finished().saturating_sub(base.finished);
-        let rejected = t.rejected().saturating_sub(base.rejected);
+        let Counted { failed, finished, rejected } = counted(live, wave);
         let mut readings = vec![
             GateReading {
                 gate: "success",
@@ -1118,21 +1111,34 @@ impl Engine {
     }
 }
 
-/// Whether a threshold has tripped in a rollout, counting every started wave since the last resume.
-fn tripped(live: &Live, wave: usize) -> Option<(Cause, GateAction)> {
-    let gates = &live.rollout.waves[wave].gates;
+/// What the thresholds count: every wave up to `wave`, since the last resume.
+struct Counted {
+    failed: usize,
+    finished: usize,
+    rejected: usize,
+}
+
+fn counted(live: &Live, wave: usize) -> Counted {
     let mut t = Tally::default();
     for w in &live.tallies[..=wave] {
         t.merge(w);
     }
     let base = &live.rollout.baseline;
-    let failed = t.failed().saturating_sub(base.failed);
-    let finished = t.finished().saturating_sub(base.finished);
+    Counted {
+        failed: t.failed().saturating_sub(base.failed),
+        finished: t.finished().saturating_sub(base.finished),
+        rejected: t.rejected().saturating_sub(base.rejected),
+    }
+}
+
+/// Whether a threshold has tripped in a rollout, counting every started wave since the last resume.
+fn tripped(live: &Live, wave: usize) -> Option<(Cause, GateAction)> {
+    let gates = &live.rollout.waves[wave].gates;
+    let Counted { failed, finished, rejected } = counted(live, wave);
     if finished >= gates.failure_min_finished.max(1) && failed as f64 > gates.failure_ratio * finished as f64 + 1e-9 {
         return Some((Cause::FailureThreshold { failed, finished, threshold: gates.failure_ratio }, gates.on_failure));
     }
     if let Some(ratio) = gates.rejection_ratio {
-        let rejected = t.rejected().saturating_sub(base.rejected);
         let seen = finished + rejected;
         if seen >= gates.rejection_min_finished.max(1) && rejected as f64 > ratio * seen as f64 + 1e-9 {
             return Some((
