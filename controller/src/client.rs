@@ -70,9 +70,27 @@ impl ApiClient {
     }
 
     /// Uploads a bind file, streaming it.
-    pub async fn add_image(&self, path: &Path) -> Result<Image, ControllerError> {
+    /// Uploads a bind file, streaming it; `sent` hears of every chunk's size as it goes.
+    pub async fn add_image(
+        &self,
+        path: &Path,
+        sent: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<Image, ControllerError> {
+        use tokio::io::AsyncReadExt;
         let file = tokio::fs::File::open(path).await.map_err(crate::error::io_err("open", path))?;
-        self.send(self.http.post(self.url("/api/v1/images")).body(reqwest::Body::from(file))).await
+        let chunks = futures_util::stream::unfold((file, sent), |(mut file, sent)| async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    sent(n as u64);
+                    Some((Ok::<_, std::io::Error>(buf), (file, sent)))
+                }
+                Err(e) => Some((Err(e), (file, sent))),
+            }
+        });
+        self.send(self.http.post(self.url("/api/v1/images")).body(reqwest::Body::wrap_stream(chunks))).await
     }
 
     /// Uploads a bind held in memory.

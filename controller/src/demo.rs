@@ -68,7 +68,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
 async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::Path) -> Result<(), ControllerError> {
     let api = ApiClient::new(&format!("http://{}", service.http_addr))?;
     let started = Instant::now();
-    let bar = progress_bar(opts.devices as u64, "fleet");
+    let bar = crate::cli::progress_bar(opts.devices as u64, "fleet");
     loop {
         let online = api.devices().await?.iter().filter(|d| d.online && d.hello.is_some()).count();
         bar.set_position(online as u64);
@@ -133,7 +133,7 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
         println!("\n{}: {what} ({version}), waves of {}", rollout.id, wave_sizes(&rollout.waves));
         let t0 = Instant::now();
         api.operate(&rollout.id, crate::engine::Action::Start, &req).await?;
-        let bar = progress_bar(opts.devices as u64, &rollout.id);
+        let bar = crate::cli::progress_bar(opts.devices as u64, &rollout.id);
         let status = loop {
             let s = api.rollout(&rollout.id).await?;
             let done = opts.devices - s.open();
@@ -203,19 +203,4 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
 
 fn wave_sizes(waves: &[crate::model::Wave]) -> String {
     waves.iter().map(|w| w.devices.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-fn progress_bar(len: u64, prefix: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(prefix.to_string());
-    bar
 }

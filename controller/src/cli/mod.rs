@@ -423,8 +423,12 @@ async fn image(cmd: ImageCmd, controller: &str) -> Result<(), ControllerError> {
             tokio::task::spawn_blocking(move || images::inspect(&f))
                 .await
                 .map_err(|e| ControllerError::BadRequest(e.to_string()))??;
-            let image = ApiClient::new(controller)?.add_image(&file).await?;
-            println!("{}", image.sha256);
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            let bar = byte_bar(size, "upload");
+            let progress = bar.clone();
+            let image = ApiClient::new(controller)?.add_image(&file, move |n| progress.inc(n)).await;
+            bar.finish_and_clear();
+            println!("{}", image?.sha256);
             Ok(())
         }
         ImageCmd::List { output } => {
@@ -537,6 +541,32 @@ fn man_pages(dir: &std::path::Path) -> Result<(), ControllerError> {
     write(agent, "bindwave-agent".into(), dir, &mut n)?;
     println!("wrote {n} man pages to {}", dir.display());
     Ok(())
+}
+
+/// A progress bar on stderr for a long operation (`{prefix} [=====>    ] pos/len msg`); hidden when stderr is
+/// not a terminal, so pipes and logs stay clean.
+pub(crate) fn progress_bar(len: u64, prefix: &str) -> indicatif::ProgressBar {
+    progress_with(len, prefix, "{prefix} [{bar:30}] {pos}/{len} {msg}")
+}
+
+/// The same, counting bytes.
+pub(crate) fn byte_bar(len: u64, prefix: &str) -> indicatif::ProgressBar {
+    progress_with(len, prefix, "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+}
+
+fn progress_with(len: u64, prefix: &str, template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar
 }
 
 /// Who runs this command: `--actor`, or `$USER@hostname`.

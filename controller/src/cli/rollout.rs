@@ -321,9 +321,15 @@ pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), C
         RolloutCmd::Approve(a) => (Action::Approve, a),
         RolloutCmd::Status { id, output, wait } => {
             let mut status = api.rollout(&id).await?;
-            while wait && !settled(&status) {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                status = api.rollout(&id).await?;
+            if wait && !settled(&status) {
+                let bar = super::progress_bar(status.jobs.len() as u64, &id);
+                while !settled(&status) {
+                    bar.set_position((status.jobs.len() - status.open()) as u64);
+                    bar.set_message(state_line(&status.rollout.state, status.rollout.waves.len()));
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    status = api.rollout(&id).await?;
+                }
+                bar.finish_and_clear();
             }
             return emit(&status, output, print_status);
         }
