@@ -194,17 +194,8 @@ fn env(key: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
-/// Flags given on the command line (each `None` if absent).
-#[derive(Debug, Clone, Default)]
-pub struct Flags {
-    pub data_dir: Option<PathBuf>,
-    pub http_listen: Option<SocketAddr>,
-    pub public_url: Option<String>,
-    pub mqtt_listen: Option<SocketAddr>,
-    pub broker: Option<String>,
-    pub log_level: Option<String>,
-    pub log_format: Option<LogFormat>,
-}
+/// Flags given on the command line (each `None` if absent): the same keys as the file.
+pub type Flags = ServeFile;
 
 impl ServeSettings {
     /// Flags over environment over file over defaults.
