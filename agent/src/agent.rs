@@ -223,7 +223,7 @@ struct Loop {
 impl Loop {
     async fn run(
         &mut self,
-        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        mut events: mpsc::Receiver<LinkEvent>,
         mut jobs: mpsc::UnboundedReceiver<JobEvent>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {

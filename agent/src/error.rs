@@ -11,8 +11,8 @@ pub enum AgentError {
     ConfigProblems { path: PathBuf, problems: Vec<crate::config::Problem> },
     #[error("agent config is invalid: {0}")]
     ConfigInvalid(String),
-    #[error("invalid broker url {url:?}: {reason} (expected mqtt://host:port)")]
-    BrokerUrl { url: String, reason: String },
+    #[error(transparent)]
+    Link(#[from] bindwave_link::LinkError),
     #[error("state directory {path} is not usable (check it exists and is writable)")]
     StateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot {action} {path}")]
@@ -31,18 +31,5 @@ pub(crate) fn io_err(action: &'static str, path: &std::path::Path) -> impl FnOnc
     move |source| AgentError::Io { action, path, source }
 }
 
-/// An error and its causes on one line, each cause once: reqwest's top-level message alone rarely says what
-/// went wrong.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
-}
+/// An error and its causes on one line, each cause once.
+pub use bindwave_link::error_chain as chain;

@@ -163,7 +163,7 @@ fn check_meanings(file: &ServeFile) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut problem = |key: &str, message: String| problems.push(Problem { key: Some(key.into()), message });
     if let Some(url) = &file.broker {
-        if let Err(e) = bindwave_agent::link::parse_broker_url(url) {
+        if let Err(e) = bindwave_link::BrokerUrl::parse(url) {
             problem("broker", e.to_string());
         }
     }

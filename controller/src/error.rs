@@ -35,6 +35,9 @@ pub enum ControllerError {
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
+    Link(#[from] bindwave_link::LinkError),
+    #[cfg(feature = "sim")]
+    #[error(transparent)]
     Agent(#[from] bindwave_agent::AgentError),
     #[error(transparent)]
     Proto(#[from] bindwave_proto::ProtoError),
@@ -72,4 +75,4 @@ pub(crate) fn io_err(action: &'static str, path: &std::path::Path) -> impl FnOnc
 }
 
 /// An error and its causes on one line, each cause once (shared with the agent).
-pub use bindwave_agent::error_chain as chain;
+pub use bindwave_link::error_chain as chain;

@@ -4,16 +4,20 @@
 //! - [`engine`]: the rollout engine, a pure state machine over [`model`] records.
 //! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`].
 //! - [`broker`]: the embedded rmqtt broker.
-//! - [`cli`], [`client`], [`images`], [`demo`], [`fleet`]: the `bindwave` command and the simulated fleet.
+//! - [`cli`], [`client`], [`images`]: the `bindwave` command.
+//! - `demo`, `fleet` (feature `sim`, on by default): the simulated fleet, real agents in-process. A build
+//!   without it (`--no-default-features`) links none of the phone's code.
 
 pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod engine;
 mod error;
+#[cfg(feature = "sim")]
 pub mod fleet;
 pub mod images;
 pub mod metrics;

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     // rustls: reqwest uses aws-lc-rs while the broker pulls in ring; pick one for the whole process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    if !matches!(cli.command, cli::Command::Serve(_) | cli::Command::Simulate { .. } | cli::Command::Demo(_)) {
+    if !cli.command.runs_until_stopped() {
         // A closed pipe (`bindwave rollout status r1 | head`) ends a reading command quietly, as in any Unix tool.
         #[cfg(unix)]
         // SAFETY: setting a signal disposition to its default before any thread is started.

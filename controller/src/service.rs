@@ -6,12 +6,13 @@
 //! publishes the commands and answers the requests. A crash can lose an unflushed batch, but never leave a
 //! command out in the world that the store does not know about.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bindwave_agent::link::{self, LinkEvent, LinkOptions};
+use bindwave_link::{LinkEvent, LinkOptions};
 use bindwave_proto::wire::{parse_topic, Command, Hello, Presence, Report, TopicKind};
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -28,6 +29,10 @@ use crate::ControllerError;
 const MAX_BATCH: usize = 4096;
 /// How often the core checks deadlines.
 const TICK: Duration = Duration::from_secs(1);
+/// Device messages that may wait for the core before the link stops reading from the broker.
+const LINK_EVENTS: usize = 2 * MAX_BATCH;
+/// How soon the core tries again to hand the link what it could not take.
+const OUTBOX_RETRY: Duration = Duration::from_millis(5);
 
 /// Where the controller's MQTT traffic goes.
 #[derive(Debug, Clone)]
@@ -114,7 +119,7 @@ impl Service {
                 (Some(broker), url)
             }
             MqttMode::External(url) => {
-                link::parse_broker_url(url)?;
+                bindwave_link::BrokerUrl::parse(url)?;
                 (None, url.clone())
             }
         };
@@ -135,13 +140,14 @@ impl Service {
         let mut link_opts = LinkOptions::new(&mqtt_url, "bindwave-controller");
         link_opts.inflight = 1000;
         link_opts.request_capacity = 8192;
-        let link = link::connect(link_opts)?;
+        link_opts.event_capacity = LINK_EVENTS;
+        let link = bindwave_link::connect(link_opts)?;
 
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let core = Core { tx, metrics: metrics.clone(), images_dir };
 
-        let core_loop = CoreLoop { engine, store, client: link.client.clone(), metrics };
+        let core_loop = CoreLoop { engine, store, client: link.client.clone(), metrics, outbox: VecDeque::new() };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
 
         let app = crate::api::router(core.clone());
@@ -231,6 +237,16 @@ struct CoreLoop {
     store: Store,
     client: AsyncClient,
     metrics: Arc<Metrics>,
+    /// Commands already durable that the link could not take yet, in order. The core never waits on the link
+    /// (the link waits on the core when it falls behind; both waiting would be a deadlock), so what does not
+    /// fit in the link's request queue waits here and goes first on the next turn.
+    outbox: VecDeque<Outgoing>,
+}
+
+/// What the core hands the link.
+enum Outgoing {
+    Subscribe(TopicKind),
+    Command(bindwave_proto::wire::DeviceId, Command),
 }
 
 /// One batch's worth of work.
@@ -245,7 +261,7 @@ struct Batch {
 impl CoreLoop {
     async fn run(
         mut self,
-        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        mut events: mpsc::Receiver<LinkEvent>,
         mut requests: mpsc::Receiver<Request>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ControllerError> {
@@ -266,6 +282,7 @@ impl CoreLoop {
                         self.apply(Input::Tick, &mut batch);
                     }
                 }
+                _ = tokio::time::sleep(OUTBOX_RETRY), if !self.outbox.is_empty() => {}
                 else => return Ok(()),
             }
             // Take whatever else has arrived in this instant into the same commit.
@@ -374,10 +391,8 @@ impl CoreLoop {
     async fn commit(&mut self, batch: Batch, owed: &mut Vec<Effect>) -> Result<(), ControllerError> {
         let Batch { effects, replies, queries, connected } = batch;
         if connected {
-            for kind in [TopicKind::Hello, TopicKind::Presence, TopicKind::Reports] {
-                if let Err(e) = self.client.subscribe(kind.filter_all(), QoS::AtLeastOnce).await {
-                    tracing::error!("subscribe failed: {e}");
-                }
+            for kind in [TopicKind::Presence, TopicKind::Reports, TopicKind::Hello] {
+                self.outbox.push_front(Outgoing::Subscribe(kind));
             }
         }
         let puts: Vec<_> = effects.iter().filter_map(|e| if let Effect::Put(r) = e { Some(r) } else { None }).collect();
@@ -405,9 +420,8 @@ impl CoreLoop {
             Effect::Send { device, command } => Some((device, command)),
             Effect::Put(_) => None,
         });
-        for (device, command) in owed_sends.chain(sends) {
-            self.send(&device, &command).await;
-        }
+        self.outbox.extend(owed_sends.chain(sends).map(|(device, command)| Outgoing::Command(device, command)));
+        self.send_outbox();
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
@@ -417,17 +431,32 @@ impl CoreLoop {
         Ok(())
     }
 
-    async fn send(&self, device: &bindwave_proto::wire::DeviceId, command: &Command) {
-        let topic = TopicKind::Commands.topic(device);
-        let kind = match command {
-            Command::Update(_) => "update",
-            Command::Ack { .. } => "ack",
-        };
-        match self.client.publish(topic, QoS::AtLeastOnce, false, command.to_json()).await {
-            Ok(()) => self.metrics.messages_sent.with_label_values(&[kind]).inc(),
-            Err(e) => {
-                self.metrics.publish_errors.inc();
-                tracing::error!(%device, "publish failed: {e}")
+    /// Hands the link as much of the outbox as it takes now, in order; the rest waits for the next turn.
+    fn send_outbox(&mut self) {
+        while let Some(next) = self.outbox.front() {
+            let handed = match next {
+                Outgoing::Subscribe(kind) => self.client.try_subscribe(kind.filter_all(), QoS::AtLeastOnce),
+                Outgoing::Command(device, command) => {
+                    let topic = TopicKind::Commands.topic(device);
+                    let sent = self.client.try_publish(topic, QoS::AtLeastOnce, false, command.to_json());
+                    if sent.is_ok() {
+                        let kind = match command {
+                            Command::Update(_) => "update",
+                            Command::Ack { .. } => "ack",
+                        };
+                        self.metrics.messages_sent.with_label_values(&[kind]).inc();
+                    }
+                    sent
+                }
+            };
+            match handed {
+                Ok(()) => drop(self.outbox.pop_front()),
+                Err(e) => {
+                    if self.outbox.len() % 1000 == 1 {
+                        tracing::debug!(waiting = self.outbox.len(), "the MQTT link is busy ({e}); holding commands");
+                    }
+                    return;
+                }
             }
         }
     }

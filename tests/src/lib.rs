@@ -81,22 +81,37 @@ pub struct Controller {
     pub http: String,
     pub mqtt: String,
     pub data_dir: PathBuf,
+    /// True when it runs the embedded broker (`mqtt` is then its own address).
+    embedded: bool,
+}
+
+/// The port of `scheme://host:port`.
+pub fn port_of(url: &str) -> u16 {
+    url.rsplit_once(':').and_then(|(_, p)| p.trim_end_matches('/').parse().ok()).expect("a URL with a port")
 }
 
 impl Controller {
+    /// Starts on ports the controller picks itself (it binds port 0 and reports what it got), so no other
+    /// process can take a port between the test choosing it and the controller binding it.
     pub fn start(dir: &Path) -> Controller {
-        let (http_port, mqtt_port) = (free_port(), free_port());
         let data_dir = dir.join("controller");
-        Self::start_with(dir, &data_dir, http_port, Some(mqtt_port), None)
+        Self::start_with(dir, &data_dir, 0, Some(0), None)
     }
 
     /// Starts with more `bindwave serve` flags (`--log-format json`, ...).
     pub fn start_args(dir: &Path, extra: &[&str]) -> Controller {
-        let (http_port, mqtt_port) = (free_port(), free_port());
-        Self::launch(dir, &dir.join("controller"), http_port, Some(mqtt_port), None, extra)
+        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra)
     }
 
-    /// Starts on given ports and data directory; with `broker`, uses that external broker.
+    /// Starts again on the same ports and data directory, as after a restart.
+    pub fn restart(&mut self, dir: &Path) {
+        self.proc.kill();
+        let broker = (!self.embedded).then(|| self.mqtt.clone());
+        let mqtt_port = self.embedded.then(|| port_of(&self.mqtt));
+        *self = Self::start_with(dir, &self.data_dir.clone(), port_of(&self.http), mqtt_port, broker.as_deref());
+    }
+
+    /// Starts on given ports (0: any free one) and data directory; with `broker`, uses that external broker.
     pub fn start_with(
         dir: &Path,
         data_dir: &Path,
@@ -129,9 +144,22 @@ impl Controller {
                 format!("mqtt://127.0.0.1:{port}")
             }
         };
-        let proc = Proc::spawn("controller", cmd, dir);
-        let c =
-            Controller { proc, http: format!("http://127.0.0.1:{http_port}"), mqtt, data_dir: data_dir.to_path_buf() };
+        let mut proc = Proc::spawn("controller", cmd, dir);
+        // `bindwave serve` says where it listens once it does: "HTTP on http://ADDR, MQTT on mqtt://ADDR".
+        let mut heard = None;
+        wait_until(Duration::from_secs(30), "the controller to say where it listens", || {
+            assert!(proc.alive(), "the controller exited at start");
+            heard = proc.log_text().lines().find_map(|l| {
+                let rest = l.strip_prefix("bindwave controller: HTTP on ")?;
+                let (http, mqtt) = rest.split_once(", MQTT on ")?;
+                Some((http.trim().to_string(), mqtt.trim().to_string()))
+            });
+            heard.is_some()
+        });
+        let (http, heard_mqtt) = heard.expect("the controller's addresses");
+        let embedded = broker.is_none();
+        let mqtt = if embedded { heard_mqtt } else { mqtt };
+        let c = Controller { proc, http, mqtt, data_dir: data_dir.to_path_buf(), embedded };
         wait_until(Duration::from_secs(30), "the controller to answer /healthz", || {
             http_get(&c.http, "/healthz").map(|(s, _)| s == 200).unwrap_or(false)
         });
@@ -259,12 +287,23 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Starts on a free port. Mosquitto cannot report a port it picked itself, so a port taken by another
+    /// process between the choice and the bind is tried again with another.
     pub fn start(dir: &Path) -> Mosquitto {
+        for _ in 0..4 {
+            if let Some(m) = Self::try_start_on(dir, free_port()) {
+                return m;
+            }
+        }
         Self::start_on(dir, free_port())
     }
 
     /// Starts on a given port (to bring a broker back where clients expect it).
     pub fn start_on(dir: &Path, port: u16) -> Mosquitto {
+        Self::try_start_on(dir, port).unwrap_or_else(|| panic!("mosquitto could not listen on port {port}"))
+    }
+
+    fn try_start_on(dir: &Path, port: u16) -> Option<Mosquitto> {
         let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().map(PathBuf::from).find(|p| p.exists());
         let exe = exe.expect("mosquitto is not installed: `apt-get install -y mosquitto` (.ci/run does)");
         let conf = dir.join("mosquitto.conf");
@@ -277,9 +316,22 @@ impl Mosquitto {
         .expect("mosquitto config");
         let mut cmd = Command::new(exe);
         cmd.arg("-c").arg(&conf);
-        let proc = Proc::spawn("mosquitto", cmd, dir);
-        wait_until(Duration::from_secs(10), "mosquitto to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
-        Mosquitto { proc, url: format!("mqtt://127.0.0.1:{port}") }
+        let mut proc = Proc::spawn("mosquitto", cmd, dir);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if !proc.alive() {
+                return None; // the port was taken
+            }
+            // Mosquitto says "running" once every listener is bound; a port in use ends it before that.
+            if proc.log_text().contains(" running") {
+                wait_until(Duration::from_secs(10), "mosquitto to listen", || {
+                    TcpStream::connect(("127.0.0.1", port)).is_ok()
+                });
+                return Some(Mosquitto { proc, url: format!("mqtt://127.0.0.1:{port}") });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("mosquitto did not open its listener on port {port} within 10 s");
     }
 }
 

@@ -109,10 +109,12 @@ fn a_file_that_changed_on_the_server_is_downloaded_from_the_start() {
     let opts = ServeOptions { drops: 1, drop_after: 200 * 1024, ..Default::default() };
     let etag = opts.etag.clone();
     let server = BindServer::start(bytes.clone(), opts);
-    // The validator changes after the first response: the resume must not splice two files.
-    let etag2 = etag.clone();
+    // The validator changes once the first response has begun: the resume must not splice two files.
+    let (etag2, stats) = (etag.clone(), server.stats.clone());
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
+        while stats.lock().unwrap().bytes_sent == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         *etag2.lock().unwrap() = "\"v2\"".into();
     });
     command(&c.mqtt, "job-changed", &server.url, bytes.len(), &sha);

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bindwave_tests::{free_port, wait_until, Controller, Mosquitto, Phone, Proc};
+use bindwave_tests::{wait_until, Controller, Mosquitto, Phone, Proc};
 use serde_json::Value;
 
 const TABLE: &[(&str, u16)] = &[("S30817-S7702-A101", 3), ("S30817-S7701-A101", 2)];
@@ -54,7 +54,7 @@ fn compatible_accepts_incompatible_reject_with_reasons_and_override_installs() {
 fn the_same_through_an_external_mosquitto_broker() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path());
-    let c = Controller::start_with(dir.path(), &dir.path().join("controller"), free_port(), None, Some(&broker.url));
+    let c = Controller::start_with(dir.path(), &dir.path().join("controller"), 0, None, Some(&broker.url));
     three_phones_three_rollouts(&c, dir.path());
 }
 

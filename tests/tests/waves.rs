@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bindwave_tests::{bin, free_port, wait_until, Controller, Proc};
+use bindwave_tests::{bin, wait_until, Controller, Proc};
 use serde_json::Value;
 
 const N: usize = 200;
@@ -153,9 +153,7 @@ fn waves_pass_their_gates_and_a_bad_image_stops_in_its_first_wave() {
 fn a_controller_killed_mid_rollout_resumes_and_every_phone_ends_with_one_true_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (http, mqtt) = (free_port(), free_port());
-    let data = d.join("controller");
-    let mut c = Controller::start_with(d, &data, http, Some(mqtt), None);
+    let mut c = Controller::start(d);
     let (_fleet, fleet_dir) = simulate(d, &c.mqtt);
     wait_online(&c, N);
     let image = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3,4"));
@@ -187,8 +185,7 @@ fn a_controller_killed_mid_rollout_resumes_and_every_phone_ends_with_one_true_ou
         });
         let before = status(&c, &r);
         assert_ne!(before["rollout"]["state"], "finished", "the rollout finished before the kill");
-        c.proc.kill();
-        c = Controller::start_with(d, &data, http, Some(mqtt), None);
+        c.restart(d);
     }
     let mut s = wait_state(&c, &r, "finished", 180);
     if s["counts"]["failed"].as_u64().unwrap() > 0 {

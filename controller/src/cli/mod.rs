@@ -10,7 +10,7 @@ use crate::broker::BrokerConfig;
 use crate::client::ApiClient;
 use crate::service::{MqttMode, ServeOptions, Service};
 use crate::table::Table;
-use crate::{demo, images, ControllerError};
+use crate::{images, ControllerError};
 
 mod rollout;
 
@@ -151,6 +151,7 @@ pub enum Command {
         output: Format,
     },
     /// Run a simulated fleet (real agents, one MQTT connection each) against a broker until stopped.
+    #[cfg(feature = "sim")]
     #[command(
         after_help = "Examples:\n  bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet"
     )]
@@ -165,8 +166,21 @@ pub enum Command {
         state_dir: PathBuf,
     },
     /// A rollout to a simulated fleet, on an embedded broker, in a temporary directory.
+    #[cfg(feature = "sim")]
     #[command(after_help = "Examples:\n  bindwave demo --devices 1000")]
     Demo(DemoArgs),
+}
+
+impl Command {
+    /// Commands that run until stopped (a service, a fleet), rather than read and print.
+    pub fn runs_until_stopped(&self) -> bool {
+        match self {
+            Command::Serve(_) => true,
+            #[cfg(feature = "sim")]
+            Command::Simulate { .. } | Command::Demo(_) => true,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -274,6 +288,7 @@ pub enum DeviceCmd {
     },
 }
 
+#[cfg(feature = "sim")]
 #[derive(Args)]
 pub struct DemoArgs {
     /// How many simulated phones.
@@ -307,15 +322,18 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Serve(args) => serve(args.settings(cli.log_level, cli.log_format)?).await,
         Command::Config(ConfigCmd::Check { config, output }) => config_check(config.as_deref(), output),
         Command::Completions { shell, agent } => {
-            let (mut cmd, name) = if agent {
-                (<bindwave_agent::cli::Cli as clap::CommandFactory>::command(), "bindwave-agent")
-            } else {
-                (<Cli as clap::CommandFactory>::command(), "bindwave")
+            let (mut cmd, name) = match agent {
+                #[cfg(feature = "sim")]
+                true => (<bindwave_agent::cli::Cli as clap::CommandFactory>::command(), "bindwave-agent"),
+                #[cfg(not(feature = "sim"))]
+                true => return Err(ControllerError::BadRequest(AGENT_DOCS_NEED_SIM.into())),
+                false => (<Cli as clap::CommandFactory>::command(), "bindwave"),
             };
             clap_complete::generate(shell, &mut cmd, name, &mut std::io::stdout());
             Ok(())
         }
         Command::Man { dir } => man_pages(&dir),
+        #[cfg(feature = "sim")]
         Command::Simulate { devices, broker, state_dir } => {
             crate::raise_open_files_limit();
             let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir)?;
@@ -324,13 +342,14 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             fleet.stop().await;
             Ok(())
         }
+        #[cfg(feature = "sim")]
         Command::Demo(args) => {
-            let opts = demo::DemoOptions {
+            let opts = crate::demo::DemoOptions {
                 devices: args.devices as usize,
                 http_listen: args.http_listen,
                 keep_running: args.keep_running,
             };
-            demo::run(opts, shutdown_signal()).await
+            crate::demo::run(opts, shutdown_signal()).await
         }
         Command::Image(cmd) => image(cmd, &cli.controller).await,
         Command::Device(DeviceCmd::List { output }) => {
@@ -517,7 +536,15 @@ fn config_check(path: Option<&std::path::Path>, output: Format) -> Result<(), Co
     }
 }
 
-/// `bindwave man DIR`: a page per command and subcommand, for bindwave and bindwave-agent.
+/// The agent's man pages and completions come from its command line, which a build without the simulated
+/// fleet does not link.
+#[cfg(not(feature = "sim"))]
+const AGENT_DOCS_NEED_SIM: &str =
+    "this bindwave is built without the simulated fleet (feature `sim`), which carries the agent's command line; \
+     use a default build for the agent's completions";
+
+/// `bindwave man DIR`: a page per command and subcommand, for bindwave and (with the simulated fleet built
+/// in) bindwave-agent.
 fn man_pages(dir: &std::path::Path) -> Result<(), ControllerError> {
     std::fs::create_dir_all(dir).map_err(crate::error::io_err("create", dir))?;
     fn write(cmd: clap::Command, name: String, dir: &std::path::Path, n: &mut usize) -> Result<(), ControllerError> {
@@ -536,9 +563,12 @@ fn man_pages(dir: &std::path::Path) -> Result<(), ControllerError> {
     let mut bindwave = <Cli as clap::CommandFactory>::command();
     bindwave.build();
     write(bindwave, "bindwave".into(), dir, &mut n)?;
-    let mut agent = <bindwave_agent::cli::Cli as clap::CommandFactory>::command();
-    agent.build();
-    write(agent, "bindwave-agent".into(), dir, &mut n)?;
+    #[cfg(feature = "sim")]
+    {
+        let mut agent = <bindwave_agent::cli::Cli as clap::CommandFactory>::command();
+        agent.build();
+        write(agent, "bindwave-agent".into(), dir, &mut n)?;
+    }
     println!("wrote {n} man pages to {}", dir.display());
     Ok(())
 }

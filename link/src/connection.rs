@@ -1,0 +1,129 @@
+//! An MQTT connection that keeps itself up.
+//!
+//! rumqttc reconnects only while its event loop is polled, and retries at once with no pause. So the event
+//! loop runs in a task of its own, sleeps with [`Backoff::RECONNECT`] after every error, and hands what it
+//! hears to its owner through a bounded channel.
+//!
+//! Backpressure: when the owner falls behind and the channel is full, the task waits for room before it
+//! polls again. It then reads nothing more from the socket, so the broker holds (or, past its own queue
+//! limit, drops) what it has for this client; the owner's memory stays bounded. While the task waits it
+//! also sends nothing, so an owner must never wait on [`rumqttc::AsyncClient::publish`] while it is not
+//! reading its events: publish with `try_publish` and keep what did not fit (the controller's core keeps an
+//! outbox), or the two wait on each other.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::{Backoff, BrokerUrl, LinkError};
+
+/// What the connection tells its owner.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// (Re)connected: subscribe and announce again.
+    Connected,
+    /// The connection failed or dropped; it is being retried.
+    Disconnected(String),
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub broker_url: String,
+    pub client_id: String,
+    /// Sent with the password, or alone (MQTT allows a username without a password).
+    pub username: Option<String>,
+    /// Only with a username.
+    pub password: Option<String>,
+    pub last_will: Option<LastWill>,
+    pub clean_session: bool,
+    pub keep_alive: Duration,
+    /// Requests (publishes, subscribes) that may wait for the event loop.
+    pub request_capacity: usize,
+    /// Events that may wait for the owner before the link stops reading from the broker.
+    pub event_capacity: usize,
+    /// Largest MQTT packet, either way.
+    pub max_packet_size: usize,
+    /// QoS 1 messages in flight at once from this client.
+    pub inflight: u16,
+}
+
+impl LinkOptions {
+    pub fn new(broker_url: impl Into<String>, client_id: impl Into<String>) -> Self {
+        LinkOptions {
+            broker_url: broker_url.into(),
+            client_id: client_id.into(),
+            username: None,
+            password: None,
+            last_will: None,
+            clean_session: false,
+            keep_alive: Duration::from_secs(30),
+            request_capacity: 1024,
+            event_capacity: 256,
+            max_packet_size: 256 * 1024,
+            inflight: 100,
+        }
+    }
+}
+
+/// A live connection: publish through `client`, read what happens from `events`.
+pub struct Link {
+    pub client: AsyncClient,
+    pub events: mpsc::Receiver<LinkEvent>,
+    pub task: JoinHandle<()>,
+}
+
+/// Starts connecting. Errors here are only about the options; an unreachable broker is retried forever and
+/// reported as [`LinkEvent::Disconnected`].
+pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
+    let broker = BrokerUrl::parse(&opts.broker_url)?;
+    let mut mqtt = MqttOptions::new(opts.client_id, broker.host, broker.port);
+    mqtt.set_keep_alive(opts.keep_alive)
+        .set_clean_session(opts.clean_session)
+        .set_max_packet_size(opts.max_packet_size, opts.max_packet_size)
+        .set_request_channel_capacity(opts.request_capacity)
+        .set_inflight(opts.inflight);
+    if let Some(will) = opts.last_will {
+        mqtt.set_last_will(will);
+    }
+    match (opts.username, opts.password) {
+        // rumqttc leaves an empty password out of CONNECT: the username goes alone.
+        (Some(u), p) => drop(mqtt.set_credentials(u, p.unwrap_or_default())),
+        (None, Some(_)) => return Err(LinkError::PasswordWithoutUsername),
+        (None, None) => {}
+    }
+    let (client, mut eventloop) = AsyncClient::new(mqtt, opts.request_capacity);
+    let (tx, events) = mpsc::channel(opts.event_capacity.max(1));
+    let task = tokio::spawn(async move {
+        let mut failures: u32 = 0;
+        loop {
+            let event = match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    failures = 0;
+                    LinkEvent::Connected
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    LinkEvent::Message { topic: p.topic, payload: p.payload.to_vec() }
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    if tx.send(LinkEvent::Disconnected(e.to_string())).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Backoff::RECONNECT.pause(failures)).await;
+                    failures = failures.saturating_add(1);
+                    continue;
+                }
+            };
+            if tx.send(event).await.is_err() {
+                return; // the owner is gone
+            }
+        }
+    });
+    Ok(Link { client, events, task })
+}

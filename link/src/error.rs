@@ -1,0 +1,47 @@
+//! What can go wrong on the link, and how both sides print an error with its causes.
+
+/// The link's own errors. A broker that cannot be reached is not one: it is retried, and reported as
+/// [`crate::LinkEvent::Disconnected`].
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("invalid broker url {url:?}: {reason} (expected mqtt://host:port)")]
+    BrokerUrl { url: String, reason: String },
+    #[error("a broker password is set without a username: MQTT sends a password only with a username; set both")]
+    PasswordWithoutUsername,
+}
+
+/// An error and its causes on one line, each cause once: a client library's top-level message alone rarely
+/// says what went wrong, and some repeat their cause in their own message.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot fetch: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot fetch")]
+    struct Wraps(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = || std::io::Error::other("connection refused");
+        assert_eq!(chain(&Wraps(io())), "cannot fetch: connection refused");
+        assert_eq!(chain(&Repeats(io())), "cannot fetch: connection refused");
+    }
+}

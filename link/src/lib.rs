@@ -1,0 +1,20 @@
+//! How both sides of Bindwave talk to their broker, and what they share to say what went wrong.
+//!
+//! - [`connection`]: the MQTT link that keeps itself up (rumqttc's event loop polled in its own task), read
+//!   through a bounded channel, so an owner that falls behind slows the link down instead of growing memory.
+//! - [`backoff`]: the one retry rule both sides use, for reconnects and for download retries.
+//! - [`broker_url`]: `mqtt://host:port`, checked once with a message that says what to write.
+//! - [`error`]: [`LinkError`], and [`error_chain`], an error and its causes on one line.
+//!
+//! The agent and the controller each depend on this crate; it depends on neither. TLS to the broker
+//! (`mqtts://`) belongs here too: its settings join [`LinkOptions`] and [`BrokerUrl`] gains the scheme.
+
+pub mod backoff;
+pub mod broker_url;
+pub mod connection;
+pub mod error;
+
+pub use backoff::Backoff;
+pub use broker_url::BrokerUrl;
+pub use connection::{connect, Link, LinkEvent, LinkOptions};
+pub use error::{chain as error_chain, LinkError};
