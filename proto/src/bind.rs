@@ -18,7 +18,8 @@
 
 use std::fmt;
 
-use crate::error::FieldName;
+use crate::field::FieldName;
+pub use crate::field::{tag, CRITICAL};
 use crate::{ProtoError, SoftwareVersion};
 
 /// The first eight bytes of every bind. The CR LF catches files mangled by a text-mode transfer.
@@ -35,34 +36,6 @@ pub const MAX_PAYLOAD_LEN: u64 = 16 * 1024 * 1024 * 1024;
 pub const MAX_HARDWARE_LEVELS: usize = 1024;
 /// The largest signature accepted.
 pub const MAX_SIGNATURE_LEN: usize = 8 * 1024;
-
-/// Set on a tag whose field an agent must understand to install the bind.
-pub const CRITICAL: u16 = 0x8000;
-
-/// Field tags.
-pub mod tag {
-    /// UTF-8 software version of the payload, e.g. `V3 R3.18.0`. Required.
-    pub const SOFTWARE_VERSION: u16 = 0x0001;
-    /// The supported hardware levels, one u16 each. Optional: absent means "decide by software level".
-    pub const HARDWARE_LEVELS: u16 = 0x0002;
-    /// Payload length in bytes, u64. Required.
-    pub const PAYLOAD_LENGTH: u16 = 0x0003;
-    /// SHA-256 of the payload, 32 bytes. Required.
-    pub const PAYLOAD_SHA256: u16 = 0x0004;
-    /// A signature over the header; carried, reserved for signed binds. Optional.
-    pub const SIGNATURE: u16 = 0x0005;
-}
-
-pub(crate) fn tag_name(tag: u16) -> Option<&'static str> {
-    Some(match tag & !CRITICAL {
-        tag::SOFTWARE_VERSION => "software_version",
-        tag::HARDWARE_LEVELS => "hardware_levels",
-        tag::PAYLOAD_LENGTH => "payload_length",
-        tag::PAYLOAD_SHA256 => "payload_sha256",
-        tag::SIGNATURE => "signature",
-        _ => return None,
-    })
-}
 
 /// A phone's hardware level, as printed in the admin manual's "Supported Hardware Level".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]

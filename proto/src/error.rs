@@ -1,4 +1,4 @@
-use std::fmt;
+use crate::field::FieldName;
 
 /// Everything that can be wrong with bytes or strings handed to this crate.
 ///
@@ -47,19 +47,6 @@ impl ProtoError {
             | ProtoError::InvalidField { field, .. }
             | ProtoError::UnsupportedCriticalField { field } => Some(*field),
             _ => None,
-        }
-    }
-}
-
-/// A bind header field, by tag, for error messages: known tags by name, others by number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FieldName(pub u16);
-
-impl fmt::Display for FieldName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match crate::bind::tag_name(self.0) {
-            Some(name) => f.write_str(name),
-            None => write!(f, "0x{:04x}", self.0),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! What the Bindwave agent and controller share, and nothing else: the bind file format ([`bind`]),
+//! What the Bindwave agent and controller share, and nothing else: the bind file format ([`bind`], its
+//! header fields in [`field`]),
 //! software versions ([`version`]), the streaming verifier ([`verify`]), the compatibility rule ([`compat`]) and the MQTT wire ([`wire`]).
 //!
 //! This crate does no IO: it parses and builds bytes, and decides. It knows nothing of sockets, files,
@@ -7,6 +8,7 @@
 pub mod bind;
 pub mod compat;
 mod error;
+pub mod field;
 pub mod verify;
 pub mod version;
 pub mod wire;

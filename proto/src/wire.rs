@@ -76,7 +76,8 @@ impl<'de> Deserialize<'de> for DeviceId {
 }
 
 /// The kinds of per-device topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum TopicKind {
     Hello,
     Presence,
@@ -85,13 +86,9 @@ pub enum TopicKind {
 }
 
 impl TopicKind {
-    fn suffix(self) -> &'static str {
-        match self {
-            TopicKind::Hello => "hello",
-            TopicKind::Presence => "presence",
-            TopicKind::Commands => "commands",
-            TopicKind::Reports => "reports",
-        }
+    /// The topic's last level: `hello`, `presence`, `commands`, `reports`.
+    pub fn suffix(self) -> &'static str {
+        self.into()
     }
 
     /// The topic of this kind for one device.
@@ -116,8 +113,9 @@ pub fn parse_topic(topic: &str) -> Option<(DeviceId, TopicKind)> {
 }
 
 /// Where a device's hardware level came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantArray)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum LevelSource {
     /// Looked up from the part number in the agent's table.
     PartNumber,
@@ -138,11 +136,7 @@ pub struct LevelConflict {
 
 impl LevelSource {
     pub fn as_str(self) -> &'static str {
-        match self {
-            LevelSource::PartNumber => "part_number",
-            LevelSource::Configured => "configured",
-            LevelSource::Probe => "probe",
-        }
+        self.into()
     }
 }
 
@@ -209,8 +203,22 @@ pub struct UpdateCommand {
 }
 
 /// The states of a job on a device, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum JobState {
     Received,
     Downloading,
@@ -231,17 +239,7 @@ impl JobState {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Received => "received",
-            JobState::Downloading => "downloading",
-            JobState::Verifying => "verifying",
-            JobState::Installing => "installing",
-            JobState::Restarting => "restarting",
-            JobState::RolledBack => "rolled_back",
-            JobState::Succeeded => "succeeded",
-            JobState::Rejected => "rejected",
-            JobState::Failed => "failed",
-        }
+        self.into()
     }
 }
 
@@ -252,8 +250,9 @@ impl fmt::Display for JobState {
 }
 
 /// Why a job was rejected or failed: a stable code with the values behind it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount)]
 #[serde(tag = "code", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Reason {
     HardwareLevelIncompatible {
         device_level: HardwareLevel,
@@ -319,19 +318,9 @@ fn one() -> u32 {
 }
 
 impl Reason {
+    /// The reason's stable code, as on the wire (`hardware_level_incompatible`, ...).
     pub fn code(&self) -> &'static str {
-        match self {
-            Reason::HardwareLevelIncompatible { .. } => "hardware_level_incompatible",
-            Reason::SoftwareLevelBelowMinimum { .. } => "software_level_below_minimum",
-            Reason::ChecksumMismatch { .. } => "checksum_mismatch",
-            Reason::SizeMismatch { .. } => "size_mismatch",
-            Reason::MalformedBind { .. } => "malformed_bind",
-            Reason::DownloadFailed { .. } => "download_failed",
-            Reason::InstallFailed { .. } => "install_failed",
-            Reason::HealthCheckFailed { .. } => "health_check_failed",
-            Reason::InvalidCommand { .. } => "invalid_command",
-            Reason::TimedOut { .. } => "timed_out",
-        }
+        self.into()
     }
 }
 
@@ -489,6 +478,7 @@ json_message!(Report, "report");
 mod tests {
     use super::*;
     use serde_json::json;
+    use strum::VariantArray;
 
     fn id(s: &str) -> DeviceId {
         DeviceId::new(s).unwrap()
@@ -643,6 +633,48 @@ mod tests {
         });
         assert_eq!(serde_json::to_value(&timed_out).unwrap(), golden);
         assert_eq!(Report::from_json(golden.to_string().as_bytes()).unwrap(), timed_out);
+    }
+
+    /// The names that label metrics and logs are the wire's names: both come from the variant names, by
+    /// serde's and strum's `snake_case`, and this holds them together.
+    #[test]
+    fn enum_names_are_the_wire_names() {
+        fn wire(value: impl Serialize) -> String {
+            serde_json::to_value(value).unwrap().as_str().unwrap().to_string()
+        }
+        for s in JobState::VARIANTS {
+            assert_eq!(s.as_str(), wire(s));
+        }
+        for s in LevelSource::VARIANTS {
+            assert_eq!(s.as_str(), wire(s));
+        }
+        for kind in TopicKind::VARIANTS {
+            assert!(kind.topic(&id("a")).ends_with(&format!("/{}", kind.suffix())));
+        }
+        let (v, level) = ("V3 R1.0.0".parse::<SoftwareVersion>().unwrap(), HardwareLevel(3));
+        let detail = String::from("d");
+        let every = [
+            Reason::HardwareLevelIncompatible {
+                device_level: level,
+                bind_levels: vec![],
+                level_source: None,
+                level_conflict: None,
+            },
+            Reason::SoftwareLevelBelowMinimum { bind_version: v.clone(), minimum: v },
+            Reason::ChecksumMismatch { expected: detail.clone(), actual: detail.clone() },
+            Reason::SizeMismatch { expected: 1, actual: 2 },
+            Reason::MalformedBind { detail: detail.clone(), field: None },
+            Reason::DownloadFailed { detail: detail.clone(), status: None, attempts: 1 },
+            Reason::InstallFailed { detail: detail.clone() },
+            Reason::HealthCheckFailed { detail: detail.clone() },
+            Reason::InvalidCommand { detail },
+            Reason::TimedOut { limit_secs: 1, during: JobState::Downloading, received: 0 },
+        ];
+        let codes: std::collections::BTreeSet<&str> = every.iter().map(Reason::code).collect();
+        assert_eq!(codes.len(), <Reason as strum::EnumCount>::COUNT, "a reason is missing here");
+        for r in &every {
+            assert_eq!(r.code(), serde_json::to_value(r).unwrap()["code"], "{r:?}");
+        }
     }
 
     #[test]
