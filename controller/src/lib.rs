@@ -2,7 +2,8 @@
 //! broker, and the operators' CLI.
 //!
 //! - [`engine`]: the rollout engine, a pure state machine over [`model`] records.
-//! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`].
+//! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`], which reaches
+//!   the core task through its [`handle`]; [`clock`] is the only place that reads the time.
 //! - [`broker`]: the embedded rmqtt broker.
 //! - [`cli`], [`client`], [`images`], [`demo`], [`fleet`]: the `bindwave` command and the simulated fleet.
 
@@ -10,11 +11,13 @@ pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;
 mod error;
 pub mod fleet;
+pub mod handle;
 pub mod images;
 pub mod metrics;
 pub mod model;
