@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
-use crate::engine::{Action, Input, Plan, Reply};
-use crate::model::{AuditEntry, Counts, Device, Image, Job, Outcome, Rollout, RolloutSpec, Wave};
-use crate::service::{now_millis, Core};
+use crate::clock::now_millis;
+use crate::engine::plan::Plan;
+use crate::engine::{Action, EngineError, Input, Reply};
+use crate::handle::Core;
+use crate::model::{AuditEntry, Counts, Device, Image, ImageId, Job, Outcome, Rollout, RolloutId, RolloutSpec, Wave};
 use crate::ControllerError;
 
 /// A rollout to plan or create, and who asks.
@@ -47,7 +49,7 @@ pub struct StopRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StopResponse {
-    pub stopped: Vec<String>,
+    pub stopped: Vec<RolloutId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,11 +163,17 @@ async fn list_rollouts(State(core): State<Core>) -> ApiResult<Vec<RolloutSummary
     ))
 }
 
+/// A rollout id from a path or query, as the operator wrote it.
+fn rollout_id(id: &str) -> Result<RolloutId, EngineError> {
+    RolloutId::parse(id).ok_or_else(|| EngineError::UnknownRollout(id.to_string()))
+}
+
 async fn rollout_status(State(core): State<Core>, Path(id): Path<String>) -> ApiResult<RolloutStatus> {
+    let id = rollout_id(&id)?;
     let status = core
         .query(move |e| {
-            let rollout = e.rollout(&id).cloned().ok_or(ControllerError::UnknownRollout(id.clone()))?;
-            let image = e.find_image(&rollout.image).ok().cloned();
+            let rollout = e.rollout(&id).cloned().ok_or_else(|| EngineError::UnknownRollout(id.to_string()))?;
+            let image = e.image(&rollout.image).cloned();
             let waves = rollout
                 .waves
                 .iter()
@@ -175,7 +183,7 @@ async fn rollout_status(State(core): State<Core>, Path(id): Path<String>) -> Api
                 .collect();
             let mut jobs: Vec<Job> = e.jobs_of(&id).cloned().collect();
             jobs.sort_by_key(|j| j.order);
-            Ok::<_, ControllerError>(RolloutStatus { counts: e.tally(&id).to_map(), waves, jobs, rollout, image })
+            Ok::<_, EngineError>(RolloutStatus { counts: e.tally(&id).to_map(), waves, jobs, rollout, image })
         })
         .await??;
     Ok(Json(status))
@@ -199,8 +207,9 @@ async fn operate(
     Path((id, action)): Path<(String, String)>,
     Json(req): Json<ActionRequest>,
 ) -> ApiResult<Rollout> {
+    let rollout = rollout_id(&id)?;
     let action: Action = action.parse()?;
-    match core.act(Input::Operate { rollout: id, action, actor: req.actor, reason: req.reason }).await? {
+    match core.act(Input::Operate { rollout, action, actor: req.actor, reason: req.reason }).await? {
         Reply::Rollout(r) => Ok(Json(r)),
         _ => Err(ControllerError::BadRequest("unexpected reply".into())),
     }
@@ -219,7 +228,13 @@ struct AuditQuery {
 }
 
 async fn audit(State(core): State<Core>, Query(q): Query<AuditQuery>) -> ApiResult<Vec<AuditEntry>> {
-    Ok(Json(core.query(move |e| e.audit(q.rollout.as_deref()).cloned().collect()).await?))
+    let entries = match q.rollout.as_deref().map(RolloutId::parse) {
+        None => core.query(|e| e.audit(None).cloned().collect()).await?,
+        Some(Some(id)) => core.query(move |e| e.audit(Some(&id)).cloned().collect()).await?,
+        // No rollout has that id: none of the log is its.
+        Some(None) => Vec::new(),
+    };
+    Ok(Json(entries))
 }
 
 /// Takes a bind as the request body, streaming it to disk while the shared verifier checks it, and stores
@@ -235,11 +250,15 @@ async fn add_image(State(core): State<Core>, body: Body) -> ApiResult<Image> {
             return Err(e);
         }
     };
-    let dest = dir.join(format!("{}.bind", verified.file_sha256));
+    let Some(sha256) = ImageId::parse(&verified.file_sha256) else {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(ControllerError::BadRequest(format!("{:?} is not a SHA-256", verified.file_sha256)));
+    };
+    let dest = dir.join(format!("{sha256}.bind"));
     tokio::fs::rename(&tmp, &dest).await.map_err(crate::error::io_err("store the image at", &dest))?;
     let h = &verified.header;
     let image = Image {
-        sha256: verified.file_sha256.clone(),
+        sha256,
         size: verified.file_len,
         software_version: h.software_version.clone(),
         hardware_levels: h.hardware_levels.clone(),
@@ -268,9 +287,7 @@ async fn receive(tmp: &std::path::Path, body: Body) -> Result<bindwave_proto::ve
 
 /// Serves a stored bind; tower-http's ServeFile handles Range and conditional requests.
 async fn download_bind(State(core): State<Core>, Path(file): Path<String>, req: Request) -> Response {
-    let valid = file
-        .strip_suffix(".bind")
-        .is_some_and(|sha| sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    let valid = file.strip_suffix(".bind").and_then(ImageId::parse).is_some();
     if !valid {
         return (StatusCode::NOT_FOUND, "no such bind\n").into_response();
     }

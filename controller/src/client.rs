@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::{ActionRequest, ApiError, RolloutRequest, RolloutStatus, RolloutSummary, StopRequest, StopResponse};
-use crate::engine::{Action, Plan};
+use crate::engine::plan::Plan;
+use crate::engine::Action;
 use crate::model::{AuditEntry, Device, Image, Rollout};
 use crate::ControllerError;
 

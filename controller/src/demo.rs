@@ -120,7 +120,7 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
             std::fs::write(&path, stored).map_err(crate::error::io_err("write", &path))?;
         }
         let spec = RolloutSpec {
-            image: image.sha256.clone(),
+            image: image.sha256.to_string(),
             targets: TargetFilter::default(),
             waves: waves(&["5%", "25%", "100%"]),
             gates: gates.clone(),
@@ -132,10 +132,11 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
         let req = crate::api::ActionRequest { actor: "demo".into(), reason: "demo".into() };
         println!("\n{}: {what} ({version}), waves of {}", rollout.id, wave_sizes(&rollout.waves));
         let t0 = Instant::now();
-        api.operate(&rollout.id, crate::engine::Action::Start, &req).await?;
-        let bar = crate::cli::progress_bar(opts.devices as u64, &rollout.id);
+        let id = rollout.id.to_string();
+        api.operate(&id, crate::engine::Action::Start, &req).await?;
+        let bar = crate::cli::progress_bar(opts.devices as u64, &id);
         let status = loop {
-            let s = api.rollout(&rollout.id).await?;
+            let s = api.rollout(&id).await?;
             let done = opts.devices - s.open();
             bar.set_position(done as u64);
             bar.set_message(crate::cli::state_line(&s.rollout.state, s.rollout.waves.len()));
@@ -170,7 +171,7 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
     for (s, elapsed) in &summaries {
         let c = |o| s.counts.get(&o).copied().unwrap_or(0);
         t.row([
-            s.rollout.id.clone(),
+            s.rollout.id.to_string(),
             s.image.as_ref().map_or("-".into(), |i| i.software_version.to_string()),
             s.image
                 .as_ref()

@@ -3,21 +3,14 @@ use std::path::PathBuf;
 
 use bindwave_proto::wire::Reason;
 
+use crate::engine::EngineError;
+
 /// Everything that can go wrong in the controller and its CLI.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    #[error("no image {0} (list images with `bindwave image list`, add one with `bindwave image add FILE`)")]
-    UnknownImage(String),
-    #[error("image prefix {0} matches more than one image: give more characters")]
-    AmbiguousImage(String),
-    #[error("no rollout {0} (list them with `bindwave rollout list`)")]
-    UnknownRollout(String),
-    #[error("no device {0} has said hello to this controller (list devices with `bindwave device list`)")]
-    UnknownDevice(String),
-    #[error("the rollout would target no device: no device has said hello yet, or the list is empty")]
-    EmptyRollout,
-    #[error("cannot {action} rollout {rollout}: it is {state}")]
-    InvalidAction { rollout: String, action: &'static str, state: &'static str },
+    /// What the engine refused.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("not a valid bind: {0}")]
     InvalidBind(Reason),
     #[error("invalid request: {0}")]
@@ -59,10 +52,12 @@ impl ControllerError {
     /// The HTTP status an API error is returned with.
     pub fn http_status(&self) -> u16 {
         use ControllerError::*;
+        use EngineError::*;
         match self {
-            UnknownImage(_) | UnknownRollout(_) | UnknownDevice(_) => 404,
-            AmbiguousImage(_) | EmptyRollout | InvalidBind(_) | BadRequest(_) | Proto(_) => 400,
-            InvalidAction { .. } => 409,
+            Engine(UnknownImage(_) | UnknownRollout(_) | UnknownDevice(_)) => 404,
+            Engine(AmbiguousImage(_) | EmptyRollout | EngineError::BadRequest(_)) => 400,
+            InvalidBind(_) | ControllerError::BadRequest(_) | Proto(_) => 400,
+            Engine(InvalidAction { .. }) => 409,
             ShuttingDown => 503,
             _ => 500,
         }

@@ -2,7 +2,8 @@
 //! broker, and the operators' CLI.
 //!
 //! - [`engine`]: the rollout engine, a pure state machine over [`model`] records.
-//! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`].
+//! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`], which reaches
+//!   the core task through its [`handle`]; [`clock`] is the only place that reads the time.
 //! - [`broker`]: the embedded rmqtt broker.
 //! - [`cli`], [`client`], [`images`]: the `bindwave` command.
 //! - `demo`, `fleet` (feature `sim`, on by default): the simulated fleet, real agents in-process. A build
@@ -12,6 +13,7 @@ pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 #[cfg(feature = "sim")]
 pub mod demo;
@@ -19,6 +21,7 @@ pub mod engine;
 mod error;
 #[cfg(feature = "sim")]
 pub mod fleet;
+pub mod handle;
 pub mod images;
 pub mod metrics;
 pub mod model;

@@ -19,7 +19,7 @@ use prometheus::{
 };
 
 use crate::engine::Engine;
-use crate::model::{Cause, Job, JobPhase, Outcome, RolloutState, Stage};
+use crate::model::{Cause, Job, JobPhase, Outcome, RolloutId, RolloutState, Stage};
 
 /// Rollout states, as `bindwave_rollouts{state}` and `bindwave_rollout_state{state}` label them.
 const STATES: [&str; 5] = ["created", "active", "paused", "aborted", "finished"];
@@ -263,7 +263,9 @@ impl Metrics {
 
     /// Starts a rollout's event series at zero (when it is created, and on every scrape after a restart), so
     /// rate() and increase() count its first outcomes too.
-    pub fn rollout_known(&self, id: &str) {
+    pub fn rollout_known(&self, id: &RolloutId) {
+        let id = id.to_string();
+        let id = id.as_str();
         for outcome in FINAL_OUTCOMES {
             self.job_seconds.with_label_values(&[id, outcome.as_str()]);
         }
@@ -276,10 +278,12 @@ impl Metrics {
     pub fn job_finished(&self, job: &Job, download: Option<&bindwave_proto::wire::DownloadStats>) {
         if let Some(sent) = job.sent_at {
             let secs = job.updated_at.saturating_sub(sent) as f64 / 1000.0;
-            self.job_seconds.with_label_values(&[job.rollout.as_str(), job.phase.outcome().as_str()]).observe(secs);
+            let rollout = job.rollout.to_string();
+            self.job_seconds.with_label_values(&[rollout.as_str(), job.phase.outcome().as_str()]).observe(secs);
         }
         if let Some(d) = download {
-            let rollout = job.rollout.as_str();
+            let rollout = job.rollout.to_string();
+            let rollout = rollout.as_str();
             self.download_bytes.with_label_values(&[rollout]).inc_by(d.bytes);
             self.download_attempts.with_label_values(&[rollout]).inc_by(u64::from(d.attempts));
             self.download_seconds.with_label_values(&[rollout]).observe(d.millis as f64 / 1000.0);
@@ -325,11 +329,12 @@ impl Metrics {
         self.gate_observed.reset();
         let mut by_state: BTreeMap<&str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
         for r in engine.rollouts() {
-            let id = r.id.as_str();
+            let name = r.id.to_string();
+            let id = name.as_str();
             *by_state.entry(r.state.name()).or_default() += 1;
-            self.rollout_known(id);
-            let version = engine.find_image(&r.image).map(|i| i.software_version.to_string()).unwrap_or_default();
-            let short = &r.image[..r.image.len().min(12)];
+            self.rollout_known(&r.id);
+            let version = engine.image(&r.image).map(|i| i.software_version.to_string()).unwrap_or_default();
+            let short = r.image.short();
             self.rollout_info.with_label_values(&[id, short, &version]).set(1);
             for state in STATES {
                 self.rollout_state.with_label_values(&[id, state]).set(i64::from(state == r.state.name()));
@@ -351,7 +356,7 @@ impl Metrics {
                 }
             };
             self.rollout_current_wave.with_label_values(&[id]).set(current as i64);
-            for (w, tally) in engine.wave_tallies(id).iter().enumerate() {
+            for (w, tally) in engine.wave_tallies(&r.id).iter().enumerate() {
                 let wave = (w + 1).to_string();
                 for outcome in Outcome::ALL {
                     self.rollout_devices
@@ -364,12 +369,12 @@ impl Metrics {
                     self.wave_stage.with_label_values(&[id, &wave, s]).set(i64::from(s == stage));
                 }
             }
-            for reading in engine.gate_readings(id) {
+            for reading in engine.gate_readings(&r.id) {
                 self.gate_threshold.with_label_values(&[id, reading.gate]).set(reading.threshold);
                 self.gate_observed.with_label_values(&[id, reading.gate]).set(reading.observed);
             }
             let (mut rejected, mut failed): (BTreeMap<&str, i64>, BTreeMap<&str, i64>) = Default::default();
-            for job in engine.jobs_of(id) {
+            for job in engine.jobs_of(&r.id) {
                 match (&job.phase, job.phase.outcome()) {
                     (JobPhase::Rejected { reason, .. }, Outcome::RejectedHardware | Outcome::RejectedSoftware) => {
                         *rejected.entry(reason.code()).or_default() += 1

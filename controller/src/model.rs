@@ -7,6 +7,11 @@ use bindwave_proto::wire::{DeviceId, Hello, JobState, Reason};
 use bindwave_proto::{HardwareLevel, SoftwareVersion};
 use serde::{Deserialize, Serialize};
 
+mod ids;
+mod job_json;
+
+pub use ids::{ImageId, JobId, RolloutId};
+
 /// Milliseconds since the Unix epoch. The engine never reads a clock: callers pass `now`.
 pub type Millis = u64;
 
@@ -23,7 +28,7 @@ pub struct Device {
 /// A bind stored by the controller, addressed by the SHA-256 of the whole file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Image {
-    pub sha256: String,
+    pub sha256: ImageId,
     pub size: u64,
     pub software_version: SoftwareVersion,
     /// `None`: the bind has no hardware-level field.
@@ -418,9 +423,9 @@ impl RolloutState {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {
-    pub id: String,
+    pub id: RolloutId,
     /// The image's SHA-256.
-    pub image: String,
+    pub image: ImageId,
     pub targets: TargetFilter,
     pub waves: Vec<Wave>,
     /// The seed the wave members were drawn with.
@@ -553,11 +558,11 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One device's part in a rollout. Its JSON also carries `id`, the current attempt's [`JobId`] (a retry gets
+/// a new one), derived from the rollout, the device and the attempt (see `job_json.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
-    /// The current attempt's job id (a retry gets a new one).
-    pub id: String,
-    pub rollout: String,
+    pub rollout: RolloutId,
     pub device: DeviceId,
     /// The wave (0-based) the device belongs to.
     pub wave: usize,
@@ -567,6 +572,13 @@ pub struct Job {
     pub phase: JobPhase,
     pub sent_at: Option<Millis>,
     pub updated_at: Millis,
+}
+
+impl Job {
+    /// The current attempt's job id.
+    pub fn id(&self) -> JobId {
+        JobId::new(self.rollout, self.device.clone(), self.attempt)
+    }
 }
 
 /// Counts per outcome.
@@ -626,7 +638,7 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<String>,
+    pub rollout: Option<RolloutId>,
     pub reason: String,
 }
 

@@ -22,13 +22,15 @@ use std::path::Path;
 use bindwave_proto::wire::{JobState, Reason, Report};
 use bindwave_proto::HardwareLevel;
 
-use crate::engine::tests::hello;
+use crate::engine::testkit::hello;
 use crate::engine::{Action, Engine, Input};
-use crate::model::{GateAction, Gates, Image, Outcome, RolloutSpec, RolloutState, Stage, TargetFilter, WaveSpec};
+use crate::model::{
+    GateAction, Gates, Image, ImageId, Outcome, RolloutId, RolloutSpec, RolloutState, Stage, TargetFilter, WaveSpec,
+};
 
 struct Run {
     engine: Engine,
-    rollout: Option<String>,
+    rollout: Option<RolloutId>,
     file: String,
 }
 
@@ -114,7 +116,7 @@ impl Run {
             }
             ["rollout", rest @ ..] => {
                 let image = Image {
-                    sha256: "ab".repeat(32),
+                    sha256: ImageId::parse(&"ab".repeat(32)).unwrap(),
                     size: 100,
                     software_version: "V3 R3.18.0".parse().unwrap(),
                     hardware_levels: None,
@@ -167,7 +169,7 @@ impl Run {
             }
             ["at", t, rest @ ..] => {
                 let now: u64 = t.parse().unwrap();
-                let r = self.rollout.clone().unwrap_or_else(|| panic!("{here}: no rollout yet"));
+                let r = self.rollout.unwrap_or_else(|| panic!("{here}: no rollout yet"));
                 let (words, want_error) = match rest.last() {
                     Some(&"!error") => (&rest[..rest.len() - 1], true),
                     _ => (rest, false),
@@ -194,7 +196,7 @@ impl Run {
                                     .jobs_of(&r)
                                     .filter(|j| f(j))
                                     .take(n)
-                                    .map(|j| (j.device.to_string(), j.id.clone()))
+                                    .map(|j| (j.device.to_string(), j.id().to_string()))
                                     .collect()
                             };
                             match group {
@@ -206,7 +208,7 @@ impl Run {
                                         .jobs_of(&r)
                                         .find(|j| j.device.as_str() == *who)
                                         .unwrap_or_else(|| panic!("{here}: no job for {who}"));
-                                    vec![(j.device.to_string(), j.id.clone())]
+                                    vec![(j.device.to_string(), j.id().to_string())]
                                 }
                             }
                         };
@@ -236,7 +238,7 @@ impl Run {
                 assert_eq!(result.is_err(), want_error, "{here}: {result:?}");
             }
             ["expect", "counts", rest @ ..] => {
-                let tally = self.engine.tally(self.rollout.as_deref().unwrap());
+                let tally = self.engine.tally(self.rollout.as_ref().unwrap());
                 for (k, v) in kv(rest) {
                     let o = Outcome::ALL
                         .iter()
@@ -252,11 +254,11 @@ impl Run {
             }
             ["expect", "reached", n] => {
                 let reached =
-                    self.engine.jobs_of(self.rollout.as_deref().unwrap()).filter(|j| j.sent_at.is_some()).count();
+                    self.engine.jobs_of(self.rollout.as_ref().unwrap()).filter(|j| j.sent_at.is_some()).count();
                 assert_eq!(reached, n.parse::<usize>().unwrap(), "{here}: devices ever commanded");
             }
             ["expect", rest @ ..] => {
-                let state = self.engine.rollout(self.rollout.as_deref().unwrap()).unwrap().state.clone();
+                let state = self.engine.rollout(self.rollout.as_ref().unwrap()).unwrap().state.clone();
                 let json = serde_json::to_value(&state).unwrap();
                 for (k, v) in kv(rest) {
                     let got = match k.as_str() {

@@ -10,18 +10,20 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bindwave_link::{LinkEvent, LinkOptions};
 use bindwave_proto::wire::{parse_topic, Command, Hello, Presence, Report, TopicKind};
 use rumqttc::{AsyncClient, QoS};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::broker::{BrokerConfig, EmbeddedBroker};
-use crate::engine::{Effect, Engine, Input, Reply};
+use crate::clock::now_millis;
+use crate::engine::{Effects, Engine, Input, Record, Reply};
+use crate::handle::{Core, QueryFn, ReplyTo, Request};
 use crate::metrics::Metrics;
-use crate::model::Millis;
+use crate::model::{JobId, JobPhase};
 use crate::store::Store;
 use crate::ControllerError;
 
@@ -52,44 +54,6 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
 }
 
-type ReplyTo = oneshot::Sender<Result<Reply, ControllerError>>;
-type QueryFn = Box<dyn FnOnce(&Engine) + Send>;
-
-/// A request to the core.
-#[allow(clippy::large_enum_variant)] // one per API call, short-lived
-pub(crate) enum Request {
-    /// Change state: answered after the change is durable.
-    Act { input: Input, reply: ReplyTo },
-    /// Read state.
-    Query(QueryFn),
-}
-
-/// A handle the HTTP API uses to reach the core.
-#[derive(Clone)]
-pub struct Core {
-    tx: mpsc::Sender<Request>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) images_dir: PathBuf,
-}
-
-impl Core {
-    pub async fn act(&self, input: Input) -> Result<Reply, ControllerError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Request::Act { input, reply }).await.map_err(|_| ControllerError::ShuttingDown)?;
-        rx.await.map_err(|_| ControllerError::ShuttingDown)?
-    }
-
-    pub async fn query<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Engine) -> T + Send + 'static,
-    ) -> Result<T, ControllerError> {
-        let (tx, rx) = oneshot::channel();
-        let job = Box::new(move |e: &Engine| drop(tx.send(f(e))));
-        self.tx.send(Request::Query(job)).await.map_err(|_| ControllerError::ShuttingDown)?;
-        rx.await.map_err(|_| ControllerError::ShuttingDown)
-    }
-}
-
 /// A running controller.
 pub struct Service {
     pub http_addr: SocketAddr,
@@ -100,10 +64,6 @@ pub struct Service {
     tasks: Vec<JoinHandle<()>>,
     core_task: JoinHandle<Result<(), ControllerError>>,
     broker: Option<EmbeddedBroker>,
-}
-
-pub fn now_millis() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Service {
@@ -145,7 +105,7 @@ impl Service {
 
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let core = Core { tx, metrics: metrics.clone(), images_dir };
+        let core = Core::new(tx, metrics.clone(), images_dir);
 
         let core_loop = CoreLoop { engine, store, client: link.client.clone(), metrics, outbox: VecDeque::new() };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
@@ -204,15 +164,14 @@ impl Service {
 
 /// Each job's story in a `job` span (rollout, job id, device), and each audited decision in a `rollout` span:
 /// operator actions and gate decisions at info, a job's steps at debug and its outcome at info.
-fn log_record(record: &crate::engine::Record) {
-    use crate::engine::Record;
+fn log_record(record: &Record) {
     match record {
         Record::Job(job) => {
-            let span = tracing::info_span!("job", rollout = %job.rollout, job_id = %job.id, device = %job.device);
+            let span = tracing::info_span!("job", rollout = %job.rollout, job_id = %job.id(), device = %job.device);
             let _in = span.enter();
             let outcome = job.phase.outcome().as_str();
             match &job.phase {
-                crate::model::JobPhase::Rejected { reason, .. } | crate::model::JobPhase::Failed { reason, .. } => {
+                JobPhase::Rejected { reason, .. } | JobPhase::Failed { reason, .. } => {
                     tracing::info!(outcome, reason = reason.code(), "job finished: {reason}")
                 }
                 p if p.is_final() => tracing::info!(outcome, "job finished"),
@@ -220,7 +179,8 @@ fn log_record(record: &crate::engine::Record) {
             }
         }
         Record::Audit(a) => {
-            let span = tracing::info_span!("rollout", rollout = a.rollout.as_deref().unwrap_or("-"));
+            let rollout = a.rollout.map_or_else(|| "-".to_string(), |r| r.to_string());
+            let span = tracing::info_span!("rollout", rollout = rollout.as_str());
             let _in = span.enter();
             tracing::info!(actor = %a.actor, action = %a.action, seq = a.seq, "{}: {}", a.action, a.reason);
         }
@@ -252,7 +212,7 @@ enum Outgoing {
 /// One batch's worth of work.
 #[derive(Default)]
 struct Batch {
-    effects: Vec<Effect>,
+    effects: Effects,
     replies: Vec<(ReplyTo, Result<Reply, ControllerError>)>,
     queries: Vec<QueryFn>,
     connected: bool,
@@ -305,7 +265,7 @@ impl CoreLoop {
     fn on_request(&mut self, req: Request, batch: &mut Batch) {
         match req {
             Request::Act { input, reply } => {
-                let result = self.engine.handle(input, now_millis()).map(|(r, fx)| {
+                let result = self.engine.handle(input, now_millis()).map_err(ControllerError::from).map(|(r, fx)| {
                     batch.effects.extend(fx);
                     r
                 });
@@ -368,12 +328,12 @@ impl CoreLoop {
 
     /// Applies a device's report; a final outcome heard for the first time is measured.
     fn apply_report(&mut self, device: bindwave_proto::wire::DeviceId, report: Report, batch: &mut Batch) {
-        let (job_id, download) = (report.job_id.clone(), report.download);
-        let first = batch.effects.len();
+        let (job_id, download) = (JobId::parse(&report.job_id, &device), report.download);
+        let first = batch.effects.persist.len();
         self.apply(Input::Report(device, report), batch);
-        for e in &batch.effects[first..] {
-            if let Effect::Put(crate::engine::Record::Job(job)) = e {
-                if job.id == job_id && job.phase.is_final() && job.phase != crate::model::JobPhase::TimedOut {
+        for record in &batch.effects.persist[first..] {
+            if let Record::Job(job) = record {
+                if Some(job.id()) == job_id && job.phase.is_final() && job.phase != JobPhase::TimedOut {
                     self.metrics.job_finished(job, download.as_ref());
                 }
             }
@@ -388,39 +348,32 @@ impl CoreLoop {
         }
     }
 
-    async fn commit(&mut self, batch: Batch, owed: &mut Vec<Effect>) -> Result<(), ControllerError> {
+    async fn commit(&mut self, batch: Batch, owed: &mut Effects) -> Result<(), ControllerError> {
         let Batch { effects, replies, queries, connected } = batch;
         if connected {
             for kind in [TopicKind::Presence, TopicKind::Reports, TopicKind::Hello] {
                 self.outbox.push_front(Outgoing::Subscribe(kind));
             }
         }
-        let puts: Vec<_> = effects.iter().filter_map(|e| if let Effect::Put(r) = e { Some(r) } else { None }).collect();
-        for record in &puts {
+        let Effects { persist, publish } = effects;
+        for record in &persist {
             log_record(record);
-            if let crate::engine::Record::Rollout(r) = record {
+            if let Record::Rollout(r) = record {
                 self.metrics.rollout_known(&r.id);
             }
         }
-        if !puts.is_empty() {
+        if !persist.is_empty() {
             let timer = self.metrics.store_flush_seconds.start_timer();
-            self.store.put(puts.iter().copied())?;
+            self.store.put(&persist)?;
             self.store.flush().await?;
             timer.observe_duration();
             self.metrics.store_flushes.inc();
-            self.metrics.store_records_written.inc_by(puts.len() as u64);
+            self.metrics.store_records_written.inc_by(persist.len() as u64);
         }
         // Durable: now the world may hear of it.
-        let sends = effects.into_iter().filter_map(|e| match e {
-            Effect::Send { device, command } => Some((device, command)),
-            Effect::Put(_) => None,
-        });
-        let owed_now = if connected { std::mem::take(owed) } else { Vec::new() };
-        let owed_sends = owed_now.into_iter().filter_map(|e| match e {
-            Effect::Send { device, command } => Some((device, command)),
-            Effect::Put(_) => None,
-        });
-        self.outbox.extend(owed_sends.chain(sends).map(|(device, command)| Outgoing::Command(device, command)));
+        let owed_now = if connected { std::mem::take(&mut owed.publish) } else { Vec::new() };
+        self.outbox
+            .extend(owed_now.into_iter().chain(publish).map(|(device, command)| Outgoing::Command(device, command)));
         self.send_outbox();
         for (reply, result) in replies {
             let _ = reply.send(result);

@@ -53,8 +53,8 @@ impl Store {
         for r in records {
             let (i, key, value) = match r {
                 Record::Device(d) => (0, d.id.to_string().into_bytes(), json(d)),
-                Record::Image(img) => (1, img.sha256.clone().into_bytes(), json(img)),
-                Record::Rollout(ro) => (2, ro.id.clone().into_bytes(), json(ro)),
+                Record::Image(img) => (1, img.sha256.to_string().into_bytes(), json(img)),
+                Record::Rollout(ro) => (2, ro.id.to_string().into_bytes(), json(ro)),
                 Record::Job(j) => (3, format!("{}/{}", j.rollout, j.device).into_bytes(), json(j)),
                 // Big-endian sequence numbers keep the log in order.
                 Record::Audit(a) => (4, a.seq.to_be_bytes().to_vec(), json(a)),

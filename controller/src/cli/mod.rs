@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::broker::BrokerConfig;
 use crate::client::ApiClient;
+use crate::engine::EngineError;
 use crate::service::{MqttMode, ServeOptions, Service};
 use crate::table::Table;
 use crate::{images, ControllerError};
@@ -36,11 +37,13 @@ pub mod exit {
 pub fn exit_code(e: &ControllerError) -> u8 {
     match e {
         ControllerError::Unreachable { .. } => exit::UNREACHABLE,
-        ControllerError::UnknownImage(_) | ControllerError::UnknownRollout(_) | ControllerError::UnknownDevice(_) => {
-            exit::NOT_FOUND
-        }
+        ControllerError::Engine(
+            EngineError::UnknownImage(_) | EngineError::UnknownRollout(_) | EngineError::UnknownDevice(_),
+        ) => exit::NOT_FOUND,
         ControllerError::Api { status: 404, .. } => exit::NOT_FOUND,
-        ControllerError::InvalidAction { .. } | ControllerError::Api { status: 409, .. } => exit::REFUSED,
+        ControllerError::Engine(EngineError::InvalidAction { .. }) | ControllerError::Api { status: 409, .. } => {
+            exit::REFUSED
+        }
         ControllerError::Config { .. } | ControllerError::ConfigProblems { .. } => exit::USAGE,
         _ => exit::ERROR,
     }
@@ -364,7 +367,8 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             if r.stopped.is_empty() {
                 println!("no rollout was under way");
             } else {
-                println!("{what}: {}", r.stopped.join(", "));
+                let stopped: Vec<String> = r.stopped.iter().map(ToString::to_string).collect();
+                println!("{what}: {}", stopped.join(", "));
             }
             Ok(())
         }
@@ -378,7 +382,7 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
                         rollout::time(a.at),
                         a.actor.clone(),
                         a.action.clone(),
-                        a.rollout.clone().unwrap_or_default(),
+                        a.rollout.map(|r| r.to_string()).unwrap_or_default(),
                         a.reason.clone(),
                     ]);
                 }
@@ -456,7 +460,7 @@ async fn image(cmd: ImageCmd, controller: &str) -> Result<(), ControllerError> {
                 let mut t = Table::new(["SHA256", "VERSION", "HW LEVELS", "SIZE"]);
                 for i in list {
                     t.row([
-                        i.sha256.clone(),
+                        i.sha256.to_string(),
                         i.software_version.to_string(),
                         levels_text(i.hardware_levels.as_deref()),
                         i.size.to_string(),

@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 use super::{emit, Format};
 use crate::api::{ActionRequest, RolloutRequest, RolloutStatus};
 use crate::client::ApiClient;
-use crate::engine::{Action, Plan};
+use crate::engine::plan::Plan;
+use crate::engine::Action;
 use crate::model::{
     GateAction, GateOverrides, Gates, JobPhase, Outcome, RolloutSpec, RolloutState, Stage, TargetFilter, WaveSize,
     WaveSpec,
@@ -304,7 +305,7 @@ pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), C
             let r = api.create_rollout(&RolloutRequest { spec: args.spec()?, actor: actor.to_string() }).await?;
             if start {
                 api.operate(
-                    &r.id,
+                    &r.id.to_string(),
                     Action::Start,
                     &ActionRequest { actor: actor.to_string(), reason: "created with --start".into() },
                 )
@@ -351,10 +352,10 @@ fn print_list(list: &[crate::api::RolloutSummary]) {
     for s in list {
         let c = |o| s.counts.get(&o).copied().unwrap_or(0);
         t.row([
-            s.rollout.id.clone(),
+            s.rollout.id.to_string(),
             s.rollout.state.name().to_string(),
             s.rollout.state.wave().map_or("-".into(), |w| format!("{}/{}", w + 1, s.rollout.waves.len())),
-            s.rollout.image[..12.min(s.rollout.image.len())].to_string(),
+            s.rollout.image.short().to_string(),
             s.counts.values().sum::<usize>().to_string(),
             c(Outcome::Succeeded).to_string(),
             c(Outcome::RejectedHardware).to_string(),
@@ -414,7 +415,7 @@ fn print_plan(plan: &Plan) {
     println!(
         "image {} ({})  seed {}  {} cohorts (hardware level x software version), one of each in wave 1",
         plan.image.software_version,
-        &plan.image.sha256[..12],
+        plan.image.sha256.short(),
         plan.seed,
         plan.cohorts
     );
@@ -476,7 +477,7 @@ pub(crate) fn print_status(s: &RolloutStatus) {
     println!(
         "rollout {}  image {}  override {}  seed {}",
         r.id,
-        s.image.as_ref().map_or(r.image.clone(), |i| format!("{} ({})", i.software_version, &i.sha256[..12])),
+        s.image.as_ref().map_or(r.image.to_string(), |i| format!("{} ({})", i.software_version, i.sha256.short())),
         if r.override_compat { "yes" } else { "no" },
         r.seed
     );

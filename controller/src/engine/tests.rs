@@ -1,140 +1,57 @@
 //! The engine, driven without sockets, files or sleeps.
 
-use bindwave_proto::wire::{JobState, LevelSource, Reason};
+use std::collections::BTreeSet;
+
+use bindwave_proto::wire::{Command, DeviceId, JobState, Report};
 use bindwave_proto::HardwareLevel;
 
+use super::plan::Prediction;
+use super::testkit::*;
 use super::*;
-use crate::model::{GateOverrides, TargetFilter, WaveSpec};
+use crate::model::{Cause, GateAction, Gates, Job, JobPhase, Millis, Outcome, RolloutId, RolloutState, Stage};
 
-pub(crate) fn id(s: &str) -> DeviceId {
-    DeviceId::new(s).unwrap()
+/// What the service does for an effect, in the order it does them: writes every record, then sends every
+/// command.
+#[derive(Debug)]
+enum Effect {
+    Put,
+    Send { command: Command },
 }
 
-pub(crate) fn hello(device: &str, level: u16, version: &str) -> Hello {
-    Hello {
-        device_id: id(device),
-        part_number: format!("P{level}"),
-        hardware_level: HardwareLevel(level),
-        hardware_level_source: LevelSource::PartNumber,
-        hardware_level_conflict: None,
-        software_version: version.parse().unwrap(),
-        minimum_software_version: "V3 R1.0.0".parse().unwrap(),
-        agent_version: "test".into(),
-        model: None,
-        labels: vec![],
-    }
-}
-
-pub(crate) fn image() -> Image {
-    Image {
-        sha256: "ab".repeat(32),
-        size: 100,
-        software_version: "V3 R3.18.0".parse().unwrap(),
-        hardware_levels: Some(vec![HardwareLevel(3)]),
-        payload_sha256: "cd".repeat(32),
-        payload_len: 50,
-        added_at: 0,
-    }
-}
-
-fn report(job: &str, state: JobState) -> Report {
-    Report {
-        job_id: job.into(),
-        state,
-        progress: None,
-        running_version: None,
-        reason: None,
-        override_used: false,
-        download: None,
-    }
-}
-
-fn succeeded(job: &str) -> Report {
-    Report { running_version: Some("V3 R3.18.0".parse().unwrap()), ..report(job, JobState::Succeeded) }
-}
-
-fn failed(job: &str) -> Report {
-    Report {
-        reason: Some(Reason::ChecksumMismatch { expected: "a".into(), actual: "b".into() }),
-        running_version: Some("V3 R1.0.0".parse().unwrap()),
-        ..report(job, JobState::Failed)
-    }
-}
-
-fn rejected_hw(job: &str) -> Report {
-    Report {
-        reason: Some(Reason::HardwareLevelIncompatible {
-            device_level: HardwareLevel(2),
-            bind_levels: vec![HardwareLevel(3)],
-            level_source: None,
-            level_conflict: None,
-        }),
-        running_version: Some("V3 R1.0.0".parse().unwrap()),
-        ..report(job, JobState::Rejected)
-    }
-}
-
-fn spec(waves: &[&str], gates: Gates) -> RolloutSpec {
-    RolloutSpec {
-        image: "ababab".into(),
-        targets: TargetFilter::default(),
-        waves: waves.iter().map(|w| WaveSpec { size: w.parse().unwrap(), gates: GateOverrides::default() }).collect(),
-        gates,
-        override_compat: false,
-        use_defaults: false,
-        seed: Some(1),
-    }
-}
-
-/// A fleet of `n` devices `d000..`, all at level 3 on one version (one cohort), and the image.
-fn fleet(n: usize) -> Engine {
-    let mut e = Engine::new("http://ctl:8080/");
-    for i in 0..n {
-        e.handle(Input::Hello(hello(&format!("d{i:03}"), 3, "V3 R1.0.0")), 0).unwrap();
-    }
-    e.handle(Input::AddImage(image()), 0).unwrap();
-    e
-}
-
-fn create(e: &mut Engine, s: RolloutSpec) -> String {
-    match e.handle(Input::CreateRollout { spec: s, seed: 0, actor: "alice".into() }, 1).unwrap().0 {
-        Reply::Rollout(r) => r.id,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn op(e: &mut Engine, r: &str, action: Action, now: Millis) -> Result<Vec<Effect>, ControllerError> {
-    e.handle(Input::Operate { rollout: r.into(), action, actor: "alice".into(), reason: "test".into() }, now)
-        .map(|(_, fx)| fx)
+/// The effects in the order the service carries them out.
+fn in_order(fx: Effects) -> Vec<Effect> {
+    let puts = fx.persist.iter().map(|_| Effect::Put);
+    puts.chain(fx.publish.into_iter().map(|(_, command)| Effect::Send { command })).collect()
 }
 
 /// Update commands in the effects: (device, job id).
-fn updates(fx: &[Effect]) -> Vec<(String, String)> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Send { device, command: Command::Update(c) } => Some((device.to_string(), c.job_id.clone())),
+fn updates(fx: &Effects) -> Vec<(String, String)> {
+    fx.publish
+        .iter()
+        .filter_map(|(device, command)| match command {
+            Command::Update(c) => Some((device.to_string(), c.job_id.clone())),
             _ => None,
         })
         .collect()
 }
 
-fn acks(fx: &[Effect]) -> usize {
-    fx.iter().filter(|e| matches!(e, Effect::Send { command: Command::Ack { .. }, .. })).count()
+fn acks(fx: &Effects) -> usize {
+    fx.publish.iter().filter(|(_, command)| matches!(command, Command::Ack { .. })).count()
 }
 
-fn puts(fx: &[Effect]) -> usize {
-    fx.iter().filter(|e| matches!(e, Effect::Put(_))).count()
+fn puts(fx: &Effects) -> usize {
+    fx.persist.len()
 }
 
-fn state(e: &Engine, r: &str) -> RolloutState {
+fn state(e: &Engine, r: &RolloutId) -> RolloutState {
     e.rollout(r).unwrap().state.clone()
 }
 
 /// Every device that is in flight answers with `f(job)`; returns the effects.
-fn answer_all(e: &mut Engine, r: &str, now: Millis, f: impl Fn(&str) -> Report) -> Vec<Effect> {
+fn answer_all(e: &mut Engine, r: &RolloutId, now: Millis, f: impl Fn(&str) -> Report) -> Effects {
     let in_flight: Vec<(DeviceId, String)> =
-        e.jobs_of(r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id.clone())).collect();
-    let mut fx = Vec::new();
+        e.jobs_of(r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id().to_string())).collect();
+    let mut fx = Effects::default();
     for (d, job) in in_flight {
         fx.extend(e.handle(Input::Report(d, f(&job)), now).unwrap().1);
     }
@@ -150,10 +67,11 @@ fn start_commands_only_the_first_wave_and_records_first() {
     let fx = op(&mut e, &r, Action::Start, 2).unwrap();
     let sent = updates(&fx);
     assert_eq!(sent.len(), 2);
+    let fx = in_order(fx);
     let first_send = fx.iter().position(|f| matches!(f, Effect::Send { .. })).unwrap();
     assert!(fx[first_send..].iter().all(|f| matches!(f, Effect::Send { .. })), "records come before commands");
     assert_eq!(state(&e, &r), RolloutState::Active { wave: 0, stage: Stage::Updating });
-    assert!(matches!(op(&mut e, &r, Action::Start, 3), Err(ControllerError::InvalidAction { .. })));
+    assert!(matches!(op(&mut e, &r, Action::Start, 3), Err(EngineError::InvalidAction { .. })));
 }
 
 #[test]
@@ -222,16 +140,16 @@ fn bad_rollouts_are_refused() {
     let mut e = fleet(3);
     let mut s = spec(&["100%"], Gates::default());
     s.image = "abab".into();
-    assert!(matches!(e.plan(&s, 0), Err(ControllerError::UnknownImage(_))));
+    assert!(matches!(e.plan(&s, 0), Err(EngineError::UnknownImage(_))));
     let mut s = spec(&["100%"], Gates::default());
     s.targets.devices = vec![id("ghost")];
-    assert!(matches!(e.plan(&s, 0), Err(ControllerError::UnknownDevice(_))));
+    assert!(matches!(e.plan(&s, 0), Err(EngineError::UnknownDevice(_))));
     let mut s = spec(&["100%"], Gates::default());
     s.targets.hardware_levels = vec![HardwareLevel(9)];
-    assert!(matches!(e.plan(&s, 0), Err(ControllerError::EmptyRollout)));
+    assert!(matches!(e.plan(&s, 0), Err(EngineError::EmptyRollout)));
     let s = spec(&["100%"], Gates { success_ratio: 1.5, ..Gates::default() });
-    assert!(matches!(e.plan(&s, 0), Err(ControllerError::BadRequest(m)) if m.contains("success_ratio")));
-    assert!(matches!(op(&mut e, "r9", Action::Start, 0), Err(ControllerError::UnknownRollout(_))));
+    assert!(matches!(e.plan(&s, 0), Err(EngineError::BadRequest(m)) if m.contains("success_ratio")));
+    assert!(matches!(op(&mut e, &RolloutId::from(9), Action::Start, 0), Err(EngineError::UnknownRollout(_))));
 }
 
 #[test]
@@ -241,7 +159,7 @@ fn the_failure_threshold_pauses_and_nothing_more_is_sent() {
     let r = create(&mut e, spec(&["25%", "100%"], gates));
     op(&mut e, &r, Action::Start, 2).unwrap();
     let in_flight: Vec<(DeviceId, String)> =
-        e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id.clone())).collect();
+        e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id().to_string())).collect();
     assert_eq!(in_flight.len(), 10);
     // Three failures: below the minimum of four finished, nothing trips.
     for (d, j) in &in_flight[..3] {
@@ -281,14 +199,14 @@ fn the_failure_threshold_can_abort_and_cancels_the_rest() {
     let r = create(&mut e, spec(&["20%", "100%"], gates));
     op(&mut e, &r, Action::Start, 2).unwrap();
     let jobs: Vec<(DeviceId, String)> =
-        e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id.clone())).collect();
+        e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| (j.device.clone(), j.id().to_string())).collect();
     e.handle(Input::Report(jobs[0].0.clone(), failed(&jobs[0].1)), 3).unwrap();
     assert!(matches!(state(&e, &r), RolloutState::Aborted { cause: Cause::FailureThreshold { .. } }));
     assert_eq!(e.tally(&r).get(Outcome::Cancelled), 16);
     // A late report from an in-flight device is still recorded.
     e.handle(Input::Report(jobs[1].0.clone(), succeeded(&jobs[1].1)), 4).unwrap();
     assert_eq!(e.tally(&r).get(Outcome::Succeeded), 1);
-    assert!(matches!(op(&mut e, &r, Action::Resume, 5), Err(ControllerError::InvalidAction { .. })));
+    assert!(matches!(op(&mut e, &r, Action::Resume, 5), Err(EngineError::InvalidAction { .. })));
 }
 
 #[test]
@@ -298,7 +216,7 @@ fn a_wave_below_its_success_ratio_waits_for_an_operator() {
     let gates = Gates { success_ratio: 0.9, failure_ratio: 1.0, ..Gates::default() };
     let r = create(&mut e, spec(&["50%", "100%"], gates));
     op(&mut e, &r, Action::Start, 2).unwrap();
-    let jobs: Vec<String> = e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| j.id.clone()).collect();
+    let jobs: Vec<String> = e.jobs_of(&r).filter(|j| j.phase.in_flight()).map(|j| j.id().to_string()).collect();
     answer_all(&mut e, &r, 3, |j| if *j == jobs[0] { failed(j) } else { succeeded(j) });
     assert!(matches!(
         state(&e, &r),
@@ -367,8 +285,8 @@ fn silent_devices_time_out_and_a_late_report_corrects_them() {
     let r = create(&mut e, spec(&["100%"], gates));
     let fx = op(&mut e, &r, Action::Start, 1_000).unwrap();
     // Each command carries the time limit, so the phone gives up when the controller stops waiting.
-    let limits: Vec<_> = fx
-        .iter()
+    let limits: Vec<_> = in_order(fx)
+        .into_iter()
         .filter_map(|f| match f {
             Effect::Send { command: Command::Update(c), .. } => Some(c.timeout_secs),
             _ => None,
@@ -383,13 +301,13 @@ fn silent_devices_time_out_and_a_late_report_corrects_them() {
     assert_eq!(state(&e, &r), RolloutState::Finished, "timed out is an outcome: the wave ends");
     // A device that was only slow: its success replaces the timeout, so status matches what it runs.
     let j = e.jobs_of(&r).next().unwrap().clone();
-    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 12_000).unwrap();
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id().to_string())), 12_000).unwrap();
     assert_eq!(acks(&fx), 1);
     assert_eq!(e.tally(&r).get(Outcome::Succeeded), 1);
     assert_eq!(e.tally(&r).get(Outcome::TimedOut), 3);
     // A late progress report does not undo the timeout.
     let j = e.jobs_of(&r).find(|j| j.phase == JobPhase::TimedOut).unwrap().clone();
-    e.handle(Input::Report(j.device.clone(), report(&j.id, JobState::Downloading)), 13_000).unwrap();
+    e.handle(Input::Report(j.device.clone(), report(&j.id().to_string(), JobState::Downloading)), 13_000).unwrap();
     assert_eq!(e.tally(&r).get(Outcome::TimedOut), 3);
 }
 
@@ -400,7 +318,7 @@ fn at_most_max_concurrent_devices_update_at_once() {
     let fx = op(&mut e, &r, Action::Start, 1).unwrap();
     assert_eq!(updates(&fx).len(), 3);
     let j = e.jobs_of(&r).find(|j| j.phase.in_flight()).unwrap().clone();
-    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 2).unwrap();
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id().to_string())), 2).unwrap();
     assert_eq!(updates(&fx).len(), 1, "one finished, one more starts");
     assert_eq!(e.tally(&r).get(Outcome::InProgress), 3);
 }
@@ -416,7 +334,7 @@ fn approval_holds_each_wave_until_an_operator_approves() {
     answer_all(&mut e, &r, 3, succeeded);
     assert_eq!(state(&e, &r), RolloutState::Active { wave: 1, stage: Stage::AwaitingApproval });
     assert!(matches!(op(&mut e, &r, Action::Approve, 4), Ok(fx) if updates(&fx).len() == 5));
-    assert!(matches!(op(&mut e, &r, Action::Approve, 5), Err(ControllerError::InvalidAction { .. })));
+    assert!(matches!(op(&mut e, &r, Action::Approve, 5), Err(EngineError::InvalidAction { .. })));
 }
 
 #[test]
@@ -445,12 +363,12 @@ fn the_emergency_stop_pauses_every_rollout_under_way() {
     op(&mut e, &r2, Action::Start, 1).unwrap();
     let (reply, _) =
         e.handle(Input::EmergencyStop { actor: "bob".into(), reason: "boot loops".into(), abort: false }, 2).unwrap();
-    assert_eq!(reply, Reply::Stopped(vec![r1.clone(), r2.clone()]));
+    assert_eq!(reply, Reply::Stopped(vec![r1, r2]));
     assert!(matches!(state(&e, &r1), RolloutState::Paused { cause: Cause::EmergencyStop { .. }, .. }));
     assert!(e.audit(None).any(|a| a.action == "emergency_stop" && a.actor == "bob"));
     // With abort, paused ones are aborted too.
     let (reply, _) = e.handle(Input::EmergencyStop { actor: "bob".into(), reason: "".into(), abort: true }, 3).unwrap();
-    assert_eq!(reply, Reply::Stopped(vec![r1.clone(), r2]));
+    assert_eq!(reply, Reply::Stopped(vec![r1, r2]));
     assert!(matches!(state(&e, &r1), RolloutState::Aborted { .. }));
 }
 
@@ -460,11 +378,12 @@ fn final_reports_are_recorded_once_and_always_acknowledged() {
     let r = create(&mut e, spec(&["100%"], Gates::default()));
     op(&mut e, &r, Action::Start, 1).unwrap();
     let j = e.jobs_of(&r).next().unwrap().clone();
-    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 2).unwrap();
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id().to_string())), 2).unwrap();
     assert_eq!((puts(&fx), acks(&fx)), (1, 1));
-    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 3).unwrap();
+    let (_, fx) = e.handle(Input::Report(j.device.clone(), succeeded(&j.id().to_string())), 3).unwrap();
     assert_eq!((puts(&fx), acks(&fx)), (0, 1), "a repeat changes nothing but is acknowledged again");
-    let (_, fx) = e.handle(Input::Report(j.device.clone(), report(&j.id, JobState::Downloading)), 4).unwrap();
+    let (_, fx) =
+        e.handle(Input::Report(j.device.clone(), report(&j.id().to_string(), JobState::Downloading)), 4).unwrap();
     assert!(fx.is_empty(), "late progress does not reopen a job");
 }
 
@@ -474,15 +393,15 @@ fn out_of_order_and_misaddressed_reports_change_nothing() {
     let r = create(&mut e, spec(&["100%"], Gates::default()));
     op(&mut e, &r, Action::Start, 1).unwrap();
     let jobs: Vec<Job> = e.jobs_of(&r).cloned().collect();
-    let at = |p| Report { progress: Some(p), ..report(&jobs[0].id, JobState::Downloading) };
+    let at = |p| Report { progress: Some(p), ..report(&jobs[0].id().to_string(), JobState::Downloading) };
     assert_eq!(puts(&e.handle(Input::Report(jobs[0].device.clone(), at(50)), 2).unwrap().1), 1);
     assert!(e.handle(Input::Report(jobs[0].device.clone(), at(40)), 3).unwrap().1.is_empty());
     // Another device claims this job.
-    let (_, fx) = e.handle(Input::Report(jobs[1].device.clone(), succeeded(&jobs[0].id)), 4).unwrap();
+    let (_, fx) = e.handle(Input::Report(jobs[1].device.clone(), succeeded(&jobs[0].id().to_string())), 4).unwrap();
     assert_eq!((puts(&fx), acks(&fx)), (0, 1));
     // A success without the running version proves nothing.
     assert!(e
-        .handle(Input::Report(jobs[1].device.clone(), report(&jobs[1].id, JobState::Succeeded)), 5)
+        .handle(Input::Report(jobs[1].device.clone(), report(&jobs[1].id().to_string(), JobState::Succeeded)), 5)
         .unwrap()
         .1
         .is_empty());
@@ -498,7 +417,7 @@ fn hello_resends_unfinished_work_and_following_rollouts_take_in_newcomers() {
     op(&mut e, &r, Action::Start, 1).unwrap();
     let j = e.jobs_of(&r).find(|j| j.phase.in_flight()).unwrap().clone();
     let (_, fx) = e.handle(Input::Hello(hello(j.device.as_str(), 3, "V3 R1.0.0")), 2).unwrap();
-    assert_eq!(updates(&fx), vec![(j.device.to_string(), j.id.clone())]);
+    assert_eq!(updates(&fx), vec![(j.device.to_string(), j.id().to_string())]);
     // A new device joins the last wave (not yet started): it waits its turn.
     let (_, fx) = e.handle(Input::Hello(hello("new-1", 3, "V3 R1.0.0")), 3).unwrap();
     assert!(updates(&fx).is_empty());
@@ -511,9 +430,7 @@ fn hello_resends_unfinished_work_and_following_rollouts_take_in_newcomers() {
 fn restoring_the_records_rebuilds_the_same_state() {
     let mut e = fleet(10);
     let mut records = Vec::new();
-    let keep = |fx: Vec<Effect>, records: &mut Vec<Record>| {
-        records.extend(fx.into_iter().filter_map(|f| if let Effect::Put(r) = f { Some(r) } else { None }));
-    };
+    let keep = |fx: Effects, records: &mut Vec<Record>| records.extend(fx.persist);
     for d in e.devices.values() {
         records.push(Record::Device(d.clone()));
     }
@@ -529,31 +446,32 @@ fn restoring_the_records_rebuilds_the_same_state() {
         )
         .unwrap();
     keep(fx, &mut records);
-    keep(op(&mut e, "r1", Action::Start, 2).unwrap(), &mut records);
-    let j = e.jobs_of("r1").find(|j| j.phase.in_flight()).unwrap().clone();
-    keep(e.handle(Input::Report(j.device.clone(), succeeded(&j.id)), 3).unwrap().1, &mut records);
+    let r1 = RolloutId::from(1);
+    keep(op(&mut e, &r1, Action::Start, 2).unwrap(), &mut records);
+    let j = e.jobs_of(&r1).find(|j| j.phase.in_flight()).unwrap().clone();
+    keep(e.handle(Input::Report(j.device.clone(), succeeded(&j.id().to_string())), 3).unwrap().1, &mut records);
 
     let mut restored = Engine::new("http://ctl:8080/");
     for r in records {
         restored.restore(r);
     }
     let owed = updates(&restored.resume());
-    assert_eq!(restored.tally("r1"), e.tally("r1"));
-    assert_eq!(restored.rollout("r1"), e.rollout("r1"));
+    assert_eq!(restored.tally(&r1), e.tally(&r1));
+    assert_eq!(restored.rollout(&r1), e.rollout(&r1));
     assert_eq!(restored.audit(None).count(), e.audit(None).count());
     // The two in flight are owed again, and nothing else.
     let mut in_flight: Vec<(String, String)> =
-        e.jobs_of("r1").filter(|j| j.phase.in_flight()).map(|j| (j.device.to_string(), j.id.clone())).collect();
+        e.jobs_of(&r1).filter(|j| j.phase.in_flight()).map(|j| (j.device.to_string(), j.id().to_string())).collect();
     in_flight.sort();
     let mut owed_sorted = owed.clone();
     owed_sorted.sort();
     assert_eq!(owed_sorted, in_flight);
     // Both engines go on identically from here.
-    let a = answer_all(&mut e, "r1", 4, succeeded);
-    let b = answer_all(&mut restored, "r1", 4, succeeded);
+    let a = answer_all(&mut e, &r1, 4, succeeded);
+    let b = answer_all(&mut restored, &r1, 4, succeeded);
     assert_eq!(updates(&a), updates(&b));
     // Numbering continues.
-    assert_eq!(create(&mut restored, spec(&["100%"], Gates::default())), "r2");
+    assert_eq!(create(&mut restored, spec(&["100%"], Gates::default())), RolloutId::from(2));
 }
 
 /// The blast radius: with an image that fails on every device, the devices that ever receive it are at most
@@ -580,7 +498,7 @@ fn a_bad_image_never_gets_past_its_first_wave() {
                     loop {
                         let next = e.jobs_of(&r).find(|j| j.phase.in_flight()).cloned();
                         let Some(j) = next else { break };
-                        e.handle(Input::Report(j.device.clone(), failed(&j.id)), now).unwrap();
+                        e.handle(Input::Report(j.device.clone(), failed(&j.id().to_string())), now).unwrap();
                         now += 1;
                         e.handle(Input::Tick, now).unwrap();
                     }
@@ -603,18 +521,18 @@ fn a_retry_after_the_last_wave_reopens_the_rollout_until_the_retried_devices_fin
         create(&mut e, spec(&["50%", "100%"], Gates { success_ratio: 0.0, failure_ratio: 1.0, ..Gates::default() }));
     op(&mut e, &r, Action::Start, 1).unwrap();
     let first = e.jobs_of(&r).find(|j| j.phase.in_flight()).unwrap().clone();
-    e.handle(Input::Report(first.device.clone(), failed(&first.id)), 2).unwrap();
+    e.handle(Input::Report(first.device.clone(), failed(&first.id().to_string())), 2).unwrap();
     answer_all(&mut e, &r, 3, succeeded);
     answer_all(&mut e, &r, 4, succeeded);
     assert_eq!(state(&e, &r), RolloutState::Finished);
     let fx = op(&mut e, &r, Action::Retry, 5).unwrap();
-    assert_eq!(updates(&fx), vec![(first.device.to_string(), format!("{}.2", first.id))]);
+    assert_eq!(updates(&fx), vec![(first.device.to_string(), format!("{}.2", first.id()))]);
     assert!(
         matches!(state(&e, &r), RolloutState::Active { wave: 1, .. }),
         "a wave-1 device is retried: not finished yet"
     );
     // The old attempt's outcome, repeated, changes nothing.
-    e.handle(Input::Report(first.device.clone(), failed(&first.id)), 6).unwrap();
+    e.handle(Input::Report(first.device.clone(), failed(&first.id().to_string())), 6).unwrap();
     assert!(matches!(state(&e, &r), RolloutState::Active { .. }));
     answer_all(&mut e, &r, 7, succeeded);
     assert_eq!(state(&e, &r), RolloutState::Finished);

@@ -1,0 +1,51 @@
+//! What an operator can do to a rollout.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::EngineError;
+
+/// What an operator can do to a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Start the first wave (or wait for its approval).
+    Start,
+    /// Stop commanding devices until resumed.
+    Pause,
+    /// Go on after a pause; the thresholds count from here.
+    Resume,
+    /// Stop for good: devices not yet commanded are cancelled.
+    Abort,
+    /// Command failed and timed-out devices again, as a new attempt.
+    Retry,
+    /// Let a wave that waits for approval start.
+    Approve,
+}
+
+impl std::str::FromStr for Action {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self, EngineError> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+            EngineError::BadRequest(format!("no rollout action {s:?} ({})", names.join(", ")))
+        })
+    }
+}
+
+impl Action {
+    /// Every action, in the order help texts list them.
+    pub const ALL: [Action; 6] =
+        [Action::Start, Action::Pause, Action::Resume, Action::Abort, Action::Retry, Action::Approve];
+
+    /// The action's name in the API's paths and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Abort => "abort",
+            Action::Retry => "retry",
+            Action::Approve => "approve",
+        }
+    }
+}

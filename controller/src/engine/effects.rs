@@ -1,0 +1,51 @@
+//! What the engine asks of the service around it: records to persist, and commands to publish once they are.
+
+use bindwave_proto::wire::{Command, DeviceId};
+
+use crate::model::{AuditEntry, Device, Image, Job, Rollout};
+
+/// A record to persist.
+// Records live for one batch; boxing the large ones would add an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Device(Device),
+    Image(Image),
+    Rollout(Rollout),
+    Job(Job),
+    Audit(AuditEntry),
+}
+
+/// A command for one device.
+pub type Publish = (DeviceId, Command);
+
+/// What the service must do after an input, kept apart by kind: write every record of `persist` durably,
+/// and only then send every command of `publish`. Each list is in the order the engine decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    /// Records to write and flush before anything is published.
+    pub persist: Vec<Record>,
+    /// Commands to publish once `persist` is durable.
+    pub publish: Vec<Publish>,
+}
+
+impl Effects {
+    /// Nothing to persist and nothing to publish.
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty() && self.publish.is_empty()
+    }
+
+    /// Appends another input's effects after these (a batch of inputs).
+    pub fn extend(&mut self, other: Effects) {
+        self.persist.extend(other.persist);
+        self.publish.extend(other.publish);
+    }
+
+    pub(super) fn put(&mut self, record: Record) {
+        self.persist.push(record);
+    }
+
+    pub(super) fn send(&mut self, device: DeviceId, command: Command) {
+        self.publish.push((device, command));
+    }
+}

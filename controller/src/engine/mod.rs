@@ -1,0 +1,245 @@
+//! The rollout engine: a pure state machine.
+//!
+//! It takes [`Input`]s (device messages, operator actions, the passing of time) with the current time,
+//! changes its in-memory state, and returns [`Effects`]: records to persist and commands to publish, in two
+//! lists. It does no IO and reads no clock. The service around it persists every record of
+//! [`Effects::persist`] (and flushes) before it publishes any command of [`Effects::publish`], so a command
+//! never goes out for a state change that a crash could forget.
+//!
+//! A rollout moves through its waves:
+//!
+//! ```text
+//!  Created --start--> Active{w, AwaitingApproval} --approve--> Active{w, Updating} --wave passes-->
+//!  Active{w, Soaking} --soak over--> Active{w+1, ...} ... --last wave passes and soaks--> Finished
+//!
+//!  Active --pause / emergency stop / a threshold trips (pause) / a wave short of its success ratio--> Paused
+//!  Paused --resume--> Active (after a success-gate pause the wave is let through, and soaks)
+//!  anything but Finished/Aborted --abort--> Aborted
+//!  Active --a threshold trips (abort)--> Aborted;  Active, Paused --emergency stop with abort--> Aborted
+//!  Finished --retry (failed and timed-out devices)--> Active{last wave, Updating}
+//! ```
+//!
+//! A wave without approval starts `Updating` at once, and a soak of 0 seconds is over as it begins.
+//! Every transition is in [`gates`] (what the gates decide, from one count of what they see) or in
+//! `operate` (the operator's actions); every deadline comes from [`Gates`](crate::model::Gates).
+//!
+//! The parts: [`plan`] draws targets into waves; [`gates`] moves rollouts; `operate` takes operators'
+//! actions; `devices` takes hello, presence and report messages; `queries` are the read-only views;
+//! `restore` rebuilds the engine from stored records.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bindwave_proto::wire::{Command, DeviceId, Hello, Presence, Report, UpdateCommand};
+
+use crate::model::{AuditEntry, Device, Image, ImageId, Job, JobPhase, Millis, Rollout, RolloutId, RolloutSpec, Tally};
+
+mod action;
+mod devices;
+mod effects;
+mod error;
+pub mod gates;
+mod operate;
+pub mod plan;
+mod queries;
+mod restore;
+#[cfg(test)]
+pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
+
+pub use action::Action;
+pub use effects::{Effects, Publish, Record};
+pub use error::EngineError;
+
+/// Something that happened.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A device introduced itself (on every connect).
+    Hello(Hello),
+    /// A device went online or offline.
+    Presence(DeviceId, Presence),
+    /// A device reported on a job.
+    Report(DeviceId, Report),
+    /// An operator added a verified bind.
+    AddImage(Image),
+    /// `seed` draws the wave members when the spec has none.
+    CreateRollout { spec: RolloutSpec, seed: u64, actor: String },
+    /// An operator acts on a rollout.
+    Operate { rollout: RolloutId, action: Action, actor: String, reason: String },
+    /// Pause (or abort) every rollout that is under way.
+    EmergencyStop { actor: String, reason: String, abort: bool },
+    /// Time passed: device timeouts and soak times.
+    Tick,
+}
+
+/// What an input answers.
+#[allow(clippy::large_enum_variant)] // one per request, short-lived
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// The input answers nothing (device messages, ticks).
+    None,
+    /// The image as stored (the one already stored, if it was added before).
+    Image(Image),
+    /// The rollout after the change.
+    Rollout(Rollout),
+    /// The rollouts an emergency stop stopped.
+    Stopped(Vec<RolloutId>),
+}
+
+/// A rollout with what is derived from its jobs (rebuilt on restore, never stored).
+#[derive(Debug, Clone)]
+struct Live {
+    rollout: Rollout,
+    jobs: BTreeMap<DeviceId, Job>,
+    /// Per wave: outcome counts.
+    tallies: Vec<Tally>,
+    /// Per wave: devices waiting for their command, in plan order.
+    queues: Vec<VecDeque<DeviceId>>,
+}
+
+impl Live {
+    fn new(rollout: Rollout) -> Live {
+        let n = rollout.waves.len();
+        Live { rollout, jobs: BTreeMap::new(), tallies: vec![Tally::default(); n], queues: vec![VecDeque::new(); n] }
+    }
+
+    /// Outcome counts of the whole rollout.
+    fn total(&self) -> Tally {
+        let mut t = Tally::default();
+        for w in &self.tallies {
+            t.merge(w);
+        }
+        t
+    }
+
+    /// The command for a device's current job.
+    fn command_for(&self, device: &DeviceId, image: &Image, bind_url_base: &str) -> Option<Publish> {
+        let job = self.jobs.get(device)?;
+        let url = if self.rollout.use_defaults {
+            format!("{}.bind", image.sha256)
+        } else {
+            format!("{bind_url_base}/binds/{}.bind", image.sha256)
+        };
+        let command = Command::Update(UpdateCommand {
+            job_id: job.id().to_string(),
+            rollout_id: self.rollout.id.to_string(),
+            url,
+            size: image.size,
+            sha256: image.sha256.to_string(),
+            override_compat: self.rollout.override_compat,
+            use_defaults: self.rollout.use_defaults,
+            timeout_secs: Some(self.rollout.waves[job.wave].gates.device_timeout_secs),
+        });
+        Some((device.clone(), command))
+    }
+}
+
+/// The rollout engine: the fleet, the images and the rollouts, with the state derived from them.
+pub struct Engine {
+    /// Where agents fetch binds: `{bind_url_base}/binds/{sha256}.bind`.
+    bind_url_base: String,
+    devices: BTreeMap<DeviceId, Device>,
+    images: BTreeMap<ImageId, Image>,
+    rollouts: BTreeMap<RolloutId, Live>,
+    /// In-flight jobs by deadline.
+    deadlines: BTreeSet<(Millis, RolloutId, DeviceId)>,
+    audit: Vec<AuditEntry>,
+}
+
+/// The actor of what the gates decide on their own.
+const SYSTEM: &str = "bindwave";
+
+impl Engine {
+    /// An empty engine; commands point agents at `{bind_url_base}/binds/{sha256}.bind`.
+    pub fn new(bind_url_base: impl Into<String>) -> Self {
+        Engine {
+            bind_url_base: bind_url_base.into().trim_end_matches('/').to_string(),
+            devices: BTreeMap::new(),
+            images: BTreeMap::new(),
+            rollouts: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            audit: Vec::new(),
+        }
+    }
+
+    /// Applies an input at `now`: what it answers, and what the service must persist and then publish. A
+    /// refused input changes nothing.
+    pub fn handle(&mut self, input: Input, now: Millis) -> Result<(Reply, Effects), EngineError> {
+        let mut fx = Effects::default();
+        let reply = match input {
+            Input::Hello(hello) => {
+                self.on_hello(hello, now, &mut fx);
+                Reply::None
+            }
+            Input::Presence(id, p) => {
+                self.on_presence(id, p, now, &mut fx);
+                Reply::None
+            }
+            Input::Report(id, r) => {
+                self.on_report(id, r, now, &mut fx);
+                Reply::None
+            }
+            Input::AddImage(image) => {
+                let image = self.images.entry(image.sha256.clone()).or_insert(image).clone();
+                fx.put(Record::Image(image.clone()));
+                Reply::Image(image)
+            }
+            Input::CreateRollout { spec, seed, actor } => {
+                Reply::Rollout(self.create_rollout(spec, seed, actor, now, &mut fx)?)
+            }
+            Input::Operate { rollout, action, actor, reason } => {
+                Reply::Rollout(self.operate(rollout, action, &actor, &reason, now, &mut fx)?)
+            }
+            Input::EmergencyStop { actor, reason, abort } => {
+                Reply::Stopped(self.emergency_stop(&actor, &reason, abort, now, &mut fx))
+            }
+            Input::Tick => {
+                self.tick(now, &mut fx);
+                Reply::None
+            }
+        };
+        Ok((reply, fx))
+    }
+
+    /// Appends to the audit log.
+    fn record(
+        &mut self,
+        now: Millis,
+        actor: &str,
+        action: &str,
+        rollout: Option<RolloutId>,
+        reason: String,
+        fx: &mut Effects,
+    ) {
+        let seq = self.audit.last().map_or(1, |a| a.seq + 1);
+        let entry = AuditEntry { seq, at: now, actor: actor.to_string(), action: action.to_string(), rollout, reason };
+        fx.put(Record::Audit(entry.clone()));
+        self.audit.push(entry);
+    }
+
+    /// Changes a job's phase, keeping the tallies and deadlines in step, and records it.
+    fn set_phase(&mut self, n: RolloutId, device: &DeviceId, phase: JobPhase, now: Millis, fx: &mut Effects) {
+        let Some(live) = self.rollouts.get_mut(&n) else { return };
+        let Some(job) = live.jobs.get_mut(device) else { return };
+        let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs * 1000;
+        if let (true, false, Some(sent)) = (job.phase.in_flight(), phase.in_flight(), job.sent_at) {
+            self.deadlines.remove(&(sent + timeout, n, device.clone()));
+        }
+        if phase == JobPhase::Sent {
+            job.sent_at = Some(now);
+            self.deadlines.insert((now + timeout, n, device.clone()));
+        }
+        live.tallies[job.wave].remove(job.phase.outcome());
+        live.tallies[job.wave].add(phase.outcome());
+        job.phase = phase;
+        job.updated_at = now;
+        fx.put(Record::Job(job.clone()));
+    }
+
+    /// The command for a device's current job in a rollout.
+    fn command_for(&self, n: RolloutId, device: &DeviceId) -> Option<Publish> {
+        let live = self.rollouts.get(&n)?;
+        let image = self.images.get(&live.rollout.image)?;
+        live.command_for(device, image, &self.bind_url_base)
+    }
+}

@@ -1,0 +1,59 @@
+//! The handle to the core task: how the HTTP API (or anything else) reaches the engine. Changes go through
+//! [`Core::act`] and are answered once durable; reads are closures run against the engine between batches
+//! ([`Core::query`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::{Engine, Input, Reply};
+use crate::metrics::Metrics;
+use crate::ControllerError;
+
+/// Where the core sends an input's answer.
+pub(crate) type ReplyTo = oneshot::Sender<Result<Reply, ControllerError>>;
+/// A read, run against the engine between batches.
+pub(crate) type QueryFn = Box<dyn FnOnce(&Engine) + Send>;
+
+/// A request to the core.
+#[allow(clippy::large_enum_variant)] // one per API call, short-lived
+pub(crate) enum Request {
+    /// Change state: answered after the change is durable.
+    Act { input: Input, reply: ReplyTo },
+    /// Read state.
+    Query(QueryFn),
+}
+
+/// A handle the HTTP API uses to reach the core.
+#[derive(Clone)]
+pub struct Core {
+    tx: mpsc::Sender<Request>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) images_dir: PathBuf,
+}
+
+impl Core {
+    /// A handle that sends requests to the core on `tx`.
+    pub(crate) fn new(tx: mpsc::Sender<Request>, metrics: Arc<Metrics>, images_dir: PathBuf) -> Core {
+        Core { tx, metrics, images_dir }
+    }
+
+    /// Applies an input; answers once its effects are durable.
+    pub async fn act(&self, input: Input) -> Result<Reply, ControllerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Act { input, reply }).await.map_err(|_| ControllerError::ShuttingDown)?;
+        rx.await.map_err(|_| ControllerError::ShuttingDown)?
+    }
+
+    /// Reads the engine's state.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Result<T, ControllerError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(move |e: &Engine| drop(tx.send(f(e))));
+        self.tx.send(Request::Query(job)).await.map_err(|_| ControllerError::ShuttingDown)?;
+        rx.await.map_err(|_| ControllerError::ShuttingDown)
+    }
+}
