@@ -10,6 +10,7 @@
 //!   Over FTP and FTPS the resume is a `REST` before `RETR`.
 //! - After an agent restart, the partial file is read back through the verifier (so its digests cover every
 //!   byte) and the download resumes after it.
+//! - A file the phone cannot write or sync is `storage_failed`: the phone's disk, not the bind or the server.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -449,15 +450,18 @@ impl Download<'_> {
     }
 
     async fn open_partial(&self) -> Result<tokio::fs::File, Stop> {
-        tokio::fs::OpenOptions::new().create(true).append(true).open(self.file).await.map_err(|e| {
-            Stop::Done(Fetched::Failed(Reason::InstallFailed { detail: format!("open {}: {e}", self.file.display()) }))
-        })
+        let opened = tokio::fs::OpenOptions::new().create(true).append(true).open(self.file).await;
+        opened.map_err(|e| self.storage_failed("open", &e))
     }
 
     async fn sync(&self, file: &tokio::fs::File) -> Option<Stop> {
-        file.sync_all().await.err().map(|e| {
-            Stop::Done(Fetched::Failed(Reason::InstallFailed { detail: format!("sync {}: {e}", self.file.display()) }))
-        })
+        file.sync_all().await.err().map(|e| self.storage_failed("sync", &e))
+    }
+
+    /// The phone's own storage failed the download: no attempt more can help.
+    fn storage_failed(&self, what: &str, e: &std::io::Error) -> Stop {
+        let detail = format!("{what} {}: {e}", self.file.display());
+        Stop::Done(Fetched::Failed(Reason::StorageFailed { detail }))
     }
 
     /// A transfer broke off: worth another attempt, which resumes.
@@ -486,8 +490,7 @@ impl Download<'_> {
         }
         self.counters.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = file.write_all(chunk).await {
-            let detail = format!("write {}: {e}", self.file.display());
-            return Some(Stop::Done(Fetched::Failed(Reason::InstallFailed { detail })));
+            return Some(self.storage_failed("write", &e));
         }
         let p = percent(state.verifier.received(), self.cmd.size);
         if p >= state.last_percent.saturating_add(10) && p < 100 {

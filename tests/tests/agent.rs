@@ -626,3 +626,25 @@ fn roll_out_by_file_name_to(c: &Controller, d: &Path, root: &Path, target: &str)
     });
     assert_eq!(s["counts"]["succeeded"], 1, "{:#}", s["jobs"]);
 }
+
+/// A download the phone cannot write is its own storage's failure, told apart from a failed install.
+#[test]
+fn a_download_the_phone_cannot_store_fails_with_storage_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Controller::start(d);
+    let _agent = phone().start_with(d, &c.mqtt, TABLE, FAST_RETRIES);
+    online(&c);
+    let (_, bytes, sha) = bind(8000, &[3]);
+    let server = BindServer::start(bytes.clone(), ServeOptions::default());
+    // Where the download would go, a directory stands: the file cannot be opened.
+    let blocked = d.join("phone-1/downloads/job-disk.bind");
+    std::fs::create_dir_all(&blocked).unwrap();
+    command(&c.mqtt, "job-disk", &server.url, bytes.len(), &sha);
+    let r = outcome(&d.join("phone-1"), "job-disk", 30);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["reason"]["code"], "storage_failed", "{r}");
+    let detail = r["reason"]["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("open {}", blocked.display())), "{detail}");
+    assert!(!d.join("phone-1/active").exists(), "nothing was installed");
+}
