@@ -109,14 +109,20 @@ fn a_file_that_changed_on_the_server_is_downloaded_from_the_start() {
     let opts = ServeOptions { drops: 1, drop_after: 200 * 1024, ..Default::default() };
     let etag = opts.etag.clone();
     let server = BindServer::start(bytes.clone(), opts);
-    // The validator changes after the first response: the resume must not splice two files.
-    let etag2 = etag.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        *etag2.lock().unwrap() = "\"v2\"".into();
+    // The validator changes once the first response is under way (its headers sent with the old one): the
+    // resume must not splice two files.
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Closely watched: the agent asks again within a few tens of milliseconds.
+            let start = std::time::Instant::now();
+            while server.stats().bytes_sent == 0 && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            *etag.lock().unwrap() = "\"v2\"".into();
+        });
+        command(&c.mqtt, "job-changed", &server.url, bytes.len(), &sha);
+        outcome(&dir.path().join("phone-1"), "job-changed", 60)
     });
-    command(&c.mqtt, "job-changed", &server.url, bytes.len(), &sha);
-    let r = outcome(&dir.path().join("phone-1"), "job-changed", 60);
     assert_eq!(r["state"], "succeeded", "{r}");
     let stats = server.stats();
     assert!(stats.bytes_sent >= bytes.len() as u64 + 200 * 1024, "the second response sent the whole file: {stats:?}");
