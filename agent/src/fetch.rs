@@ -10,6 +10,10 @@
 //!   Over FTP and FTPS the resume is a `REST` before `RETR`.
 //! - After an agent restart, the partial file is read back through the verifier (so its digests cover every
 //!   byte) and the download resumes after it.
+//! - A server whose file is not of the size the command names (its `Content-Length`, the total of its
+//!   `Content-Range`, its FTP `SIZE`, or an FTP transfer that completed short) does not hold the bind the
+//!   command names: the job fails at once, since asking again would fetch the same file.
+//! - A file the phone cannot write or sync is `storage_failed`: the phone's disk, not the bind or the server.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -162,7 +166,7 @@ impl Download<'_> {
     }
 
     async fn run(&self, progress: &mut (dyn FnMut(JobState, Option<u8>) + Send)) -> Fetched {
-        if !["http://", "https://", "ftp://", "ftps://"].iter().any(|p| self.cmd.url.starts_with(p)) {
+        if protocol(&self.cmd.url).is_none() {
             let detail = format!("unsupported url {:?}: use http://, https://, ftp:// or ftps://", self.cmd.url);
             return Fetched::Failed(Reason::InvalidCommand { detail });
         }
@@ -282,25 +286,23 @@ impl Download<'_> {
             }
         };
         let status = response.status();
-        let resumed = status == StatusCode::PARTIAL_CONTENT && starts_at(&response, offset);
-        state.resumed |= resumed;
-        if status == StatusCode::RANGE_NOT_SATISFIABLE || (status.is_success() && !resumed && offset > 0) {
-            // The server will not continue this file (it changed, or ignores ranges): start over.
-            *state = self.start_over().await;
-            let detail = format!("the server restarted the download ({status})");
-            return Some(Stop::Retry { detail, status: Some(status.as_u16()) });
-        }
-        if !status.is_success() {
-            let detail = format!("GET {}: HTTP {status}", self.cmd.url);
-            let code = Some(status.as_u16());
-            let transient = status.is_server_error()
-                || status == StatusCode::REQUEST_TIMEOUT
-                || status == StatusCode::TOO_MANY_REQUESTS;
-            return Some(if transient {
-                Stop::Retry { detail, status: code }
-            } else {
-                Stop::Permanent { detail, status: code }
-            });
+        let code = Some(status.as_u16());
+        let content_range = response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok());
+        match answer(status, response.content_length(), content_range, offset, self.cmd.size) {
+            Answer::Body { resumed } => state.resumed |= resumed,
+            Answer::StartOver => {
+                *state = self.start_over().await;
+                let detail = format!("the server restarted the download ({status})");
+                return Some(Stop::Retry { detail, status: code });
+            }
+            Answer::Retry => return Some(Stop::Retry { detail: self.http_error(status), status: code }),
+            Answer::Permanent => return Some(Stop::Permanent { detail: self.http_error(status), status: code }),
+            Answer::NotTheBind(on_server) => {
+                return Some(Stop::Permanent {
+                    detail: not_the_bind(&self.cmd.url, on_server, self.cmd.size),
+                    status: code,
+                })
+            }
         }
         if offset == 0 {
             if let Some(v) = response.headers().get(ETAG).or_else(|| response.headers().get(LAST_MODIFIED)) {
@@ -411,6 +413,13 @@ impl Download<'_> {
         if let Err(e) = ftp.transfer_type(FileType::Binary).await {
             return retry("binary mode refused by", e.to_string());
         }
+        // A server that cannot say the size (no SIZE command) is judged by the transfer's end instead.
+        match ftp.size(&at.path).await {
+            Ok(n) if n as u64 != self.cmd.size => {
+                return Some(Stop::Permanent { detail: not_the_bind(shown, n as u64, self.cmd.size), status: None })
+            }
+            _ => {}
+        }
         if offset > 0 {
             if let Err(e) = ftp.resume_transfer(offset as usize).await {
                 // The server cannot continue: start over.
@@ -443,21 +452,33 @@ impl Download<'_> {
                 return Some(stop);
             }
         }
-        let _ = stream.finish().await;
+        // The server confirms a complete transfer (226): a file that ended short of the bind is all there is.
+        let complete = stream.finish().await.is_ok();
         let _ = ftp.quit().await;
+        let received = state.verifier.received();
+        if complete && received < self.cmd.size {
+            return Some(Stop::Permanent { detail: not_the_bind(shown, received, self.cmd.size), status: None });
+        }
         self.sync(&file).await
     }
 
     async fn open_partial(&self) -> Result<tokio::fs::File, Stop> {
-        tokio::fs::OpenOptions::new().create(true).append(true).open(self.file).await.map_err(|e| {
-            Stop::Done(Fetched::Failed(Reason::InstallFailed { detail: format!("open {}: {e}", self.file.display()) }))
-        })
+        let opened = tokio::fs::OpenOptions::new().create(true).append(true).open(self.file).await;
+        opened.map_err(|e| self.storage_failed("open", &e))
     }
 
     async fn sync(&self, file: &tokio::fs::File) -> Option<Stop> {
-        file.sync_all().await.err().map(|e| {
-            Stop::Done(Fetched::Failed(Reason::InstallFailed { detail: format!("sync {}: {e}", self.file.display()) }))
-        })
+        file.sync_all().await.err().map(|e| self.storage_failed("sync", &e))
+    }
+
+    /// The phone's own storage failed the download: no attempt more can help.
+    fn storage_failed(&self, what: &str, e: &std::io::Error) -> Stop {
+        let detail = format!("{what} {}: {e}", self.file.display());
+        Stop::Done(Fetched::Failed(Reason::StorageFailed { detail }))
+    }
+
+    fn http_error(&self, status: StatusCode) -> String {
+        format!("GET {}: HTTP {status}", self.cmd.url)
     }
 
     /// A transfer broke off: worth another attempt, which resumes.
@@ -486,8 +507,7 @@ impl Download<'_> {
         }
         self.counters.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = file.write_all(chunk).await {
-            let detail = format!("write {}: {e}", self.file.display());
-            return Some(Stop::Done(Fetched::Failed(Reason::InstallFailed { detail })));
+            return Some(self.storage_failed("write", &e));
         }
         let p = percent(state.verifier.received(), self.cmd.size);
         if p >= state.last_percent.saturating_add(10) && p < 100 {
@@ -501,10 +521,9 @@ impl Download<'_> {
         let offset = state.verifier.received();
         if offset < self.cmd.size {
             self.counters.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let stopped = if self.cmd.url.starts_with("ftp://") || self.cmd.url.starts_with("ftps://") {
-                self.ftp_transfer(state, progress, offset).await
-            } else {
-                self.http_transfer(state, progress, offset).await
+            let stopped = match protocol(&self.cmd.url) {
+                Some(Protocol::Ftp) => self.ftp_transfer(state, progress, offset).await,
+                _ => self.http_transfer(state, progress, offset).await,
             };
             if let Some(stop) = stopped {
                 return stop;
@@ -540,16 +559,82 @@ impl Download<'_> {
     }
 }
 
-/// Whether a 206 response continues at `offset` (`Content-Range: bytes {offset}-...`).
-fn starts_at(response: &reqwest::Response, offset: u64) -> bool {
-    response
-        .headers()
-        .get(CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes "))
-        .and_then(|v| v.split('-').next())
-        .and_then(|start| start.parse::<u64>().ok())
-        == Some(offset)
+/// How a URL is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `http://` and `https://`.
+    Http,
+    /// `ftp://` and `ftps://`.
+    Ftp,
+}
+
+/// The protocol of a URL the agent can fetch; `None` for any other.
+fn protocol(url: &str) -> Option<Protocol> {
+    let (scheme, _) = url.split_once("://")?;
+    match scheme {
+        "http" | "https" => Some(Protocol::Http),
+        "ftp" | "ftps" => Some(Protocol::Ftp),
+        _ => None,
+    }
+}
+
+/// Where a partial response starts: `{start}` of `Content-Range: bytes {start}-{end}/{total}`.
+fn range_start(content_range: Option<&str>) -> Option<u64> {
+    content_range?.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
+}
+
+/// The size of the whole file on the server, where a successful response says it: the length of a whole
+/// response (200), or the total of a partial one (206, `Content-Range: bytes {start}-{end}/{total}`; a total of
+/// `*` says nothing).
+fn file_size(status: StatusCode, content_length: Option<u64>, content_range: Option<&str>) -> Option<u64> {
+    match status {
+        StatusCode::OK => content_length,
+        StatusCode::PARTIAL_CONTENT => content_range?.rsplit_once('/')?.1.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// What an HTTP response to a request from `offset` means for the download, before its body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Take the body: the file from the start, or (`resumed`) its continuation at `offset`.
+    Body { resumed: bool },
+    /// The server will not continue this file (it changed, or ignores ranges): start over.
+    StartOver,
+    /// An error worth another attempt: the server's own (5xx), a timeout (408), too many requests (429).
+    Retry,
+    /// An error no other attempt can fix: not found, forbidden, ...
+    Permanent,
+    /// The server's whole file has this size, not the command's: it is not the bind the command names.
+    NotTheBind(u64),
+}
+
+fn answer(
+    status: StatusCode,
+    content_length: Option<u64>,
+    content_range: Option<&str>,
+    offset: u64,
+    size: u64,
+) -> Answer {
+    let resumed = status == StatusCode::PARTIAL_CONTENT && range_start(content_range) == Some(offset);
+    if status == StatusCode::RANGE_NOT_SATISFIABLE || (status.is_success() && !resumed && offset > 0) {
+        return Answer::StartOver;
+    }
+    if !status.is_success() {
+        let transient = status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::TOO_MANY_REQUESTS;
+        return if transient { Answer::Retry } else { Answer::Permanent };
+    }
+    match file_size(status, content_length, content_range) {
+        Some(on_server) if on_server != size => Answer::NotTheBind(on_server),
+        _ => Answer::Body { resumed },
+    }
+}
+
+/// Says that the server's file of `on_server` bytes at `url` is not the bind of `size` bytes the command names.
+fn not_the_bind(url: &str, on_server: u64, size: u64) -> String {
+    format!("the server's file {url} is {on_server} bytes, not the {size}-byte bind the command names")
 }
 
 fn percent(received: u64, size: u64) -> u8 {
@@ -562,4 +647,94 @@ fn file_safe(s: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
         .take(100)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_fetched_by_their_scheme() {
+        assert_eq!(protocol("http://h/fw.bind"), Some(Protocol::Http));
+        assert_eq!(protocol("https://h:8443/fw.bind"), Some(Protocol::Http));
+        assert_eq!(protocol("ftp://h/fw.bind"), Some(Protocol::Ftp));
+        assert_eq!(protocol("ftps://u:p@h:990/fw.bind"), Some(Protocol::Ftp));
+        for other in ["fw.bind", "file:///tmp/fw.bind", "sftp://h/fw.bind", "HTTP://h/fw.bind", ""] {
+            assert_eq!(protocol(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_response_is_taken_resumed_started_over_retried_or_refused() {
+        use StatusCode as S;
+        let size = 8274;
+        let whole = Some(size);
+        let body = |resumed| Answer::Body { resumed };
+        // From the start: a whole file of the command's size.
+        assert_eq!(answer(S::OK, whole, None, 0, size), body(false));
+        // Resumed: the continuation at the offset asked for, of a file of the command's size.
+        assert_eq!(answer(S::PARTIAL_CONTENT, Some(8174), Some("bytes 100-8273/8274"), 100, size), body(true));
+        assert_eq!(answer(S::PARTIAL_CONTENT, Some(8174), Some("bytes 100-8273/*"), 100, size), body(true));
+        // The server will not continue (the file changed, ranges ignored, or it starts elsewhere): start over.
+        assert_eq!(answer(S::OK, whole, None, 100, size), Answer::StartOver);
+        assert_eq!(answer(S::PARTIAL_CONTENT, Some(8174), Some("bytes 0-8273/8274"), 100, size), Answer::StartOver);
+        assert_eq!(answer(S::RANGE_NOT_SATISFIABLE, Some(0), None, 100, size), Answer::StartOver);
+        // Errors: the server's own and throttling are retried, the rest are not.
+        for s in
+            [S::INTERNAL_SERVER_ERROR, S::BAD_GATEWAY, S::SERVICE_UNAVAILABLE, S::REQUEST_TIMEOUT, S::TOO_MANY_REQUESTS]
+        {
+            assert_eq!(answer(s, None, None, 0, size), Answer::Retry, "{s}");
+        }
+        for s in [S::NOT_FOUND, S::FORBIDDEN, S::UNAUTHORIZED, S::GONE] {
+            assert_eq!(answer(s, None, None, 0, size), Answer::Permanent, "{s}");
+        }
+        // A complete answer of another size is another file: shorter or longer, from the start or resumed.
+        assert_eq!(answer(S::OK, Some(20), None, 0, size), Answer::NotTheBind(20));
+        assert_eq!(answer(S::OK, Some(9000), None, 0, size), Answer::NotTheBind(9000));
+        assert_eq!(
+            answer(S::PARTIAL_CONTENT, Some(100), Some("bytes 100-199/200"), 100, size),
+            Answer::NotTheBind(200)
+        );
+        // A length the server does not give is not judged here (the transfer's end is).
+        assert_eq!(answer(S::OK, None, None, 0, size), body(false));
+    }
+
+    #[test]
+    fn content_range_is_read_leniently() {
+        assert_eq!(range_start(Some("bytes 100-199/200")), Some(100));
+        assert_eq!(range_start(Some("bytes 0-0/1")), Some(0));
+        assert_eq!(range_start(Some("bytes */200")), None);
+        assert_eq!(range_start(Some("items 1-2/3")), None);
+        assert_eq!(range_start(None), None);
+        assert_eq!(file_size(StatusCode::PARTIAL_CONTENT, Some(100), Some("bytes 100-199/200")), Some(200));
+        assert_eq!(file_size(StatusCode::PARTIAL_CONTENT, Some(100), Some("bytes 100-199/*")), None);
+        assert_eq!(file_size(StatusCode::PARTIAL_CONTENT, Some(100), None), None);
+        assert_eq!(file_size(StatusCode::OK, Some(20), Some("bytes 0-19/20")), Some(20));
+        assert_eq!(file_size(StatusCode::NO_CONTENT, Some(0), None), None);
+    }
+
+    #[test]
+    fn a_file_that_is_not_the_bind_is_named_with_both_sizes() {
+        let detail = not_the_bind("http://h/fw.bind", 20, 8274);
+        assert_eq!(detail, "the server's file http://h/fw.bind is 20 bytes, not the 8274-byte bind the command names");
+    }
+
+    #[test]
+    fn progress_is_a_bounded_percentage() {
+        assert_eq!(percent(0, 8274), 0);
+        assert_eq!(percent(4137, 8274), 50);
+        assert_eq!(percent(8274, 8274), 100);
+        assert_eq!(percent(9000, 8274), 100, "never over 100");
+        assert_eq!(percent(5, 0), 100, "an empty bind does not divide by zero");
+    }
+
+    #[test]
+    fn a_job_id_from_the_wire_makes_a_safe_file_name() {
+        let dir = Path::new("/state/downloads");
+        assert_eq!(download_path(dir, "r12-phone-1"), dir.join("r12-phone-1.bind"));
+        assert_eq!(download_path(dir, "../../etc/passwd"), dir.join(".._.._etc_passwd.bind"));
+        assert_eq!(download_path(dir, "a/b c"), dir.join("a_b_c.bind"));
+        assert_eq!(file_safe(&"x".repeat(500)).len(), 100);
+        assert_eq!(validator_path(&download_path(dir, "j")), dir.join("j.validator"));
+    }
 }

@@ -73,14 +73,19 @@ impl Indicator {
                 while let Ok(newer) = rx.try_recv() {
                     status = newer;
                 }
-                let json = serde_json::to_vec(&status).unwrap_or_default();
-                if let Err(e) = write_atomic(&status_file, &json) {
-                    tracing::warn!("cannot write the status file: {e}");
-                }
-                if let Some(file) = &settings.file {
-                    if let Err(e) = write_atomic(file, &json) {
-                        tracing::warn!("cannot write the indicator file: {e}");
+                // An empty file would say less than the last one: a status that cannot be encoded leaves it.
+                match serde_json::to_vec(&status) {
+                    Ok(json) => {
+                        if let Err(e) = write_atomic(&status_file, &json) {
+                            tracing::warn!("cannot write the status file: {e}");
+                        }
+                        if let Some(file) = &settings.file {
+                            if let Err(e) = write_atomic(file, &json) {
+                                tracing::warn!("cannot write the indicator file: {e}");
+                            }
+                        }
                     }
+                    Err(e) => tracing::warn!("cannot encode the status: {e}"),
                 }
                 if let Some(cmd) = &settings.command {
                     let env = [

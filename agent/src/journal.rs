@@ -6,9 +6,14 @@
 //! on a timer, so an outcome survives a lost message, a broker restart and an agent restart. Recently
 //! finished jobs are remembered too, so a repeated command is answered with its outcome instead of being run
 //! again.
+//!
+//! Two halves: [`Records`] is what the journal holds and every [`Change`] to it, with no IO and no clock, so
+//! the agent's core decides on it directly; [`Journal`] keeps those records in `journal.json`, replaced whole
+//! and atomically on every save.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bindwave_proto::wire::{Report, UpdateCommand};
 
@@ -31,8 +36,24 @@ pub struct AwaitingHealth {
 /// How many finished jobs are remembered.
 const HISTORY: usize = 64;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Contents {
+/// One change to the journal's records, as the agent's core asks for it to be made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The job about to be worked on, before any of its work.
+    Begin(UpdateCommand),
+    /// Installed and switched: the health check after the restart decides.
+    AwaitHealth(AwaitingHealth),
+    /// A final report, before it is first published; the job is no longer in hand.
+    RecordFinal(Report),
+    /// The controller has the outcome of this job.
+    Ack(String),
+    /// The controller asked for this finished job again, so it lacks the outcome: it is pending again.
+    Resend(String),
+}
+
+/// What the journal holds. Pure: the time a job begins is an argument.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Records {
     /// The job being worked on, until its final report is recorded.
     #[serde(default)]
     current: Option<UpdateCommand>,
@@ -49,9 +70,97 @@ struct Contents {
     history: VecDeque<Report>,
 }
 
+impl Records {
+    /// Applies `change`; `now` is when it happens. Returns whether anything changed (an ack of a job already
+    /// acknowledged, or a resend of one already pending, changes nothing).
+    pub fn apply(&mut self, change: &Change, now: SystemTime) -> bool {
+        match change {
+            Change::Begin(cmd) => self.begin(cmd, now),
+            Change::AwaitHealth(pending) => self.awaiting_health = Some(pending.clone()),
+            Change::RecordFinal(report) => self.record_final(report),
+            Change::Ack(job_id) => return self.ack(job_id),
+            Change::Resend(job_id) => return self.resend(job_id),
+        }
+        true
+    }
+
+    /// A job taken up again after a restart keeps the time it first began.
+    fn begin(&mut self, cmd: &UpdateCommand, now: SystemTime) {
+        let same = self.current.as_ref().is_some_and(|c| c.job_id == cmd.job_id);
+        if !same || self.current_since.is_none() {
+            self.current_since = Some(now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+        }
+        self.current = Some(cmd.clone());
+    }
+
+    fn record_final(&mut self, report: &Report) {
+        if self.current.as_ref().is_some_and(|c| c.job_id == report.job_id) {
+            self.current = None;
+            self.current_since = None;
+        }
+        if self.awaiting_health.as_ref().is_some_and(|h| h.job_id == report.job_id) {
+            self.awaiting_health = None;
+        }
+        self.unacked.retain(|r| r.job_id != report.job_id);
+        self.unacked.push(report.clone());
+        self.history.retain(|r| r.job_id != report.job_id);
+        self.history.push_back(report.clone());
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+    }
+
+    fn ack(&mut self, job_id: &str) -> bool {
+        let before = self.unacked.len();
+        self.unacked.retain(|r| r.job_id != job_id);
+        self.unacked.len() != before
+    }
+
+    fn resend(&mut self, job_id: &str) -> bool {
+        match self.finished(job_id).cloned() {
+            Some(r) if !self.unacked.iter().any(|u| u.job_id == job_id) => {
+                self.unacked.push(r);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The job that was in hand when the agent last stopped, if it never finished.
+    pub fn current(&self) -> Option<&UpdateCommand> {
+        self.current.as_ref()
+    }
+
+    /// When work on the job in hand began.
+    pub fn current_since(&self) -> Option<SystemTime> {
+        self.current.as_ref()?;
+        Some(UNIX_EPOCH + Duration::from_secs(self.current_since?))
+    }
+
+    pub fn awaiting_health(&self) -> Option<&AwaitingHealth> {
+        self.awaiting_health.as_ref()
+    }
+
+    /// Final reports not yet acknowledged, oldest first.
+    pub fn unacked(&self) -> &[Report] {
+        &self.unacked
+    }
+
+    /// The most recent final report.
+    pub fn last(&self) -> Option<&Report> {
+        self.history.back()
+    }
+
+    /// The final report of a recently finished job.
+    pub fn finished(&self, job_id: &str) -> Option<&Report> {
+        self.history.iter().find(|r| r.job_id == job_id)
+    }
+}
+
+/// The records in `journal.json`.
 pub struct Journal {
     path: PathBuf,
-    contents: Contents,
+    contents: Records,
 }
 
 impl Journal {
@@ -63,107 +172,94 @@ impl Journal {
                 path: path.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Contents::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Records::default(),
             Err(source) => return Err(AgentError::Io { action: "read", path, source }),
         };
         Ok(Journal { path, contents })
     }
 
+    pub fn records(&self) -> &Records {
+        &self.contents
+    }
+
+    /// The records to change in memory; [`Journal::save`] makes the changes durable.
+    pub fn records_mut(&mut self) -> &mut Records {
+        &mut self.contents
+    }
+
+    /// Applies `change` and, if it changed anything, saves. Returns whether it did.
+    pub fn apply(&mut self, change: &Change) -> Result<bool, AgentError> {
+        let changed = self.contents.apply(change, SystemTime::now());
+        if changed {
+            self.save()?;
+        }
+        Ok(changed)
+    }
+
     /// Records the job about to be worked on, durably, before any of its work. A job taken up again after a
     /// restart keeps the time it first began.
     pub fn begin(&mut self, cmd: &UpdateCommand) -> Result<(), AgentError> {
-        let same = self.contents.current.as_ref().is_some_and(|c| c.job_id == cmd.job_id);
-        if !same || self.contents.current_since.is_none() {
-            self.contents.current_since = Some(unix_now());
-        }
-        self.contents.current = Some(cmd.clone());
-        self.save()
+        self.apply(&Change::Begin(cmd.clone())).map(drop)
     }
 
     /// When work on the job in hand began.
-    pub fn current_since(&self) -> Option<std::time::SystemTime> {
-        self.contents.current.as_ref()?;
-        let secs = self.contents.current_since?;
-        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    pub fn current_since(&self) -> Option<SystemTime> {
+        self.contents.current_since()
     }
 
     /// Records, durably, that a job installed and now waits for its health check (before the restart).
     pub fn await_health(&mut self, pending: AwaitingHealth) -> Result<(), AgentError> {
-        self.contents.awaiting_health = Some(pending);
-        self.save()
+        self.apply(&Change::AwaitHealth(pending)).map(drop)
     }
 
     pub fn awaiting_health(&self) -> Option<&AwaitingHealth> {
-        self.contents.awaiting_health.as_ref()
+        self.contents.awaiting_health()
     }
 
     /// The job that was in hand when the agent last stopped, if it never finished.
     pub fn current(&self) -> Option<&UpdateCommand> {
-        self.contents.current.as_ref()
+        self.contents.current()
     }
 
     /// Records a final report, durably, before it is published; the job is no longer in hand.
     pub fn record_final(&mut self, report: Report) -> Result<(), AgentError> {
-        if self.contents.current.as_ref().is_some_and(|c| c.job_id == report.job_id) {
-            self.contents.current = None;
-            self.contents.current_since = None;
-        }
-        if self.contents.awaiting_health.as_ref().is_some_and(|h| h.job_id == report.job_id) {
-            self.contents.awaiting_health = None;
-        }
-        self.contents.unacked.retain(|r| r.job_id != report.job_id);
-        self.contents.unacked.push(report.clone());
-        self.contents.history.retain(|r| r.job_id != report.job_id);
-        self.contents.history.push_back(report);
-        while self.contents.history.len() > HISTORY {
-            self.contents.history.pop_front();
-        }
-        self.save()
+        self.apply(&Change::RecordFinal(report)).map(drop)
     }
 
     /// The controller has the outcome of `job_id`. Returns whether anything changed.
     pub fn ack(&mut self, job_id: &str) -> Result<bool, AgentError> {
-        let before = self.contents.unacked.len();
-        self.contents.unacked.retain(|r| r.job_id != job_id);
-        if self.contents.unacked.len() == before {
-            return Ok(false);
-        }
-        self.save()?;
-        Ok(true)
+        self.apply(&Change::Ack(job_id.to_string()))
     }
 
     pub fn unacked(&self) -> &[Report] {
-        &self.contents.unacked
+        self.contents.unacked()
     }
 
     /// The most recent final report.
     pub fn last(&self) -> Option<&Report> {
-        self.contents.history.back()
+        self.contents.last()
     }
 
     /// The final report of a recently finished job.
     pub fn finished(&self, job_id: &str) -> Option<&Report> {
-        self.contents.history.iter().find(|r| r.job_id == job_id)
+        self.contents.finished(job_id)
     }
 
     /// Makes a finished job's report pending again (the controller asked for the job again, so it lacks it).
     pub fn resend(&mut self, job_id: &str) -> Result<(), AgentError> {
-        if let Some(r) = self.finished(job_id).cloned() {
-            if !self.contents.unacked.iter().any(|u| u.job_id == job_id) {
-                self.contents.unacked.push(r);
-                self.save()?;
-            }
-        }
-        Ok(())
+        self.apply(&Change::Resend(job_id.to_string())).map(drop)
     }
 
-    fn save(&self) -> Result<(), AgentError> {
-        write_atomic(&self.path, &serde_json::to_vec(&self.contents).unwrap_or_default())
+    /// Writes the records, whole and atomically. Records that cannot be encoded are an error, never an empty
+    /// file: an empty journal would forget the job in hand and every unacknowledged outcome.
+    pub fn save(&self) -> Result<(), AgentError> {
+        let bytes = serde_json::to_vec(&self.contents).map_err(|e| AgentError::Io {
+            action: "encode the job journal for",
+            path: self.path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        write_atomic(&self.path, &bytes)
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

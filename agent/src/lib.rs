@@ -8,23 +8,32 @@
 //!   and shell completions from it.
 //! - [`config`]: the agent's TOML configuration, its overrides (environment, flags), its checks, and the
 //!   identity it resolves.
-//! - [`slots`]: the A/B slot installer on disk.
-//! - [`hooks`]: the phone's own programs: reboot, health check, indicator.
-//! - [`indicator`]: the update-in-progress indication and `status.json`.
+//! - [`core`]: the agent's decisions, a pure state machine: an input (a command, the link, a job's progress and
+//!   end, the retry timer, the restart) in, actions (persist, publish, show, start a job) out. No IO.
+//! - [`agent`]: the driver: the event loop that feeds the core and carries out its actions.
+//! - `job`: one job's work in its own task: download, install, restart and health check.
 //! - [`fetch`]: the download: streamed, judged on its header, resumed (HTTP Range, FTP REST).
 //! - [`transport`]: the HTTP and FTP clients and the one TLS trust they share (platform roots + fleet CA).
-//! - [`journal`]: final reports kept on disk until the controller acknowledges them.
+//! - [`slots`]: the A/B slot installer on disk.
+//! - [`journal`]: the job in hand, the install awaiting its health check, and final reports kept on disk until
+//!   the controller acknowledges them.
+//! - [`hooks`]: running the phone's own programs (reboot, health check, installer, indicator command) with a
+//!   timeout.
+//! - [`indicator`]: the update-in-progress indication and `status.json`.
+//! - [`status`]: `bindwave-agent status`, what a technician at the phone needs to know, read from the state
+//!   directory.
 //! - [`link`]: the MQTT connection (rumqttc, polled in its own task, with jittered backoff); the controller
 //!   uses it too.
-//! - [`agent`]: the event loop that ties them together.
 
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod core;
 mod error;
 pub mod fetch;
 pub mod hooks;
 pub mod indicator;
+mod job;
 pub mod journal;
 pub mod link;
 pub mod slots;

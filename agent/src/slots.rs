@@ -127,10 +127,11 @@ impl Slots {
     /// Makes a staged slot the active one, atomically.
     pub fn switch(&self, slot: Slot, version: &SoftwareVersion, job_id: &str) -> Result<Active, AgentError> {
         let active = Active { slot, version: version.clone(), job_id: Some(job_id.to_string()) };
-        let record = serde_json::to_vec(&active).unwrap_or_default();
+        let path = self.dir.join("active");
+        let record = encode(&active, &path)?;
         // Each slot remembers what it holds, so a rollback knows what it goes back to.
         write_atomic(&self.dir.join("slots").join(slot.name()).join("record"), &record)?;
-        write_atomic(&self.dir.join("active"), &record)?;
+        write_atomic(&path, &record)?;
         Ok(active)
     }
 
@@ -145,7 +146,7 @@ impl Slots {
     pub fn restore(&self, previous: Option<&Active>) -> Result<(), AgentError> {
         let path = self.dir.join("active");
         match previous {
-            Some(a) => write_atomic(&path, &serde_json::to_vec(a).unwrap_or_default()),
+            Some(a) => write_atomic(&path, &encode(a, &path)?),
             None => {
                 match fs::remove_file(&path) {
                     Ok(()) => {}
@@ -156,6 +157,16 @@ impl Slots {
             }
         }
     }
+}
+
+/// A slot record as JSON. A record that cannot be encoded is an error: an empty `active` would make the phone
+/// forget what it runs.
+fn encode(active: &Active, path: &Path) -> Result<Vec<u8>, AgentError> {
+    serde_json::to_vec(active).map_err(|e| AgentError::Io {
+        action: "encode the slot record for",
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old file or the new one, whole.

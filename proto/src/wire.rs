@@ -293,6 +293,11 @@ pub enum Reason {
     InstallFailed {
         detail: String,
     },
+    /// The phone could not keep the download on its own storage (a full or failing disk): neither the bind's
+    /// fault nor the server's.
+    StorageFailed {
+        detail: String,
+    },
     /// The new version did not pass its health check after the restart.
     HealthCheckFailed {
         detail: String,
@@ -369,6 +374,7 @@ impl fmt::Display for Reason {
                 write!(f, "download failed after {attempts} attempt{}: {detail}", if *attempts == 1 { "" } else { "s" })
             }
             Reason::InstallFailed { detail } => write!(f, "install failed: {detail}"),
+            Reason::StorageFailed { detail } => write!(f, "cannot store the download: {detail}"),
             Reason::HealthCheckFailed { detail } => write!(f, "health check failed, rolled back: {detail}"),
             Reason::InvalidCommand { detail } => write!(f, "invalid command: {detail}"),
             Reason::TimedOut { limit_secs, during, received } => write!(
@@ -633,6 +639,28 @@ mod tests {
         });
         assert_eq!(serde_json::to_value(&timed_out).unwrap(), golden);
         assert_eq!(Report::from_json(golden.to_string().as_bytes()).unwrap(), timed_out);
+
+        let storage = Report {
+            job_id: "j".into(),
+            state: JobState::Failed,
+            progress: None,
+            running_version: Some("V3 R3.11.0".parse().unwrap()),
+            reason: Some(Reason::StorageFailed {
+                detail: "write /var/lib/bindwave/downloads/j.bind: No space left on device".into(),
+            }),
+            override_used: false,
+            download: None,
+        };
+        let golden = json!({
+            "job_id": "j",
+            "state": "failed",
+            "running_version": "V3 R3.11.0",
+            "reason": {"code": "storage_failed", "detail": "write /var/lib/bindwave/downloads/j.bind: No space left on device"},
+            "message": "cannot store the download: write /var/lib/bindwave/downloads/j.bind: No space left on device",
+            "override_used": false
+        });
+        assert_eq!(serde_json::to_value(&storage).unwrap(), golden);
+        assert_eq!(Report::from_json(golden.to_string().as_bytes()).unwrap(), storage);
     }
 
     /// The names that label metrics and logs are the wire's names: both come from the variant names, by
@@ -666,6 +694,7 @@ mod tests {
             Reason::MalformedBind { detail: detail.clone(), field: None },
             Reason::DownloadFailed { detail: detail.clone(), status: None, attempts: 1 },
             Reason::InstallFailed { detail: detail.clone() },
+            Reason::StorageFailed { detail: detail.clone() },
             Reason::HealthCheckFailed { detail: detail.clone() },
             Reason::InvalidCommand { detail },
             Reason::TimedOut { limit_secs: 1, during: JobState::Downloading, received: 0 },

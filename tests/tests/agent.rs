@@ -109,16 +109,20 @@ fn a_file_that_changed_on_the_server_is_downloaded_from_the_start() {
     let opts = ServeOptions { drops: 1, drop_after: 200 * 1024, ..Default::default() };
     let etag = opts.etag.clone();
     let server = BindServer::start(bytes.clone(), opts);
-    // The validator changes once the first response has begun: the resume must not splice two files.
-    let (etag2, stats) = (etag.clone(), server.stats.clone());
-    std::thread::spawn(move || {
-        while stats.lock().unwrap().bytes_sent == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        *etag2.lock().unwrap() = "\"v2\"".into();
+    // The validator changes once the first response is under way (its headers sent with the old one): the
+    // resume must not splice two files.
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Closely watched: the agent asks again within a few tens of milliseconds.
+            let start = std::time::Instant::now();
+            while server.stats().bytes_sent == 0 && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            *etag.lock().unwrap() = "\"v2\"".into();
+        });
+        command(&c.mqtt, "job-changed", &server.url, bytes.len(), &sha);
+        outcome(&dir.path().join("phone-1"), "job-changed", 60)
     });
-    command(&c.mqtt, "job-changed", &server.url, bytes.len(), &sha);
-    let r = outcome(&dir.path().join("phone-1"), "job-changed", 60);
     assert_eq!(r["state"], "succeeded", "{r}");
     let stats = server.stats();
     assert!(stats.bytes_sent >= bytes.len() as u64 + 200 * 1024, "the second response sent the whole file: {stats:?}");
@@ -627,4 +631,92 @@ fn roll_out_by_file_name_to(c: &Controller, d: &Path, root: &Path, target: &str)
         s["rollout"]["state"] == "finished" || s["counts"]["failed"] != 0
     });
     assert_eq!(s["counts"]["succeeded"], 1, "{:#}", s["jobs"]);
+}
+
+/// A server whose whole answer is a file shorter than the bind the command names holds another file, not a
+/// bind cut short: the job fails at once, saying so with both sizes and the URL, over HTTP and over FTP.
+#[test]
+fn a_complete_answer_shorter_than_the_bind_fails_at_once_without_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Controller::start(d);
+    let _agent = phone().start_with(d, &c.mqtt, TABLE, FAST_RETRIES);
+    online(&c);
+    let (_, bytes, sha) = bind(8000, &[3]);
+    let short = bytes[..20].to_vec();
+    let not_the_bind = |r: &Value, url: &str| {
+        assert_eq!(r["state"], "failed", "{r}");
+        assert_eq!(r["reason"]["code"], "download_failed", "{r}");
+        assert_eq!(r["reason"]["attempts"], 1, "a complete answer is not retried: {r}");
+        let detail = r["reason"]["detail"].as_str().unwrap();
+        let said = format!("the server's file {url} is 20 bytes, not the {}-byte bind the command names", bytes.len());
+        assert_eq!(detail, said);
+    };
+
+    let server = BindServer::start(short.clone(), ServeOptions::default());
+    command(&c.mqtt, "job-short-http", &server.url, bytes.len(), &sha);
+    not_the_bind(&outcome(&d.join("phone-1"), "job-short-http", 30), &server.url);
+    assert_eq!(server.stats().requests.len(), 1, "asked once");
+
+    let root = d.join("ftp");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("short.bind"), &short).unwrap();
+    let port = bindwave_tests::free_port();
+    let mut ftpd = std::process::Command::new("python3");
+    ftpd.args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-p", &port.to_string(), "-d"]).arg(&root);
+    let _ftpd = Proc::spawn("ftpd", ftpd, d);
+    wait_until(Duration::from_secs(10), "the FTP server", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let url = format!("ftp://127.0.0.1:{port}/short.bind");
+    command(&c.mqtt, "job-short-ftp", &url, bytes.len(), &sha);
+    not_the_bind(&outcome(&d.join("phone-1"), "job-short-ftp", 30), &url);
+
+    // A server that will not say the size (no SIZE): the transfer it confirms complete says it instead.
+    let server = r#"
+import sys, logging
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+port, root = int(sys.argv[1]), sys.argv[2]
+class Handler(FTPHandler):
+    def ftp_SIZE(self, path):
+        self.respond("502 SIZE not implemented.")
+auth = DummyAuthorizer()
+auth.add_anonymous(root)
+Handler.authorizer = auth
+logging.basicConfig(level=logging.ERROR)
+FTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+    let port = bindwave_tests::free_port();
+    let mut ftpd = std::process::Command::new("python3");
+    ftpd.arg("-c").arg(server).arg(port.to_string()).arg(&root);
+    let _sizeless = Proc::spawn("ftpd-no-size", ftpd, d);
+    wait_until(Duration::from_secs(10), "the FTP server without SIZE", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("ftp://127.0.0.1:{port}/short.bind");
+    command(&c.mqtt, "job-short-ftp-no-size", &url, bytes.len(), &sha);
+    not_the_bind(&outcome(&d.join("phone-1"), "job-short-ftp-no-size", 30), &url);
+    assert_eq!(std::fs::read_dir(d.join("phone-1/downloads")).unwrap().count(), 0, "nothing is left behind");
+}
+
+/// A download the phone cannot write is its own storage's failure, told apart from a failed install.
+#[test]
+fn a_download_the_phone_cannot_store_fails_with_storage_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Controller::start(d);
+    let _agent = phone().start_with(d, &c.mqtt, TABLE, FAST_RETRIES);
+    online(&c);
+    let (_, bytes, sha) = bind(8000, &[3]);
+    let server = BindServer::start(bytes.clone(), ServeOptions::default());
+    // Where the download would go, a directory stands: the file cannot be opened.
+    let blocked = d.join("phone-1/downloads/job-disk.bind");
+    std::fs::create_dir_all(&blocked).unwrap();
+    command(&c.mqtt, "job-disk", &server.url, bytes.len(), &sha);
+    let r = outcome(&d.join("phone-1"), "job-disk", 30);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["reason"]["code"], "storage_failed", "{r}");
+    let detail = r["reason"]["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("open {}", blocked.display())), "{detail}");
+    assert!(!d.join("phone-1/active").exists(), "nothing was installed");
 }
