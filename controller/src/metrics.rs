@@ -18,15 +18,59 @@ use prometheus::{
     TextEncoder,
 };
 
+use bindwave_proto::wire::{CommandKind, TopicKind};
+
 use crate::engine::Engine;
-use crate::model::{Cause, Job, JobPhase, Outcome, RolloutId, RolloutState, Stage};
+use crate::model::{Cause, CauseKind, Job, JobPhase, Outcome, RolloutId, RolloutState, RolloutStateKind, Stage};
+use strum::VariantArray;
 
 /// Rollout states, as `bindwave_rollouts{state}` and `bindwave_rollout_state{state}` label them.
-const STATES: [&str; 5] = ["created", "active", "paused", "aborted", "finished"];
+fn states() -> impl Iterator<Item = &'static str> {
+    RolloutStateKind::VARIANTS.iter().map(|&k| k.into())
+}
+
+/// What a device sends, as `bindwave_mqtt_messages_received_total{kind}` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum MessageKind {
+    Hello,
+    Presence,
+    Report,
+}
+
+impl MessageKind {
+    /// The kind of message a device topic carries to the controller; `None` for the controller's own.
+    pub fn of(topic: TopicKind) -> Option<MessageKind> {
+        match topic {
+            TopicKind::Hello => Some(MessageKind::Hello),
+            TopicKind::Presence => Some(MessageKind::Presence),
+            TopicKind::Reports => Some(MessageKind::Report),
+            TopicKind::Commands => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Where a wave is, as `bindwave_rollout_wave_stage{stage}` labels it.
-const WAVE_STAGES: [&str; 7] = ["pending", "awaiting_approval", "updating", "soaking", "passed", "paused", "aborted"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+enum WaveStage {
+    Pending,
+    AwaitingApproval,
+    Updating,
+    Soaking,
+    Passed,
+    Paused,
+    Aborted,
+}
+
 /// Why a rollout stopped, as `bindwave_rollout_stop_cause{cause}` labels it.
-const CAUSES: [&str; 5] = ["operator", "emergency_stop", "success_gate", "failure_threshold", "rejection_threshold"];
+fn causes() -> impl Iterator<Item = &'static str> {
+    CauseKind::VARIANTS.iter().map(|&k| k.into())
+}
 
 /// The outcomes a device reports (a timeout is the controller's, not a report).
 const FINAL_OUTCOMES: [Outcome; 4] =
@@ -247,15 +291,15 @@ impl Metrics {
             registry,
         };
         // Known label values start at zero, so dashboards and alerts see the series before the first event.
-        for kind in ["hello", "presence", "report"] {
+        for kind in MessageKind::VARIANTS.iter().map(|&k| <&'static str>::from(k)) {
             m.messages_received.with_label_values(&[kind]);
             m.messages_malformed.with_label_values(&[kind]);
         }
-        for kind in ["update", "ack"] {
+        for kind in CommandKind::VARIANTS.iter().map(|&k| <&'static str>::from(k)) {
             m.messages_sent.with_label_values(&[kind]);
         }
         m.messages_malformed.with_label_values(&["topic"]);
-        for state in STATES {
+        for state in states() {
             m.rollouts.with_label_values(&[state]);
         }
         m
@@ -327,7 +371,7 @@ impl Metrics {
         }
         self.gate_threshold.reset();
         self.gate_observed.reset();
-        let mut by_state: BTreeMap<&str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
+        let mut by_state: BTreeMap<&str, i64> = states().map(|s| (s, 0)).collect();
         for r in engine.rollouts() {
             let name = r.id.to_string();
             let id = name.as_str();
@@ -336,14 +380,14 @@ impl Metrics {
             let version = engine.image(&r.image).map(|i| i.software_version.to_string()).unwrap_or_default();
             let short = r.image.short();
             self.rollout_info.with_label_values(&[id, short, &version]).set(1);
-            for state in STATES {
+            for state in states() {
                 self.rollout_state.with_label_values(&[id, state]).set(i64::from(state == r.state.name()));
             }
             let cause = match &r.state {
                 RolloutState::Paused { cause, .. } | RolloutState::Aborted { cause } => Some(cause_name(cause)),
                 _ => None,
             };
-            for c in CAUSES {
+            for c in causes() {
                 self.rollout_stop_cause.with_label_values(&[id, c]).set(i64::from(Some(c) == cause));
             }
             let waves = r.waves.len();
@@ -358,14 +402,14 @@ impl Metrics {
             self.rollout_current_wave.with_label_values(&[id]).set(current as i64);
             for (w, tally) in engine.wave_tallies(&r.id).iter().enumerate() {
                 let wave = (w + 1).to_string();
-                for outcome in Outcome::ALL {
+                for &outcome in Outcome::ALL {
                     self.rollout_devices
                         .with_label_values(&[id, &wave, outcome.as_str()])
                         .set(tally.get(outcome) as i64);
                 }
                 self.wave_devices.with_label_values(&[id, &wave]).set(tally.total() as i64);
                 let stage = wave_stage(&r.state, w, r.waves[w].passed_at.is_some(), r.waves[w].started_at.is_some());
-                for s in WAVE_STAGES {
+                for s in WaveStage::VARIANTS.iter().map(|&s| <&'static str>::from(s)) {
                     self.wave_stage.with_label_values(&[id, &wave, s]).set(i64::from(s == stage));
                 }
             }
@@ -406,28 +450,23 @@ impl Metrics {
 }
 
 fn cause_name(cause: &Cause) -> &'static str {
-    match cause {
-        Cause::Operator { .. } => "operator",
-        Cause::EmergencyStop { .. } => "emergency_stop",
-        Cause::SuccessGate { .. } => "success_gate",
-        Cause::FailureThreshold { .. } => "failure_threshold",
-        Cause::RejectionThreshold { .. } => "rejection_threshold",
-    }
+    cause.into()
 }
 
 /// Where wave `w` is, given the rollout's state.
 fn wave_stage(state: &RolloutState, w: usize, passed: bool, started: bool) -> &'static str {
-    match state {
+    let stage = match state {
         RolloutState::Active { wave, stage } if *wave == w => match stage {
-            Stage::AwaitingApproval => "awaiting_approval",
-            Stage::Updating => "updating",
-            Stage::Soaking { .. } => "soaking",
+            Stage::AwaitingApproval => WaveStage::AwaitingApproval,
+            Stage::Updating => WaveStage::Updating,
+            Stage::Soaking { .. } => WaveStage::Soaking,
         },
-        RolloutState::Paused { wave, .. } if *wave == w => "paused",
-        RolloutState::Aborted { .. } if started && !passed => "aborted",
-        _ if passed => "passed",
-        _ => "pending",
-    }
+        RolloutState::Paused { wave, .. } if *wave == w => WaveStage::Paused,
+        RolloutState::Aborted { .. } if started && !passed => WaveStage::Aborted,
+        _ if passed => WaveStage::Passed,
+        _ => WaveStage::Pending,
+    };
+    stage.into()
 }
 
 impl Default for Metrics {

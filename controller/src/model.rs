@@ -306,8 +306,9 @@ pub struct Wave {
 }
 
 /// Where a wave is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "stage", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Stage {
     /// Waiting for an operator's approval before the first command.
     AwaitingApproval,
@@ -318,8 +319,13 @@ pub enum Stage {
 }
 
 /// Why a rollout stopped (for now, or for good).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount, strum::EnumDiscriminants,
+)]
 #[serde(tag = "cause", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+#[strum_discriminants(name(CauseKind), derive(strum::IntoStaticStr, strum::VariantArray))]
+#[strum_discriminants(strum(serialize_all = "snake_case"))]
 pub enum Cause {
     Operator {
         actor: String,
@@ -373,8 +379,13 @@ impl fmt::Display for Cause {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount, strum::EnumDiscriminants,
+)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+#[strum_discriminants(name(RolloutStateKind), derive(strum::IntoStaticStr, strum::VariantArray))]
+#[strum_discriminants(strum(serialize_all = "snake_case"))]
 pub enum RolloutState {
     /// Created; nothing sent yet.
     Created,
@@ -398,14 +409,9 @@ pub enum RolloutState {
 }
 
 impl RolloutState {
+    /// The state's name, as in its JSON (`active`, `paused`, ...).
     pub fn name(&self) -> &'static str {
-        match self {
-            RolloutState::Created => "created",
-            RolloutState::Active { .. } => "active",
-            RolloutState::Paused { .. } => "paused",
-            RolloutState::Aborted { .. } => "aborted",
-            RolloutState::Finished => "finished",
-        }
+        self.into()
     }
 
     /// The wave in progress, if any.
@@ -515,8 +521,22 @@ impl JobPhase {
 }
 
 /// The columns of a rollout summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     Pending,
     InProgress,
@@ -529,28 +549,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
-        Outcome::Pending,
-        Outcome::InProgress,
-        Outcome::Succeeded,
-        Outcome::RejectedHardware,
-        Outcome::RejectedSoftware,
-        Outcome::Failed,
-        Outcome::TimedOut,
-        Outcome::Cancelled,
-    ];
+    /// Every outcome, in the order of a summary's columns.
+    pub const ALL: &'static [Outcome] = <Outcome as strum::VariantArray>::VARIANTS;
 
+    /// The outcome's name, as in the API's JSON and the metrics' labels.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Pending => "pending",
-            Outcome::InProgress => "in_progress",
-            Outcome::Succeeded => "succeeded",
-            Outcome::RejectedHardware => "rejected_hardware",
-            Outcome::RejectedSoftware => "rejected_software",
-            Outcome::Failed => "failed",
-            Outcome::TimedOut => "timed_out",
-            Outcome::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     fn index(self) -> usize {
@@ -647,6 +651,55 @@ mod tests {
     use super::*;
     use bindwave_proto::wire::{DeviceId, Hello};
     use serde_json::json;
+
+    /// The names in metrics' labels, the audit log and the CLI are the JSON's names: both come from the
+    /// variant names by the same `snake_case` rule, and this holds them together.
+    #[test]
+    fn enum_names_are_the_json_names() {
+        use strum::EnumCount;
+        let json = |v: serde_json::Value, tag: &str| v.get(tag).cloned().unwrap_or(v).as_str().unwrap().to_string();
+        for o in Outcome::ALL {
+            assert_eq!(o.as_str(), json(serde_json::to_value(o).unwrap(), ""));
+        }
+        for a in crate::engine::Action::ALL {
+            assert_eq!(a.as_str(), json(serde_json::to_value(a).unwrap(), ""));
+        }
+        let who = || ("a".to_string(), "r".to_string());
+        let causes = [
+            Cause::Operator { actor: who().0, reason: who().1 },
+            Cause::EmergencyStop { actor: who().0, reason: who().1 },
+            Cause::SuccessGate { wave: 0, succeeded: 0, eligible: 1, required: 1.0 },
+            Cause::FailureThreshold { failed: 1, finished: 1, threshold: 0.1 },
+            Cause::RejectionThreshold { rejected: 1, finished: 1, threshold: 0.1 },
+        ];
+        assert_eq!(causes.len(), Cause::COUNT, "a cause is missing here");
+        for c in &causes {
+            let name: &'static str = c.into();
+            assert_eq!(name, json(serde_json::to_value(c).unwrap(), "cause"));
+        }
+        for stage in [Stage::AwaitingApproval, Stage::Updating, Stage::Soaking { until: 1 }] {
+            let name: &'static str = stage.into();
+            assert_eq!(name, json(serde_json::to_value(stage).unwrap(), "stage"));
+        }
+        let cause = causes[0].clone();
+        let states = [
+            RolloutState::Created,
+            RolloutState::Active { wave: 0, stage: Stage::Updating },
+            RolloutState::Paused { wave: 0, stage: Stage::Updating, cause: cause.clone() },
+            RolloutState::Aborted { cause },
+            RolloutState::Finished,
+        ];
+        assert_eq!(states.len(), RolloutState::COUNT, "a state is missing here");
+        for s in &states {
+            assert_eq!(s.name(), json(serde_json::to_value(s).unwrap(), "state"));
+            let kind: &'static str = RolloutStateKind::from(s).into();
+            assert_eq!(kind, s.name());
+        }
+        for c in &causes {
+            let (kind, name): (&'static str, &'static str) = (CauseKind::from(c).into(), c.into());
+            assert_eq!(kind, name);
+        }
+    }
 
     /// Golden JSON of a rollout's state, as the API shows it and the store keeps it.
     #[test]

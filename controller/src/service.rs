@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindwave_link::{LinkEvent, LinkOptions};
-use bindwave_proto::wire::{parse_topic, Command, Hello, Presence, Report, TopicKind};
+use bindwave_proto::wire::{parse_topic, Command, CommandKind, Hello, Presence, Report, TopicKind};
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -292,12 +292,7 @@ impl CoreLoop {
                     self.metrics.messages_malformed.with_label_values(&["topic"]).inc();
                     return;
                 };
-                let kind_name = match kind {
-                    TopicKind::Hello => "hello",
-                    TopicKind::Presence => "presence",
-                    TopicKind::Reports => "report",
-                    TopicKind::Commands => return,
-                };
+                let Some(kind_name) = crate::metrics::MessageKind::of(kind).map(|k| k.as_str()) else { return };
                 self.metrics.messages_received.with_label_values(&[kind_name]).inc();
                 let input = match kind {
                     TopicKind::Hello => Hello::from_json(&payload).and_then(|h| {
@@ -393,10 +388,7 @@ impl CoreLoop {
                     let topic = TopicKind::Commands.topic(device);
                     let sent = self.client.try_publish(topic, QoS::AtLeastOnce, false, command.to_json());
                     if sent.is_ok() {
-                        let kind = match command {
-                            Command::Update(_) => "update",
-                            Command::Ack { .. } => "ack",
-                        };
+                        let kind: &'static str = CommandKind::from(command).into();
                         self.metrics.messages_sent.with_label_values(&[kind]).inc();
                     }
                     sent

@@ -168,8 +168,10 @@ pub struct Presence {
 }
 
 /// What the controller sends a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::EnumDiscriminants)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[strum_discriminants(name(CommandKind), derive(strum::IntoStaticStr, strum::VariantArray))]
+#[strum_discriminants(strum(serialize_all = "snake_case"))]
 pub enum Command {
     Update(UpdateCommand),
     /// The controller has recorded the final report of this job: stop repeating it.
@@ -679,6 +681,10 @@ mod tests {
         for kind in TopicKind::VARIANTS {
             assert!(kind.topic(&id("a")).ends_with(&format!("/{}", kind.suffix())));
         }
+        let ack = Command::Ack { job_id: "j".into() };
+        let kind: &'static str = CommandKind::from(&ack).into();
+        assert_eq!(kind, serde_json::to_value(&ack).unwrap()["type"]);
+        assert_eq!(CommandKind::VARIANTS.len(), 2, "a command is missing here");
         let (v, level) = ("V3 R1.0.0".parse::<SoftwareVersion>().unwrap(), HardwareLevel(3));
         let detail = String::from("d");
         let every = [

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::error::EngineError;
 
 /// What an operator can do to a rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantArray)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     /// Start the first wave (or wait for its approval).
     Start,
@@ -25,7 +26,7 @@ pub enum Action {
 impl std::str::FromStr for Action {
     type Err = EngineError;
     fn from_str(s: &str) -> Result<Self, EngineError> {
-        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| {
+        Action::ALL.iter().copied().find(|a| a.as_str() == s).ok_or_else(|| {
             let names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
             EngineError::BadRequest(format!("no rollout action {s:?} ({})", names.join(", ")))
         })
@@ -34,18 +35,10 @@ impl std::str::FromStr for Action {
 
 impl Action {
     /// Every action, in the order help texts list them.
-    pub const ALL: [Action; 6] =
-        [Action::Start, Action::Pause, Action::Resume, Action::Abort, Action::Retry, Action::Approve];
+    pub const ALL: &'static [Action] = <Action as strum::VariantArray>::VARIANTS;
 
     /// The action's name in the API's paths and the audit log.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::Abort => "abort",
-            Action::Retry => "retry",
-            Action::Approve => "approve",
-        }
+        self.into()
     }
 }
