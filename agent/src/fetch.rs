@@ -209,11 +209,11 @@ impl Download<'_> {
         })
     }
 
+    /// The pause before `attempt` (2 for the first retry): the link's one backoff rule, with this policy's
+    /// first pause and cap.
     fn pause(&self, attempt: u32) -> Duration {
-        let base = self.policy.backoff.as_millis() as u64;
-        let cap = self.policy.max_backoff.as_millis() as u64;
-        let ceiling = base.saturating_mul(1 << (attempt - 2).min(16)).min(cap).max(1);
-        Duration::from_millis(ceiling / 2 + rand::random::<u64>() % (ceiling / 2 + 1))
+        let backoff = bindwave_link::Backoff { first: self.policy.backoff, max: self.policy.max_backoff };
+        backoff.pause(attempt.saturating_sub(2))
     }
 
     /// Reads a partial download left by an earlier run back through a fresh verifier.
