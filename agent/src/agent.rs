@@ -68,7 +68,7 @@ impl Agent {
         let found = Found { other: active.as_ref().and_then(|a| slots.record_of(a.slot.other())), active };
 
         let id = config.device_id.clone();
-        let offline = Presence { online: false }.to_json();
+        let offline = Presence { online: false }.to_json()?;
         let mut opts = LinkOptions::new(&config.broker.url, id.as_str());
         opts.username = config.broker.username.clone();
         opts.password = config.broker.password.clone();
@@ -241,7 +241,11 @@ impl Driver {
     /// again anyway: final reports from the journal until acknowledged, hello and presence on every connect.
     fn publish(&self, message: &Message) {
         let topic = message.kind().topic(&self.config.device_id);
-        if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, message.retain(), message.to_json()) {
+        let payload = match message.to_json() {
+            Ok(p) => p,
+            Err(e) => return tracing::error!("not published: {e}"),
+        };
+        if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, message.retain(), payload) {
             tracing::debug!("not published now ({e}); it is sent again later if it matters");
         }
     }

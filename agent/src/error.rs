@@ -13,6 +13,8 @@ pub enum AgentError {
     ConfigInvalid(String),
     #[error(transparent)]
     Link(#[from] bindwave_link::LinkError),
+    #[error(transparent)]
+    Proto(#[from] bindwave_proto::ProtoError),
     #[error("state directory {path} is not usable (check it exists and is writable)")]
     StateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot {action} {path}")]

@@ -19,6 +19,8 @@ pub enum ControllerError {
     StoreOpen { path: PathBuf, source: sled::Error },
     #[error("store operation failed")]
     Store(#[from] sled::Error),
+    #[error("cannot encode record {key} for the store: {detail} (this is a bug; please report it with the log)")]
+    StoreEncode { key: String, detail: String },
     #[error("stored record {key} is unreadable: {detail}")]
     StoreCorrupt { key: String, detail: String },
     #[error("cannot {action} {path}")]

@@ -386,7 +386,17 @@ impl CoreLoop {
                 Outgoing::Subscribe(kind) => self.client.try_subscribe(kind.filter_all(), QoS::AtLeastOnce),
                 Outgoing::Command(device, command) => {
                     let topic = TopicKind::Commands.topic(device);
-                    let sent = self.client.try_publish(topic, QoS::AtLeastOnce, false, command.to_json());
+                    let payload = match command.to_json() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            // It can never be sent: say so, and go on with the rest.
+                            self.metrics.publish_errors.inc();
+                            tracing::error!(%device, "{e}");
+                            self.outbox.pop_front();
+                            continue;
+                        }
+                    };
+                    let sent = self.client.try_publish(topic, QoS::AtLeastOnce, false, payload);
                     if sent.is_ok() {
                         let kind: &'static str = CommandKind::from(command).into();
                         self.metrics.messages_sent.with_label_values(&[kind]).inc();

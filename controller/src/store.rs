@@ -59,6 +59,10 @@ impl Store {
                 // Big-endian sequence numbers keep the log in order.
                 Record::Audit(a) => (4, a.seq.to_be_bytes().to_vec(), json(a)),
             };
+            let value = value.map_err(|detail| ControllerError::StoreEncode {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                detail,
+            })?;
             batches[i].insert(key, value);
         }
         let [d, i, r, j, a] = batches;
@@ -82,8 +86,9 @@ impl Store {
     }
 }
 
-fn json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+/// A record's JSON. Nothing is written when it cannot be encoded: an empty value would read back as corrupt.
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(value).map_err(|e| e.to_string())
 }
 
 fn load_tree<T: DeserializeOwned>(

@@ -33,6 +33,8 @@ pub enum ProtoError {
     InvalidDeviceId { input: String, reason: &'static str },
     #[error("malformed {kind} message: {detail}")]
     MalformedMessage { kind: &'static str, detail: String },
+    #[error("cannot encode a {kind} message: {detail} (this is a bug; please report it)")]
+    Encode { kind: &'static str, detail: String },
 }
 
 impl ProtoError {

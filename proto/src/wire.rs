@@ -469,9 +469,11 @@ macro_rules! json_message {
                     .map_err(|e| ProtoError::MalformedMessage { kind: $kind, detail: e.to_string() })
             }
 
-            pub fn to_json(&self) -> Vec<u8> {
-                // Serializing these types cannot fail: no maps with non-string keys, no foreign Serialize impls.
-                serde_json::to_vec(self).unwrap_or_default()
+            /// Encodes a message. These types have no maps with non-string keys and no foreign `Serialize`
+            /// impls, so this does not fail today; if it ever does, the caller hears of it instead of sending
+            /// an empty payload.
+            pub fn to_json(&self) -> Result<Vec<u8>, ProtoError> {
+                serde_json::to_vec(self).map_err(|e| ProtoError::Encode { kind: $kind, detail: e.to_string() })
             }
         }
     };

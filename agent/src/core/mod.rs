@@ -102,7 +102,7 @@ impl Message {
         !matches!(self, Message::Report(_))
     }
 
-    pub fn to_json(&self) -> Vec<u8> {
+    pub fn to_json(&self) -> Result<Vec<u8>, bindwave_proto::ProtoError> {
         match self {
             Message::Hello(h) => h.to_json(),
             Message::Presence(p) => p.to_json(),
