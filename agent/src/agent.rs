@@ -39,8 +39,8 @@ enum JobEvent {
 }
 
 impl Agent {
-    pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
-        let identity = config.identity()?;
+    /// An agent for a checked config and the identity resolved while checking it (the probe is not run again).
+    pub fn new(config: AgentConfig, identity: Identity) -> Result<Self, AgentError> {
         link::parse_broker_url(&config.broker.url)?;
         Ok(Agent { config, identity, transport: None })
     }

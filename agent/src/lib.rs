@@ -6,8 +6,9 @@
 //!
 //! - [`cli`]: the `bindwave-agent` command line (clap), public so the controller can render the agent's man page
 //!   and shell completions from it.
-//! - [`config`]: the agent's TOML configuration, its overrides (environment, flags), its checks, and the
-//!   identity it resolves.
+//! - [`config`]: the agent's TOML configuration (every key in `agent/agent.example.toml`), its overrides
+//!   (environment, flags), its checks (through `bindwave_settings`), and the identity it resolves, with the
+//!   hardware probe run once at start.
 //! - [`slots`]: the A/B slot installer on disk.
 //! - [`hooks`]: the phone's own programs: reboot, health check, indicator.
 //! - [`indicator`]: the update-in-progress indication and `status.json`.
