@@ -57,8 +57,7 @@ pub enum Style {
 /// One thing wrong with a config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// The dotted key it is about (`download.attempts`), if it is about one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The dotted key it is about (`download.attempts`), if it is about one (`null` in JSON if not).
     pub key: Option<String>,
     #[serde(flatten)]
     pub origin: Origin,
