@@ -281,7 +281,9 @@ fn value_problem(
     let shown_example = example_of(schema, path);
     let want = match kind {
         Kind::Custom(m) => {
-            let eg = example.map(|_| format!(" (e.g. {shown_example})")).unwrap_or_default();
+            // The type's own words, with an example unless they give one.
+            let eg = example.filter(|_| !m.contains("e.g.")).map(|_| format!(" (e.g. {shown_example})"));
+            let eg = eg.unwrap_or_default();
             return if who.is_empty() { format!("{m}{eg}") } else { format!("{who}: {m}{eg}") };
         }
         Kind::Variant { expected } => {
