@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 cargo build --profile release-agent -p bindwave-agent
 cargo build --release -p bindwave-controller --bin bindwave
 cargo build --release -p bindwave-tests --bin bench-agent
-exec target/release/bench-agent target/release-agent/bindwave-agent "${1:-1}"
+target="${CARGO_TARGET_DIR:-target}"
+exec "$target/release/bench-agent" "$target/release-agent/bindwave-agent" "${1:-1}"

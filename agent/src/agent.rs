@@ -19,10 +19,10 @@ use crate::core::{Action, Core, Found, Input, Message};
 use crate::indicator::{Indicator, Status};
 use crate::job::{check_health, job_span, Job, JobEvent};
 use crate::journal::{AwaitingHealth, Change, Journal};
-use crate::link::{self, LinkEvent, LinkOptions};
 use crate::slots::Slots;
 use crate::transport::Transport;
 use crate::AgentError;
+use bindwave_link::{LinkEvent, LinkOptions};
 
 pub struct Agent {
     config: AgentConfig,
@@ -31,9 +31,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
-        let identity = config.identity()?;
-        link::parse_broker_url(&config.broker.url)?;
+    /// An agent for a checked config and the identity resolved while checking it (the probe is not run again).
+    pub fn new(config: AgentConfig, identity: Identity) -> Result<Self, AgentError> {
+        bindwave_link::BrokerUrl::parse(&config.broker.url)?;
         Ok(Agent { config, identity, transport: None })
     }
 
@@ -73,7 +73,7 @@ impl Agent {
         opts.username = config.broker.username.clone();
         opts.password = config.broker.password.clone();
         opts.last_will = Some(LastWill::new(TopicKind::Presence.topic(&id), offline.clone(), QoS::AtLeastOnce, true));
-        let link = link::connect(opts)?;
+        let link = bindwave_link::connect(opts)?;
 
         let (job_tx, job_rx) = mpsc::unbounded_channel();
         let indicator = Indicator::start(config.indicator.clone(), state_dir.join("status.json"));

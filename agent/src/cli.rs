@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::Override;
+use crate::config::{FromEnv, Override};
 
 /// Exit code: the command did what was asked (for `config check`: the config is valid).
 pub const EXIT_OK: u8 = 0;

@@ -6,8 +6,9 @@
 //!
 //! - [`cli`]: the `bindwave-agent` command line (clap), public so the controller can render the agent's man page
 //!   and shell completions from it.
-//! - [`config`]: the agent's TOML configuration, its overrides (environment, flags), its checks, and the
-//!   identity it resolves.
+//! - [`config`]: the agent's TOML configuration (every key in `agent/agent.example.toml`), its overrides
+//!   (environment, flags), its checks (through `bindwave_settings`), and the identity it resolves, with the
+//!   hardware probe run once at start.
 //! - [`core`]: the agent's decisions, a pure state machine: an input (a command, the link, a job's progress and
 //!   end, the retry timer, the restart) in, actions (persist, publish, show, start a job) out. No IO.
 //! - [`agent`]: the driver: the event loop that feeds the core and carries out its actions.
@@ -22,8 +23,8 @@
 //! - [`indicator`]: the update-in-progress indication and `status.json`.
 //! - [`status`]: `bindwave-agent status`, what a technician at the phone needs to know, read from the state
 //!   directory.
-//! - [`link`]: the MQTT connection (rumqttc, polled in its own task, with jittered backoff); the controller
-//!   uses it too.
+//!
+//! The MQTT link (rumqttc polled in its own task, reconnecting with backoff) is the shared `bindwave_link`.
 
 pub mod agent;
 pub mod cli;
@@ -35,7 +36,6 @@ pub mod hooks;
 pub mod indicator;
 mod job;
 pub mod journal;
-pub mod link;
 pub mod slots;
 pub mod status;
 pub mod transport;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use bindwave_agent::cli::{
     Cli, Command, ConfigArgs, ConfigCommand, LogArgs, LogFormat, Output, ShowFormat, EXIT_ERROR, EXIT_INVALID,
 };
-use bindwave_agent::config::Check;
+use bindwave_agent::config::{Check, Checked};
 use bindwave_agent::{Agent, AgentConfig};
 use clap::Parser;
 
@@ -47,17 +47,17 @@ fn init_tracing(log: &LogArgs) {
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
-            let config = load(&args.config)?;
+            let Checked { config, identity } = load(&args.config)?;
             tracing::info!(device = %config.device_id, broker = %config.broker.url,
                 config = %args.config.config.display(), version = bindwave_agent::AGENT_VERSION, "starting");
-            let agent = Agent::new(config)?;
+            let agent = Agent::new(config, identity)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(agent.run(shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
-            let config = load(&args.config)?;
-            let status = bindwave_agent::status::read(&config)?;
+            let Checked { config, identity } = load(&args.config)?;
+            let status = bindwave_agent::status::read(&config, &identity)?;
             if args.json || args.output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -89,8 +89,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(args: &ConfigArgs) -> Result<AgentConfig, bindwave_agent::AgentError> {
-    AgentConfig::load_with(&args.config, &args.overrides())
+/// The checked config and the identity it resolved (the hardware probe runs here, once).
+fn load(args: &ConfigArgs) -> Result<Checked, bindwave_agent::AgentError> {
+    AgentConfig::load_checked(&args.config, &args.overrides())
 }
 
 fn check(args: &ConfigArgs) -> Result<Check, bindwave_agent::AgentError> {

@@ -6,6 +6,7 @@ use bindwave_proto::wire::{LevelConflict, LevelSource, Report, UpdateCommand};
 use bindwave_proto::{HardwareLevel, SoftwareVersion};
 use serde::Serialize;
 
+use crate::config::Identity;
 use crate::indicator::Status;
 use crate::journal::Journal;
 use crate::slots::{Active, Slots};
@@ -26,8 +27,8 @@ pub struct AgentStatus {
     pub last_outcome: Option<Report>,
 }
 
-pub fn read(config: &AgentConfig) -> Result<AgentStatus, AgentError> {
-    let identity = config.identity()?;
+/// The status of the phone with this config and the identity resolved when it was checked.
+pub fn read(config: &AgentConfig, identity: &Identity) -> Result<AgentStatus, AgentError> {
     let slots = Slots::open(&config.state_dir)?;
     let journal = Journal::open(&config.state_dir)?;
     let state = std::fs::read(config.state_dir.join("status.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());

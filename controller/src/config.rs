@@ -1,21 +1,14 @@
 //! The controller's settings: a TOML file (`--config`, `BINDWAVE_CONFIG`), each key overridable by its
 //! environment variable (`BINDWAVE_<KEY>`) and its flag (`--<key>`). Precedence: flag, then environment,
 //! then file, then default. `bindwave config check` explains a bad file and shows where each value came from.
-//!
-//! ```toml
-//! data_dir = "/var/lib/bindwave"
-//! http_listen = "0.0.0.0:8080"
-//! public_url = "http://bindwave.example:8080"
-//! mqtt_listen = "0.0.0.0:1883"      # the embedded broker
-//! # broker = "mqtt://mosquitto.example:1883"   # or an external one
-//! log_level = "info"
-//! log_format = "json"
-//! ```
+//! Every key, with an example, is in `controller/bindwave.example.toml`; [`ServeFile`]'s serde derive is the
+//! list of keys the checker (the `bindwave_settings` crate, shared with the agent) reads.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use bindwave_settings::{Origin, Outcome, Override, Schema, Style};
 use serde::{Deserialize, Serialize};
 
 use crate::ControllerError;
@@ -45,12 +38,24 @@ pub struct ServeFile {
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// `text` or `json`, in any case (`BINDWAVE_LOG_FORMAT=JSON`).
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match name.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(serde::de::Error::unknown_variant(&name, &["text", "json"])),
+        }
+    }
 }
 
 /// Where a value came from.
@@ -78,29 +83,28 @@ pub struct ServeSettings {
     pub sources: BTreeMap<&'static str, Source>,
 }
 
-/// A problem in a config file, with what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    pub key: Option<String>,
-    pub message: String,
+/// A problem with the settings, and where it comes from (the file's line and column, a variable or a flag).
+pub use bindwave_settings::Problem;
+
+/// The known key nearest to a misspelled one, if near enough to be a typo (the agent's rule too).
+pub use bindwave_settings::nearest;
+
+/// The documented example config: every key, with an example value. Messages take their examples from it.
+pub const EXAMPLE: &str = include_str!("../bindwave.example.toml");
+
+/// The file's keys, as [`ServeFile`]'s serde derive names them, with the example's values.
+pub fn schema() -> Result<Schema, Vec<Problem>> {
+    Schema::of::<ServeFile>(EXAMPLE).map_err(|e| vec![general(e.to_string())])
 }
 
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.key {
-            Some(k) => write!(f, "{k}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
+fn general(message: String) -> Problem {
+    Problem::general(Origin::File { line: None, column: None }, message, Style::Flat)
 }
 
 /// Reads and checks a config file: every problem found, or the file's values.
 pub fn load_file(path: &Path) -> Result<ServeFile, Vec<Problem>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Problem {
-            key: None,
-            message: format!("cannot read {}: {e} (check the path given to --config)", path.display()),
-        }]
+        vec![general(format!("cannot read {}: {e} (check the path given to --config)", path.display()))]
     })?;
     parse_file(&text)
 }
@@ -108,90 +112,64 @@ pub fn load_file(path: &Path) -> Result<ServeFile, Vec<Problem>> {
 /// Checks the text of a config file: syntax (with line and column), unknown keys (with the nearest known
 /// key), types, then meanings.
 pub fn parse_file(text: &str) -> Result<ServeFile, Vec<Problem>> {
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|e| vec![Problem { key: None, message: format!("not valid TOML: {}", e.to_string().trim()) }])?;
-    let mut problems = Vec::new();
-    for key in table.keys() {
-        if !KEYS.iter().any(|(k, _, _)| k == key) {
-            let hint = match nearest(key, KEYS.iter().map(|(k, _, _)| *k)) {
-                Some(k) => format!("did you mean `{k}`?"),
-                None => format!("known keys: {}", KEYS.iter().map(|(k, _, _)| *k).collect::<Vec<_>>().join(", ")),
-            };
-            problems.push(Problem { key: Some(key.clone()), message: format!("unknown key; {hint}") });
-        }
-    }
-    // Each known key on its own, so one bad value does not hide the others.
-    let mut readable = toml::Table::new();
-    for (key, value) in &table {
-        if !KEYS.iter().any(|(k, _, _)| k == key) {
-            continue;
-        }
-        let one: toml::Table = [(key.clone(), value.clone())].into_iter().collect();
-        match toml::Value::Table(one).try_into::<ServeFile>() {
-            Ok(_) => drop(readable.insert(key.clone(), value.clone())),
-            Err(e) => problems.push(Problem { key: Some(key.clone()), message: type_hint(key, e.message()) }),
-        }
-    }
-    if !problems.is_empty() {
-        if let Ok(partial) = toml::Value::Table(readable).try_into::<ServeFile>() {
-            problems.extend(check_meanings(&partial));
-        }
-        return Err(problems);
-    }
-    let file: ServeFile =
-        toml::from_str(text).map_err(|e| vec![Problem { key: None, message: e.to_string().trim().to_string() }])?;
-    let problems = check_meanings(&file);
-    if problems.is_empty() {
-        Ok(file)
-    } else {
-        Err(problems)
-    }
+    let schema = schema()?;
+    finish(bindwave_settings::read::<ServeFile>(&schema, Style::Flat, text, &[]))
 }
 
-fn type_hint(key: &str, detail: &str) -> String {
-    let want = match key {
-        "http_listen" | "mqtt_listen" => "an address with a port, e.g. \"0.0.0.0:8080\"",
-        "log_format" => "\"text\" or \"json\"",
-        "data_dir" => "a directory path",
-        _ => "a string",
-    };
-    format!("{detail}; expected {want}")
+/// The checks of meaning on what read, then every problem or the values.
+fn finish(mut outcome: Outcome<ServeFile>) -> Result<ServeFile, Vec<Problem>> {
+    if let Some(file) = outcome.value.take() {
+        check_meanings(&file, &mut outcome);
+        outcome.value = Some(file);
+    }
+    outcome.sort();
+    match outcome.value {
+        Some(file) if outcome.problems.is_empty() => Ok(file),
+        _ => Err(outcome.problems),
+    }
 }
 
 /// What a well-formed file can still get wrong.
-fn check_meanings(file: &ServeFile) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut problem = |key: &str, message: String| problems.push(Problem { key: Some(key.into()), message });
+fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>) {
     if let Some(url) = &file.broker {
         if let Err(e) = bindwave_link::BrokerUrl::parse(url) {
-            problem("broker", e.to_string());
+            out.problem(&["broker"], e.to_string());
         }
     }
     if let Some(url) = &file.public_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
-            problem("public_url", format!("{url:?} is not an http:// or https:// URL that phones can reach"));
+            out.problem(&["public_url"], format!("{url:?} is not an http:// or https:// URL that phones can reach"));
         }
     }
     if let Some(level) = &file.log_level {
         if tracing_subscriber::EnvFilter::try_new(level).is_err() {
-            problem(
-                "log_level",
+            out.problem(
+                &["log_level"],
                 format!("{level:?} is not a log level or filter (try info, debug, or bindwave=debug)"),
             );
         }
     }
     if let Some(dir) = &file.data_dir {
         if dir.exists() && !dir.is_dir() {
-            problem("data_dir", format!("{} exists and is not a directory", dir.display()));
+            out.problem(&["data_dir"], format!("{} exists and is not a directory", dir.display()));
         }
     }
-    problems
 }
 
-/// The value of a key from the environment, if set.
-fn env(key: &str) -> Option<String> {
-    let var = KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, v, _)| *v)?;
-    std::env::var(var).ok().filter(|v| !v.is_empty())
+/// The overrides of the environment (`BINDWAVE_<KEY>`, known keys only), then of the flags.
+fn overrides(flags: &Flags) -> Result<Vec<Override>, Vec<Problem>> {
+    let mut all = Vec::new();
+    for (key, var, _) in KEYS {
+        if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            all.push(Override::env_var(var, &[key], &value));
+        }
+    }
+    let given = toml::Table::try_from(flags).map_err(|e| vec![general(format!("the flags do not read: {e}"))])?;
+    for (key, value) in &given {
+        let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+        all.push(Override::flag(&format!("--{}", key.replace('_', "-")), &[key.as_str()], &text));
+    }
+    Ok(all)
 }
 
 /// Flags given on the command line (each `None` if absent): the same keys as the file.
@@ -200,61 +178,24 @@ pub type Flags = ServeFile;
 impl ServeSettings {
     /// Flags over environment over file over defaults.
     pub fn resolve(flags: &Flags, file: &ServeFile) -> Result<ServeSettings, Vec<Problem>> {
-        let mut sources = BTreeMap::new();
-        let mut problems = Vec::new();
-        macro_rules! pick {
-            ($key:literal, $field:ident, $parse:expr) => {{
-                let from_env = match env($key).map($parse) {
-                    Some(Ok(v)) => Some(v),
-                    Some(Err(e)) => {
-                        let var = KEYS.iter().find(|(k, _, _)| *k == $key).map_or("", |(_, v, _)| *v);
-                        problems.push(Problem { key: Some($key.into()), message: format!("{var}: {e}") });
-                        None
-                    }
-                    None => None,
-                };
-                if let Some(v) = flags.$field.clone() {
-                    sources.insert($key, Source::Flag);
-                    Some(v)
-                } else if let Some(v) = from_env {
-                    sources.insert($key, Source::Env);
-                    Some(v)
-                } else if let Some(v) = file.$field.clone() {
-                    sources.insert($key, Source::File);
-                    Some(v)
-                } else {
-                    sources.insert($key, Source::Default);
-                    None
-                }
-            }};
-        }
-        let text = |s: String| Ok::<_, String>(s);
-        let addr = |s: String| s.parse::<SocketAddr>().map_err(|e| format!("{s:?}: {e} (expected host:port)"));
-        let data_dir = pick!("data_dir", data_dir, |s: String| Ok::<_, String>(PathBuf::from(s)));
-        let http_listen = pick!("http_listen", http_listen, addr);
-        let public_url = pick!("public_url", public_url, text);
-        let mqtt_listen = pick!("mqtt_listen", mqtt_listen, addr);
-        let broker = pick!("broker", broker, text);
-        let log_level = pick!("log_level", log_level, text);
-        let log_format = pick!("log_format", log_format, |s: String| match s.to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(format!("{s:?} is not a log format (text or json)")),
-        });
+        let schema = schema()?;
+        let table = toml::Table::try_from(file).map_err(|e| vec![general(format!("the file does not read: {e}"))])?;
+        let overrides = overrides(flags)?;
+        let outcome = bindwave_settings::read_table::<ServeFile>(&schema, Style::Flat, table.clone(), &overrides);
+        let applied = outcome.overrides.clone();
         // The environment and flags must mean something too.
-        let effective = ServeFile {
-            data_dir: data_dir.clone(),
-            http_listen,
-            public_url: public_url.clone(),
-            mqtt_listen,
-            broker: broker.clone(),
-            log_level: log_level.clone(),
-            log_format,
-        };
-        problems.extend(check_meanings(&effective));
-        if !problems.is_empty() {
-            return Err(problems);
+        let effective = finish(outcome)?;
+        let mut sources = BTreeMap::new();
+        for (key, _, _) in KEYS {
+            let source = match applied.iter().rev().find(|o| o.key == key) {
+                Some(o) if matches!(o.origin, Origin::Flag { .. }) => Source::Flag,
+                Some(_) => Source::Env,
+                None if table.contains_key(key) => Source::File,
+                None => Source::Default,
+            };
+            sources.insert(key, source);
         }
+        let ServeFile { data_dir, http_listen, public_url, mqtt_listen, broker, log_level, log_format } = effective;
         Ok(ServeSettings {
             data_dir: data_dir.unwrap_or_else(|| PathBuf::from("bindwave-data")),
             http_listen: http_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -284,9 +225,6 @@ fn invalid(path: &Path, problems: &[Problem]) -> ControllerError {
         problems: problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
     }
 }
-
-/// The known key nearest to a misspelled one, if near enough to be a typo (the agent's rule).
-pub use bindwave_agent::config::nearest;
 
 #[cfg(test)]
 mod tests {
@@ -325,6 +263,33 @@ mod tests {
         let flags = Flags { http_listen: Some("127.0.0.1:2000".parse().unwrap()), ..Default::default() };
         let s = ServeSettings::resolve(&flags, &file).unwrap();
         assert_eq!((s.http_listen.port(), s.sources["http_listen"]), (2000, Source::Flag));
+    }
+
+    #[test]
+    fn the_example_has_every_key_and_keys_lists_them_in_order() {
+        let schema = schema().unwrap();
+        assert!(schema.unexampled().is_empty(), "{:?}", schema.unexampled());
+        let fields = schema.fields(&[]).unwrap();
+        assert_eq!(fields.len(), KEYS.len());
+        for (key, var, _) in KEYS {
+            assert!(fields.contains(&key), "{key} is not a ServeFile key");
+            assert_eq!(var, format!("BINDWAVE_{}", key.to_ascii_uppercase()));
+        }
+        parse_file(EXAMPLE).unwrap();
+    }
+
+    #[test]
+    fn the_messages_are_the_agents_words_with_the_key_first() {
+        let m = messages("log_format = \"xml\"\nhttp_listen = 8080\n");
+        assert_eq!(
+            m,
+            [
+                "log_format: must be one of \"text\", \"json\", e.g. \"json\"; found the string \"xml\" (line 1, column 1)",
+                "http_listen: must be an address with a port (host:port), e.g. \"0.0.0.0:8080\"; found the number 8080 \
+                 (line 2, column 1)",
+            ]
+        );
+        assert_eq!(parse_file("log_format = \"JSON\"\n").unwrap().log_format, Some(LogFormat::Json));
     }
 
     #[test]

@@ -72,7 +72,9 @@ impl Fleet {
         let transport = bindwave_agent::Transport::new(None)?;
         let mut tasks = Vec::with_capacity(devices);
         for i in 0..devices {
-            let agent = Agent::new(phone_config(i, broker, state_root)?)?.with_transport(transport.clone());
+            let config = phone_config(i, broker, state_root)?;
+            let identity = config.identity()?;
+            let agent = Agent::new(config, identity)?.with_transport(transport.clone());
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(agent.run(async move {
                 let _ = stop.wait_for(|s| *s).await;

@@ -242,15 +242,8 @@ pub fn parse_ratio(s: &str) -> Result<f64, String> {
 
 /// `90s`, `30m`, `2h`, `1d`, or plain seconds; returns seconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        Some((i, 'd')) => (&s[..i], 86400),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 30m, 2h"))
+    bindwave_settings::duration::parse_secs(s)
+        .map_err(|_| format!("{:?} is not a duration: use e.g. 90s, 30m, 2h or 1h30m", s.trim()))
 }
 
 fn parse_action(s: &str) -> Result<GateAction, String> {
@@ -622,5 +615,12 @@ mod tests {
         assert!(parse_wave_gates("1:speed=fast").unwrap_err().contains("unknown wave gate"));
         assert_eq!(time(0), "1970-01-01 00:00:00");
         assert_eq!(time(1_795_624_248_000), "2026-11-25 16:30:48");
+    }
+
+    #[test]
+    fn durations_may_combine_units() {
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
+        assert_eq!(parse_duration("1d").unwrap(), 86400);
+        assert_eq!(parse_duration("0s").unwrap(), 0);
     }
 }

@@ -1,0 +1,68 @@
+//! What a config that reads can still get wrong, checked without touching anything: the broker URL and
+//! credentials, empty
+//! commands, the access protocol and server, keys of `[minimum_software_versions]` that are never looked up.
+//! Types and ranges are the settings' own serde types' to check ([`super::settings`]).
+
+use bindwave_settings::{Outcome, Schema};
+
+use super::settings::ACCESS_PROTOCOLS;
+use super::AgentConfig;
+
+/// Adds what is wrong to `out`. Returns whether the hardware probe can run (its command is not empty).
+pub(super) fn check(config: &AgentConfig, schema: &Schema, out: &mut Outcome<AgentConfig>) -> bool {
+    if let Err(e) = bindwave_link::BrokerUrl::parse(&config.broker.url) {
+        out.problem(&["broker", "url"], e.to_string());
+    }
+    if config.broker.password.is_some() && config.broker.username.is_none() {
+        out.problem(
+            &["broker", "password"],
+            "`password` in [broker] is set without a `username`: MQTT sends a password only with a username; \
+             set both"
+                .to_string(),
+        );
+    }
+    let probe_command = config.hardware_probe.as_ref().and_then(|p| p.command.as_ref());
+    let commands = [
+        (["installer", "command"], config.installer.command.as_ref()),
+        (["health", "reboot_command"], config.health.reboot_command.as_ref()),
+        (["health", "check_command"], config.health.check_command.as_ref()),
+        (["indicator", "command"], config.indicator.command.as_ref()),
+        (["hardware_probe", "command"], probe_command),
+    ];
+    let mut probe_usable = true;
+    for ([section, key], command) in commands {
+        if command.is_some_and(|c| c.first().is_none_or(|program| program.trim().is_empty())) {
+            let path = [section.to_string(), key.to_string()];
+            let example = schema.example(&path).map(ToString::to_string).unwrap_or_default();
+            out.problem(
+                &[section, key],
+                format!(
+                    "`{key}` in [{section}] is empty: give the program and its arguments, e.g. {example}, or remove \
+                     the key"
+                ),
+            );
+            probe_usable &= section != "hardware_probe";
+        }
+    }
+    if let Some(access) = &config.access {
+        if !ACCESS_PROTOCOLS.contains(&access.protocol.to_ascii_lowercase().as_str()) {
+            out.problem(
+                &["access", "protocol"],
+                format!("access protocol {:?} is not supported: use http, https, ftp or ftps", access.protocol),
+            );
+        }
+        if access.server.trim().is_empty() {
+            out.problem(&["access", "server"], "`server` in [access] is empty: give the file server's host name");
+        }
+    }
+    for key in config.minimum_software_versions.keys() {
+        let why = match key.trim().parse::<u16>() {
+            Ok(n) if n.to_string() == *key => continue,
+            Ok(n) => format!("is never looked up: write the hardware level as \"{n}\""),
+            Err(_) => "is not a hardware level: use a number from 0 to 65535, e.g. \"3\" = \"V3 R2.0.0\"".into(),
+        };
+        let shown = toml::Value::String(key.clone());
+        out.problem(&["minimum_software_versions", key], format!("key {shown} in [minimum_software_versions] {why}"));
+    }
+    probe_usable
+}
