@@ -13,6 +13,8 @@ use bindwave_proto::HardwareLevel;
 
 use crate::api::RolloutRequest;
 use crate::broker::BrokerConfig;
+use crate::cli::output::progress_bar;
+use crate::cli::rollout::{settled, state_line};
 use crate::client::ApiClient;
 use crate::fleet::{Fleet, MODELS};
 use crate::model::{Gates, Outcome, RolloutSpec, RolloutState, TargetFilter, WaveSize, WaveSpec};
@@ -68,7 +70,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
 async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::Path) -> Result<(), ControllerError> {
     let api = ApiClient::new(&format!("http://{}", service.http_addr))?;
     let started = Instant::now();
-    let bar = crate::cli::progress_bar(opts.devices as u64, "fleet");
+    let bar = progress_bar(opts.devices as u64, "fleet");
     loop {
         let online = api.devices().await?.iter().filter(|d| d.online && d.hello.is_some()).count();
         bar.set_position(online as u64);
@@ -134,23 +136,19 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
         let t0 = Instant::now();
         let id = rollout.id.to_string();
         api.operate(&id, crate::engine::Action::Start, &req).await?;
-        let bar = crate::cli::progress_bar(opts.devices as u64, &id);
+        let bar = progress_bar(opts.devices as u64, &id);
         let status = loop {
             let s = api.rollout(&id).await?;
             let done = opts.devices - s.open();
             bar.set_position(done as u64);
-            bar.set_message(crate::cli::state_line(&s.rollout.state, s.rollout.waves.len()));
-            if crate::cli::settled(&s) || t0.elapsed() > Duration::from_secs(300) {
+            bar.set_message(state_line(&s.rollout.state, s.rollout.waves.len()));
+            if settled(&s) || t0.elapsed() > Duration::from_secs(300) {
                 break s;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         bar.finish_and_clear();
-        println!(
-            "{}: {}",
-            status.rollout.id,
-            crate::cli::state_line(&status.rollout.state, status.rollout.waves.len())
-        );
+        println!("{}: {}", status.rollout.id, state_line(&status.rollout.state, status.rollout.waves.len()));
         summaries.push((status, t0.elapsed()));
     }
 

@@ -8,10 +8,11 @@ use std::collections::BTreeSet;
 use serde::de::DeserializeOwned;
 
 use crate::de::{from_table, DeError, Kind, Recorder};
-use crate::overrides::{dotted, is_secret};
+use crate::overrides::is_secret;
 use crate::schema::Schema;
 use crate::spans::{line_column, Locator, Spans};
 use crate::suggest::nearest;
+use crate::words::dotted;
 use crate::words::{about, example_text, expected, found, name, subject};
 use crate::{Origin, Override, Problem, Style};
 

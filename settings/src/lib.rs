@@ -23,9 +23,10 @@ mod words;
 
 pub use check::{read, read_table, Outcome};
 pub use error::SettingsError;
-pub use overrides::{dotted, is_secret, Override, REDACTED};
+pub use overrides::{is_secret, Override, REDACTED};
 pub use problem::{list_problems, Origin, Problem, Style};
 pub use schema::Schema;
 pub use spans::{line_column, Spans};
 pub use suggest::nearest;
+pub use words::dotted;
 pub use words::found;

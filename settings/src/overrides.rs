@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::schema::Schema;
-use crate::words::found;
+use crate::words::{dotted, found};
 use crate::Origin;
 
 /// What a secret is shown as.
@@ -217,18 +217,4 @@ fn parse_value(raw: &str) -> toml::Value {
         }
     }
     toml::Value::String(raw.to_string())
-}
-
-/// A key path as TOML writes it, quoting parts that are not bare keys.
-pub fn dotted(path: &[String]) -> String {
-    path.iter()
-        .map(|k| {
-            if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                k.clone()
-            } else {
-                toml::Value::String(k.clone()).to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
 }

@@ -1,6 +1,5 @@
 //! How messages name keys, values and what a key takes.
 
-use crate::overrides::dotted;
 use crate::Style;
 
 /// How a message names a key: `` `attempts` in [download] ``, `` `device_id` ``, or `[download]` for a section.
@@ -85,4 +84,18 @@ pub(crate) fn example_text(example: &toml::Value) -> String {
         },
         other => other.to_string(),
     }
+}
+
+/// A key path as TOML writes it, quoting parts that are not bare keys.
+pub fn dotted(path: &[String]) -> String {
+    path.iter()
+        .map(|k| {
+            if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                k.clone()
+            } else {
+                toml::Value::String(k.clone()).to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }

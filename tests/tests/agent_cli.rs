@@ -151,6 +151,7 @@ fn environment_and_set_overrides_take_effect_and_flags_win() {
         ("BINDWAVE_AGENT__DOWNLOAD__ATTEMPTS", "3"),
         ("bindwave_agent__download__backoff_ms", "50"),
         ("BINDWAVE_AGENT__DEVICE_ID", "phone-9"),
+        ("BINDWAVE_AGENT__BROKER__USERNAME", "phone-9"),
         ("BINDWAVE_AGENT__BROKER__PASSWORD", "hunter2"),
     ];
     let flags = [

@@ -4,50 +4,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bindwave_proto::SoftwareVersion;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::broker::BrokerConfig;
 use crate::client::ApiClient;
-use crate::engine::EngineError;
-use crate::service::{MqttMode, ServeOptions, Service};
 use crate::table::Table;
 use crate::{images, ControllerError};
 
-mod rollout;
+mod config_check;
+mod docs;
+pub mod exit;
+mod image;
+pub mod output;
+pub mod rollout;
+mod serve;
 
+pub use exit::exit_code;
+use output::emit;
+pub use output::Format;
 pub use rollout::{parse_duration, parse_ratio, settled, state_line, RolloutArgs, RolloutCmd};
-
-/// The exit codes of `bindwave`, as `bindwave --help` and the README document them.
-pub mod exit {
-    /// It worked.
-    pub const OK: u8 = 0;
-    /// Something failed; the message says what.
-    pub const ERROR: u8 = 1;
-    /// A wrong flag or value, or an invalid config file (clap uses 2 for usage errors too).
-    pub const USAGE: u8 = 2;
-    /// The controller is not reachable.
-    pub const UNREACHABLE: u8 = 3;
-    /// No such rollout, image or device.
-    pub const NOT_FOUND: u8 = 4;
-    /// The controller refused the action in the rollout's present state (resume a finished rollout, say).
-    pub const REFUSED: u8 = 5;
-}
-
-/// The exit code for an error.
-pub fn exit_code(e: &ControllerError) -> u8 {
-    match e {
-        ControllerError::Unreachable { .. } => exit::UNREACHABLE,
-        ControllerError::Engine(
-            EngineError::UnknownImage(_) | EngineError::UnknownRollout(_) | EngineError::UnknownDevice(_),
-        ) => exit::NOT_FOUND,
-        ControllerError::Api { status: 404, .. } => exit::NOT_FOUND,
-        ControllerError::Engine(EngineError::InvalidAction { .. }) | ControllerError::Api { status: 409, .. } => {
-            exit::REFUSED
-        }
-        ControllerError::Config { .. } | ControllerError::ConfigProblems { .. } => exit::USAGE,
-        _ => exit::ERROR,
-    }
-}
 
 #[derive(Parser)]
 #[command(
@@ -307,14 +281,6 @@ pub struct DemoArgs {
     pub keep_running: bool,
 }
 
-/// How a reading command prints: a table for people, JSON or YAML for scripts (the API's own types).
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Yaml,
-}
-
 fn parse_version(s: &str) -> Result<SoftwareVersion, String> {
     s.parse().map_err(|e: bindwave_proto::ProtoError| e.to_string())
 }
@@ -322,26 +288,16 @@ fn parse_version(s: &str) -> Result<SoftwareVersion, String> {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), ControllerError> {
     match cli.command {
-        Command::Serve(args) => serve(args.settings(cli.log_level, cli.log_format)?).await,
-        Command::Config(ConfigCmd::Check { config, output }) => config_check(config.as_deref(), output),
-        Command::Completions { shell, agent } => {
-            let (mut cmd, name) = match agent {
-                #[cfg(feature = "sim")]
-                true => (<bindwave_agent::cli::Cli as clap::CommandFactory>::command(), "bindwave-agent"),
-                #[cfg(not(feature = "sim"))]
-                true => return Err(ControllerError::BadRequest(AGENT_DOCS_NEED_SIM.into())),
-                false => (<Cli as clap::CommandFactory>::command(), "bindwave"),
-            };
-            clap_complete::generate(shell, &mut cmd, name, &mut std::io::stdout());
-            Ok(())
-        }
-        Command::Man { dir } => man_pages(&dir),
+        Command::Serve(args) => serve::run(args.settings(cli.log_level, cli.log_format)?).await,
+        Command::Config(ConfigCmd::Check { config, output }) => config_check::run(config.as_deref(), output),
+        Command::Completions { shell, agent } => docs::completions(shell, agent),
+        Command::Man { dir } => docs::man_pages(&dir),
         #[cfg(feature = "sim")]
         Command::Simulate { devices, broker, state_dir } => {
             crate::raise_open_files_limit();
             let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir)?;
             eprintln!("{devices} simulated phones on {broker}, state in {}; Ctrl-C stops them", state_dir.display());
-            shutdown_signal().await;
+            serve::shutdown_signal().await;
             fleet.stop().await;
             Ok(())
         }
@@ -352,12 +308,12 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
                 http_listen: args.http_listen,
                 keep_running: args.keep_running,
             };
-            crate::demo::run(opts, shutdown_signal()).await
+            crate::demo::run(opts, serve::shutdown_signal()).await
         }
-        Command::Image(cmd) => image(cmd, &cli.controller).await,
+        Command::Image(cmd) => image::run(cmd, &cli.controller).await,
         Command::Device(DeviceCmd::List { output }) => {
             let devices = ApiClient::new(&cli.controller)?.devices().await?;
-            emit(&devices, output, |d| print_devices(d))
+            emit(&devices, output, |d| output::print_devices(d))
         }
         Command::Rollout(cmd) => rollout::run(cmd, &cli.controller, &actor(cli.actor)).await,
         Command::Stop { reason, abort } => {
@@ -392,217 +348,6 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
     }
 }
 
-async fn serve(settings: crate::config::ServeSettings) -> Result<(), ControllerError> {
-    let mqtt = match settings.broker {
-        Some(url) => MqttMode::External(url),
-        None => MqttMode::Embedded(BrokerConfig { listen: settings.mqtt_listen, ..BrokerConfig::default() }),
-    };
-    crate::raise_open_files_limit();
-    let service = Service::start(ServeOptions {
-        data_dir: settings.data_dir,
-        http_listen: settings.http_listen,
-        mqtt,
-        public_url: settings.public_url,
-    })
-    .await?;
-    eprintln!("bindwave controller: HTTP on http://{}, MQTT on {}", service.http_addr, service.mqtt_url);
-    service.run_until(shutdown_signal()).await
-}
-
-async fn image(cmd: ImageCmd, controller: &str) -> Result<(), ControllerError> {
-    match cmd {
-        ImageCmd::Pack { payload, version, hardware_levels, output } => {
-            let header = tokio::task::spawn_blocking(move || images::pack(&payload, version, hardware_levels, &output))
-                .await
-                .map_err(|e| ControllerError::BadRequest(e.to_string()))??;
-            let levels = header.hardware_levels.as_ref().map_or("none (decided by software level)".to_string(), |l| {
-                l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
-            });
-            println!(
-                "packed {} ({} payload bytes), hardware levels: {levels}",
-                header.software_version, header.payload_len
-            );
-            Ok(())
-        }
-        ImageCmd::Inspect { file, output } => {
-            let i = tokio::task::spawn_blocking(move || images::inspect(&file))
-                .await
-                .map_err(|e| ControllerError::BadRequest(e.to_string()))??;
-            emit(&i, output, |i| {
-                let mut t = Table::new(["FIELD", "VALUE"]);
-                t.row(["software_version".into(), i.software_version.to_string()]);
-                t.row(["hardware_levels".into(), levels_text(i.hardware_levels.as_deref())]);
-                t.row(["payload_length".into(), i.payload_len.to_string()]);
-                t.row(["payload_sha256".into(), i.payload_sha256.clone()]);
-                t.row(["file_size".into(), i.file_size.to_string()]);
-                t.row(["file_sha256".into(), i.file_sha256.clone()]);
-                t.row(["signed".into(), if i.signed { "yes" } else { "no" }.into()]);
-                print!("{t}");
-            })
-        }
-        ImageCmd::Add { file } => {
-            // Check locally first: a clear error without an upload.
-            let f = file.clone();
-            tokio::task::spawn_blocking(move || images::inspect(&f))
-                .await
-                .map_err(|e| ControllerError::BadRequest(e.to_string()))??;
-            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            let bar = byte_bar(size, "upload");
-            let progress = bar.clone();
-            let image = ApiClient::new(controller)?.add_image(&file, move |n| progress.inc(n)).await;
-            bar.finish_and_clear();
-            println!("{}", image?.sha256);
-            Ok(())
-        }
-        ImageCmd::List { output } => {
-            let list = ApiClient::new(controller)?.images().await?;
-            emit(&list, output, |list| {
-                let mut t = Table::new(["SHA256", "VERSION", "HW LEVELS", "SIZE"]);
-                for i in list {
-                    t.row([
-                        i.sha256.to_string(),
-                        i.software_version.to_string(),
-                        levels_text(i.hardware_levels.as_deref()),
-                        i.size.to_string(),
-                    ]);
-                }
-                print!("{t}");
-            })
-        }
-    }
-}
-
-fn print_devices(devices: &[crate::model::Device]) {
-    let mut t = Table::new(["DEVICE", "ONLINE", "MODEL", "PART NUMBER", "HW", "SOFTWARE", "MINIMUM"]);
-    for d in devices {
-        let h = d.hello.as_ref();
-        t.row([
-            d.id.to_string(),
-            if d.online { "yes" } else { "no" }.into(),
-            h.and_then(|h| h.model.clone()).unwrap_or_else(|| "-".into()),
-            h.map_or("-".into(), |h| h.part_number.clone()),
-            h.map_or("-".into(), |h| h.hardware_level.to_string()),
-            h.map_or("-".into(), |h| h.software_version.to_string()),
-            h.map_or("-".into(), |h| h.minimum_software_version.to_string()),
-        ]);
-    }
-    print!("{t}");
-}
-
-fn levels_text(levels: Option<&[bindwave_proto::HardwareLevel]>) -> String {
-    levels.map_or("-".into(), |l| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
-}
-
-/// `bindwave config check`: every problem of the file, or the effective settings and their sources.
-fn config_check(path: Option<&std::path::Path>, output: Format) -> Result<(), ControllerError> {
-    use crate::config::{load_file, ServeFile, ServeSettings};
-    let file = match path {
-        Some(p) => load_file(p),
-        None => Ok(ServeFile::default()),
-    };
-    let settings = file.and_then(|f| ServeSettings::resolve(&crate::config::Flags::default(), &f));
-    let shown = path.map_or("(no file)".to_string(), |p| p.display().to_string());
-    match settings {
-        Err(problems) => {
-            if output == Format::Table {
-                for p in &problems {
-                    eprintln!("  {p}");
-                }
-            } else {
-                emit(&serde_json::json!({ "valid": false, "config": shown, "problems": problems }), output, |_| {})?;
-            }
-            Err(ControllerError::ConfigProblems { path: shown, count: problems.len() })
-        }
-        Ok(s) => {
-            let value = serde_json::to_value(&s).unwrap_or_default();
-            let rows: Vec<_> = crate::config::KEYS
-                .iter()
-                .map(|(key, var, default)| {
-                    let source = s.sources.get(key).copied().unwrap_or(crate::config::Source::Default);
-                    let v = match &value[*key] {
-                        serde_json::Value::Null => default.to_string(),
-                        serde_json::Value::String(t) => t.clone(),
-                        other => other.to_string(),
-                    };
-                    serde_json::json!({ "key": key, "value": v, "source": source, "env": var })
-                })
-                .collect();
-            emit(&serde_json::json!({ "valid": true, "config": shown, "settings": rows }), output, |_| {
-                println!("{shown}: valid");
-                let mut t = Table::new(["KEY", "VALUE", "FROM", "ENVIRONMENT"]);
-                for r in &rows {
-                    let cell = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                    t.row([cell("key"), cell("value"), cell("source"), cell("env")]);
-                }
-                print!("{t}");
-            })
-        }
-    }
-}
-
-/// The agent's man pages and completions come from its command line, which a build without the simulated
-/// fleet does not link.
-#[cfg(not(feature = "sim"))]
-const AGENT_DOCS_NEED_SIM: &str =
-    "this bindwave is built without the simulated fleet (feature `sim`), which carries the agent's command line; \
-     use a default build for the agent's completions";
-
-/// `bindwave man DIR`: a page per command and subcommand, for bindwave and (with the simulated fleet built
-/// in) bindwave-agent.
-fn man_pages(dir: &std::path::Path) -> Result<(), ControllerError> {
-    std::fs::create_dir_all(dir).map_err(crate::error::io_err("create", dir))?;
-    fn write(cmd: clap::Command, name: String, dir: &std::path::Path, n: &mut usize) -> Result<(), ControllerError> {
-        let cmd = cmd.name(name.clone());
-        let path = dir.join(format!("{name}.1"));
-        let mut out = Vec::new();
-        clap_mangen::Man::new(cmd.clone()).render(&mut out).map_err(crate::error::io_err("render", &path))?;
-        std::fs::write(&path, out).map_err(crate::error::io_err("write", &path))?;
-        *n += 1;
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-            write(sub.clone(), format!("{name}-{}", sub.get_name()), dir, n)?;
-        }
-        Ok(())
-    }
-    let mut n = 0;
-    let mut bindwave = <Cli as clap::CommandFactory>::command();
-    bindwave.build();
-    write(bindwave, "bindwave".into(), dir, &mut n)?;
-    #[cfg(feature = "sim")]
-    {
-        let mut agent = <bindwave_agent::cli::Cli as clap::CommandFactory>::command();
-        agent.build();
-        write(agent, "bindwave-agent".into(), dir, &mut n)?;
-    }
-    println!("wrote {n} man pages to {}", dir.display());
-    Ok(())
-}
-
-/// A progress bar on stderr for a long operation (`{prefix} [=====>    ] pos/len msg`); hidden when stderr is
-/// not a terminal, so pipes and logs stay clean.
-pub(crate) fn progress_bar(len: u64, prefix: &str) -> indicatif::ProgressBar {
-    progress_with(len, prefix, "{prefix} [{bar:30}] {pos}/{len} {msg}")
-}
-
-/// The same, counting bytes.
-pub(crate) fn byte_bar(len: u64, prefix: &str) -> indicatif::ProgressBar {
-    progress_with(len, prefix, "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-}
-
-fn progress_with(len: u64, prefix: &str, template: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(prefix.to_string());
-    bar
-}
-
 /// Who runs this command: `--actor`, or `$USER@hostname`.
 fn actor(flag: Option<String>) -> String {
     flag.unwrap_or_else(|| {
@@ -614,36 +359,6 @@ fn actor(flag: Option<String>) -> String {
             format!("{user}@{host}")
         }
     })
-}
-
-/// Prints what a reading command read: as JSON or YAML, or as the table `table` prints.
-pub(crate) fn emit<T: serde::Serialize>(
-    value: &T,
-    format: Format,
-    table: impl FnOnce(&T),
-) -> Result<(), ControllerError> {
-    let bad = |e: String| ControllerError::BadRequest(format!("cannot print the answer: {e}"));
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value).map_err(|e| bad(e.to_string()))?),
-        Format::Yaml => print!("{}", yaml_serde::to_string(value).map_err(|e| bad(e.to_string()))?),
-        Format::Table => table(value),
-    }
-    Ok(())
-}
-
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

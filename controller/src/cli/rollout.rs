@@ -7,7 +7,7 @@ use bindwave_proto::wire::DeviceId;
 use bindwave_proto::{HardwareLevel, SoftwareVersion};
 use clap::{Args, Subcommand};
 
-use super::{emit, Format};
+use super::output::{emit, Format};
 use crate::api::{ActionRequest, RolloutRequest, RolloutStatus};
 use crate::client::ApiClient;
 use crate::engine::plan::Plan;
@@ -316,7 +316,7 @@ pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), C
         RolloutCmd::Status { id, output, wait } => {
             let mut status = api.rollout(&id).await?;
             if wait && !settled(&status) {
-                let bar = super::progress_bar(status.jobs.len() as u64, &id);
+                let bar = super::output::progress_bar(status.jobs.len() as u64, &id);
                 while !settled(&status) {
                     bar.set_position((status.jobs.len() - status.open()) as u64);
                     bar.set_message(state_line(&status.rollout.state, status.rollout.waves.len()));
