@@ -1,0 +1,175 @@
+//! A rollout and its waves: where it is, and why it stopped.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Gates, ImageId, Millis, RolloutId, TargetFilter};
+
+/// One wave of a rollout: its size and the gates it runs under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wave {
+    /// Devices in this wave.
+    pub devices: usize,
+    pub gates: Gates,
+    pub started_at: Option<Millis>,
+    /// When the wave passed its gates (or was let through by an operator).
+    pub passed_at: Option<Millis>,
+    pub approved_by: Option<String>,
+}
+
+/// Where a wave is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Stage {
+    /// Waiting for an operator's approval before the first command.
+    AwaitingApproval,
+    /// Commanding devices and collecting outcomes.
+    Updating,
+    /// The wave passed; waiting until `until` before the next starts.
+    Soaking { until: Millis },
+}
+
+/// Why a rollout stopped (for now, or for good).
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount, strum::EnumDiscriminants,
+)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+#[strum_discriminants(name(CauseKind), derive(strum::IntoStaticStr, strum::VariantArray))]
+#[strum_discriminants(strum(serialize_all = "snake_case"))]
+pub enum Cause {
+    Operator {
+        actor: String,
+        reason: String,
+    },
+    EmergencyStop {
+        actor: String,
+        reason: String,
+    },
+    /// The wave finished below its success ratio.
+    SuccessGate {
+        wave: usize,
+        succeeded: usize,
+        eligible: usize,
+        required: f64,
+    },
+    FailureThreshold {
+        failed: usize,
+        finished: usize,
+        threshold: f64,
+    },
+    RejectionThreshold {
+        rejected: usize,
+        finished: usize,
+        threshold: f64,
+    },
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Operator { actor, reason } => write!(f, "by {actor}: {reason}"),
+            Cause::EmergencyStop { actor, reason } => write!(f, "emergency stop by {actor}: {reason}"),
+            Cause::SuccessGate { wave, succeeded, eligible, required } => write!(
+                f,
+                "wave {} succeeded on {succeeded} of {eligible} devices, below the required {:.0}%",
+                wave + 1,
+                required * 100.0
+            ),
+            Cause::FailureThreshold { failed, finished, threshold } => write!(
+                f,
+                "{failed} of {finished} finished devices failed, above the {:.0}% failure threshold",
+                threshold * 100.0
+            ),
+            Cause::RejectionThreshold { rejected, finished, threshold } => write!(
+                f,
+                "{rejected} of {finished} devices rejected the image, above the {:.0}% rejection threshold",
+                threshold * 100.0
+            ),
+        }
+    }
+}
+
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount, strum::EnumDiscriminants,
+)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+#[strum_discriminants(name(RolloutStateKind), derive(strum::IntoStaticStr, strum::VariantArray))]
+#[strum_discriminants(strum(serialize_all = "snake_case"))]
+pub enum RolloutState {
+    /// Created; nothing sent yet.
+    Created,
+    /// Wave `wave` (0-based) is in `stage`.
+    Active {
+        wave: usize,
+        #[serde(flatten)]
+        stage: Stage,
+    },
+    /// Stopped in wave `wave` until resumed; `stage` is where it resumes.
+    Paused {
+        wave: usize,
+        #[serde(flatten)]
+        stage: Stage,
+        cause: Cause,
+    },
+    /// Stopped for good; devices not commanded were cancelled.
+    Aborted { cause: Cause },
+    /// Every wave passed.
+    Finished,
+}
+
+impl RolloutState {
+    /// The state's name, as in its JSON (`active`, `paused`, ...).
+    pub fn name(&self) -> &'static str {
+        self.into()
+    }
+
+    /// The wave in progress, if any.
+    pub fn wave(&self) -> Option<usize> {
+        match self {
+            RolloutState::Active { wave, .. } | RolloutState::Paused { wave, .. } => Some(*wave),
+            _ => None,
+        }
+    }
+
+    pub fn is_over(&self) -> bool {
+        matches!(self, RolloutState::Aborted { .. } | RolloutState::Finished)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: RolloutId,
+    /// The image's SHA-256.
+    pub image: ImageId,
+    pub targets: TargetFilter,
+    pub waves: Vec<Wave>,
+    /// The seed the wave members were drawn with.
+    pub seed: u64,
+    /// Install even where the compatibility rule says no.
+    #[serde(rename = "override")]
+    pub override_compat: bool,
+    /// Commands carry only the file name, for the phones' default access settings.
+    #[serde(default)]
+    pub use_defaults: bool,
+    #[serde(flatten)]
+    pub state: RolloutState,
+    /// Counts when an operator last resumed: the thresholds count only what happened after.
+    #[serde(default)]
+    pub baseline: Baseline,
+    pub created_by: String,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+/// Threshold counts at the last resume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub failed: usize,
+    pub finished: usize,
+    pub rejected: usize,
+}
