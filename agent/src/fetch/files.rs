@@ -1,0 +1,41 @@
+//! Where a download is kept on the phone: the partial file, its validator, and deleting both.
+
+use std::path::{Path, PathBuf};
+
+/// The partial download and its validator, for a job.
+pub(crate) fn download_path(dir: &Path, job_id: &str) -> PathBuf {
+    dir.join(format!("{}.bind", file_safe(job_id)))
+}
+
+pub(super) fn validator_path(file: &Path) -> PathBuf {
+    file.with_extension("validator")
+}
+
+/// Deletes a download and its validator.
+pub(crate) async fn remove(file: &Path) {
+    let _ = tokio::fs::remove_file(file).await;
+    let _ = tokio::fs::remove_file(validator_path(file)).await;
+}
+
+/// Job ids come from the wire: keep only characters that are safe in a file name.
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .take(100)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_id_from_the_wire_makes_a_safe_file_name() {
+        let dir = Path::new("/state/downloads");
+        assert_eq!(download_path(dir, "r12-phone-1"), dir.join("r12-phone-1.bind"));
+        assert_eq!(download_path(dir, "../../etc/passwd"), dir.join(".._.._etc_passwd.bind"));
+        assert_eq!(download_path(dir, "a/b c"), dir.join("a_b_c.bind"));
+        assert_eq!(file_safe(&"x".repeat(500)).len(), 100);
+        assert_eq!(validator_path(&download_path(dir, "j")), dir.join("j.validator"));
+    }
+}
