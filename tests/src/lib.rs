@@ -335,6 +335,29 @@ impl Mosquitto {
     }
 }
 
+/// A real FTP server (pyftpdlib) on a port it picks itself and reports, so no other process can take the
+/// port first. `setup` is Python that defines `Handler`, an FTP handler class with its authorizer; it reads
+/// its own arguments `args` from `sys.argv[2:]`. Returns the server and its port.
+pub fn ftp_server(dir: &Path, name: &str, setup: &str, args: &[&std::ffi::OsStr]) -> (Proc, u16) {
+    let port_file = dir.join(format!("{name}.port"));
+    let script = format!(
+        "import sys, logging\nfrom pyftpdlib.servers import FTPServer\nlogging.basicConfig(level=logging.ERROR)\n\
+         {setup}\n_server = FTPServer((\"127.0.0.1\", 0), Handler)\n\
+         open(sys.argv[1] + \".tmp\", \"w\").write(str(_server.socket.getsockname()[1]))\n\
+         import os; os.rename(sys.argv[1] + \".tmp\", sys.argv[1])\n_server.serve_forever()\n"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).arg(&port_file).args(args);
+    let mut proc = Proc::spawn(name, cmd, dir);
+    let mut port = None;
+    wait_until(Duration::from_secs(10), &format!("the FTP server {name}"), || {
+        assert!(proc.alive(), "the FTP server {name} exited (is pyftpdlib installed? .ci/run installs it)");
+        port = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok());
+        port.is_some()
+    });
+    (proc, port.expect("the FTP server's port"))
+}
+
 /// A small HTTP/1.1 file server for agent tests: ETag, Range and If-Range, optional throttling, connections
 /// it drops on purpose, and a count of the body bytes it managed to send.
 pub struct BindServer {

@@ -464,12 +464,14 @@ fn use_defaults_fetches_from_the_default_ftp_server() {
     let d = dir.path();
     let root = d.join("ftp");
     std::fs::create_dir_all(&root).unwrap();
-    let port = bindwave_tests::free_port();
-    let mut ftpd = std::process::Command::new("python3");
-    ftpd.args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-p", &port.to_string(), "-u", "phone", "-P", "s3cret", "-d"])
-        .arg(&root);
-    let _ftpd = Proc::spawn("ftpd", ftpd, d);
-    wait_until(Duration::from_secs(10), "the FTP server", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let setup = r#"
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler as Handler
+auth = DummyAuthorizer()
+auth.add_user("phone", "s3cret", sys.argv[2], perm="elr")
+Handler.authorizer = auth
+"#;
+    let (_ftpd, port) = bindwave_tests::ftp_server(d, "ftpd", setup, &[root.as_os_str()]);
 
     let c = Controller::start(d);
     let extra = format!(
@@ -489,14 +491,11 @@ fn an_ftp_download_resumes_after_a_power_cut() {
     let d = dir.path();
     let root = d.join("ftp");
     std::fs::create_dir_all(&root).unwrap();
-    let port = bindwave_tests::free_port();
     // A slow server (about 1 MiB/s), so the power cut lands mid-transfer; it logs the REST offsets it is asked for.
     let server = r#"
-import sys, logging
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler, ThrottledDTPHandler
-from pyftpdlib.servers import FTPServer
-port, root, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+root, log = sys.argv[2], sys.argv[3]
 class Handler(FTPHandler):
     def ftp_REST(self, line):
         open(log, "a").write(line + "\n")
@@ -508,13 +507,9 @@ auth = DummyAuthorizer()
 auth.add_anonymous(root)
 Handler.authorizer = auth
 Handler.dtp_handler = dtp
-logging.basicConfig(level=logging.ERROR)
-FTPServer(("127.0.0.1", port), Handler).serve_forever()
 "#;
-    let mut ftpd = std::process::Command::new("python3");
-    ftpd.arg("-c").arg(server).arg(port.to_string()).arg(&root).arg(d.join("rest.log"));
-    let _ftpd = Proc::spawn("ftpd", ftpd, d);
-    wait_until(Duration::from_secs(10), "the FTP server", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let rest_log = d.join("rest.log");
+    let (_ftpd, port) = bindwave_tests::ftp_server(d, "ftpd", server, &[root.as_os_str(), rest_log.as_os_str()]);
 
     let c = Controller::start(d);
     let extra = format!("[access]\nprotocol = \"ftp\"\nserver = \"127.0.0.1\"\nport = {port}\n\n{FAST_RETRIES}");
@@ -560,13 +555,10 @@ fn use_defaults_fetches_from_the_default_ftps_server_and_an_untrusted_one_is_ref
     fleet_ca(d);
     let root = d.join("ftps");
     std::fs::create_dir_all(&root).unwrap();
-    let port = bindwave_tests::free_port();
     let server = r#"
-import sys, logging
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import TLS_FTPHandler
-from pyftpdlib.servers import FTPServer
-port, root, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+root, cert, key = sys.argv[2], sys.argv[3], sys.argv[4]
 class Handler(TLS_FTPHandler):
     certfile, keyfile = cert, key
     tls_control_required = True
@@ -574,15 +566,10 @@ class Handler(TLS_FTPHandler):
 auth = DummyAuthorizer()
 auth.add_user("phone", "s3cret", root, perm="elr")
 Handler.authorizer = auth
-logging.basicConfig(level=logging.ERROR)
-FTPServer(("127.0.0.1", port), Handler).serve_forever()
 "#;
-    let mut ftpd = std::process::Command::new("python3");
-    ftpd.arg("-c").arg(server).arg(port.to_string()).arg(&root).arg(d.join("srv.pem")).arg(d.join("srv.key"));
-    let _ftpd = Proc::spawn("ftpsd", ftpd, d);
-    wait_until(Duration::from_secs(10), "the FTPS server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (pem, key) = (d.join("srv.pem"), d.join("srv.key"));
+    let (_ftpd, port) =
+        bindwave_tests::ftp_server(d, "ftpsd", server, &[root.as_os_str(), pem.as_os_str(), key.as_os_str()]);
 
     let c = Controller::start(d);
     let access = format!(
@@ -661,38 +648,31 @@ fn a_complete_answer_shorter_than_the_bind_fails_at_once_without_retrying() {
     let root = d.join("ftp");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("short.bind"), &short).unwrap();
-    let port = bindwave_tests::free_port();
-    let mut ftpd = std::process::Command::new("python3");
-    ftpd.args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-p", &port.to_string(), "-d"]).arg(&root);
-    let _ftpd = Proc::spawn("ftpd", ftpd, d);
-    wait_until(Duration::from_secs(10), "the FTP server", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let setup = r#"
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler as Handler
+auth = DummyAuthorizer()
+auth.add_anonymous(sys.argv[2])
+Handler.authorizer = auth
+"#;
+    let (_ftpd, port) = bindwave_tests::ftp_server(d, "ftpd", setup, &[root.as_os_str()]);
     let url = format!("ftp://127.0.0.1:{port}/short.bind");
     command(&c.mqtt, "job-short-ftp", &url, bytes.len(), &sha);
     not_the_bind(&outcome(&d.join("phone-1"), "job-short-ftp", 30), &url);
 
     // A server that will not say the size (no SIZE): the transfer it confirms complete says it instead.
     let server = r#"
-import sys, logging
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import FTPServer
-port, root = int(sys.argv[1]), sys.argv[2]
+root = sys.argv[2]
 class Handler(FTPHandler):
     def ftp_SIZE(self, path):
         self.respond("502 SIZE not implemented.")
 auth = DummyAuthorizer()
 auth.add_anonymous(root)
 Handler.authorizer = auth
-logging.basicConfig(level=logging.ERROR)
-FTPServer(("127.0.0.1", port), Handler).serve_forever()
 "#;
-    let port = bindwave_tests::free_port();
-    let mut ftpd = std::process::Command::new("python3");
-    ftpd.arg("-c").arg(server).arg(port.to_string()).arg(&root);
-    let _sizeless = Proc::spawn("ftpd-no-size", ftpd, d);
-    wait_until(Duration::from_secs(10), "the FTP server without SIZE", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (_sizeless, port) = bindwave_tests::ftp_server(d, "ftpd-no-size", server, &[root.as_os_str()]);
     let url = format!("ftp://127.0.0.1:{port}/short.bind");
     command(&c.mqtt, "job-short-ftp-no-size", &url, bytes.len(), &sha);
     not_the_bind(&outcome(&d.join("phone-1"), "job-short-ftp-no-size", 30), &url);
