@@ -127,3 +127,29 @@ pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
     });
     Ok(Link { client, events, task })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_password_needs_a_username_and_a_bad_url_is_refused_before_connecting() {
+        let mut opts = LinkOptions::new("mqtt://127.0.0.1:1", "c");
+        opts.password = Some("p".into());
+        assert!(matches!(connect(opts.clone()), Err(LinkError::PasswordWithoutUsername)));
+        opts.broker_url = "http://127.0.0.1:1".into();
+        assert!(matches!(connect(opts), Err(LinkError::BrokerUrl { .. })));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_is_reported_and_retried() {
+        let mut opts = LinkOptions::new("mqtt://127.0.0.1:1", "c");
+        opts.username = Some("phone".into());
+        let mut link = connect(opts).unwrap();
+        for _ in 0..2 {
+            let event = tokio::time::timeout(Duration::from_secs(10), link.events.recv()).await.unwrap();
+            assert!(matches!(event, Some(LinkEvent::Disconnected(_))), "{event:?}");
+        }
+        link.task.abort();
+    }
+}
