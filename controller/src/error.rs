@@ -25,6 +25,10 @@ pub enum ControllerError {
     StoreCorrupt { key: String, detail: String },
     #[error("cannot {action} {path}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("signing key: {detail}")]
+    Key { detail: String },
+    #[error("key file {path}: {detail}")]
+    KeyFile { path: PathBuf, detail: String },
     #[error("cannot listen for HTTP on {addr} (is another service on that port? choose one with --http-listen)")]
     HttpListen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]

@@ -89,11 +89,11 @@ pub fn inspect(path: &Path) -> Result<Inspection, ControllerError> {
         file_sha256: v.file_sha256,
         header_len: head.len(),
         payload_sha256: v.header.payload_sha256_hex(),
+        skipped_fields: v.header.skipped_fields(),
         software_version: v.header.software_version,
         hardware_levels: v.header.hardware_levels,
         payload_len: v.header.payload_len,
         signed: v.header.signature.is_some(),
-        skipped_fields: v.header.skipped_fields,
     })
 }
 

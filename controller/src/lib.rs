@@ -23,6 +23,7 @@ mod error;
 pub mod fleet;
 pub mod handle;
 pub mod images;
+pub mod keys;
 pub mod metrics;
 pub mod model;
 #[cfg(test)]

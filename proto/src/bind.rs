@@ -20,7 +20,8 @@ use std::fmt;
 
 use crate::field::FieldName;
 pub use crate::field::{tag, CRITICAL};
-use crate::{ProtoError, SoftwareVersion};
+use crate::signature::{Signature, TrustedKeys, Untrusted};
+use crate::{KeyId, ProtoError, SoftwareVersion};
 
 /// The first eight bytes of every bind. The CR LF catches files mangled by a text-mode transfer.
 pub const MAGIC: [u8; 8] = *b"BWBIND\r\n";
@@ -34,8 +35,10 @@ pub const MAX_HEADER_LEN: u32 = 64 * 1024;
 pub const MAX_PAYLOAD_LEN: u64 = 16 * 1024 * 1024 * 1024;
 /// The most hardware levels one bind may list.
 pub const MAX_HARDWARE_LEVELS: usize = 1024;
-/// The largest signature accepted.
-pub const MAX_SIGNATURE_LEN: usize = 8 * 1024;
+/// What a bind signature's message starts with, so that no other signed message can pass for a bind's.
+pub const SIGNING_CONTEXT: &[u8] = b"bindwave bind header v1\0";
+/// Bytes of the signature field, tag and length included.
+const SIGNATURE_FIELD_LEN: usize = 6 + Signature::ENCODED_LEN;
 
 /// A phone's hardware level, as printed in the admin manual's "Supported Hardware Level".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -56,9 +59,21 @@ pub struct BindHeader {
     pub hardware_levels: Option<Vec<HardwareLevel>>,
     pub payload_len: u64,
     pub payload_sha256: [u8; 32],
-    pub signature: Option<Vec<u8>>,
-    /// Tags of non-critical fields this build skipped (a newer bind read by an older agent).
-    pub skipped_fields: Vec<u16>,
+    /// The release signature, if the bind is signed. Its message is [`BindHeader::signed_message`].
+    pub signature: Option<Signature>,
+    /// Non-critical fields this build does not know (a newer bind read by an older agent), in file order.
+    /// They are kept, so that signing or re-signing a bind never drops them.
+    pub unknown_fields: Vec<UnknownField>,
+    /// What the signature covers, exactly as read: every byte of the header before the signature field
+    /// (magic, format, header length and all other fields). `None` when the header is not signed.
+    signed_prefix: Option<Vec<u8>>,
+}
+
+/// A non-critical header field this build does not understand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownField {
+    pub tag: u16,
+    pub value: Vec<u8>,
 }
 
 /// The result of parsing a prefix of a bind file.
@@ -92,7 +107,12 @@ pub fn parse_header(buf: &[u8]) -> Result<Parsed, ProtoError> {
     if buf.len() < total {
         return Ok(Parsed::Incomplete { needed: total - buf.len() });
     }
-    let header = parse_fields(&buf[PRELUDE_LEN..total])?;
+    let mut header = parse_fields(&buf[PRELUDE_LEN..total])?;
+    if header.signature.is_some() {
+        // The signature field is the last one (the parser refuses anything after it). Its tag and length
+        // are signed too: only the 73 bytes of its value are not.
+        header.signed_prefix = Some(buf[..total - Signature::ENCODED_LEN].to_vec());
+    }
     Ok(Parsed::Complete { header, header_len: total })
 }
 
@@ -102,9 +122,16 @@ fn parse_fields(mut fields: &[u8]) -> Result<BindHeader, ProtoError> {
     let mut payload_len = None;
     let mut payload_sha256 = None;
     let mut signature = None;
-    let mut skipped_fields = Vec::new();
+    let mut unknown_fields = Vec::new();
 
     while !fields.is_empty() {
+        if signature.is_some() {
+            // What the signature covers is everything before it: nothing may follow it unsigned.
+            return Err(ProtoError::InvalidField {
+                field: FieldName(tag::SIGNATURE),
+                detail: "it must be the header's last field (bytes follow it)".to_string(),
+            });
+        }
         if fields.len() < 6 {
             return Err(ProtoError::FieldOverrunsHeader {
                 field: FieldName(u16::from_be_bytes([fields[0], *fields.get(1).unwrap_or(&0)])),
@@ -156,13 +183,17 @@ fn parse_fields(mut fields: &[u8]) -> Result<BindHeader, ProtoError> {
                 set_once(&mut payload_sha256, digest, field)?;
             }
             tag::SIGNATURE => {
-                if value.is_empty() || value.len() > MAX_SIGNATURE_LEN {
-                    return Err(bad_len("1 to 8192 bytes"));
-                }
-                set_once(&mut signature, value.to_vec(), field)?;
+                let sig = Signature::decode(value).map_err(|detail| {
+                    if value.len() == Signature::ENCODED_LEN {
+                        ProtoError::InvalidField { field, detail: detail.to_string() }
+                    } else {
+                        bad_len("exactly 73 bytes: algorithm 1 (ed25519), an 8-byte key id, a 64-byte signature")
+                    }
+                })?;
+                set_once(&mut signature, sig, field)?;
             }
             _ if raw_tag & CRITICAL != 0 => return Err(ProtoError::UnsupportedCriticalField { field }),
-            _ => skipped_fields.push(raw_tag),
+            _ => unknown_fields.push(UnknownField { tag: raw_tag, value: value.to_vec() }),
         }
     }
 
@@ -173,7 +204,8 @@ fn parse_fields(mut fields: &[u8]) -> Result<BindHeader, ProtoError> {
         payload_len: payload_len.ok_or(missing(tag::PAYLOAD_LENGTH))?,
         payload_sha256: payload_sha256.ok_or(missing(tag::PAYLOAD_SHA256))?,
         signature,
-        skipped_fields,
+        unknown_fields,
+        signed_prefix: None,
     })
 }
 
@@ -204,8 +236,45 @@ impl BindHeader {
             payload_len,
             payload_sha256,
             signature: None,
-            skipped_fields: Vec::new(),
+            unknown_fields: Vec::new(),
+            signed_prefix: None,
         }
+    }
+
+    /// Tags of the fields this build skipped.
+    pub fn skipped_fields(&self) -> Vec<u16> {
+        self.unknown_fields.iter().map(|f| f.tag).collect()
+    }
+
+    /// The message a release signature signs: [`SIGNING_CONTEXT`], then every byte of the header before the
+    /// signature's value (the signature field's own tag and length included). For a parsed header these are the bytes as read, so one flipped bit anywhere in the
+    /// header (or, through the payload digest, in the payload) fails the signature. For a header built here
+    /// it is what [`BindHeader::encode`] will write once [`BindHeader::signed`] has added the signature.
+    pub fn signed_message(&self) -> Result<Vec<u8>, ProtoError> {
+        let prefix = match &self.signed_prefix {
+            Some(prefix) => prefix.clone(),
+            None => self.encode_prefix(true)?,
+        };
+        let mut message = SIGNING_CONTEXT.to_vec();
+        message.extend_from_slice(&prefix);
+        Ok(message)
+    }
+
+    /// This header with `signature` (made over [`BindHeader::signed_message`] of the unsigned header).
+    /// A previous signature is replaced.
+    pub fn signed(mut self, signature: Signature) -> Result<BindHeader, ProtoError> {
+        self.signature = None;
+        let prefix = self.encode_prefix(true)?;
+        self.signature = Some(signature);
+        self.signed_prefix = Some(prefix);
+        Ok(self)
+    }
+
+    /// Checks the signature against the keys trusted for releases: the signer's key id, or why not.
+    pub fn verify_signature(&self, trusted: &TrustedKeys) -> Result<KeyId, Untrusted> {
+        let Some(signature) = &self.signature else { return Err(Untrusted::Unsigned) };
+        let message = self.signed_message().map_err(|_| Untrusted::Invalid(signature.key_id))?;
+        trusted.verify(&message, Some(signature))
     }
 
     /// The payload digest as lowercase hex.
@@ -218,6 +287,24 @@ impl BindHeader {
     /// Fails if a field is out of bounds (too many hardware levels, an empty level list, an oversized
     /// signature), so that what is written can always be read back.
     pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
+        let mut out = match &self.signed_prefix {
+            Some(prefix) if self.signature.is_some() => prefix.clone(),
+            _ => self.encode_prefix(self.signature.is_some())?,
+        };
+        if let Some(sig) = &self.signature {
+            out.extend_from_slice(&sig.encode());
+        }
+        // Round-trip through the parser: the one place that knows every bound.
+        match parse_header(&out)? {
+            Parsed::Complete { .. } => Ok(out),
+            Parsed::Incomplete { .. } => Err(ProtoError::HeaderTooLarge { declared: u32::MAX, limit: MAX_HEADER_LEN }),
+        }
+    }
+
+    /// The prelude and every field but the signature, in ascending tag order, unknown fields last. With
+    /// `room_for_signature`, the header length counts the signature field, whose tag and length end the
+    /// prefix: only the signature's value follows.
+    fn encode_prefix(&self, room_for_signature: bool) -> Result<Vec<u8>, ProtoError> {
         let mut fields = Vec::with_capacity(128);
         let mut put = |tag: u16, value: &[u8]| {
             fields.extend_from_slice(&tag.to_be_bytes());
@@ -231,19 +318,24 @@ impl BindHeader {
         }
         put(tag::PAYLOAD_LENGTH, &self.payload_len.to_be_bytes());
         put(tag::PAYLOAD_SHA256, &self.payload_sha256);
-        if let Some(sig) = &self.signature {
-            put(tag::SIGNATURE, sig);
+        for field in &self.unknown_fields {
+            put(field.tag, &field.value);
         }
-        let mut out = Vec::with_capacity(PRELUDE_LEN + fields.len());
+        let header_len = fields.len() + if room_for_signature { SIGNATURE_FIELD_LEN } else { 0 };
+        let header_len = u32::try_from(header_len)
+            .ok()
+            .filter(|len| *len <= MAX_HEADER_LEN)
+            .ok_or(ProtoError::HeaderTooLarge { declared: u32::MAX, limit: MAX_HEADER_LEN })?;
+        let mut out = Vec::with_capacity(PRELUDE_LEN + fields.len() + SIGNATURE_FIELD_LEN);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        out.extend_from_slice(&(fields.len() as u32).to_be_bytes());
+        out.extend_from_slice(&header_len.to_be_bytes());
         out.extend_from_slice(&fields);
-        // Round-trip through the parser: the one place that knows every bound.
-        match parse_header(&out)? {
-            Parsed::Complete { .. } => Ok(out),
-            Parsed::Incomplete { .. } => Err(ProtoError::HeaderTooLarge { declared: u32::MAX, limit: MAX_HEADER_LEN }),
+        if room_for_signature {
+            out.extend_from_slice(&tag::SIGNATURE.to_be_bytes());
+            out.extend_from_slice(&(Signature::ENCODED_LEN as u32).to_be_bytes());
         }
+        Ok(out)
     }
 }
 
@@ -367,7 +459,7 @@ mod tests {
         let mut fields = required();
         fields.push((0x0042, b"from the future".to_vec()));
         let (h, _) = complete(&raw(&fields));
-        assert_eq!(h.skipped_fields, vec![0x0042]);
+        assert_eq!(h.skipped_fields(), vec![0x0042]);
 
         let mut fields = required();
         fields.push((0x8042, vec![1]));
@@ -477,5 +569,95 @@ mod doc_example {
             .flat_map(|l| l.split_whitespace().filter(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_hexdigit())))
             .collect();
         assert_eq!(hex, hex::encode(&bytes));
+    }
+}
+
+#[cfg(test)]
+mod signing_tests {
+    use ring::signature::KeyPair as _;
+
+    use super::*;
+    use crate::PublicKey;
+
+    fn key_pair() -> (ring::signature::Ed25519KeyPair, PublicKey) {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let public = PublicKey(pair.public_key().as_ref().try_into().unwrap());
+        (pair, public)
+    }
+
+    fn sign(header: BindHeader, pair: &ring::signature::Ed25519KeyPair, public: PublicKey) -> BindHeader {
+        let message = header.signed_message().unwrap();
+        let bytes: [u8; 64] = pair.sign(&message).as_ref().try_into().unwrap();
+        header.signed(Signature { key_id: public.key_id(), bytes }).unwrap()
+    }
+
+    fn unsigned() -> BindHeader {
+        let mut header = BindHeader::new("V3 R3.18.0".parse().unwrap(), Some(vec![HardwareLevel(3)]), 5, [7; 32]);
+        header.unknown_fields.push(UnknownField { tag: 0x0042, value: b"extra".to_vec() });
+        header
+    }
+
+    fn parse(bytes: &[u8]) -> Result<BindHeader, ProtoError> {
+        match parse_header(bytes)? {
+            Parsed::Complete { header, .. } => Ok(header),
+            Parsed::Incomplete { needed } => panic!("incomplete, {needed} more"),
+        }
+    }
+
+    #[test]
+    fn a_signed_header_verifies_after_a_round_trip_and_keeps_unknown_fields() {
+        let (pair, public) = key_pair();
+        let header = sign(unsigned(), &pair, public);
+        let bytes = header.encode().unwrap();
+        let read = parse(&bytes).unwrap();
+        assert_eq!(read, header);
+        assert_eq!(read.skipped_fields(), vec![0x0042]);
+        let trusted = TrustedKeys::new([public]);
+        assert_eq!(read.verify_signature(&trusted), Ok(public.key_id()));
+        // Re-signing replaces the signature and keeps the rest.
+        let (pair2, public2) = key_pair();
+        let resigned = sign(read, &pair2, public2);
+        let reread = parse(&resigned.encode().unwrap()).unwrap();
+        assert_eq!(reread.verify_signature(&TrustedKeys::new([public2])), Ok(public2.key_id()));
+        assert_eq!(reread.verify_signature(&trusted), Err(Untrusted::UnknownKey(public2.key_id())));
+        assert_eq!(reread.unknown_fields, unsigned().unknown_fields);
+    }
+
+    #[test]
+    fn every_flipped_bit_in_a_signed_header_is_caught() {
+        let (pair, public) = key_pair();
+        let bytes = sign(unsigned(), &pair, public).encode().unwrap();
+        let trusted = TrustedKeys::new([public]);
+        for byte in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[byte] ^= 1 << bit;
+                let verdict = match parse_header(&damaged) {
+                    Ok(Parsed::Complete { header, .. }) => header.verify_signature(&trusted).err(),
+                    // A longer declared header is "incomplete": the reader waits for bytes that are not the
+                    // header's, and the signature check then fails on them; either way nothing verifies.
+                    Ok(Parsed::Incomplete { .. }) | Err(_) => Some(Untrusted::Unsigned),
+                };
+                assert!(verdict.is_some(), "byte {byte} bit {bit} flipped and the header still verifies");
+            }
+        }
+    }
+
+    #[test]
+    fn unsigned_headers_and_fields_after_the_signature_are_refused() {
+        let (pair, public) = key_pair();
+        let trusted = TrustedKeys::new([public]);
+        let plain = parse(&unsigned().encode().unwrap()).unwrap();
+        assert_eq!(plain.verify_signature(&trusted), Err(Untrusted::Unsigned));
+
+        let mut bytes = sign(unsigned(), &pair, public).encode().unwrap();
+        // Append a field after the signature and fix up the header length.
+        bytes.extend_from_slice(&[0x00, 0x43, 0, 0, 0, 1, b'x']);
+        let len = u32::from_be_bytes(bytes[10..14].try_into().unwrap()) + 7;
+        bytes[10..14].copy_from_slice(&len.to_be_bytes());
+        let err = parse(&bytes).unwrap_err();
+        assert!(err.to_string().contains("last field"), "{err}");
     }
 }

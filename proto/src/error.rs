@@ -31,6 +31,8 @@ pub enum ProtoError {
     InvalidVersion { input: String, reason: &'static str },
     #[error("invalid device id {input:?}: {reason} (use 1-64 characters of A-Z a-z 0-9 . _ -)")]
     InvalidDeviceId { input: String, reason: &'static str },
+    #[error("invalid key or signature {input:?}: {reason}")]
+    InvalidKey { input: String, reason: &'static str },
     #[error("malformed {kind} message: {detail}")]
     MalformedMessage { kind: &'static str, detail: String },
     #[error("cannot encode a {kind} message: {detail} (this is a bug; please report it)")]

@@ -1,6 +1,6 @@
 //! What the Bindwave agent and controller share, and nothing else: the bind file format ([`bind`], its
 //! header fields in [`field`]),
-//! software versions ([`version`]), the streaming verifier ([`verify`]), the compatibility rule ([`compat`]) and the MQTT wire ([`wire`]).
+//! software versions ([`version`]), keys and signatures ([`signature`]), the streaming verifier ([`verify`]), the compatibility rule ([`compat`]) and the MQTT wire ([`wire`]).
 //!
 //! This crate does no IO: it parses and builds bytes, and decides. It knows nothing of sockets, files,
 //! brokers or storage, so both sides, and their tests, can use it as it is.
@@ -9,6 +9,7 @@ pub mod bind;
 pub mod compat;
 mod error;
 pub mod field;
+pub mod signature;
 pub mod verify;
 pub mod version;
 pub mod wire;
@@ -16,4 +17,5 @@ pub mod wire;
 pub use bind::{BindHeader, HardwareLevel, Parsed};
 pub use compat::{decide, Decision, DeviceProfile, Rejection};
 pub use error::ProtoError;
+pub use signature::{KeyId, PublicKey, Signature, TrustedKeys, Untrusted};
 pub use version::SoftwareVersion;
