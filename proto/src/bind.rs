@@ -77,6 +77,8 @@ pub struct UnknownField {
 }
 
 /// The result of parsing a prefix of a bind file.
+// One is made per bind read: boxing the header would save nothing that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// The header is complete; the payload starts at `header_len` (prelude included).
