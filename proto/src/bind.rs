@@ -60,7 +60,7 @@ pub struct BindHeader {
     pub payload_len: u64,
     pub payload_sha256: [u8; 32],
     /// The release signature, if the bind is signed. Its message is [`BindHeader::signed_message`].
-    pub signature: Option<Signature>,
+    pub signature: Option<Box<Signature>>,
     /// Non-critical fields this build does not know (a newer bind read by an older agent), in file order.
     /// They are kept, so that signing or re-signing a bind never drops them.
     pub unknown_fields: Vec<UnknownField>,
@@ -77,8 +77,6 @@ pub struct UnknownField {
 }
 
 /// The result of parsing a prefix of a bind file.
-// One is made per bind read: boxing the header would save nothing that matters.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// The header is complete; the payload starts at `header_len` (prelude included).
@@ -192,7 +190,7 @@ fn parse_fields(mut fields: &[u8]) -> Result<BindHeader, ProtoError> {
                         bad_len("exactly 73 bytes: algorithm 1 (ed25519), an 8-byte key id, a 64-byte signature")
                     }
                 })?;
-                set_once(&mut signature, sig, field)?;
+                set_once(&mut signature, Box::new(sig), field)?;
             }
             _ if raw_tag & CRITICAL != 0 => return Err(ProtoError::UnsupportedCriticalField { field }),
             _ => unknown_fields.push(UnknownField { tag: raw_tag, value: value.to_vec() }),
@@ -267,7 +265,7 @@ impl BindHeader {
     pub fn signed(mut self, signature: Signature) -> Result<BindHeader, ProtoError> {
         self.signature = None;
         let prefix = self.encode_prefix(true)?;
-        self.signature = Some(signature);
+        self.signature = Some(Box::new(signature));
         self.signed_prefix = Some(prefix);
         Ok(self)
     }
@@ -276,7 +274,7 @@ impl BindHeader {
     pub fn verify_signature(&self, trusted: &TrustedKeys) -> Result<KeyId, Untrusted> {
         let Some(signature) = &self.signature else { return Err(Untrusted::Unsigned) };
         let message = self.signed_message().map_err(|_| Untrusted::Invalid(signature.key_id))?;
-        trusted.verify(&message, Some(signature))
+        trusted.verify(&message, Some(&**signature))
     }
 
     /// The payload digest as lowercase hex.
