@@ -121,6 +121,8 @@ impl Download<'_> {
         chunk: &[u8],
         progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
     ) -> Option<Stop> {
+        // Received, whatever the verdict: the chunk that completes a rejected header counts too.
+        self.counters.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let fed = match state.verifier.feed(chunk) {
             Ok(fed) => fed,
             Err(reason) => return Some(Stop::Done(Fetched::Failed(reason))),
@@ -130,7 +132,6 @@ impl Download<'_> {
                 return Some(Stop::Done(rejected));
             }
         }
-        self.counters.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = file.write_all(chunk).await {
             return Some(self.storage_failed("write", &e));
         }
