@@ -12,7 +12,7 @@ use serde_json::Value;
 
 const TABLE: &[(&str, u16)] = &[("P3", 3)];
 /// Payload bytes of the binds rolled out: far more than a header, so an early stop shows.
-const PAYLOAD: usize = 4 << 20;
+const PAYLOAD: usize = 8 << 20;
 
 fn phone() -> Phone<'static> {
     Phone { id: "phone-1", part_number: "P3", software_version: "V3 R3.0.0", minimum_software_version: "V3 R1.0.0" }
@@ -153,7 +153,8 @@ fn a_phone_that_pins_a_key_installs_only_binds_it_verifies_and_decides_before_th
         let r = report(d, &format!("r{}-phone-1", i + 2));
         let received = r["download"]["bytes"].as_u64().unwrap();
         println!("{code}: {received} bytes received of a {}-byte bind", std::fs::metadata(bind).unwrap().len());
-        assert!(received < (PAYLOAD / 10) as u64, "{received} bytes downloaded for a refused bind: {r:#}");
+        // At most the HTTP client's first read (hyper buffers up to about 400 KiB) of an 8 MiB bind.
+        assert!(received < (PAYLOAD / 16) as u64, "{received} bytes downloaded for a refused bind: {r:#}");
         assert_eq!(running_version(&c), "V3 R3.18.0");
     }
     let words = c.ok(&["rollout", "status", "r2"]);
