@@ -39,7 +39,9 @@ impl ReleasePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testkit::image;
+    use crate::engine::testkit::{fleet, image, spec};
+    use crate::engine::Input;
+    use crate::model::Gates;
 
     #[test]
     fn only_images_verified_by_a_key_trusted_now_are_rolled_out() {
@@ -53,5 +55,20 @@ mod tests {
         assert!(e.contains("no trusted release key verified it") && e.contains("bindwave image sign"), "{e}");
         let lab = ReleasePolicy { allow_unsigned: true, ..strict };
         assert_eq!(lab.check(&signed(None)), Ok(()));
+    }
+
+    #[test]
+    fn a_rollout_of_an_image_no_trusted_key_verified_is_neither_planned_nor_created() {
+        let key = KeyId([7; 8]);
+        let strict = ReleasePolicy { trusted: [key].into(), allow_unsigned: false };
+        let mut e = fleet(3).with_release_policy(strict);
+        let s = spec(&["100%"], Gates::default());
+        assert!(matches!(e.plan(&s, 0), Err(EngineError::UntrustedImage { .. })));
+        let created = e.handle(Input::CreateRollout { spec: s.clone(), seed: 0, actor: "alice".into() }, 1);
+        assert!(matches!(created, Err(EngineError::UntrustedImage { .. })));
+        assert_eq!(e.rollouts().count(), 0);
+        // Added again, verified by the trusted key this time: it rolls out.
+        e.handle(Input::AddImage(Image { signed_by: Some(key), ..image() }), 2).unwrap();
+        assert!(e.plan(&s, 0).is_ok());
     }
 }
