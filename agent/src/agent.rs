@@ -21,20 +21,24 @@ use crate::job::{check_health, job_span, Job, JobEvent};
 use crate::journal::{AwaitingHealth, Change, Journal};
 use crate::slots::Slots;
 use crate::transport::Transport;
+use crate::trust::ReleaseTrust;
 use crate::AgentError;
 use bindwave_link::{LinkEvent, LinkOptions};
 
 pub struct Agent {
     config: AgentConfig,
     identity: Identity,
+    release: ReleaseTrust,
     transport: Option<Transport>,
 }
 
 impl Agent {
     /// An agent for a checked config and the identity resolved while checking it (the probe is not run again).
+    /// It reads the release keys of `[trust]`; without `insecure_lab`, it needs at least one.
     pub fn new(config: AgentConfig, identity: Identity) -> Result<Self, AgentError> {
         bindwave_link::BrokerUrl::parse(&config.broker.url)?;
-        Ok(Agent { config, identity, transport: None })
+        let release = config.trust.release()?;
+        Ok(Agent { config, identity, release, transport: None })
     }
 
     /// Shares one set of download clients among many agents (the demo runs a whole fleet in one process).
@@ -49,7 +53,16 @@ impl Agent {
 
     /// Runs until `shutdown` completes. Returns early only if the state directory is unusable.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-        let Agent { config, identity, transport } = self;
+        let Agent { config, identity, release, transport } = self;
+        if release.insecure_lab() {
+            tracing::warn!(
+                device = %config.device_id,
+                "LAB MODE ([trust] insecure_lab = true): this phone installs UNSIGNED binds; never run a real phone \
+                 like this"
+            );
+        }
+        let ids: Vec<String> = release.keys().ids().map(|id| id.to_string()).collect();
+        tracing::info!(device = %config.device_id, "release keys pinned: {}", if ids.is_empty() { "none".into() } else { ids.join(", ") });
         let transport = match transport {
             Some(t) => t,
             None => Transport::new(config.download.ca_file.as_deref())?,
@@ -96,6 +109,7 @@ impl Agent {
             profile,
             config,
             identity,
+            release,
             transport,
             slots,
             journal,
@@ -133,6 +147,7 @@ struct Driver {
     core: Core,
     config: AgentConfig,
     identity: Identity,
+    release: ReleaseTrust,
     profile: DeviceProfile,
     transport: Transport,
     slots: Slots,
@@ -263,6 +278,7 @@ impl Driver {
             transport: self.transport.clone(),
             policy: self.config.download.policy(),
             profile: self.profile.clone(),
+            release: self.release.clone(),
             slots: self.slots.clone(),
             download_dir: self.download_dir.clone(),
             running: self.core.running().clone(),

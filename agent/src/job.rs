@@ -16,6 +16,7 @@ use crate::fetch::{fetch, Fetched};
 use crate::journal::AwaitingHealth;
 use crate::slots::Slots;
 use crate::transport::Transport;
+use crate::trust::ReleaseTrust;
 
 /// What the running job tells the loop.
 pub(crate) enum JobEvent {
@@ -48,6 +49,8 @@ pub(crate) struct Job {
     pub transport: Transport,
     pub policy: crate::fetch::RetryPolicy,
     pub profile: DeviceProfile,
+    /// The release keys a bind must be signed with.
+    pub release: ReleaseTrust,
     pub slots: Slots,
     pub download_dir: PathBuf,
     /// The version that runs as the job starts: the running version of a job that fails.
@@ -83,6 +86,7 @@ impl Job {
                     &credentials,
                     cmd,
                     &self.profile,
+                    &self.release,
                     &self.download_dir,
                     self.policy,
                     &counters,

@@ -14,6 +14,7 @@
 //! - [`agent`]: the driver: the event loop that feeds the core and carries out its actions.
 //! - `job`: one job's work in its own task: download, install, restart and health check.
 //! - [`fetch`]: the download: streamed, judged on its header, resumed (HTTP Range, FTP REST).
+//! - [`trust`]: the release keys a phone pins, and the decision on a bind's signature, made on its header.
 //! - [`transport`]: the HTTP and FTP clients and the one TLS trust they share (platform roots + fleet CA).
 //! - [`slots`]: the A/B slot installer on disk.
 //! - [`journal`]: the job in hand, the install awaiting its health check, and final reports kept on disk until
@@ -39,6 +40,7 @@ pub mod journal;
 pub mod slots;
 pub mod status;
 pub mod transport;
+pub mod trust;
 
 pub use agent::Agent;
 pub use config::AgentConfig;

@@ -24,6 +24,9 @@ url = "mqtt://127.0.0.1:1"
 
 [hardware_levels]
 P1 = 3
+
+[trust]
+insecure_lab = true
 "#;
 
 fn fails_with(config: &str, needle: &str) {

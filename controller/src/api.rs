@@ -238,7 +238,8 @@ async fn audit(State(core): State<Core>, Query(q): Query<AuditQuery>) -> ApiResu
 }
 
 /// Takes a bind as the request body, streaming it to disk while the shared verifier checks it, and stores
-/// it under its SHA-256.
+/// it under its SHA-256 if the service's [`crate::images::ImagePolicy`] admits it (signed by a trusted
+/// release key, and not empty).
 async fn add_image(State(core): State<Core>, body: Body) -> ApiResult<Image> {
     let dir = core.images_dir.clone();
     let tmp = dir.join(format!("upload-{}-{}.tmp", std::process::id(), rand::random::<u64>()));
@@ -247,6 +248,14 @@ async fn add_image(State(core): State<Core>, body: Body) -> ApiResult<Image> {
         Ok(v) => v,
         Err(e) => {
             let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
+    let signed_by = match core.images.admit(&verified.header) {
+        Ok(signed_by) => signed_by,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            tracing::warn!("upload refused: {}", crate::error::chain(&e));
             return Err(e);
         }
     };
@@ -265,6 +274,7 @@ async fn add_image(State(core): State<Core>, body: Body) -> ApiResult<Image> {
         payload_sha256: h.payload_sha256_hex(),
         payload_len: h.payload_len,
         added_at: now_millis(),
+        signed_by,
     };
     match core.act(Input::AddImage(image)).await? {
         Reply::Image(i) => Ok(Json(i)),

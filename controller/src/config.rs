@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::ControllerError;
 
 /// The keys of the file, their environment variables and defaults, in the order `config check` shows them.
-pub const KEYS: [(&str, &str, &str); 7] = [
+pub const KEYS: [(&str, &str, &str); 9] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
     ("public_url", "BINDWAVE_PUBLIC_URL", "http://<http_listen>"),
@@ -22,6 +22,8 @@ pub const KEYS: [(&str, &str, &str); 7] = [
     ("broker", "BINDWAVE_BROKER", "(the embedded broker)"),
     ("log_level", "BINDWAVE_LOG_LEVEL", "info"),
     ("log_format", "BINDWAVE_LOG_FORMAT", "text"),
+    ("release_keys", "BINDWAVE_RELEASE_KEYS", "(none: no image is added)"),
+    ("allow_unsigned_images", "BINDWAVE_ALLOW_UNSIGNED_IMAGES", "false"),
 ];
 
 /// The file, as written. Every key is optional.
@@ -35,6 +37,11 @@ pub struct ServeFile {
     pub broker: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// The release keys images must be signed with: each the path of a public key file
+    /// (`release.key.pub`, as `bindwave image keygen` writes it) or the key itself, `ed25519:<hex>`.
+    pub release_keys: Option<Vec<String>>,
+    /// A lab setting: add and roll out unsigned images too (a signed one must still verify).
+    pub allow_unsigned_images: Option<bool>,
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
@@ -78,6 +85,8 @@ pub struct ServeSettings {
     pub broker: Option<String>,
     pub log_level: String,
     pub log_format: LogFormat,
+    pub release_keys: Vec<String>,
+    pub allow_unsigned_images: bool,
     /// Where each key's value came from.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -149,6 +158,11 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>) {
             );
         }
     }
+    for entry in file.release_keys.iter().flatten() {
+        if let Err(e) = crate::images::public_key_arg(entry) {
+            out.problem(&["release_keys"], format!("{}", crate::error::chain(&e)));
+        }
+    }
     if let Some(dir) = &file.data_dir {
         if dir.exists() && !dir.is_dir() {
             out.problem(&["data_dir"], format!("{} exists and is not a directory", dir.display()));
@@ -167,7 +181,10 @@ fn overrides(flags: &Flags) -> Result<Vec<Override>, Vec<Problem>> {
     let given = toml::Table::try_from(flags).map_err(|e| vec![general(format!("the flags do not read: {e}"))])?;
     for (key, value) in &given {
         let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
-        all.push(Override::flag(&format!("--{}", key.replace('_', "-")), &[key.as_str()], &text));
+        let mut o = Override::flag(&format!("--{}", key.replace('_', "-")), &[key.as_str()], &text);
+        // A list (`--release-key`, repeated) or a switch keeps its type.
+        o.value = value.clone();
+        all.push(o);
     }
     Ok(all)
 }
@@ -195,7 +212,17 @@ impl ServeSettings {
             };
             sources.insert(key, source);
         }
-        let ServeFile { data_dir, http_listen, public_url, mqtt_listen, broker, log_level, log_format } = effective;
+        let ServeFile {
+            data_dir,
+            http_listen,
+            public_url,
+            mqtt_listen,
+            broker,
+            log_level,
+            log_format,
+            release_keys,
+            allow_unsigned_images,
+        } = effective;
         Ok(ServeSettings {
             data_dir: data_dir.unwrap_or_else(|| PathBuf::from("bindwave-data")),
             http_listen: http_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -204,7 +231,18 @@ impl ServeSettings {
             broker,
             log_level: log_level.unwrap_or_else(|| "info".into()),
             log_format: log_format.unwrap_or_default(),
+            release_keys: release_keys.unwrap_or_default(),
+            allow_unsigned_images: allow_unsigned_images.unwrap_or(false),
             sources,
+        })
+    }
+
+    /// The release keys read (their files too) and the lab setting: which images the service admits.
+    pub fn image_policy(&self) -> Result<crate::images::ImagePolicy, ControllerError> {
+        let keys: Result<Vec<_>, _> = self.release_keys.iter().map(|k| crate::images::public_key_arg(k)).collect();
+        Ok(crate::images::ImagePolicy {
+            release_keys: bindwave_proto::TrustedKeys::new(keys?),
+            allow_unsigned: self.allow_unsigned_images,
         })
     }
 
@@ -296,5 +334,34 @@ mod tests {
     fn typos_find_their_key() {
         assert_eq!(nearest("dta_dir", KEYS.iter().map(|k| k.0)), Some("data_dir"));
         assert_eq!(nearest("colour", KEYS.iter().map(|k| k.0)), None);
+    }
+
+    #[test]
+    fn release_keys_read_from_lines_and_files_and_a_bad_one_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::keys::SigningKey::create(&dir.path().join("release.key")).unwrap();
+        let file = dir.path().join("release.key.pub");
+        let line = "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+        let text = format!("release_keys = [{line:?}, {:?}]\n", file.display().to_string());
+        let s = ServeSettings::resolve(&Flags::default(), &parse_file(&text).unwrap()).unwrap();
+        let policy = s.image_policy().unwrap();
+        assert_eq!(policy.release_keys.keys().len(), 2);
+        assert!(policy.release_keys.ids().any(|id| id == key.key_id()));
+        assert!(!policy.allow_unsigned);
+        let m = messages("release_keys = [\"ed25519:zz\", \"/no/such/release.key.pub\"]\n");
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].starts_with("release_keys:") && m[0].contains("64 hex digits"), "{m:?}");
+        assert!(m[1].contains("/no/such/release.key.pub"), "{m:?}");
+        // The lab setting, from the file or its flag; a list flag keeps its type.
+        let lab = parse_file("allow_unsigned_images = true\n").unwrap();
+        assert!(ServeSettings::resolve(&Flags::default(), &lab).unwrap().allow_unsigned_images);
+        let flags = Flags {
+            release_keys: Some(vec![line.to_string()]),
+            allow_unsigned_images: Some(true),
+            ..Default::default()
+        };
+        let s = ServeSettings::resolve(&flags, &ServeFile::default()).unwrap();
+        assert_eq!((s.release_keys.len(), s.allow_unsigned_images), (1, true));
+        assert_eq!(s.sources["release_keys"], Source::Flag);
     }
 }

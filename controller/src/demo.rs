@@ -8,8 +8,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bindwave_proto::bind::pack;
-use bindwave_proto::HardwareLevel;
+use bindwave_agent::config::TrustSettings;
+use bindwave_proto::{BindHeader, HardwareLevel, SoftwareVersion, TrustedKeys};
+use sha2::{Digest, Sha256};
 
 use crate::api::RolloutRequest;
 use crate::broker::BrokerConfig;
@@ -17,6 +18,8 @@ use crate::cli::output::progress_bar;
 use crate::cli::rollout::{settled, state_line};
 use crate::client::ApiClient;
 use crate::fleet::{Fleet, MODELS};
+use crate::images::{sign_header, ImagePolicy};
+use crate::keys::SigningKey;
 use crate::model::{Gates, Outcome, RolloutSpec, RolloutState, TargetFilter, WaveSize, WaveSpec};
 use crate::service::{MqttMode, ServeOptions, Service};
 use crate::table::Table;
@@ -39,11 +42,15 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         .map_err(crate::error::io_err("create a temporary directory in", &std::env::temp_dir()))?;
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let data_dir = dir.path().join("controller");
+    // The demo's own release key: it signs the binds, the controller and every phone trust it.
+    let key = crate::keys::SigningKey::generate()?;
+    let images = ImagePolicy { release_keys: TrustedKeys::new([key.public()]), allow_unsigned: false };
     let service = Service::start(ServeOptions {
         data_dir: data_dir.clone(),
         http_listen: opts.http_listen.unwrap_or(any),
         mqtt: MqttMode::Embedded(BrokerConfig { listen: any, ..BrokerConfig::default() }),
         public_url: None,
+        images,
     })
     .await?;
     println!(
@@ -52,8 +59,10 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         service.mqtt_url,
         dir.path().display()
     );
-    let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"))?;
-    let result = rollouts(&opts, &service, &data_dir).await;
+    let trust = TrustSettings { keys: vec![key.public().to_line()], ..Default::default() };
+    let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"), &trust)?;
+    println!("release key {}: it signs the binds; the controller and every phone trust it", key.key_id());
+    let result = rollouts(&opts, &service, &data_dir, &key).await;
     if opts.keep_running && result.is_ok() {
         println!(
             "\nstill running: try `bindwave --controller http://{} rollout list`, or scrape http://{}/metrics; \
@@ -67,7 +76,12 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     result
 }
 
-async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::Path) -> Result<(), ControllerError> {
+async fn rollouts(
+    opts: &DemoOptions,
+    service: &Service,
+    data_dir: &std::path::Path,
+    key: &SigningKey,
+) -> Result<(), ControllerError> {
     let api = ApiClient::new(&format!("http://{}", service.http_addr))?;
     let started = Instant::now();
     let bar = progress_bar(opts.devices as u64, "fleet");
@@ -110,7 +124,7 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
     ];
     let mut summaries = Vec::new();
     for (what, version, levels, corrupt) in binds {
-        let bytes = pack(version.parse()?, levels.clone(), &payload)?;
+        let bytes = signed_bind(version.parse()?, levels.clone(), &payload, key)?;
         let image = api.add_image_bytes(bytes).await?;
         if corrupt {
             // A bad mirror: the stored file no longer matches its digest. Every phone will refuse it.
@@ -202,4 +216,17 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
 
 fn wave_sizes(waves: &[crate::model::Wave]) -> String {
     waves.iter().map(|w| w.devices.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// A whole bind in memory, signed by `key`.
+fn signed_bind(
+    version: SoftwareVersion,
+    levels: Option<Vec<HardwareLevel>>,
+    payload: &[u8],
+    key: &SigningKey,
+) -> Result<Vec<u8>, ControllerError> {
+    let header = BindHeader::new(version, levels, payload.len() as u64, Sha256::digest(payload).into());
+    let mut bytes = sign_header(header, key)?.encode()?;
+    bytes.extend_from_slice(payload);
+    Ok(bytes)
 }

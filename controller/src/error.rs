@@ -25,6 +25,12 @@ pub enum ControllerError {
     StoreCorrupt { key: String, detail: String },
     #[error("cannot {action} {path}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("the payload {path} is empty: a bind carries a firmware image (check the file given to `image pack`)")]
+    EmptyPayload { path: PathBuf },
+    /// A bind that the controller's release keys do not verify, and that it therefore neither adds nor
+    /// rolls out.
+    #[error("image refused: {why}; {}", untrusted_hint(why))]
+    ImageUntrusted { why: bindwave_proto::Untrusted },
     #[error("signing key: {detail}")]
     Key { detail: String },
     #[error("key file {path}: {detail}")]
@@ -62,10 +68,28 @@ impl ControllerError {
         match self {
             Engine(UnknownImage(_) | UnknownRollout(_) | UnknownDevice(_)) => 404,
             Engine(AmbiguousImage(_) | EmptyRollout | EngineError::BadRequest(_)) => 400,
-            InvalidBind(_) | ControllerError::BadRequest(_) | Proto(_) => 400,
+            InvalidBind(_) | ControllerError::BadRequest(_) | Proto(_) | EmptyPayload { .. } => 400,
+            ImageUntrusted { .. } | Engine(UntrustedImage { .. }) => 400,
             Engine(InvalidAction { .. }) => 409,
             ShuttingDown => 503,
             _ => 500,
+        }
+    }
+}
+
+/// What to do about a bind the controller's release keys do not verify.
+fn untrusted_hint(why: &bindwave_proto::Untrusted) -> &'static str {
+    match why {
+        bindwave_proto::Untrusted::Unsigned => {
+            "sign it with `bindwave image sign FILE --key release.key` (a lab controller may take unsigned binds \
+             with allow_unsigned_images = true)"
+        }
+        bindwave_proto::Untrusted::UnknownKey(_) => {
+            "sign it with a release key, or add the key's public half to `release_keys` in the controller's config"
+        }
+        bindwave_proto::Untrusted::Invalid(_) => {
+            "the bind was altered after it was signed, or the signature is forged: take the bind from its source \
+             and sign it again"
         }
     }
 }

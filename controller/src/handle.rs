@@ -31,12 +31,19 @@ pub struct Core {
     tx: mpsc::Sender<Request>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) images_dir: PathBuf,
+    /// Which uploaded binds are added.
+    pub(crate) images: Arc<crate::images::ImagePolicy>,
 }
 
 impl Core {
     /// A handle that sends requests to the core on `tx`.
-    pub(crate) fn new(tx: mpsc::Sender<Request>, metrics: Arc<Metrics>, images_dir: PathBuf) -> Core {
-        Core { tx, metrics, images_dir }
+    pub(crate) fn new(
+        tx: mpsc::Sender<Request>,
+        metrics: Arc<Metrics>,
+        images_dir: PathBuf,
+        images: crate::images::ImagePolicy,
+    ) -> Core {
+        Core { tx, metrics, images_dir, images: Arc::new(images) }
     }
 
     /// Applies an input; answers once its effects are durable.

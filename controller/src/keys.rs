@@ -15,6 +15,13 @@ use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 use crate::ControllerError;
 
+/// The DER before the 32-byte seed of an Ed25519 private key in PKCS#8 v1 (RFC 8410, section 7).
+const PKCS8_V1_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+/// The same before the seed in ring's PKCS#8 v2 document (version 1, the public key after the seed).
+const RING_V2_PREFIX: [u8; 16] =
+    [0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
 /// An Ed25519 key pair that signs.
 pub struct SigningKey {
     pair: Ed25519KeyPair,
@@ -29,12 +36,21 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// A new random key, from the operating system's generator.
+    /// A new random key, from the operating system's generator. It is kept (and written) as PKCS#8 v1, the
+    /// RFC 8410 form `openssl genpkey -algorithm ed25519` writes and every OpenSSL reads; ring's own v2
+    /// document (with the public key inside) is refused by OpenSSL 3.0.
     pub fn generate() -> Result<SigningKey, ControllerError> {
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        let v2 = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| ControllerError::Key { detail: "the system's random generator failed".into() })?;
-        SigningKey::from_pkcs8(pkcs8.as_ref())
+        let v2 = v2.as_ref();
+        let seed = v2
+            .strip_prefix(&RING_V2_PREFIX[..])
+            .and_then(|rest| rest.get(..32))
+            .ok_or_else(|| ControllerError::Key { detail: "unexpected PKCS#8 document from ring".into() })?;
+        let mut v1 = PKCS8_V1_PREFIX.to_vec();
+        v1.extend_from_slice(seed);
+        SigningKey::from_pkcs8(&v1)
     }
 
     fn from_pkcs8(der: &[u8]) -> Result<SigningKey, ControllerError> {
@@ -177,6 +193,18 @@ mod tests {
         // Never overwritten.
         let err = SigningKey::create(&path).unwrap_err().to_string();
         assert!(err.contains("exists already"), "{err}");
+    }
+
+    #[test]
+    fn a_key_is_written_as_pkcs8_v1_as_openssl_writes_it() {
+        let key = SigningKey::generate().unwrap();
+        let der = pem_decode("PRIVATE KEY", &key.to_pem()).unwrap();
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..16], PKCS8_V1_PREFIX);
+        // And an OpenSSL key reads: `openssl genpkey -algorithm ed25519`.
+        let openssl = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAyGRLD2WK62dg0G8MzdgWFQPMJJ0+C6X08NkkEdVxoJ\n-----END PRIVATE KEY-----\n";
+        let read = SigningKey::from_pem(openssl).unwrap();
+        assert_eq!(read.to_pem(), openssl);
     }
 
     #[test]

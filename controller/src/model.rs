@@ -41,6 +41,10 @@ pub struct Image {
     pub payload_sha256: String,
     pub payload_len: u64,
     pub added_at: Millis,
+    /// The release key that verified the bind's signature when it was added; absent for an unsigned bind
+    /// (admitted only with `allow_unsigned_images`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<bindwave_proto::KeyId>,
 }
 /// One line of the audit log: who did what, when, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

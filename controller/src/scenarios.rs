@@ -123,6 +123,7 @@ impl Run {
                     payload_sha256: "cd".repeat(32),
                     payload_len: 50,
                     added_at: 0,
+                    signed_by: None,
                 };
                 self.engine.handle(Input::AddImage(image), 0).unwrap();
                 let mut spec = RolloutSpec {

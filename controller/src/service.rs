@@ -52,6 +52,9 @@ pub struct ServeOptions {
     pub mqtt: MqttMode,
     /// The base URL agents fetch binds from; defaults to `http://{http address}`.
     pub public_url: Option<String>,
+    /// Which binds are added and rolled out: signed by a trusted release key, unless unsigned ones are
+    /// allowed (a lab setting).
+    pub images: crate::images::ImagePolicy,
 }
 
 /// A running controller.
@@ -91,7 +94,22 @@ impl Service {
             listener.local_addr().map_err(|source| ControllerError::HttpListen { addr: opts.http_listen, source })?;
         let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
 
-        let mut engine = Engine::new(public_url);
+        if opts.images.allow_unsigned {
+            tracing::warn!(
+                "LAB SETTING allow_unsigned_images = true: UNSIGNED images are added and rolled out; never on a real \
+                 fleet"
+            );
+        }
+        let ids: Vec<String> = opts.images.release_keys.ids().map(|id| id.to_string()).collect();
+        if ids.is_empty() && !opts.images.allow_unsigned {
+            tracing::warn!("no release key in `release_keys`: no image can be added until one is set");
+        } else {
+            tracing::info!(
+                "release keys trusted for images: {}",
+                if ids.is_empty() { "none".into() } else { ids.join(", ") }
+            );
+        }
+        let mut engine = Engine::new(public_url).with_release_policy(opts.images.release());
         for record in store.load()? {
             engine.restore(record);
         }
@@ -105,7 +123,7 @@ impl Service {
 
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let core = Core::new(tx, metrics.clone(), images_dir);
+        let core = Core::new(tx, metrics.clone(), images_dir, opts.images.clone());
 
         let core_loop = CoreLoop { engine, store, client: link.client.clone(), metrics, outbox: VecDeque::new() };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));

@@ -270,6 +270,14 @@ impl BindHeader {
         Ok(self)
     }
 
+    /// This header without its signature, as [`BindHeader::encode`] writes fields (for re-signing: the
+    /// message is then [`BindHeader::signed_message`] of the result).
+    pub fn unsigned(mut self) -> BindHeader {
+        self.signature = None;
+        self.signed_prefix = None;
+        self
+    }
+
     /// Checks the signature against the keys trusted for releases: the signer's key id, or why not.
     pub fn verify_signature(&self, trusted: &TrustedKeys) -> Result<KeyId, Untrusted> {
         let Some(signature) = &self.signature else { return Err(Untrusted::Unsigned) };
@@ -659,5 +667,22 @@ mod signing_tests {
         bytes[10..14].copy_from_slice(&len.to_be_bytes());
         let err = parse(&bytes).unwrap_err();
         assert!(err.to_string().contains("last field"), "{err}");
+    }
+
+    #[test]
+    fn a_read_signed_header_re_signs_with_another_key_and_keeps_its_fields() {
+        let (first, first_public) = key_pair();
+        let (second, second_public) = key_pair();
+        let read = parse(&sign(unsigned(), &first, first_public).encode().unwrap()).unwrap();
+        let stripped = read.unsigned();
+        assert_eq!(stripped.signature, None);
+        assert_eq!(stripped.encode().unwrap(), unsigned().encode().unwrap());
+        let again = parse(&sign(stripped, &second, second_public).encode().unwrap()).unwrap();
+        assert_eq!(again.verify_signature(&TrustedKeys::new([second_public])), Ok(second_public.key_id()));
+        assert_eq!(
+            again.verify_signature(&TrustedKeys::new([first_public])),
+            Err(Untrusted::UnknownKey(second_public.key_id()))
+        );
+        assert_eq!(again.unknown_fields, unsigned().unknown_fields);
     }
 }

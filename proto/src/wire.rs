@@ -19,7 +19,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::compat::Rejection;
-use crate::{HardwareLevel, ProtoError, SoftwareVersion};
+use crate::signature::Untrusted;
+use crate::{HardwareLevel, KeyId, ProtoError, SoftwareVersion};
 
 /// The prefix of every topic of this wire version.
 pub const TOPIC_PREFIX: &str = "bindwave/v1/devices";
@@ -318,6 +319,27 @@ pub enum Reason {
         #[serde(default)]
         received: u64,
     },
+    /// The bind carries no signature, and this phone pins release keys: it installs only signed binds.
+    Unsigned,
+    /// The bind names a key this phone trusts, but its signature does not verify: the bind was altered after
+    /// it was signed (one flipped bit is enough), or the signature is forged.
+    SignatureInvalid {
+        key_id: KeyId,
+    },
+    /// The bind is signed by a key this phone does not trust.
+    UntrustedKey {
+        key_id: KeyId,
+    },
+}
+
+impl From<Untrusted> for Reason {
+    fn from(u: Untrusted) -> Self {
+        match u {
+            Untrusted::Unsigned => Reason::Unsigned,
+            Untrusted::Invalid(key_id) => Reason::SignatureInvalid { key_id },
+            Untrusted::UnknownKey(key_id) => Reason::UntrustedKey { key_id },
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -383,6 +405,20 @@ impl fmt::Display for Reason {
                 f,
                 "timed out after {limit_secs} s while {} ({received} bytes received); abandoned, nothing installed",
                 during.as_str()
+            ),
+            Reason::Unsigned => f.write_str(
+                "the bind is not signed, and this phone installs only signed binds; sign it with \
+                 `bindwave image sign --key KEY` (nothing was installed)",
+            ),
+            Reason::SignatureInvalid { key_id } => write!(
+                f,
+                "the signature by key {key_id} does not verify: the bind was altered after it was signed, or the \
+                 signature is forged; get the bind again from its source and sign it again (nothing was installed)"
+            ),
+            Reason::UntrustedKey { key_id } => write!(
+                f,
+                "signed by key {key_id}, which this phone does not trust; add its public key to [trust] keys \
+                 (nothing was installed)"
             ),
         }
     }
@@ -706,12 +742,42 @@ mod tests {
             Reason::HealthCheckFailed { detail: detail.clone() },
             Reason::InvalidCommand { detail },
             Reason::TimedOut { limit_secs: 1, during: JobState::Downloading, received: 0 },
+            Reason::Unsigned,
+            Reason::SignatureInvalid { key_id: KeyId([1; 8]) },
+            Reason::UntrustedKey { key_id: KeyId([2; 8]) },
         ];
         let codes: std::collections::BTreeSet<&str> = every.iter().map(Reason::code).collect();
         assert_eq!(codes.len(), <Reason as strum::EnumCount>::COUNT, "a reason is missing here");
         for r in &every {
             assert_eq!(r.code(), serde_json::to_value(r).unwrap()["code"], "{r:?}");
         }
+    }
+
+    /// The refusals of a phone that pins release keys: their JSON, and words that say what to do.
+    #[test]
+    fn signature_refusals_are_golden_and_say_what_to_do() {
+        let key_id = KeyId([0x1a, 0x2b, 0x3c, 0x4d, 0x5e, 0x6f, 0x70, 0x81]);
+        let cases = [
+            (Reason::Unsigned, json!({"code": "unsigned"}), "bindwave image sign"),
+            (
+                Reason::SignatureInvalid { key_id },
+                json!({"code": "signature_invalid", "key_id": "1a2b3c4d5e6f7081"}),
+                "altered",
+            ),
+            (
+                Reason::UntrustedKey { key_id },
+                json!({"code": "untrusted_key", "key_id": "1a2b3c4d5e6f7081"}),
+                "signed by key 1a2b3c4d5e6f7081, which this phone does not trust; add its public key to [trust] keys",
+            ),
+        ];
+        for (reason, golden, words) in cases {
+            assert_eq!(serde_json::to_value(&reason).unwrap(), golden);
+            assert_eq!(serde_json::from_value::<Reason>(golden).unwrap(), reason);
+            assert!(reason.to_string().contains(words), "{reason}");
+        }
+        assert_eq!(Reason::from(Untrusted::Unsigned), Reason::Unsigned);
+        assert_eq!(Reason::from(Untrusted::Invalid(key_id)), Reason::SignatureInvalid { key_id });
+        assert_eq!(Reason::from(Untrusted::UnknownKey(key_id)), Reason::UntrustedKey { key_id });
     }
 
     #[test]

@@ -83,7 +83,16 @@ pub struct Controller {
     pub data_dir: PathBuf,
     /// True when it runs the embedded broker (`mqtt` is then its own address).
     embedded: bool,
+    /// The `bindwave serve` flags it was started with beyond its ports and data directory, kept for a restart.
+    serve_args: Vec<String>,
 }
+
+/// The lab setting the harness's controllers run with unless a test says otherwise: most tests roll out
+/// unsigned binds (`tests/tests/signing.rs` runs signed ones).
+pub const LAB_IMAGES: &str = "--allow-unsigned-images";
+
+/// The lab setting the harness's phones run with unless a test gives its own `[trust]` section.
+pub const LAB_PHONE: &str = "[trust]\ninsecure_lab = true\n";
 
 /// The port of `scheme://host:port`.
 pub fn port_of(url: &str) -> u16 {
@@ -98,9 +107,15 @@ impl Controller {
         Self::start_with(dir, &data_dir, 0, Some(0), None)
     }
 
-    /// Starts with more `bindwave serve` flags (`--log-format json`, ...).
+    /// Starts with more `bindwave` flags (`--log-format json`, ...).
     pub fn start_args(dir: &Path, extra: &[&str]) -> Controller {
-        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra)
+        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra, &[LAB_IMAGES])
+    }
+
+    /// Starts with these `bindwave serve` flags instead of the harness's `--allow-unsigned-images`
+    /// (`--release-key release.key.pub`, ...).
+    pub fn start_serving(dir: &Path, serve_args: &[&str]) -> Controller {
+        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, &[], serve_args)
     }
 
     /// Starts again on the same ports and data directory, as after a restart.
@@ -108,7 +123,10 @@ impl Controller {
         self.proc.kill();
         let broker = (!self.embedded).then(|| self.mqtt.clone());
         let mqtt_port = self.embedded.then(|| port_of(&self.mqtt));
-        *self = Self::start_with(dir, &self.data_dir.clone(), port_of(&self.http), mqtt_port, broker.as_deref());
+        let serve_args = std::mem::take(&mut self.serve_args);
+        let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+        let (data_dir, http_port) = (self.data_dir.clone(), port_of(&self.http));
+        *self = Self::launch(dir, &data_dir, http_port, mqtt_port, broker.as_deref(), &[], &serve_args);
     }
 
     /// Starts on given ports (0: any free one) and data directory; with `broker`, uses that external broker.
@@ -119,7 +137,7 @@ impl Controller {
         mqtt_port: Option<u16>,
         broker: Option<&str>,
     ) -> Controller {
-        Self::launch(dir, data_dir, http_port, mqtt_port, broker, &[])
+        Self::launch(dir, data_dir, http_port, mqtt_port, broker, &[], &[LAB_IMAGES])
     }
 
     fn launch(
@@ -129,10 +147,12 @@ impl Controller {
         mqtt_port: Option<u16>,
         broker: Option<&str>,
         extra: &[&str],
+        serve_args: &[&str],
     ) -> Controller {
         let mut cmd = Command::new(bin("bindwave"));
         cmd.args(extra);
         cmd.arg("serve").arg("--data-dir").arg(data_dir).arg("--http-listen").arg(format!("127.0.0.1:{http_port}"));
+        cmd.args(serve_args);
         let mqtt = match broker {
             Some(url) => {
                 cmd.arg("--broker").arg(url);
@@ -159,7 +179,8 @@ impl Controller {
         let (http, heard_mqtt) = heard.expect("the controller's addresses");
         let embedded = broker.is_none();
         let mqtt = if embedded { heard_mqtt } else { mqtt };
-        let c = Controller { proc, http, mqtt, data_dir: data_dir.to_path_buf(), embedded };
+        let serve_args = serve_args.iter().map(|a| a.to_string()).collect();
+        let c = Controller { proc, http, mqtt, data_dir: data_dir.to_path_buf(), embedded, serve_args };
         wait_until(Duration::from_secs(30), "the controller to answer /healthz", || {
             http_get(&c.http, "/healthz").map(|(s, _)| s == 200).unwrap_or(false)
         });
@@ -272,6 +293,9 @@ impl Phone<'_> {
         }
         toml.push('\n');
         toml.push_str(extra);
+        if !extra.contains("[trust]") {
+            toml.push_str(&format!("\n{LAB_PHONE}"));
+        }
         let config = dir.join(format!("{}.toml", self.id));
         std::fs::write(&config, toml).expect("agent config");
         let mut cmd = Command::new(bin("bindwave-agent"));

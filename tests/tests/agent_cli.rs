@@ -22,6 +22,9 @@ url = "mqtt://127.0.0.1:1883"
 
 [hardware_levels]
 P1 = 3
+
+[trust]
+insecure_lab = true
 "#;
 
 /// Writes `text` as `agent.toml` in `dir`.

@@ -60,6 +60,7 @@ pub fn check_text(path: &Path, text: &str, overrides: &[Override]) -> Check {
     if let Some(config) = outcome.value.take() {
         let probe_usable = meaning::check(&config, &schema, &mut outcome);
         identity = effects::check(&config, probe_usable, &mut outcome);
+        super::trust::check(&config, &mut outcome);
         outcome.value = Some(config);
     }
     outcome.sort();

@@ -8,6 +8,7 @@
 //!   protocol); pure.
 //! - [`effects`]: the checks with side effects: the TLS trust from `ca_file`, and the phone's identity.
 //! - [`probe`]: the identity itself, and the hardware probe, run once at start with a time limit.
+//! - [`trust`](mod@trust): the `[trust]` keys read into the keys the phone pins, and what is wrong with them.
 //! - [`report`]: what `config check` prints.
 //!
 //! Every value can be set over the file, by an environment variable `BINDWAVE_AGENT__<SECTION>__<KEY>` (any
@@ -21,6 +22,7 @@ mod meaning;
 pub mod probe;
 mod report;
 mod settings;
+mod trust;
 
 pub use bindwave_settings::{list_problems, nearest, Origin, Override, Problem};
 pub use check::{check, check_text, Check, Checked};
@@ -28,6 +30,7 @@ pub use probe::Identity;
 pub use report::CheckReport;
 pub use settings::{
     AccessSettings, AgentConfig, BrokerSettings, DownloadSettings, HealthSettings, InstallerSettings, ProbeSettings,
+    TrustSettings,
 };
 
 use bindwave_settings::{Schema, SettingsError};

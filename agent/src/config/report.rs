@@ -21,6 +21,7 @@ impl Check {
                     writeln!(out, "hardware level  {} ({})", identity.hardware_level, level_source(config, identity));
                 let _ = writeln!(out, "broker          {}", config.broker.url);
                 let _ = writeln!(out, "state dir       {}", config.state_dir.display());
+                let _ = writeln!(out, "release keys    {}", release_keys(config));
                 for (i, o) in self.overrides.iter().enumerate() {
                     let label = if i == 0 { "overrides" } else { "" };
                     let _ = writeln!(out, "{label:<16}{} = {} ({})", o.key, o.shown(), o.origin);
@@ -75,6 +76,20 @@ pub struct CheckReport<'a> {
     pub overrides: Vec<Override>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effective: Option<AgentConfig>,
+}
+
+/// The release keys pinned, by key id, in words; a lab phone says so.
+fn release_keys(config: &AgentConfig) -> String {
+    let ids = config.trust.release().map(|t| t.keys().ids().map(|id| id.to_string()).collect::<Vec<_>>());
+    let mut text = match ids {
+        Ok(ids) if ids.is_empty() => "none".to_string(),
+        Ok(ids) => ids.join(", "),
+        Err(e) => e.to_string(),
+    };
+    if config.trust.insecure_lab {
+        text.push_str(" (LAB MODE: insecure_lab = true, unsigned binds are accepted)");
+    }
+    text
 }
 
 /// Where the hardware level came from, in words.

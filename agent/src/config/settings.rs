@@ -61,6 +61,29 @@ pub struct AgentConfig {
     /// `minimum_software_version`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub minimum_software_versions: BTreeMap<String, SoftwareVersion>,
+    /// The keys this phone trusts. Without `insecure_lab`, at least one release key is required.
+    #[serde(default)]
+    pub trust: TrustSettings,
+}
+
+/// `[trust]`: the public keys this phone pins. Release keys sign binds: with one pinned, the phone installs
+/// only binds signed by a pinned key, and decides so from the header, before the payload is downloaded.
+/// More than one may be pinned, so a key can be rotated without stranding a phone. Each key is
+/// `ed25519:<64 hex digits>` (what `bindwave image keygen` prints) or a PEM public key (its `.pub` file).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustSettings {
+    /// Release keys, written in the config.
+    pub keys: Vec<String>,
+    /// Release keys, each in a file of its own (`release.key.pub`).
+    pub key_files: Vec<PathBuf>,
+    /// The controller's command-signing keys, written in the config.
+    pub controller_keys: Vec<String>,
+    /// The controller's command-signing keys, each in a file of its own (`controller.key.pub`).
+    pub controller_key_files: Vec<PathBuf>,
+    /// A lab phone: unsigned binds are accepted (a signed bind must still verify). Never on a real fleet;
+    /// the agent says so at every start.
+    pub insecure_lab: bool,
 }
 
 /// `[installer]`: the phone's own installer. The verified payload is written to the inactive slot first; the

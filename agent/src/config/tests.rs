@@ -144,6 +144,9 @@ url = "mqtt://127.0.0.1:1883"
 
 [hardware_levels]
 P1 = 3
+
+[trust]
+insecure_lab = true
 "#;
 
 fn check_with(text: &str, overrides: &[Override]) -> Check {
@@ -257,7 +260,7 @@ fn a_typo_is_reported_with_its_place_and_the_key_meant() {
     // A top-level key written after a section header.
     let c = check_with(&GOOD.replace("[hardware_levels]", "[download]\nreport_retry_secs = 5\n[hardware_levels]"), &[]);
     assert!(messages(&c)[0].contains("it belongs at the top level"), "{:?}", messages(&c));
-    let c = check_with(&format!("{GOOD}report_retry_secs = 5\n"), &[]);
+    let c = check_with(&GOOD.replace("P1 = 3\n", "P1 = 3\nreport_retry_secs = 5\n"), &[]);
     assert!(messages(&c)[0].contains("is a top-level key: move it before the first [section]"), "{:?}", messages(&c));
     let c = check_with(&GOOD.replace("[broker]", "attempts = 3\n[broker]"), &[]);
     assert!(messages(&c)[0].ends_with("unknown key `attempts`; it belongs in [download]"), "{:?}", messages(&c));
@@ -408,4 +411,54 @@ fn secrets_are_hidden_when_shown() {
         m,
         ["line 8, column 1: `password` in [broker] must be a string, e.g. \"secret\"; found a value of type integer"]
     );
+}
+
+#[test]
+fn a_phone_without_a_release_key_is_refused_unless_it_is_a_lab_phone() {
+    let bare = GOOD.replace("[trust]\ninsecure_lab = true\n", "");
+    let m = messages(&check_with(&bare, &[]));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("no release key") && m[0].contains("`keys` in [trust]"), "{m:?}");
+    assert!(check_with(&bare, &[]).into_config().unwrap_err().to_string().contains("insecure_lab = true"));
+    let key = "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+    let c = check_with(&format!("{bare}\n[trust]\nkeys = [{key:?}]\n"), &[]);
+    assert!(c.is_valid(), "{:?}", c.problems);
+    let config = c.config.as_ref().unwrap();
+    let release = config.trust.release().unwrap();
+    assert_eq!(release.keys().keys(), &[key.parse().unwrap()]);
+    assert!(!release.insecure_lab());
+    assert!(c.text().contains("release keys    "), "{}", c.text());
+    // The lab phone says so in its summary.
+    let lab = check_with(GOOD, &[]);
+    assert!(lab.text().contains("LAB MODE"), "{}", lab.text());
+}
+
+#[test]
+fn a_bad_key_is_explained_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("release.key");
+    std::fs::write(&private, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n")
+        .unwrap();
+    let junk = dir.path().join("junk.pub");
+    std::fs::write(&junk, "hello\n").unwrap();
+    let missing = dir.path().join("missing.pub");
+    let text = format!(
+        "{}keys = [\"ed25519:zz\"]\nkey_files = [{:?}, {:?}, {:?}]\ncontroller_keys = [\"rsa:1\"]\n",
+        GOOD,
+        private.display().to_string(),
+        junk.display().to_string(),
+        missing.display().to_string()
+    );
+    let m = messages(&check_with(&text, &[]));
+    assert_eq!(m.len(), 5, "{m:#?}");
+    assert!(m.iter().any(|p| p.starts_with("line 15") && p.contains("`keys` in [trust], entry 1")), "{m:#?}");
+    assert!(m.iter().any(|p| p.contains("is a private key: pin its public half")), "{m:#?}");
+    assert!(m.iter().any(|p| p.contains("junk.pub is not a public key")), "{m:#?}");
+    assert!(m.iter().any(|p| p.contains("cannot read") && p.contains("missing.pub")), "{m:#?}");
+    assert!(m.iter().any(|p| p.contains("`controller_keys` in [trust], entry 1")), "{m:#?}");
+    // The same from the agent's start, for a config that was never checked.
+    let config = check_with(GOOD, &[]).config.unwrap();
+    let mut unchecked = config.clone();
+    unchecked.trust.key_files = vec![missing];
+    assert!(unchecked.trust.release().unwrap_err().to_string().contains("missing.pub"));
 }

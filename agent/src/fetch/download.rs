@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::files::remove;
 use super::types::{Counters, Credentials, Fetched, RetryPolicy};
 use crate::transport::Transport;
+use crate::trust::ReleaseTrust;
 
 /// What one download fetches, from where and into which file, and how hard it tries.
 pub(super) struct Download<'a> {
@@ -19,6 +20,7 @@ pub(super) struct Download<'a> {
     pub(super) credentials: &'a Credentials,
     pub(super) cmd: &'a UpdateCommand,
     pub(super) profile: &'a DeviceProfile,
+    pub(super) release: &'a ReleaseTrust,
     pub(super) file: &'a Path,
     pub(super) policy: RetryPolicy,
     pub(super) counters: &'a Counters,
@@ -66,9 +68,20 @@ impl Download<'_> {
         State::new(self.expected())
     }
 
-    /// Applies the compatibility rule to a header; `Some` when the bind is rejected.
+    /// Judges a header: its signature against the pinned release keys, then the compatibility rule; `Some`
+    /// when the bind is rejected.
     pub(super) fn judge(&self, header: &bindwave_proto::BindHeader, state: &mut State) -> Option<Fetched> {
         state.judged = true;
+        match self.release.judge(header) {
+            Ok(Some(signer)) => {
+                tracing::info!(job = %self.cmd.job_id, key = %signer, "the bind is signed by a pinned key")
+            }
+            Ok(None) => tracing::warn!(job = %self.cmd.job_id, "the bind is unsigned; accepted in lab mode only"),
+            Err(reason) => {
+                tracing::warn!(job = %self.cmd.job_id, "rejected before its payload: {reason}");
+                return Some(Fetched::Rejected(reason));
+            }
+        }
         match decide(header, self.profile, self.cmd.override_compat) {
             Decision::Reject { rejection, .. } => Some(Fetched::Rejected(rejection.into())),
             d => {
@@ -108,6 +121,8 @@ impl Download<'_> {
         chunk: &[u8],
         progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
     ) -> Option<Stop> {
+        // Received, whatever the verdict: the chunk that completes a rejected header counts too.
+        self.counters.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let fed = match state.verifier.feed(chunk) {
             Ok(fed) => fed,
             Err(reason) => return Some(Stop::Done(Fetched::Failed(reason))),
@@ -117,7 +132,6 @@ impl Download<'_> {
                 return Some(Stop::Done(rejected));
             }
         }
-        self.counters.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = file.write_all(chunk).await {
             return Some(self.storage_failed("write", &e));
         }

@@ -1,7 +1,8 @@
 //! Downloads a bind over HTTP(S) or FTP(S), streaming, resuming, and judging it early.
 //!
-//! - The header is judged as soon as it has arrived: a bind that is not for this phone is abandoned after a few
-//!   hundred bytes, and the rest is never downloaded.
+//! - The header is judged as soon as it has arrived: a bind that is not signed by a key the phone pins, or is
+//!   not for this phone, is abandoned after a few hundred bytes, and the rest is never downloaded. The
+//!   signature is judged first, so nothing of an unsigned or forged header decides anything.
 //! - The bytes go straight to `downloads/{job}.bind`; nothing larger than one chunk and the header is held in
 //!   memory, whatever the bind's size.
 //! - A dropped connection or a server error is retried with backoff, and the download resumes where it stopped
@@ -35,6 +36,7 @@ use bindwave_proto::DeviceProfile;
 use tokio::io::AsyncReadExt;
 
 use crate::transport::Transport;
+use crate::trust::ReleaseTrust;
 use download::{percent, Download, State, Stop};
 pub(crate) use files::{download_path, remove};
 pub use types::RetryPolicy;
@@ -46,13 +48,15 @@ pub(crate) async fn fetch(
     credentials: &Credentials,
     cmd: &UpdateCommand,
     profile: &DeviceProfile,
+    release: &ReleaseTrust,
     download_dir: &Path,
     policy: RetryPolicy,
     counters: &Counters,
     progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
 ) -> Fetched {
     let file = download_path(download_dir, &cmd.job_id);
-    let result = Download { transport, credentials, cmd, profile, file: &file, policy, counters }.run(progress).await;
+    let result =
+        Download { transport, credentials, cmd, profile, release, file: &file, policy, counters }.run(progress).await;
     if !matches!(result, Fetched::Verified { .. }) {
         remove(&file).await;
     }

@@ -29,7 +29,8 @@ pub(crate) enum Fetched {
         file: PathBuf,
         override_used: bool,
     },
-    /// The header says this bind is not for this phone; the rest was not downloaded.
+    /// The header says this bind is not for this phone, or is not signed by a key it pins; the rest was not
+    /// downloaded.
     Rejected(Reason),
     Failed(Reason),
 }

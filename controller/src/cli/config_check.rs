@@ -32,6 +32,7 @@ pub(super) fn run(path: Option<&std::path::Path>, output: Format) -> Result<(), 
                     let source = s.sources.get(key).copied().unwrap_or(crate::config::Source::Default);
                     let v = match &value[*key] {
                         serde_json::Value::Null => default.to_string(),
+                        serde_json::Value::Array(a) if a.is_empty() => default.to_string(),
                         serde_json::Value::String(t) => t.clone(),
                         other => other.to_string(),
                     };

@@ -94,7 +94,8 @@ pub enum Command {
     /// Build, inspect and upload bind files.
     #[command(
         subcommand,
-        after_help = "Examples:\n  bindwave image pack fw.img --version 'V3 R3.18.0' --hardware-levels 3,4 -o fw.bind\n  \
+        after_help = "Examples:\n  bindwave image keygen --out release.key\n  \
+        bindwave image pack fw.img --version 'V3 R3.18.0' --hardware-levels 3,4 --sign-key release.key -o fw.bind\n  \
         bindwave image add fw.bind\n  bindwave image list"
     )]
     Image(ImageCmd),
@@ -141,6 +142,10 @@ pub enum Command {
         /// Where the phones keep their slots and journals.
         #[arg(long, default_value = "bindwave-fleet")]
         state_dir: PathBuf,
+        /// A release key the phones pin (a public key file or `ed25519:<hex>`); may be repeated. Without
+        /// one, the simulated phones run in lab mode and accept unsigned binds.
+        #[arg(long = "release-key", value_name = "KEY")]
+        release_keys: Vec<String>,
     },
     /// A rollout to a simulated fleet, on an embedded broker, in a temporary directory.
     #[cfg(feature = "sim")]
@@ -180,6 +185,12 @@ pub struct ServeArgs {
     /// The URL agents download binds from [default: http://<http-listen>].
     #[arg(long)]
     pub public_url: Option<String>,
+    /// A release key images must be signed with: a public key file or `ed25519:<hex>`; may be repeated.
+    #[arg(long = "release-key", value_name = "KEY")]
+    pub release_keys: Vec<String>,
+    /// A lab setting: add and roll out unsigned images too.
+    #[arg(long)]
+    pub allow_unsigned_images: bool,
 }
 
 impl ServeArgs {
@@ -197,6 +208,8 @@ impl ServeArgs {
             broker: self.broker.clone(),
             log_level,
             log_format,
+            release_keys: (!self.release_keys.is_empty()).then(|| self.release_keys.clone()),
+            allow_unsigned_images: self.allow_unsigned_images.then_some(true),
         };
         crate::config::ServeSettings::load(self.config.as_deref(), &flags)
     }
@@ -221,7 +234,7 @@ pub enum ConfigCmd {
 pub enum ImageCmd {
     /// Build a bind from a payload and header fields.
     #[command(
-        after_help = "Examples:\n  bindwave image pack fw.img --version 'V3 R3.18.0' --hardware-levels 3,4 -o fw.bind\n  \
+        after_help = "Examples:\n  bindwave image pack fw.img --version 'V3 R3.18.0' --hardware-levels 3,4 --sign-key release.key -o fw.bind\n  \
         bindwave image pack fw.img --version 'V3 R3.18.0' -o fw-any-hw.bind"
     )]
     Pack {
@@ -236,11 +249,38 @@ pub enum ImageCmd {
         /// Where to write the bind.
         #[arg(long, short)]
         output: PathBuf,
+        /// Sign the bind with this release key (a private key file from `bindwave image keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<PathBuf>,
     },
-    /// Print a bind's header and check its payload digest.
-    #[command(after_help = "Examples:\n  bindwave image inspect fw.bind -o json")]
+    /// Make a release key pair: the private key (mode 0600) and KEY.pub beside it, which phones pin.
+    #[command(after_help = "Examples:\n  bindwave image keygen --out release.key")]
+    Keygen {
+        /// Where to write the private key; it is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a bind with a release key (in place, or into --out); a previous signature is replaced.
+    #[command(after_help = "Examples:\n  bindwave image sign fw.bind --key release.key\n  \
+        bindwave image sign fw.bind --key release.key --out fw-signed.bind")]
+    Sign {
+        file: PathBuf,
+        /// The private key file (`bindwave image keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Write the signed bind here instead of replacing FILE.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print a bind's header, check its payload digest, and show who signed it.
+    #[command(after_help = "Examples:\n  bindwave image inspect fw.bind -o json\n  \
+        bindwave image inspect fw.bind --trust release.key.pub\n\n\
+        With --trust, the exit status is 1 unless the signature verifies under one of the keys given.")]
     Inspect {
         file: PathBuf,
+        /// A public key to check the signature against: a key file or `ed25519:<hex>`; may be repeated.
+        #[arg(long, value_name = "KEY")]
+        trust: Vec<String>,
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -293,9 +333,15 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Completions { shell, agent } => docs::completions(shell, agent),
         Command::Man { dir } => docs::man_pages(&dir),
         #[cfg(feature = "sim")]
-        Command::Simulate { devices, broker, state_dir } => {
+        Command::Simulate { devices, broker, state_dir, release_keys } => {
             crate::raise_open_files_limit();
-            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir)?;
+            let keys: Result<Vec<_>, _> = release_keys.iter().map(|k| images::public_key_arg(k)).collect();
+            let trust = bindwave_agent::config::TrustSettings {
+                keys: keys?.iter().map(|k| k.to_line()).collect(),
+                insecure_lab: release_keys.is_empty(),
+                ..Default::default()
+            };
+            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir, &trust)?;
             eprintln!("{devices} simulated phones on {broker}, state in {}; Ctrl-C stops them", state_dir.display());
             serve::shutdown_signal().await;
             fleet.stop().await;

@@ -6,6 +6,7 @@ use crate::ControllerError;
 
 /// Runs the controller with these settings until it is told to stop.
 pub(super) async fn run(settings: crate::config::ServeSettings) -> Result<(), ControllerError> {
+    let images = settings.image_policy()?;
     let mqtt = match settings.broker {
         Some(url) => MqttMode::External(url),
         None => MqttMode::Embedded(BrokerConfig { listen: settings.mqtt_listen, ..BrokerConfig::default() }),
@@ -16,6 +17,7 @@ pub(super) async fn run(settings: crate::config::ServeSettings) -> Result<(), Co
         http_listen: settings.http_listen,
         mqtt,
         public_url: settings.public_url,
+        images,
     })
     .await?;
     eprintln!("bindwave controller: HTTP on http://{}, MQTT on {}", service.http_addr, service.mqtt_url);

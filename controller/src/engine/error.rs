@@ -23,6 +23,13 @@ pub enum EngineError {
     /// The action does not apply in the rollout's present state.
     #[error("cannot {action} rollout {rollout}: it is {state}")]
     InvalidAction { rollout: RolloutId, action: &'static str, state: &'static str },
+    /// The image was not verified by a release key the controller trusts (now), and unsigned images are not
+    /// allowed: it is not rolled out.
+    #[error(
+        "image {image} is not rolled out: {why} (add it again signed by a key in `release_keys`: \
+         `bindwave image sign`, then `bindwave image add`)"
+    )]
+    UntrustedImage { image: String, why: String },
     /// A rollout spec or action that does not make sense (the message names the field).
     #[error("invalid request: {0}")]
     BadRequest(String),

@@ -41,6 +41,7 @@ pub mod gates;
 mod operate;
 pub mod plan;
 mod queries;
+pub mod release;
 mod restore;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -50,6 +51,7 @@ mod tests;
 pub use action::Action;
 pub use effects::{Effects, Publish, Record};
 pub use error::EngineError;
+pub use release::ReleasePolicy;
 
 /// Something that happened.
 #[derive(Debug, Clone)]
@@ -144,6 +146,8 @@ pub struct Engine {
     /// In-flight jobs by deadline.
     deadlines: BTreeSet<(Millis, RolloutId, DeviceId)>,
     audit: Vec<AuditEntry>,
+    /// Which images may be rolled out.
+    release: ReleasePolicy,
 }
 
 /// The actor of what the gates decide on their own.
@@ -159,7 +163,14 @@ impl Engine {
             rollouts: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             audit: Vec::new(),
+            release: ReleasePolicy::default(),
         }
+    }
+
+    /// Rolls out only the images `release` allows (checked when a rollout is planned or created).
+    pub fn with_release_policy(mut self, release: ReleasePolicy) -> Self {
+        self.release = release;
+        self
     }
 
     /// Applies an input at `now`: what it answers, and what the service must persist and then publish. A
@@ -180,7 +191,11 @@ impl Engine {
                 Reply::None
             }
             Input::AddImage(image) => {
-                let image = self.images.entry(image.sha256.clone()).or_insert(image).clone();
+                // Added again: the same bytes, verified again, perhaps by a key trusted only now.
+                let signed_by = image.signed_by;
+                let stored = self.images.entry(image.sha256.clone()).or_insert(image);
+                stored.signed_by = signed_by;
+                let image = stored.clone();
                 fx.put(Record::Image(image.clone()));
                 Reply::Image(image)
             }

@@ -83,6 +83,7 @@ impl Engine {
     /// rest in a random order. The draw depends only on the targets and the seed.
     pub fn plan(&self, spec: &RolloutSpec, seed: u64) -> Result<Plan, EngineError> {
         let image = self.find_image(&spec.image)?.clone();
+        self.release.check(&image)?;
         let seed = spec.seed.unwrap_or(seed);
         spec.gates.validate().map_err(EngineError::BadRequest)?;
         if let Some(unknown) = spec.targets.devices.iter().find(|d| !self.devices.contains_key(*d)) {

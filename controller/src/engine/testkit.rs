@@ -34,6 +34,7 @@ pub(crate) fn image() -> Image {
         payload_sha256: "cd".repeat(32),
         payload_len: 50,
         added_at: 0,
+        signed_by: None,
     }
 }
 
