@@ -120,7 +120,8 @@ mod tests {
         let sig = sign(&d, &cmd, exp);
         let keys = trusted();
         assert!(keys.verify(&signed_message(&d, &cmd, exp), Some(&sig)).is_ok());
-        let changes: Vec<(&str, Box<dyn Fn(&mut UpdateCommand)>)> = vec![
+        type Change = Box<dyn Fn(&mut UpdateCommand)>;
+        let changes: Vec<(&str, Change)> = vec![
             ("job_id", Box::new(|u| u.job_id.push('x'))),
             ("rollout_id", Box::new(|u| u.rollout_id = "r2".into())),
             ("url", Box::new(|u| u.url = "http://evil.example/x.bind".into())),
