@@ -8,14 +8,14 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use bindwave_proto::wire::{Command, DeviceId, Hello, Presence, TopicKind, UpdateCommand};
+use bindwave_proto::wire::{CommandMessage, DeviceId, Hello, Presence, TopicKind, UpdateCommand};
 use bindwave_proto::DeviceProfile;
 use rumqttc::{AsyncClient, LastWill, QoS};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::config::{AgentConfig, Identity};
-use crate::core::{Action, Core, Found, Input, Message};
+use crate::core::{Action, CommandTrust, Core, Found, Input, Message, Refusal, Refusals};
 use crate::indicator::{Indicator, Status};
 use crate::job::{check_health, job_span, Job, JobEvent};
 use crate::journal::{AwaitingHealth, Change, Journal};
@@ -27,14 +27,33 @@ use bindwave_link::{LinkEvent, LinkOptions};
 pub struct Agent {
     config: AgentConfig,
     identity: Identity,
+    trust: CommandTrust,
     transport: Option<Transport>,
 }
 
 impl Agent {
     /// An agent for a checked config and the identity resolved while checking it (the probe is not run again).
+    /// It reads the pinned controller keys (and their files); without one it refuses to start, unless the config
+    /// asks for a lab (`[trust] insecure_lab`).
     pub fn new(config: AgentConfig, identity: Identity) -> Result<Self, AgentError> {
         bindwave_link::BrokerUrl::parse(&config.broker.url)?;
-        Ok(Agent { config, identity, transport: None })
+        let keys = config.trust.controller_trust()?;
+        if keys.is_empty() && !config.trust.insecure_lab {
+            return Err(AgentError::ConfigInvalid(
+                "no controller key is pinned: set `controller_keys` in [trust] (or `controller_key_files`), or \
+                 `insecure_lab = true` in a lab"
+                    .into(),
+            ));
+        }
+        if config.trust.insecure_lab {
+            tracing::warn!(device = %config.device_id, "INSECURE LAB MODE ([trust] insecure_lab = true): commands that \
+                are unsigned or do not verify are acted on (without their override); never use this in a fleet");
+        }
+        for id in keys.ids() {
+            tracing::info!(device = %config.device_id, key_id = %id, "acting on commands signed by controller key {id}");
+        }
+        let trust = CommandTrust::new(keys, config.device_id.clone(), config.trust.insecure_lab);
+        Ok(Agent { config, identity, trust, transport: None })
     }
 
     /// Shares one set of download clients among many agents (the demo runs a whole fleet in one process).
@@ -49,7 +68,7 @@ impl Agent {
 
     /// Runs until `shutdown` completes. Returns early only if the state directory is unusable.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-        let Agent { config, identity, transport } = self;
+        let Agent { config, identity, trust, transport } = self;
         let transport = match transport {
             Some(t) => t,
             None => Transport::new(config.download.ca_file.as_deref())?,
@@ -93,6 +112,8 @@ impl Agent {
         };
         let mut driver = Driver {
             core: Core::new(hello, config.health.configured()),
+            trust,
+            refusals: Refusals::default(),
             profile,
             config,
             identity,
@@ -131,6 +152,9 @@ fn remove_stale_downloads(download_dir: &std::path::Path, current: Option<&Updat
 /// The core and everything its actions are carried out with.
 struct Driver {
     core: Core,
+    /// Which commands are acted on, and the count of those that are not.
+    trust: CommandTrust,
+    refusals: Refusals,
     config: AgentConfig,
     identity: Identity,
     profile: DeviceProfile,
@@ -176,15 +200,33 @@ impl Driver {
                 if !topic_is(&topic, &self.config.device_id, TopicKind::Commands) {
                     return Ok(());
                 }
-                match Command::from_json(&payload) {
-                    Ok(cmd) => self.handle(Input::Command(cmd)).await,
+                let now = SystemTime::now();
+                let judged = match CommandMessage::from_json(&payload) {
+                    Ok(message) => self.trust.judge(message, now),
                     Err(e) => {
-                        tracing::warn!("dropping a command: {e}");
+                        tracing::debug!("malformed command: {e}");
+                        Err(Refusal::Malformed)
+                    }
+                };
+                match judged {
+                    Ok(trusted) => self.handle(Input::Command(trusted.command)).await,
+                    Err(why) => {
+                        self.refuse(why, now);
                         Ok(())
                     }
                 }
             }
         }
+    }
+
+    /// A command not acted on: counted in `status.json`, logged once a minute per reason at most.
+    fn refuse(&mut self, why: Refusal, now: SystemTime) {
+        if let Some(n) = self.refusals.note(why, now) {
+            tracing::warn!(device = %self.config.device_id, reason = why.as_str(), count = n,
+                "refused {n} command{} ({}): nothing is done with a command this phone cannot trust",
+                if n == 1 { "" } else { "s" }, why.as_str());
+        }
+        self.indicator.refused(self.refusals.counts().clone());
     }
 
     async fn on_job(&mut self, event: JobEvent) -> Result<(), AgentError> {

@@ -56,6 +56,7 @@ pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentCo
         indicator: Default::default(),
         installer: Default::default(),
         minimum_software_versions: Default::default(),
+        trust: Default::default(),
     })
 }
 

@@ -18,6 +18,15 @@ pub(super) fn check(config: &AgentConfig, probe_usable: bool, out: &mut Outcome<
             out.problem(&["download", "ca_file"], format!("`ca_file` in [download]: {detail}"));
         }
     }
+    if config.trust.inline_controller_keys().is_ok() {
+        if let Err(e) = config.trust.controller_trust() {
+            let detail = match &e {
+                AgentError::ConfigInvalid(d) => d.clone(),
+                other => crate::error::chain(other),
+            };
+            out.problem(&["trust", "controller_key_files"], detail);
+        }
+    }
     if !probe_usable {
         return None;
     }

@@ -64,5 +64,17 @@ pub(super) fn check(config: &AgentConfig, schema: &Schema, out: &mut Outcome<Age
         let shown = toml::Value::String(key.clone());
         out.problem(&["minimum_software_versions", key], format!("key {shown} in [minimum_software_versions] {why}"));
     }
+    if let Err(e) = config.trust.inline_controller_keys() {
+        out.problem(&["trust", "controller_keys"], e);
+    }
+    if !config.trust.pins_a_controller_key() && !config.trust.insecure_lab {
+        out.problem(
+            &["trust", "controller_keys"],
+            "no controller key is pinned: set `controller_keys` in [trust] (the `ed25519:...` line the controller \
+             logs at start) or `controller_key_files` (a copy of its data_dir/controller.key.pub); the phone acts \
+             only on commands signed by it (a lab without keys sets `insecure_lab = true`)"
+                .to_string(),
+        );
+    }
     probe_usable
 }

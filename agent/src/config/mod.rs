@@ -9,6 +9,7 @@
 //! - [`effects`]: the checks with side effects: the TLS trust from `ca_file`, and the phone's identity.
 //! - [`probe`]: the identity itself, and the hardware probe, run once at start with a time limit.
 //! - [`report`]: what `config check` prints.
+//! - `trust`: `[trust]`, the keys the phone pins (release keys for binds, the controller's for commands).
 //!
 //! Every value can be set over the file, by an environment variable `BINDWAVE_AGENT__<SECTION>__<KEY>` (any
 //! case) or a flag (`--set section.key=value`, `--broker`, `--device-id`, `--state-dir`): see [`Override`].
@@ -21,6 +22,7 @@ mod meaning;
 pub mod probe;
 mod report;
 mod settings;
+mod trust;
 
 pub use bindwave_settings::{list_problems, nearest, Origin, Override, Problem};
 pub use check::{check, check_text, Check, Checked};
@@ -29,6 +31,7 @@ pub use report::CheckReport;
 pub use settings::{
     AccessSettings, AgentConfig, BrokerSettings, DownloadSettings, HealthSettings, InstallerSettings, ProbeSettings,
 };
+pub use trust::TrustSettings;
 
 use bindwave_settings::{Schema, SettingsError};
 

@@ -61,6 +61,9 @@ pub struct AgentConfig {
     /// `minimum_software_version`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub minimum_software_versions: BTreeMap<String, SoftwareVersion>,
+    /// The keys the phone pins: release keys for binds, the controller's keys for commands.
+    #[serde(default)]
+    pub trust: super::trust::TrustSettings,
 }
 
 /// `[installer]`: the phone's own installer. The verified payload is written to the inactive slot first; the

@@ -144,7 +144,31 @@ url = "mqtt://127.0.0.1:1883"
 
 [hardware_levels]
 P1 = 3
+
+[trust]
+controller_keys = ["ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"]
 "#;
+
+#[test]
+fn without_a_pinned_controller_key_the_config_names_the_key_to_set_unless_a_lab_asks() {
+    let bare = GOOD.split("[trust]").next().unwrap().to_string();
+    let m = messages(&check_with(&bare, &[]));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("`controller_keys` in [trust]") && m[0].contains("controller_key_files"), "{m:?}");
+    assert!(check_with(&format!("{bare}\n[trust]\ninsecure_lab = true\n"), &[]).is_valid());
+    let m = messages(&check_with(&format!("{bare}\n[trust]\ncontroller_keys = [\"ed25519:00\"]\n"), &[]));
+    assert!(m.iter().any(|m| m.contains("entry 1") && m.contains("64 hex digits")), "{m:?}");
+    let m = messages(&check_with(&format!("{bare}\n[trust]\ncontroller_key_files = [\"/nonexistent/c.pub\"]\n"), &[]));
+    assert!(m.iter().any(|m| m.contains("/nonexistent/c.pub")), "{m:?}");
+    // A key file that holds a key is pinned, as the inline key is.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("controller.key.pub");
+    std::fs::write(&file, "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c\n").unwrap();
+    let c = check_with(&format!("{bare}\n[trust]\ncontroller_key_files = [{:?}]\n", file.display().to_string()), &[]);
+    assert!(c.is_valid(), "{:?}", messages(&c));
+    let config = c.into_config().unwrap();
+    assert_eq!(config.trust.controller_trust().unwrap().keys().len(), 1);
+}
 
 fn check_with(text: &str, overrides: &[Override]) -> Check {
     check_text(Path::new("agent.toml"), text, overrides)
@@ -257,7 +281,7 @@ fn a_typo_is_reported_with_its_place_and_the_key_meant() {
     // A top-level key written after a section header.
     let c = check_with(&GOOD.replace("[hardware_levels]", "[download]\nreport_retry_secs = 5\n[hardware_levels]"), &[]);
     assert!(messages(&c)[0].contains("it belongs at the top level"), "{:?}", messages(&c));
-    let c = check_with(&format!("{GOOD}report_retry_secs = 5\n"), &[]);
+    let c = check_with(&GOOD.replace("\n[trust]", "report_retry_secs = 5\n\n[trust]"), &[]);
     assert!(messages(&c)[0].contains("is a top-level key: move it before the first [section]"), "{:?}", messages(&c));
     let c = check_with(&GOOD.replace("[broker]", "attempts = 3\n[broker]"), &[]);
     assert!(messages(&c)[0].ends_with("unknown key `attempts`; it belongs in [download]"), "{:?}", messages(&c));
