@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::ControllerError;
 
 /// The keys of the file, their environment variables and defaults, in the order `config check` shows them.
-pub const KEYS: [(&str, &str, &str); 7] = [
+pub const KEYS: [(&str, &str, &str); 8] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
     ("public_url", "BINDWAVE_PUBLIC_URL", "http://<http_listen>"),
@@ -22,6 +22,7 @@ pub const KEYS: [(&str, &str, &str); 7] = [
     ("broker", "BINDWAVE_BROKER", "(the embedded broker)"),
     ("log_level", "BINDWAVE_LOG_LEVEL", "info"),
     ("log_format", "BINDWAVE_LOG_FORMAT", "text"),
+    ("command_ttl", "BINDWAVE_COMMAND_TTL", "24h"),
 ];
 
 /// The file, as written. Every key is optional.
@@ -35,6 +36,13 @@ pub struct ServeFile {
     pub broker: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// Seconds (or `"24h"`) a signed command without a time limit of its own stays valid on the phones.
+    #[serde(
+        default,
+        deserialize_with = "bindwave_settings::duration::opt_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub command_ttl: Option<u64>,
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
@@ -78,6 +86,8 @@ pub struct ServeSettings {
     pub broker: Option<String>,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// How long a signed command without a time limit of its own stays valid.
+    pub command_ttl: std::time::Duration,
     /// Where each key's value came from.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -195,7 +205,8 @@ impl ServeSettings {
             };
             sources.insert(key, source);
         }
-        let ServeFile { data_dir, http_listen, public_url, mqtt_listen, broker, log_level, log_format } = effective;
+        let ServeFile { data_dir, http_listen, public_url, mqtt_listen, broker, log_level, log_format, command_ttl } =
+            effective;
         Ok(ServeSettings {
             data_dir: data_dir.unwrap_or_else(|| PathBuf::from("bindwave-data")),
             http_listen: http_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -204,6 +215,7 @@ impl ServeSettings {
             broker,
             log_level: log_level.unwrap_or_else(|| "info".into()),
             log_format: log_format.unwrap_or_default(),
+            command_ttl: command_ttl.map_or(crate::service::DEFAULT_COMMAND_TTL, std::time::Duration::from_secs),
             sources,
         })
     }

@@ -44,6 +44,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         http_listen: opts.http_listen.unwrap_or(any),
         mqtt: MqttMode::Embedded(BrokerConfig { listen: any, ..BrokerConfig::default() }),
         public_url: None,
+        command_ttl: crate::service::DEFAULT_COMMAND_TTL,
     })
     .await?;
     println!(
@@ -52,7 +53,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         service.mqtt_url,
         dir.path().display()
     );
-    let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"))?;
+    let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"), Some(&service.command_key))?;
     let result = rollouts(&opts, &service, &data_dir).await;
     if opts.keep_running && result.is_ok() {
         println!(

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bindwave_agent::config::BrokerSettings;
+use bindwave_agent::config::{BrokerSettings, TrustSettings};
 use bindwave_agent::{Agent, AgentConfig};
 use bindwave_proto::wire::DeviceId;
-use bindwave_proto::HardwareLevel;
+use bindwave_proto::{HardwareLevel, PublicKey};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -34,8 +34,18 @@ pub fn device_id(i: usize) -> String {
     format!("phone-{:05}", i + 1)
 }
 
-/// The agent config of simulated phone `i`.
-pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentConfig, ControllerError> {
+/// The agent config of simulated phone `i`, pinning the controller's command key (without one, the phone is
+/// in lab mode and takes commands it cannot verify, without their override).
+pub fn phone_config(
+    i: usize,
+    broker: &str,
+    state_root: &Path,
+    controller_key: Option<&PublicKey>,
+) -> Result<AgentConfig, ControllerError> {
+    let trust = match controller_key {
+        Some(key) => TrustSettings { controller_keys: vec![key.to_line()], ..TrustSettings::default() },
+        None => TrustSettings { insecure_lab: true, ..TrustSettings::default() },
+    };
     let (model, part, _) = MODELS[i % MODELS.len()];
     Ok(AgentConfig {
         device_id: DeviceId::new(device_id(i))?,
@@ -56,7 +66,7 @@ pub fn phone_config(i: usize, broker: &str, state_root: &Path) -> Result<AgentCo
         indicator: Default::default(),
         installer: Default::default(),
         minimum_software_versions: Default::default(),
-        trust: Default::default(),
+        trust,
     })
 }
 
@@ -67,13 +77,18 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts phones `0..devices` against `broker`, with state under `state_root`.
-    pub fn spawn(devices: usize, broker: &str, state_root: &Path) -> Result<Fleet, ControllerError> {
+    /// Starts phones `0..devices` against `broker`, with state under `state_root`, pinning `controller_key`.
+    pub fn spawn(
+        devices: usize,
+        broker: &str,
+        state_root: &Path,
+        controller_key: Option<&PublicKey>,
+    ) -> Result<Fleet, ControllerError> {
         let (stop, stop_rx) = watch::channel(false);
         let transport = bindwave_agent::Transport::new(None)?;
         let mut tasks = Vec::with_capacity(devices);
         for i in 0..devices {
-            let config = phone_config(i, broker, state_root)?;
+            let config = phone_config(i, broker, state_root, controller_key)?;
             let identity = config.identity()?;
             let agent = Agent::new(config, identity)?.with_transport(transport.clone());
             let mut stop = stop_rx.clone();

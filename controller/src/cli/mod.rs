@@ -141,6 +141,10 @@ pub enum Command {
         /// Where the phones keep their slots and journals.
         #[arg(long, default_value = "bindwave-fleet")]
         state_dir: PathBuf,
+        /// The controller's command key that the phones pin (its data_dir/controller.key.pub). Without it they
+        /// run in lab mode: commands they cannot verify are taken, without their override.
+        #[arg(long, value_name = "FILE")]
+        controller_key: Option<PathBuf>,
     },
     /// A rollout to a simulated fleet, on an embedded broker, in a temporary directory.
     #[cfg(feature = "sim")]
@@ -180,6 +184,9 @@ pub struct ServeArgs {
     /// The URL agents download binds from [default: http://<http-listen>].
     #[arg(long)]
     pub public_url: Option<String>,
+    /// How long a signed command without a time limit of its own stays valid, e.g. 24h [default: 24h].
+    #[arg(long, value_parser = bindwave_settings::duration::parse_secs)]
+    pub command_ttl: Option<u64>,
 }
 
 impl ServeArgs {
@@ -197,6 +204,7 @@ impl ServeArgs {
             broker: self.broker.clone(),
             log_level,
             log_format,
+            command_ttl: self.command_ttl,
         };
         crate::config::ServeSettings::load(self.config.as_deref(), &flags)
     }
@@ -293,9 +301,10 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Completions { shell, agent } => docs::completions(shell, agent),
         Command::Man { dir } => docs::man_pages(&dir),
         #[cfg(feature = "sim")]
-        Command::Simulate { devices, broker, state_dir } => {
+        Command::Simulate { devices, broker, state_dir, controller_key } => {
             crate::raise_open_files_limit();
-            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir)?;
+            let key = controller_key.as_deref().map(crate::keys::load_public).transpose()?;
+            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir, key.as_ref())?;
             eprintln!("{devices} simulated phones on {broker}, state in {}; Ctrl-C stops them", state_dir.display());
             serve::shutdown_signal().await;
             fleet.stop().await;

@@ -16,6 +16,7 @@ pub(super) async fn run(settings: crate::config::ServeSettings) -> Result<(), Co
         http_listen: settings.http_listen,
         mqtt,
         public_url: settings.public_url,
+        command_ttl: settings.command_ttl,
     })
     .await?;
     eprintln!("bindwave controller: HTTP on http://{}, MQTT on {}", service.http_addr, service.mqtt_url);
