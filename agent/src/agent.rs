@@ -8,14 +8,14 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use bindwave_proto::wire::{Command, DeviceId, Hello, Presence, TopicKind, UpdateCommand};
+use bindwave_proto::wire::{CommandMessage, DeviceId, Hello, Presence, TopicKind, UpdateCommand};
 use bindwave_proto::DeviceProfile;
 use rumqttc::{AsyncClient, LastWill, QoS};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::config::{AgentConfig, Identity};
-use crate::core::{Action, Core, Found, Input, Message};
+use crate::core::{Action, CommandTrust, Core, Found, Input, Message, Refusal, Refusals};
 use crate::indicator::{Indicator, Status};
 use crate::job::{check_health, job_span, Job, JobEvent};
 use crate::journal::{AwaitingHealth, Change, Journal};
@@ -29,16 +29,20 @@ pub struct Agent {
     config: AgentConfig,
     identity: Identity,
     release: ReleaseTrust,
+    trust: CommandTrust,
     transport: Option<Transport>,
 }
 
 impl Agent {
     /// An agent for a checked config and the identity resolved while checking it (the probe is not run again).
-    /// It reads the release keys of `[trust]`; without `insecure_lab`, it needs at least one.
+    /// It reads the pinned release keys and controller keys (and their files); without one of each it refuses
+    /// to start, unless the config asks for a lab (`[trust] insecure_lab`).
     pub fn new(config: AgentConfig, identity: Identity) -> Result<Self, AgentError> {
         bindwave_link::BrokerUrl::parse(&config.broker.url)?;
         let release = config.trust.release()?;
-        Ok(Agent { config, identity, release, transport: None })
+        let keys = config.trust.controller()?;
+        let trust = CommandTrust::new(keys, config.device_id.clone(), config.trust.insecure_lab);
+        Ok(Agent { config, identity, release, trust, transport: None })
     }
 
     /// Shares one set of download clients among many agents (the demo runs a whole fleet in one process).
@@ -53,16 +57,18 @@ impl Agent {
 
     /// Runs until `shutdown` completes. Returns early only if the state directory is unusable.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-        let Agent { config, identity, release, transport } = self;
+        let Agent { config, identity, release, trust, transport } = self;
         if release.insecure_lab() {
             tracing::warn!(
                 device = %config.device_id,
-                "LAB MODE ([trust] insecure_lab = true): this phone installs UNSIGNED binds; never run a real phone \
-                 like this"
+                "INSECURE LAB MODE ([trust] insecure_lab = true): this phone installs UNSIGNED binds and acts on \
+                 UNSIGNED commands (never with their override); never run a real phone like this"
             );
         }
         let ids: Vec<String> = release.keys().ids().map(|id| id.to_string()).collect();
         tracing::info!(device = %config.device_id, "release keys pinned: {}", if ids.is_empty() { "none".into() } else { ids.join(", ") });
+        let ids: Vec<String> = trust.keys().ids().map(|id| id.to_string()).collect();
+        tracing::info!(device = %config.device_id, "controller keys pinned: {}", if ids.is_empty() { "none".into() } else { ids.join(", ") });
         let transport = match transport {
             Some(t) => t,
             None => Transport::new(config.download.ca_file.as_deref())?,
@@ -106,6 +112,8 @@ impl Agent {
         };
         let mut driver = Driver {
             core: Core::new(hello, config.health.configured()),
+            trust,
+            refusals: Refusals::default(),
             profile,
             config,
             identity,
@@ -145,6 +153,9 @@ fn remove_stale_downloads(download_dir: &std::path::Path, current: Option<&Updat
 /// The core and everything its actions are carried out with.
 struct Driver {
     core: Core,
+    /// Which commands are acted on, and the count of those that are not.
+    trust: CommandTrust,
+    refusals: Refusals,
     config: AgentConfig,
     identity: Identity,
     release: ReleaseTrust,
@@ -191,15 +202,33 @@ impl Driver {
                 if !topic_is(&topic, &self.config.device_id, TopicKind::Commands) {
                     return Ok(());
                 }
-                match Command::from_json(&payload) {
-                    Ok(cmd) => self.handle(Input::Command(cmd)).await,
+                let now = SystemTime::now();
+                let judged = match CommandMessage::from_json(&payload) {
+                    Ok(message) => self.trust.judge(message, now),
                     Err(e) => {
-                        tracing::warn!("dropping a command: {e}");
+                        tracing::debug!("malformed command: {e}");
+                        Err(Refusal::Malformed)
+                    }
+                };
+                match judged {
+                    Ok(trusted) => self.handle(Input::Command(trusted.command)).await,
+                    Err(why) => {
+                        self.refuse(why, now);
                         Ok(())
                     }
                 }
             }
         }
+    }
+
+    /// A command not acted on: counted in `status.json`, logged once a minute per reason at most.
+    fn refuse(&mut self, why: Refusal, now: SystemTime) {
+        if let Some(n) = self.refusals.note(why, now) {
+            tracing::warn!(device = %self.config.device_id, reason = why.as_str(), count = n,
+                "refused {n} command{} ({}): nothing is done with a command this phone cannot trust",
+                if n == 1 { "" } else { "s" }, why.as_str());
+        }
+        self.indicator.refused(self.refusals.counts().clone());
     }
 
     async fn on_job(&mut self, event: JobEvent) -> Result<(), AgentError> {

@@ -9,6 +9,7 @@ use bindwave_proto::wire::Report;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::core::trust::RefusedCounts;
 use crate::slots::write_atomic;
 
 /// `[indicator]`
@@ -36,11 +37,21 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub updated_at: u64,
+    /// Commands refused since the agent started, by reason (`unsigned`, `untrusted_key`, ...).
+    #[serde(default, skip_serializing_if = "RefusedCounts::is_empty")]
+    pub commands_refused: RefusedCounts,
 }
 
 impl Status {
     pub fn idle() -> Status {
-        Status { state: "idle".into(), job_id: None, progress: None, reason: None, updated_at: now() }
+        Status {
+            state: "idle".into(),
+            job_id: None,
+            progress: None,
+            reason: None,
+            updated_at: now(),
+            commands_refused: RefusedCounts::new(),
+        }
     }
 
     pub fn of(report: &Report) -> Status {
@@ -50,6 +61,7 @@ impl Status {
             progress: report.progress,
             reason: report.reason.as_ref().map(ToString::to_string),
             updated_at: now(),
+            commands_refused: RefusedCounts::new(),
         }
     }
 }
@@ -58,21 +70,36 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// What the indicator is told: a new state, or new counts of refused commands (written to `status.json`
+/// with the state, without running the indicator command: nothing changed on the phone).
+enum Shown {
+    State(Status),
+    Refused(RefusedCounts),
+}
+
 /// Shows states in order, one at a time, off the agent's event loop.
 #[derive(Clone)]
 pub struct Indicator {
-    tx: mpsc::UnboundedSender<Status>,
+    tx: mpsc::UnboundedSender<Shown>,
 }
 
 impl Indicator {
     pub fn start(settings: IndicatorSettings, status_file: PathBuf) -> Indicator {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Status>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Shown>();
         tokio::spawn(async move {
-            while let Some(mut status) = rx.recv().await {
+            let mut status = Status::idle();
+            let mut refused = RefusedCounts::new();
+            while let Some(first) = rx.recv().await {
                 // Only the newest of a burst matters to a display.
-                while let Ok(newer) = rx.try_recv() {
-                    status = newer;
+                let mut changed = false;
+                let mut next = Some(first);
+                while let Some(shown) = next.take().or_else(|| rx.try_recv().ok()) {
+                    match shown {
+                        Shown::State(s) => (status, changed) = (s, true),
+                        Shown::Refused(counts) => refused = counts,
+                    }
                 }
+                status.commands_refused = refused.clone();
                 // An empty file would say less than the last one: a status that cannot be encoded leaves it.
                 match serde_json::to_vec(&status) {
                     Ok(json) => {
@@ -87,7 +114,7 @@ impl Indicator {
                     }
                     Err(e) => tracing::warn!("cannot encode the status: {e}"),
                 }
-                if let Some(cmd) = &settings.command {
+                if let Some(cmd) = settings.command.as_ref().filter(|_| changed) {
                     let env = [
                         ("BINDWAVE_STATE", status.state.clone()),
                         ("BINDWAVE_JOB", status.job_id.clone().unwrap_or_default()),
@@ -104,6 +131,11 @@ impl Indicator {
     }
 
     pub fn show(&self, status: Status) {
-        let _ = self.tx.send(status);
+        let _ = self.tx.send(Shown::State(status));
+    }
+
+    /// New counts of refused commands, for `status.json`.
+    pub fn refused(&self, counts: RefusedCounts) {
+        let _ = self.tx.send(Shown::Refused(counts));
     }
 }

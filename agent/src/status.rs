@@ -25,13 +25,17 @@ pub struct AgentStatus {
     pub job_in_hand: Option<UpdateCommand>,
     pub unacknowledged_reports: usize,
     pub last_outcome: Option<Report>,
+    /// Commands refused since the agent started, by reason: forged, altered, for another phone, expired.
+    pub commands_refused: crate::core::trust::RefusedCounts,
 }
 
 /// The status of the phone with this config and the identity resolved when it was checked.
 pub fn read(config: &AgentConfig, identity: &Identity) -> Result<AgentStatus, AgentError> {
     let slots = Slots::open(&config.state_dir)?;
     let journal = Journal::open(&config.state_dir)?;
-    let state = std::fs::read(config.state_dir.join("status.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let state: Option<Status> =
+        std::fs::read(config.state_dir.join("status.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let commands_refused = state.as_ref().map(|s| s.commands_refused.clone()).unwrap_or_default();
     Ok(AgentStatus {
         device_id: config.device_id.to_string(),
         hardware_level: identity.hardware_level,
@@ -44,6 +48,7 @@ pub fn read(config: &AgentConfig, identity: &Identity) -> Result<AgentStatus, Ag
         job_in_hand: journal.current().cloned(),
         unacknowledged_reports: journal.unacked().len(),
         last_outcome: journal.last().cloned(),
+        commands_refused,
     })
 }
 
@@ -87,6 +92,11 @@ impl AgentStatus {
             let _ = writeln!(out);
         }
         let _ = writeln!(out, "reports unsent    {}", self.unacknowledged_reports);
+        if !self.commands_refused.is_empty() {
+            let counts: Vec<String> =
+                self.commands_refused.iter().map(|(why, n)| format!("{} {n}", why.as_str())).collect();
+            let _ = writeln!(out, "commands refused  {}", counts.join(", "));
+        }
         out
     }
 }

@@ -26,6 +26,7 @@ url = "mqtt://127.0.0.1:1"
 P1 = 3
 
 [trust]
+controller_keys = ["ed25519:2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12"]
 insecure_lab = true
 "#;
 
@@ -34,6 +35,12 @@ fn fails_with(config: &str, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+#[test]
+fn no_pinned_controller_key_refuses_to_start_naming_the_key_to_set() {
+    let bare = GOOD.split("[trust]").next().unwrap();
+    fails_with(bare, "`controller_keys` in [trust]");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::ControllerError;
 
 /// The keys of the file, their environment variables and defaults, in the order `config check` shows them.
-pub const KEYS: [(&str, &str, &str); 9] = [
+pub const KEYS: [(&str, &str, &str); 10] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
     ("public_url", "BINDWAVE_PUBLIC_URL", "http://<http_listen>"),
@@ -24,6 +24,7 @@ pub const KEYS: [(&str, &str, &str); 9] = [
     ("log_format", "BINDWAVE_LOG_FORMAT", "text"),
     ("release_keys", "BINDWAVE_RELEASE_KEYS", "(none: no image is added)"),
     ("allow_unsigned_images", "BINDWAVE_ALLOW_UNSIGNED_IMAGES", "false"),
+    ("command_ttl", "BINDWAVE_COMMAND_TTL", "24h"),
 ];
 
 /// The file, as written. Every key is optional.
@@ -42,6 +43,13 @@ pub struct ServeFile {
     pub release_keys: Option<Vec<String>>,
     /// A lab setting: add and roll out unsigned images too (a signed one must still verify).
     pub allow_unsigned_images: Option<bool>,
+    /// Seconds (or `"24h"`) a signed command without a time limit of its own stays valid on the phones.
+    #[serde(
+        default,
+        deserialize_with = "bindwave_settings::duration::opt_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub command_ttl: Option<u64>,
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
@@ -87,6 +95,8 @@ pub struct ServeSettings {
     pub log_format: LogFormat,
     pub release_keys: Vec<String>,
     pub allow_unsigned_images: bool,
+    /// How long a signed command without a time limit of its own stays valid.
+    pub command_ttl: std::time::Duration,
     /// Where each key's value came from.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -222,6 +232,7 @@ impl ServeSettings {
             log_format,
             release_keys,
             allow_unsigned_images,
+            command_ttl,
         } = effective;
         Ok(ServeSettings {
             data_dir: data_dir.unwrap_or_else(|| PathBuf::from("bindwave-data")),
@@ -233,6 +244,7 @@ impl ServeSettings {
             log_format: log_format.unwrap_or_default(),
             release_keys: release_keys.unwrap_or_default(),
             allow_unsigned_images: allow_unsigned_images.unwrap_or(false),
+            command_ttl: command_ttl.map_or(crate::service::DEFAULT_COMMAND_TTL, std::time::Duration::from_secs),
             sources,
         })
     }

@@ -51,6 +51,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         mqtt: MqttMode::Embedded(BrokerConfig { listen: any, ..BrokerConfig::default() }),
         public_url: None,
         images,
+        command_ttl: crate::service::DEFAULT_COMMAND_TTL,
     })
     .await?;
     println!(
@@ -59,7 +60,11 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         service.mqtt_url,
         dir.path().display()
     );
-    let trust = TrustSettings { keys: vec![key.public().to_line()], ..Default::default() };
+    let trust = TrustSettings {
+        keys: vec![key.public().to_line()],
+        controller_keys: vec![service.command_key.to_line()],
+        ..Default::default()
+    };
     let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"), &trust)?;
     println!("release key {}: it signs the binds; the controller and every phone trust it", key.key_id());
     let result = rollouts(&opts, &service, &data_dir, &key).await;

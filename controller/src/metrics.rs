@@ -20,7 +20,7 @@ use prometheus::{
 
 use bindwave_proto::wire::{CommandKind, TopicKind};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Refused};
 use crate::model::{Cause, CauseKind, Job, JobPhase, Outcome, RolloutId, RolloutState, RolloutStateKind, Stage};
 use strum::VariantArray;
 
@@ -91,6 +91,10 @@ pub struct Metrics {
     pub messages_sent: IntCounterVec,
     pub publish_errors: IntCounter,
     pub messages_malformed: IntCounterVec,
+    /// Input refused as hostile or untrue, by what it was ([`Refused`]).
+    pub refused: IntCounterVec,
+    /// Hellos that changed a known device's hardware level, by whether the change was applied.
+    pub level_changes: IntCounterVec,
     pub store_flushes: IntCounter,
     pub store_flush_seconds: Histogram,
     pub store_records_written: IntCounter,
@@ -179,6 +183,16 @@ impl Metrics {
                 "bindwave_mqtt_messages_malformed_total",
                 "MQTT messages dropped because they could not be decoded, by kind.",
                 &["kind"],
+            ),
+            refused: r.counter_vec(
+                "bindwave_refused_total",
+                "Device input refused and dropped, by what it was (oversized, malformed, unknown_job, ...).",
+                &["what"],
+            ),
+            level_changes: r.counter_vec(
+                "bindwave_hardware_level_changes_total",
+                "Hellos that changed a known device's hardware level; applied only when the hardware probe found it.",
+                &["applied"],
             ),
             store_flushes: r.counter("bindwave_store_flushes_total", "Group commits: flushes of the store."),
             store_flush_seconds: r.histogram(
@@ -299,6 +313,12 @@ impl Metrics {
             m.messages_sent.with_label_values(&[kind]);
         }
         m.messages_malformed.with_label_values(&["topic"]);
+        for what in Refused::VARIANTS {
+            m.refused.with_label_values(&[what.as_str()]);
+        }
+        for applied in ["true", "false"] {
+            m.level_changes.with_label_values(&[applied]);
+        }
         for state in states() {
             m.rollouts.with_label_values(&[state]);
         }
@@ -477,6 +497,8 @@ impl Default for Metrics {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -503,5 +525,22 @@ mod tests {
             assert_eq!(name.ends_with("_total"), kind == "counter", "{line}");
         }
         assert!(!text.contains("device=\""), "{text}");
+    }
+
+    /// `bindwave_refused_total` has one series per kind of refusal, from zero, named as the enum's variants.
+    #[test]
+    fn refusals_are_labelled_by_every_kind_and_only_those() {
+        let m = Metrics::new();
+        let text = m.render();
+        let labels: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("bindwave_refused_total{what=\""))
+            .filter_map(|l| l.split_once('"').map(|(what, _)| what))
+            .collect();
+        let kinds: BTreeSet<&str> = Refused::VARIANTS.iter().map(|k| k.as_str()).collect();
+        assert_eq!(labels, kinds);
+        assert!(kinds.contains("job_not_sent") && kinds.contains("oversized"), "{kinds:?}");
+        m.refused.with_label_values(&[Refused::UnknownJob.as_str()]).inc();
+        assert!(m.render().contains("bindwave_refused_total{what=\"unknown_job\"} 1"));
     }
 }

@@ -13,15 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindwave_link::{LinkEvent, LinkOptions};
-use bindwave_proto::wire::{parse_topic, Command, CommandKind, Hello, Presence, Report, TopicKind};
+use bindwave_proto::command_signing::signed_message;
+use bindwave_proto::wire::{
+    parse_topic, Command, CommandKind, CommandMessage, DeviceId, Hello, Presence, Report, TopicKind, MAX_MESSAGE_LEN,
+};
+use bindwave_proto::PublicKey;
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::broker::{BrokerConfig, EmbeddedBroker};
 use crate::clock::now_millis;
-use crate::engine::{Effects, Engine, Input, Record, Reply};
+use crate::engine::{Effects, Engine, Input, Record, Refusal, RefusalLog, Refused, Reply};
 use crate::handle::{Core, QueryFn, ReplyTo, Request};
+use crate::keys::SigningKey;
 use crate::metrics::Metrics;
 use crate::model::{JobId, JobPhase};
 use crate::store::Store;
@@ -35,6 +40,12 @@ const TICK: Duration = Duration::from_secs(1);
 const LINK_EVENTS: usize = 2 * MAX_BATCH;
 /// How soon the core tries again to hand the link what it could not take.
 const OUTBOX_RETRY: Duration = Duration::from_millis(5);
+/// How long a signed command stays valid when it carries no time limit of its own (acks, and updates without
+/// one), unless `command_ttl` says otherwise: a day. Long enough for a phone that is off overnight to act on
+/// what it finds queued for it in the morning; a command still wanted after that is sent again (and signed
+/// again) when the phone says hello. Short enough that a command captured off an open broker is worthless
+/// tomorrow.
+pub const DEFAULT_COMMAND_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Where the controller's MQTT traffic goes.
 #[derive(Debug, Clone)]
@@ -55,6 +66,8 @@ pub struct ServeOptions {
     /// Which binds are added and rolled out: signed by a trusted release key, unless unsigned ones are
     /// allowed (a lab setting).
     pub images: crate::images::ImagePolicy,
+    /// How long a signed command without a time limit of its own stays valid ([`DEFAULT_COMMAND_TTL`]).
+    pub command_ttl: Duration,
 }
 
 /// A running controller.
@@ -63,6 +76,8 @@ pub struct Service {
     /// The broker the controller and agents use, `mqtt://host:port`.
     pub mqtt_url: String,
     pub core: Core,
+    /// The public half of the key that signs every command (`data_dir/controller.key.pub`): what phones pin.
+    pub command_key: PublicKey,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     core_task: JoinHandle<Result<(), ControllerError>>,
@@ -74,6 +89,18 @@ impl Service {
         let images_dir = opts.data_dir.join("images");
         std::fs::create_dir_all(&images_dir).map_err(crate::error::io_err("create", &images_dir))?;
         let store = Store::open(&opts.data_dir.join("store"))?;
+        let key_path = opts.data_dir.join("controller.key");
+        let (signer, made) = SigningKey::load_or_create(&key_path)?;
+        let command_key = signer.public();
+        tracing::info!(
+            key_id = %signer.key_id(),
+            path = %key_path.display(),
+            public = %crate::keys::public_path(&key_path).display(),
+            "{} the command key {}: phones pin {} ([trust] controller_keys, or the file as controller_key_files)",
+            if made { "made" } else { "signing commands with" },
+            signer.key_id(),
+            command_key.to_line(),
+        );
 
         let (broker, mqtt_url) = match &opts.mqtt {
             MqttMode::Embedded(cfg) => {
@@ -125,7 +152,16 @@ impl Service {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let core = Core::new(tx, metrics.clone(), images_dir, opts.images.clone());
 
-        let core_loop = CoreLoop { engine, store, client: link.client.clone(), metrics, outbox: VecDeque::new() };
+        let core_loop = CoreLoop {
+            engine,
+            store,
+            client: link.client.clone(),
+            metrics,
+            outbox: VecDeque::new(),
+            signer,
+            command_ttl: opts.command_ttl,
+            refusals: RefusalLog::default(),
+        };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
 
         let app = crate::api::router(core.clone());
@@ -139,7 +175,16 @@ impl Service {
             }
         });
         tracing::info!(%http_addr, mqtt = %mqtt_url, "controller running");
-        Ok(Service { http_addr, mqtt_url, core, shutdown, tasks: vec![http_task, link.task], core_task, broker })
+        Ok(Service {
+            http_addr,
+            mqtt_url,
+            core,
+            command_key,
+            shutdown,
+            tasks: vec![http_task, link.task],
+            core_task,
+            broker,
+        })
     }
 
     /// Runs until `signal` completes, or until the core stops on its own (a store failure), then stops.
@@ -219,6 +264,12 @@ struct CoreLoop {
     /// (the link waits on the core when it falls behind; both waiting would be a deadlock), so what does not
     /// fit in the link's request queue waits here and goes first on the next turn.
     outbox: VecDeque<Outgoing>,
+    /// Signs every command as it is handed to the link (so a command sent again is signed again, with a new
+    /// expiry).
+    signer: SigningKey,
+    command_ttl: Duration,
+    /// When each kind of refused input was last logged.
+    refusals: RefusalLog,
 }
 
 /// What the core hands the link.
@@ -308,34 +359,75 @@ impl CoreLoop {
             LinkEvent::Message { topic, payload } => {
                 let Some((device, kind)) = parse_topic(&topic) else {
                     self.metrics.messages_malformed.with_label_values(&["topic"]).inc();
+                    self.metrics.refused.with_label_values(&[Refused::Malformed.as_str()]).inc();
+                    if let Some(n) = self.refusals.note(Refused::Malformed, now_millis()) {
+                        tracing::warn!(what = "malformed", count = n, "dropping a message on a topic that is not ours");
+                    }
                     return;
                 };
                 let Some(kind_name) = crate::metrics::MessageKind::of(kind).map(|k| k.as_str()) else { return };
                 self.metrics.messages_received.with_label_values(&[kind_name]).inc();
+                if payload.len() > MAX_MESSAGE_LEN {
+                    self.metrics.messages_malformed.with_label_values(&[kind_name]).inc();
+                    let detail =
+                        format!("a {kind_name} of {} bytes, over the {MAX_MESSAGE_LEN}-byte limit", payload.len());
+                    return self.refused(Refusal { what: Refused::Oversized, device, detail });
+                }
                 let input = match kind {
-                    TopicKind::Hello => Hello::from_json(&payload).and_then(|h| {
+                    TopicKind::Hello => Hello::from_json(&payload).map(|h| {
                         if h.device_id == device {
                             Ok(Input::Hello(h))
                         } else {
-                            Err(bindwave_proto::ProtoError::MalformedMessage {
-                                kind: "hello",
-                                detail: format!("device id {} differs from the topic's {device}", h.device_id),
-                            })
+                            let detail = format!("hello for device {} on {device}'s topic", h.device_id);
+                            Err(Refusal { what: Refused::HelloForOtherDevice, device: device.clone(), detail })
                         }
                     }),
-                    TopicKind::Presence => Presence::from_json(&payload).map(|p| Input::Presence(device.clone(), p)),
-                    TopicKind::Reports => Report::from_json(&payload).map(|r| Input::Report(device.clone(), r)),
+                    TopicKind::Presence => {
+                        Presence::from_json(&payload).map(|p| Ok(Input::Presence(device.clone(), p)))
+                    }
+                    TopicKind::Reports => Report::from_json(&payload).map(|r| Ok(Input::Report(device.clone(), r))),
                     TopicKind::Commands => return,
                 };
                 match input {
-                    Ok(Input::Report(device, report)) => self.apply_report(device, report, batch),
-                    Ok(input) => self.apply(input, batch),
+                    Ok(Ok(Input::Report(device, report))) => self.apply_report(device, report, batch),
+                    Ok(Ok(input)) => self.apply(input, batch),
+                    Ok(Err(refusal)) => {
+                        self.metrics.messages_malformed.with_label_values(&[kind_name]).inc();
+                        self.refused(refusal);
+                    }
                     Err(e) => {
                         self.metrics.messages_malformed.with_label_values(&[kind_name]).inc();
-                        tracing::warn!(%device, "dropping a message: {e}");
+                        self.refused(Refusal { what: Refused::Malformed, device, detail: e.to_string() });
                     }
                 }
             }
+        }
+    }
+
+    /// Counts a refused input, and logs it unless its kind was logged less than a minute ago.
+    fn refused(&mut self, refusal: Refusal) {
+        let Refusal { what, device, detail } = refusal;
+        self.metrics.refused.with_label_values(&[what.as_str()]).inc();
+        if let Some(n) = self.refusals.note(what, now_millis()) {
+            let more = if n > 1 { format!(" ({n} of this kind in the last minute)") } else { String::new() };
+            tracing::warn!(what = what.as_str(), %device, count = n, "refused: {detail}{more}");
+        }
+    }
+
+    /// What an input to the engine answered, for the device messages that answer nobody: refusals are counted.
+    fn on_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Refused(refusal) => {
+                if refusal.what == Refused::HardwareLevelChange {
+                    self.metrics.level_changes.with_label_values(&["false"]).inc();
+                }
+                self.refused(refusal);
+            }
+            Reply::LevelChanged { device, from, to } => {
+                self.metrics.level_changes.with_label_values(&["true"]).inc();
+                tracing::warn!(%device, "the hardware probe says level {to}, no longer {from}: the level is changed");
+            }
+            _ => {}
         }
     }
 
@@ -356,9 +448,23 @@ impl CoreLoop {
     /// Applies an input that answers nobody.
     fn apply(&mut self, input: Input, batch: &mut Batch) {
         match self.engine.handle(input, now_millis()) {
-            Ok((_, fx)) => batch.effects.extend(fx),
+            Ok((reply, fx)) => {
+                batch.effects.extend(fx);
+                self.on_reply(reply);
+            }
             Err(e) => tracing::warn!("input refused: {e}"),
         }
+    }
+
+    /// The command as it goes out: signed for its device, valid for its own time limit or `command_ttl`.
+    fn sign(&self, device: &DeviceId, command: &Command) -> CommandMessage {
+        let life = match command {
+            Command::Update(u) => u.timeout_secs.map_or(self.command_ttl, Duration::from_secs),
+            Command::Ack { .. } => self.command_ttl,
+        };
+        let expires_at = (now_millis() / 1000).saturating_add(life.as_secs().max(1));
+        let signature = self.signer.sign(&signed_message(device, command, expires_at));
+        CommandMessage { command: command.clone(), expires_at: Some(expires_at), signature: Some(signature) }
     }
 
     async fn commit(&mut self, batch: Batch, owed: &mut Effects) -> Result<(), ControllerError> {
@@ -404,7 +510,7 @@ impl CoreLoop {
                 Outgoing::Subscribe(kind) => self.client.try_subscribe(kind.filter_all(), QoS::AtLeastOnce),
                 Outgoing::Command(device, command) => {
                     let topic = TopicKind::Commands.topic(device);
-                    let payload = match command.to_json() {
+                    let payload = match self.sign(device, command).to_json() {
                         Ok(p) => p,
                         Err(e) => {
                             // It can never be sent: say so, and go on with the rest.

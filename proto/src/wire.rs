@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compat::Rejection;
 use crate::signature::Untrusted;
-use crate::{HardwareLevel, KeyId, ProtoError, SoftwareVersion};
+use crate::{HardwareLevel, KeyId, ProtoError, Signature, SoftwareVersion};
 
 /// The prefix of every topic of this wire version.
 pub const TOPIC_PREFIX: &str = "bindwave/v1/devices";
@@ -181,6 +181,30 @@ pub enum Command {
     },
 }
 
+/// A command as it travels on a device's command topic: the command, until when it may be acted on, and the
+/// controller's signature over both and the device id ([`crate::command_signing::signed_message`]).
+///
+/// Both fields are optional in the JSON so that an unsigned command still reads, and can be refused as
+/// `unsigned` (or, in a lab, taken without its override) rather than dropped as malformed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandMessage {
+    #[serde(flatten)]
+    pub command: Command,
+    /// Unix seconds after which the phone refuses the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// `<key id>:<base64>`, by the controller's command key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+impl CommandMessage {
+    /// A command with neither expiry nor signature (what older controllers sent).
+    pub fn unsigned(command: Command) -> CommandMessage {
+        CommandMessage { command, expires_at: None, signature: None }
+    }
+}
+
 /// Fetch this bind, check it, and install it if it is for you.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateCommand {
@@ -330,6 +354,15 @@ pub enum Reason {
     UntrustedKey {
         key_id: KeyId,
     },
+    /// The device reported success, but does not run the image's version: the controller does not count it
+    /// as a success.
+    VersionMismatch {
+        /// The image's version.
+        expected: SoftwareVersion,
+        /// What the device said it runs, if it said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        running: Option<SoftwareVersion>,
+    },
 }
 
 impl From<Untrusted> for Reason {
@@ -419,6 +452,15 @@ impl fmt::Display for Reason {
                 f,
                 "signed by key {key_id}, which this phone does not trust; add its public key to [trust] keys \
                  (nothing was installed)"
+            ),
+            Reason::VersionMismatch { expected, running: Some(running) } => write!(
+                f,
+                "version mismatch: the device reported success but runs {running}, not the image's {expected}"
+            ),
+            Reason::VersionMismatch { expected, running: None } => write!(
+                f,
+                "version mismatch: the device reported success without naming the version it runs (the image's \
+                 is {expected})"
             ),
         }
     }
@@ -518,6 +560,7 @@ macro_rules! json_message {
 json_message!(Hello, "hello");
 json_message!(Presence, "presence");
 json_message!(Command, "command");
+json_message!(CommandMessage, "command");
 json_message!(Report, "report");
 
 #[cfg(test)]
@@ -619,6 +662,63 @@ mod tests {
         let ack = Command::Ack { job_id: "r1-phone-0001".into() };
         assert_eq!(serde_json::to_value(&ack).unwrap(), json!({"type": "ack", "job_id": "r1-phone-0001"}));
     }
+
+    /// A signed command on the wire: the command's fields, its expiry and the signature beside them. The
+    /// signature is Ed25519's (deterministic) over `command_signing::signed_message` by a fixed test key.
+    #[test]
+    fn golden_signed_command() {
+        use ring::signature::{Ed25519KeyPair, KeyPair as _};
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).unwrap();
+        let key_id = crate::PublicKey(pair.public_key().as_ref().try_into().unwrap()).key_id();
+        let command = Command::Update(UpdateCommand {
+            job_id: "r1-phone-0001".into(),
+            rollout_id: "r1".into(),
+            url: "http://127.0.0.1:8080/binds/ab12.bind".into(),
+            size: 1024,
+            sha256: "ab12".into(),
+            override_compat: false,
+            use_defaults: false,
+            timeout_secs: Some(1800),
+        });
+        let expires_at = 1_800_000_000;
+        let message = crate::command_signing::signed_message(&id("phone-0001"), &command, expires_at);
+        let bytes = pair.sign(&message).as_ref().try_into().unwrap();
+        let signed =
+            CommandMessage { command, expires_at: Some(expires_at), signature: Some(Signature { key_id, bytes }) };
+        let golden = json!({
+            "type": "update",
+            "job_id": "r1-phone-0001",
+            "rollout_id": "r1",
+            "url": "http://127.0.0.1:8080/binds/ab12.bind",
+            "size": 1024,
+            "sha256": "ab12",
+            "override": false,
+            "timeout_secs": 1800,
+            "expires_at": 1800000000u64,
+            "signature": GOLDEN_SIGNATURE,
+        });
+        assert_eq!(serde_json::to_value(&signed).unwrap(), golden);
+        assert_eq!(CommandMessage::from_json(golden.to_string().as_bytes()).unwrap(), signed);
+
+        let ack = CommandMessage { command: Command::Ack { job_id: "j".into() }, expires_at: Some(5), signature: None };
+        let json = json!({"type": "ack", "job_id": "j", "expires_at": 5});
+        assert_eq!(serde_json::to_value(&ack).unwrap(), json);
+        assert_eq!(CommandMessage::from_json(json.to_string().as_bytes()).unwrap(), ack);
+
+        // An old-style command, unsigned, still reads, so that it can be refused by name.
+        let old = CommandMessage::from_json(
+            br#"{"type":"update","job_id":"j","rollout_id":"r","url":"u","size":1,"sha256":"00","override":true}"#,
+        )
+        .unwrap();
+        assert_eq!((old.expires_at, old.signature), (None, None));
+        assert!(matches!(old.command, Command::Update(UpdateCommand { override_compat: true, .. })));
+        // A signature that is not one is a malformed command.
+        let bad = CommandMessage::from_json(br#"{"type":"ack","job_id":"j","signature":"nope"}"#).unwrap_err();
+        assert!(bad.to_string().starts_with("malformed command message"), "{bad}");
+    }
+
+    const GOLDEN_SIGNATURE: &str =
+        "fe812c12f3ab4ce6:6nJxe2eLwaBVnHWZLp/DtbwT819JsA10JwnRGUBJmzjYimYPybPjGYt66XJsLn2ouil5v3QMTN46pwknZlk1Ag==";
 
     #[test]
     fn golden_reports() {
@@ -745,6 +845,7 @@ mod tests {
             Reason::Unsigned,
             Reason::SignatureInvalid { key_id: KeyId([1; 8]) },
             Reason::UntrustedKey { key_id: KeyId([2; 8]) },
+            Reason::VersionMismatch { expected: "V3 R2.0.0".parse().unwrap(), running: None },
         ];
         let codes: std::collections::BTreeSet<&str> = every.iter().map(Reason::code).collect();
         assert_eq!(codes.len(), <Reason as strum::EnumCount>::COUNT, "a reason is missing here");

@@ -75,6 +75,51 @@ impl Drop for Proc {
     }
 }
 
+/// The command key of every controller the harness starts (written as `data_dir/controller.key` before the
+/// controller's first start, so it loads this one instead of making its own) and that every test phone pins. A
+/// fixed key for tests only, so that tests can also sign commands themselves ([`sign_command`]).
+pub const CONTROLLER_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+    MC4CAQAwBQYDK2VwBCIEIEJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC\n-----END PRIVATE KEY-----\n";
+/// [`CONTROLLER_KEY_PEM`]'s public half, as phones pin it.
+pub const CONTROLLER_KEY_LINE: &str = "ed25519:2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12";
+/// The seed inside [`CONTROLLER_KEY_PEM`].
+const CONTROLLER_KEY_SEED: [u8; 32] = [0x42; 32];
+
+/// Puts the harness's controller key in `data_dir` unless a key is there already.
+pub fn install_controller_key(data_dir: &Path) {
+    let key = data_dir.join("controller.key");
+    if !key.exists() {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        std::fs::write(&key, CONTROLLER_KEY_PEM).expect("controller key");
+        std::fs::write(data_dir.join("controller.key.pub"), format!("{CONTROLLER_KEY_LINE}\n"))
+            .expect("controller public key");
+    }
+}
+
+/// Signs a command's JSON for `device` with the harness's controller key, as the controller does, valid for
+/// an hour: the JSON of the signed command message.
+pub fn sign_command(device: &str, command_json: &str) -> String {
+    let expires_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("a clock after 1970").as_secs()
+            + 3600;
+    sign_command_with(&CONTROLLER_KEY_SEED, device, command_json, expires_at)
+}
+
+/// Signs a command's JSON for `device` with the key of `seed`, expiring at `expires_at` (unix seconds).
+pub fn sign_command_with(seed: &[u8; 32], device: &str, command_json: &str, expires_at: u64) -> String {
+    use bindwave_proto::wire::{Command, CommandMessage, DeviceId};
+    use ring::signature::KeyPair as _;
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed).expect("an ed25519 seed");
+    let public = bindwave_proto::PublicKey(pair.public_key().as_ref().try_into().expect("32 bytes"));
+    let command = Command::from_json(command_json.as_bytes()).expect("a command's JSON");
+    let device = DeviceId::new(device).expect("a device id");
+    let message = bindwave_proto::command_signing::signed_message(&device, &command, expires_at);
+    let bytes = pair.sign(&message).as_ref().try_into().expect("64 bytes");
+    let signature = bindwave_proto::Signature { key_id: public.key_id(), bytes };
+    let signed = CommandMessage { command, expires_at: Some(expires_at), signature: Some(signature) };
+    String::from_utf8(signed.to_json().expect("a command encodes")).expect("JSON is UTF-8")
+}
+
 /// A controller started with `bindwave serve` on free ports.
 pub struct Controller {
     pub proc: Proc,
@@ -149,6 +194,7 @@ impl Controller {
         extra: &[&str],
         serve_args: &[&str],
     ) -> Controller {
+        install_controller_key(data_dir);
         let mut cmd = Command::new(bin("bindwave"));
         cmd.args(extra);
         cmd.arg("serve").arg("--data-dir").arg(data_dir).arg("--http-listen").arg(format!("127.0.0.1:{http_port}"));
@@ -291,6 +337,7 @@ impl Phone<'_> {
         for (part, level) in table {
             toml.push_str(&format!("{part:?} = {level}\n"));
         }
+        toml.push_str(&format!("\n[trust]\ncontroller_keys = [{CONTROLLER_KEY_LINE:?}]\n"));
         toml.push('\n');
         toml.push_str(extra);
         if !extra.contains("[trust]") {
@@ -509,10 +556,10 @@ fn serve_one(
     Ok(())
 }
 
-/// Publishes an update command to a device, as the controller would, and waits for the
-/// broker to take it.
+/// Publishes an update command to a device, signed as the controller would, and waits for the broker to
+/// take it.
 pub fn send_update(broker: &str, device: &str, job: &str, url: &str, size: usize, sha: &str) {
-    send_command(broker, device, job, &update_json(job, url, size, sha, false));
+    send_command(broker, device, job, &sign_command(device, &update_json(job, url, size, sha, false)));
 }
 
 /// An update command's JSON; with `use_defaults`, `url` is only a file name.

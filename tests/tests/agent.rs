@@ -163,7 +163,7 @@ fn a_job_past_its_time_limit_is_abandoned_and_reported_timed_out() {
     );
     let cmd = bindwave_tests::update_json("job-slow", &server.url, bytes.len(), &sha, false)
         .replace("\"override\":false", "\"override\":false,\"timeout_secs\":2");
-    bindwave_tests::send_command(&c.mqtt, "phone-1", "job-slow", &cmd);
+    bindwave_tests::send_command(&c.mqtt, "phone-1", "job-slow", &bindwave_tests::sign_command("phone-1", &cmd));
     let r = outcome(&dir.path().join("phone-1"), "job-slow", 30);
     assert_eq!(r["state"], "failed", "{r}");
     assert_eq!(r["reason"]["code"], "timed_out", "{r}");
@@ -518,7 +518,7 @@ Handler.dtp_handler = dtp
     let (payload, bytes, sha) = bind(3 << 20, &[3]);
     std::fs::write(root.join("fw.bind"), &bytes).unwrap();
     let cmd = bindwave_tests::update_json("job-ftp", "fw.bind", bytes.len(), &sha, true);
-    bindwave_tests::send_command(&c.mqtt, "phone-1", "job-ftp", &cmd);
+    bindwave_tests::send_command(&c.mqtt, "phone-1", "job-ftp", &bindwave_tests::sign_command("phone-1", &cmd));
     let partial = d.join("phone-1/downloads/job-ftp.bind");
     wait_until(Duration::from_secs(20), "part of the download", || {
         std::fs::metadata(&partial).map(|m| m.len() > 500_000).unwrap_or(false)
@@ -588,7 +588,7 @@ Handler.authorizer = auth
     let (_, bytes, sha) = bind(4096, &[3]);
     std::fs::write(root.join("fw-direct.bind"), &bytes).unwrap();
     let cmd = bindwave_tests::update_json("job-untrusted", "fw-direct.bind", bytes.len(), &sha, true);
-    bindwave_tests::send_command(&c.mqtt, "phone-2", "job-untrusted", &cmd);
+    bindwave_tests::send_command(&c.mqtt, "phone-2", "job-untrusted", &bindwave_tests::sign_command("phone-2", &cmd));
     let r = outcome(&d.join("phone-2"), "job-untrusted", 30);
     assert_eq!(r["state"], "failed", "{r}");
     assert_eq!(r["reason"]["code"], "download_failed", "{r}");

@@ -24,6 +24,7 @@ url = "mqtt://127.0.0.1:1883"
 P1 = 3
 
 [trust]
+controller_keys = ["ed25519:2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12"]
 insecure_lab = true
 "#;
 

@@ -10,10 +10,11 @@ use serde_json::Value;
 
 const N: usize = 200;
 
-fn simulate(dir: &Path, broker: &str) -> (Proc, PathBuf) {
+fn simulate(dir: &Path, c: &Controller) -> (Proc, PathBuf) {
     let state = dir.join("fleet");
     let mut cmd = Command::new(bin("bindwave"));
-    cmd.args(["simulate", "--devices", &N.to_string(), "--broker", broker, "--state-dir"]).arg(&state);
+    cmd.args(["simulate", "--devices", &N.to_string(), "--broker", &c.mqtt, "--state-dir"]).arg(&state);
+    cmd.arg("--controller-key").arg(c.data_dir.join("controller.key.pub"));
     (Proc::spawn("fleet", cmd, dir), state)
 }
 
@@ -71,7 +72,7 @@ fn waves_pass_their_gates_and_a_bad_image_stops_in_its_first_wave() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let c = Controller::start(d);
-    let (_fleet, fleet_dir) = simulate(d, &c.mqtt);
+    let (_fleet, fleet_dir) = simulate(d, &c);
     wait_online(&c, N);
 
     // A good bind without the hardware-level field: phones whose minimum is above it reject it, counted apart.
@@ -154,7 +155,7 @@ fn a_controller_killed_mid_rollout_resumes_and_every_phone_ends_with_one_true_ou
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut c = Controller::start(d);
-    let (_fleet, fleet_dir) = simulate(d, &c.mqtt);
+    let (_fleet, fleet_dir) = simulate(d, &c);
     wait_online(&c, N);
     let image = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3,4"));
     // A download cut by the kill is a true failure (the phone keeps its old version); loose gates keep such

@@ -146,8 +146,38 @@ url = "mqtt://127.0.0.1:1883"
 P1 = 3
 
 [trust]
-insecure_lab = true
+keys = ["ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"]
+controller_keys = ["ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"]
 "#;
+
+/// GOOD without its `[trust]` section.
+fn untrusting() -> String {
+    GOOD.split("[trust]").next().unwrap().to_string()
+}
+
+/// The release key line of GOOD.
+const RELEASE: &str = "keys = [\"ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c\"]\n";
+
+#[test]
+fn without_a_pinned_controller_key_the_config_names_the_key_to_set_unless_a_lab_asks() {
+    let bare = format!("{}[trust]\n{RELEASE}", untrusting());
+    let m = messages(&check_with(&bare, &[]));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("`controller_keys` in [trust]") && m[0].contains("controller_key_files"), "{m:?}");
+    assert!(check_with(&format!("{bare}insecure_lab = true\n"), &[]).is_valid());
+    let m = messages(&check_with(&format!("{bare}controller_keys = [\"ed25519:00\"]\n"), &[]));
+    assert!(m.iter().any(|m| m.contains("entry 1") && m.contains("64 hex digits")), "{m:?}");
+    let m = messages(&check_with(&format!("{bare}controller_key_files = [\"/nonexistent/c.pub\"]\n"), &[]));
+    assert!(m.iter().any(|m| m.contains("/nonexistent/c.pub")), "{m:?}");
+    // A key file that holds a key is pinned, as the inline key is.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("controller.key.pub");
+    std::fs::write(&file, "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c\n").unwrap();
+    let c = check_with(&format!("{bare}controller_key_files = [{:?}]\n", file.display().to_string()), &[]);
+    assert!(c.is_valid(), "{:?}", messages(&c));
+    let config = c.into_config().unwrap();
+    assert_eq!(config.trust.controller().unwrap().keys().len(), 1);
+}
 
 fn check_with(text: &str, overrides: &[Override]) -> Check {
     check_text(Path::new("agent.toml"), text, overrides)
@@ -415,13 +445,13 @@ fn secrets_are_hidden_when_shown() {
 
 #[test]
 fn a_phone_without_a_release_key_is_refused_unless_it_is_a_lab_phone() {
-    let bare = GOOD.replace("[trust]\ninsecure_lab = true\n", "");
+    let bare = GOOD.replace(&format!("\n{RELEASE}"), "\n");
     let m = messages(&check_with(&bare, &[]));
     assert_eq!(m.len(), 1, "{m:?}");
     assert!(m[0].contains("no release key") && m[0].contains("`keys` in [trust]"), "{m:?}");
     assert!(check_with(&bare, &[]).into_config().unwrap_err().to_string().contains("insecure_lab = true"));
     let key = "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
-    let c = check_with(&format!("{bare}\n[trust]\nkeys = [{key:?}]\n"), &[]);
+    let c = check_with(GOOD, &[]);
     assert!(c.is_valid(), "{:?}", c.problems);
     let config = c.config.as_ref().unwrap();
     let release = config.trust.release().unwrap();
@@ -429,7 +459,7 @@ fn a_phone_without_a_release_key_is_refused_unless_it_is_a_lab_phone() {
     assert!(!release.insecure_lab());
     assert!(c.text().contains("release keys    "), "{}", c.text());
     // The lab phone says so in its summary.
-    let lab = check_with(GOOD, &[]);
+    let lab = check_with(&format!("{}insecure_lab = true\n", bare), &[]);
     assert!(lab.text().contains("LAB MODE"), "{}", lab.text());
 }
 
@@ -443,15 +473,15 @@ fn a_bad_key_is_explained_with_its_place() {
     std::fs::write(&junk, "hello\n").unwrap();
     let missing = dir.path().join("missing.pub");
     let text = format!(
-        "{}keys = [\"ed25519:zz\"]\nkey_files = [{:?}, {:?}, {:?}]\ncontroller_keys = [\"rsa:1\"]\n",
-        GOOD,
+        "{}[trust]\nkeys = [\"ed25519:zz\"]\nkey_files = [{:?}, {:?}, {:?}]\ncontroller_keys = [\"rsa:1\"]\n",
+        untrusting(),
         private.display().to_string(),
         junk.display().to_string(),
         missing.display().to_string()
     );
     let m = messages(&check_with(&text, &[]));
     assert_eq!(m.len(), 5, "{m:#?}");
-    assert!(m.iter().any(|p| p.starts_with("line 15") && p.contains("`keys` in [trust], entry 1")), "{m:#?}");
+    assert!(m.iter().any(|p| p.starts_with("line 14") && p.contains("`keys` in [trust], entry 1")), "{m:#?}");
     assert!(m.iter().any(|p| p.contains("is a private key: pin its public half")), "{m:#?}");
     assert!(m.iter().any(|p| p.contains("junk.pub is not a public key")), "{m:#?}");
     assert!(m.iter().any(|p| p.contains("cannot read") && p.contains("missing.pub")), "{m:#?}");

@@ -16,6 +16,12 @@ pub(crate) const NO_RELEASE_KEY: &str = "no release key: pin the public key bind
      [trust] (keys = [\"ed25519:…\"], as `bindwave image keygen` prints it) or in `key_files` (its .pub file); \
      only a lab phone goes without, with insecure_lab = true in [trust]";
 
+/// What a phone that pins no controller key is told.
+pub(crate) const NO_CONTROLLER_KEY: &str = "no controller key is pinned: set `controller_keys` in [trust] (the \
+     `ed25519:...` line the controller logs at start) or `controller_key_files` (a copy of its \
+     data_dir/controller.key.pub); the phone acts only on commands signed by it (a lab without keys sets \
+     `insecure_lab = true`)";
+
 /// A problem with one key: the config key it is under, and what is wrong.
 type KeyProblem = (&'static str, String);
 
@@ -30,10 +36,18 @@ impl TrustSettings {
         Ok(ReleaseTrust::new(keys, self.insecure_lab))
     }
 
-    /// The controller's command-signing keys the phone pins, reading `controller_key_files`.
+    /// The controller's command-signing keys the phone pins, reading `controller_key_files`. Without
+    /// `insecure_lab`, at least one is required.
     pub fn controller(&self) -> Result<TrustedKeys, AgentError> {
-        read_keys(("controller_keys", &self.controller_keys), ("controller_key_files", &self.controller_key_files))
-            .map_err(invalid)
+        let keys = read_keys(
+            ("controller_keys", &self.controller_keys),
+            ("controller_key_files", &self.controller_key_files),
+        )
+        .map_err(invalid)?;
+        if keys.is_empty() && !self.insecure_lab {
+            return Err(AgentError::ConfigInvalid(NO_CONTROLLER_KEY.to_string()));
+        }
+        Ok(keys)
     }
 }
 
@@ -57,6 +71,9 @@ pub(super) fn check(config: &AgentConfig, out: &mut Outcome<AgentConfig>) {
     }
     if release.is_ok_and(|k| k.is_empty()) && !trust.insecure_lab {
         out.problem(&["trust", "keys"], NO_RELEASE_KEY);
+    }
+    if controller.is_ok_and(|k| k.is_empty()) && !trust.insecure_lab {
+        out.problem(&["trust", "controller_keys"], NO_CONTROLLER_KEY);
     }
 }
 

@@ -29,6 +29,7 @@
 mod recover;
 #[cfg(test)]
 mod tests;
+pub mod trust;
 
 use std::collections::VecDeque;
 use std::time::SystemTime;
@@ -39,6 +40,7 @@ use bindwave_proto::SoftwareVersion;
 use crate::journal::{AwaitingHealth, Change, Records};
 
 pub use recover::{recover, Found, Resume};
+pub use trust::{CommandTrust, Refusal, Refusals, Trusted};
 
 /// Something that happened, as the driver tells the core.
 #[derive(Debug, Clone, PartialEq)]

@@ -328,3 +328,37 @@ fn messages_go_to_their_topics_and_only_reports_are_not_retained() {
     assert_eq!((presence.kind(), presence.retain()), (TopicKind::Presence, true));
     assert_eq!(presence.to_json().unwrap(), Presence { online: true }.to_json().unwrap());
 }
+
+/// A signed command captured off an open broker and published again, still within its expiry, verifies (it
+/// is the controller's), but the journal knows the job: the phone answers with the recorded outcome and
+/// installs nothing again.
+#[test]
+fn a_replayed_signed_command_verifies_but_installs_nothing_again() {
+    use bindwave_proto::command_signing::signed_message;
+    use bindwave_proto::wire::CommandMessage;
+    use bindwave_proto::{PublicKey, Signature, TrustedKeys};
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    let pair = Ed25519KeyPair::from_seed_unchecked(&[9u8; 32]).unwrap();
+    let public = PublicKey(pair.public_key().as_ref().try_into().unwrap());
+    let trust = CommandTrust::new(TrustedKeys::new([public]), hello().device_id, false);
+    let command = Command::Update(cmd("r1-phone-1"));
+    let expires_at = 1_000_000;
+    let bytes = pair.sign(&signed_message(&hello().device_id, &command, expires_at)).as_ref().try_into().unwrap();
+    let message = CommandMessage {
+        command,
+        expires_at: Some(expires_at),
+        signature: Some(Signature { key_id: public.key_id(), bytes }),
+    };
+
+    let mut p = Phone::new(false);
+    let taken = trust.judge(message.clone(), p.now).unwrap();
+    assert_eq!(p.on(Input::Command(taken.command)), started("r1-phone-1"));
+    p.on(Input::Done(outcome("r1-phone-1", JobState::Succeeded, "V3 R3.18.0")));
+    p.on(Input::Command(Command::Ack { job_id: "r1-phone-1".into() }));
+
+    let replayed = trust.judge(message, p.now).unwrap();
+    let actions = p.on(Input::Command(replayed.command));
+    assert!(!actions.iter().any(|a| matches!(a, Action::Start(_))), "{actions:?}");
+    assert!(matches!(actions.last(), Some(Action::Publish(Message::Report(r))) if r.state == JobState::Succeeded));
+}

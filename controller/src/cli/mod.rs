@@ -143,9 +143,13 @@ pub enum Command {
         #[arg(long, default_value = "bindwave-fleet")]
         state_dir: PathBuf,
         /// A release key the phones pin (a public key file or `ed25519:<hex>`); may be repeated. Without
-        /// one, the simulated phones run in lab mode and accept unsigned binds.
+        /// one, the simulated phones run in lab mode.
         #[arg(long = "release-key", value_name = "KEY")]
         release_keys: Vec<String>,
+        /// The controller's command key that the phones pin (its data_dir/controller.key.pub). Without it they
+        /// run in lab mode: commands they cannot verify are taken, without their override.
+        #[arg(long, value_name = "FILE")]
+        controller_key: Option<PathBuf>,
     },
     /// A rollout to a simulated fleet, on an embedded broker, in a temporary directory.
     #[cfg(feature = "sim")]
@@ -191,6 +195,9 @@ pub struct ServeArgs {
     /// A lab setting: add and roll out unsigned images too.
     #[arg(long)]
     pub allow_unsigned_images: bool,
+    /// How long a signed command without a time limit of its own stays valid, e.g. 24h [default: 24h].
+    #[arg(long, value_parser = bindwave_settings::duration::parse_secs)]
+    pub command_ttl: Option<u64>,
 }
 
 impl ServeArgs {
@@ -210,6 +217,7 @@ impl ServeArgs {
             log_format,
             release_keys: (!self.release_keys.is_empty()).then(|| self.release_keys.clone()),
             allow_unsigned_images: self.allow_unsigned_images.then_some(true),
+            command_ttl: self.command_ttl,
         };
         crate::config::ServeSettings::load(self.config.as_deref(), &flags)
     }
@@ -333,12 +341,14 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Completions { shell, agent } => docs::completions(shell, agent),
         Command::Man { dir } => docs::man_pages(&dir),
         #[cfg(feature = "sim")]
-        Command::Simulate { devices, broker, state_dir, release_keys } => {
+        Command::Simulate { devices, broker, state_dir, release_keys, controller_key } => {
             crate::raise_open_files_limit();
             let keys: Result<Vec<_>, _> = release_keys.iter().map(|k| images::public_key_arg(k)).collect();
+            let controller = controller_key.as_deref().map(crate::keys::load_public).transpose()?;
             let trust = bindwave_agent::config::TrustSettings {
                 keys: keys?.iter().map(|k| k.to_line()).collect(),
-                insecure_lab: release_keys.is_empty(),
+                controller_keys: controller.iter().map(|k| k.to_line()).collect(),
+                insecure_lab: release_keys.is_empty() || controller.is_none(),
                 ..Default::default()
             };
             let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir, &trust)?;

@@ -18,6 +18,7 @@ pub(super) async fn run(settings: crate::config::ServeSettings) -> Result<(), Co
         mqtt,
         public_url: settings.public_url,
         images,
+        command_ttl: settings.command_ttl,
     })
     .await?;
     eprintln!("bindwave controller: HTTP on http://{}, MQTT on {}", service.http_addr, service.mqtt_url);

@@ -1,14 +1,40 @@
 //! What devices say: hello (who they are, and a request for their unfinished work), presence, and reports
 //! on their jobs.
+//!
+//! What a device says is believed only as far as it can be checked:
+//! - a report counts only for a job of that device that was sent to it; a success only if the device names
+//!   the image's version as what it runs (anything else is a failure, `version_mismatch`);
+//! - a hello may change a known device's hardware level only with the hardware probe as its source: a part
+//!   number or a configured value does not change what a phone's hardware is, so such a change is refused and
+//!   the stored level kept.
 
-use bindwave_proto::wire::{Command, DeviceId, Hello, JobState, Presence, Reason, Report};
+use bindwave_proto::wire::{Command, DeviceId, Hello, JobState, LevelSource, Presence, Reason, Report};
 
-use super::{Effects, Engine, Record};
+use super::{Effects, Engine, Record, Refusal, Refused, Reply};
 use crate::model::{Device, Job, JobId, JobPhase, Millis, Outcome, RolloutId};
 
 impl Engine {
-    pub(super) fn on_hello(&mut self, hello: Hello, now: Millis, fx: &mut Effects) {
+    pub(super) fn on_hello(&mut self, mut hello: Hello, now: Millis, fx: &mut Effects) -> Reply {
         let id = hello.device_id.clone();
+        let known = self.devices.get(&id).and_then(|d| d.hello.as_ref());
+        let reply = match known {
+            Some(old) if old.hardware_level != hello.hardware_level => {
+                let (from, to) = (old.hardware_level, hello.hardware_level);
+                if hello.hardware_level_source == LevelSource::Probe {
+                    Reply::LevelChanged { device: id.clone(), from, to }
+                } else {
+                    let detail = format!(
+                        "hello changes the hardware level from {from} to {to} by the {}, not the hardware probe: \
+                         level {from} is kept",
+                        hello.hardware_level_source.as_str()
+                    );
+                    (hello.hardware_level, hello.hardware_level_source, hello.hardware_level_conflict) =
+                        (old.hardware_level, old.hardware_level_source, old.hardware_level_conflict);
+                    Reply::Refused(Refusal { what: Refused::HardwareLevelChange, device: id.clone(), detail })
+                }
+            }
+            _ => Reply::None,
+        };
         let device = Device { id: id.clone(), hello: Some(hello), online: true, last_seen: now };
         self.devices.insert(id.clone(), device.clone());
         fx.put(Record::Device(device.clone()));
@@ -40,6 +66,7 @@ impl Engine {
             self.join(n, &id, now, fx);
             self.advance(n, now, fx);
         }
+        reply
     }
 
     /// Adds a device that appeared later to a following rollout's last wave.
@@ -75,29 +102,60 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_report(&mut self, device: DeviceId, report: Report, now: Millis, fx: &mut Effects) {
+    pub(super) fn on_report(&mut self, device: DeviceId, report: Report, now: Millis, fx: &mut Effects) -> Reply {
         let ack = |fx: &mut Effects| {
             if report.state.is_final() {
                 fx.send(device.clone(), Command::Ack { job_id: report.job_id.clone() });
             }
         };
+        let refused = |what, detail: String| Reply::Refused(Refusal { what, device: device.clone(), detail });
         // The job id as the device sent it, read with the device: anything else is not a job of ours for it.
         let Some(job_id) = JobId::parse(&report.job_id, &device) else {
             // Acknowledge a final report so the device stops repeating it.
-            return ack(fx);
+            ack(fx);
+            return if self.names_a_job(&report.job_id) {
+                refused(Refused::OtherDevicesJob, format!("report for job {:?}, another device's", report.job_id))
+            } else {
+                refused(Refused::UnknownJob, format!("report for job {:?}, which is no job of ours", report.job_id))
+            };
         };
         let n = job_id.rollout();
-        let Some(job) = self.rollouts.get(&n).and_then(|l| l.jobs.get(&device)) else { return ack(fx) };
-        if job.attempt != job_id.attempt() || (job.phase.is_final() && job.phase != JobPhase::TimedOut) {
-            // Another attempt, or a repeat (QoS 1 delivers at least once; devices repeat until acknowledged).
-            return ack(fx);
+        let Some(live) = self.rollouts.get(&n) else {
+            ack(fx);
+            return refused(Refused::UnknownJob, format!("report for job {job_id} of an unknown rollout"));
+        };
+        let Some(job) = live.jobs.get(&device) else {
+            ack(fx);
+            return refused(Refused::UnknownJob, format!("report for job {job_id}: the device is not in rollout {n}"));
+        };
+        if job.attempt != job_id.attempt() {
+            // Another attempt's (QoS 1 delivers at least once; devices repeat until acknowledged).
+            ack(fx);
+            return Reply::None;
         }
+        if matches!(job.phase, JobPhase::Pending | JobPhase::Cancelled) {
+            // Never commanded: nothing the device says about it can be true.
+            return refused(Refused::JobNotSent, format!("report {} for job {job_id}, never sent", report.state));
+        }
+        if job.phase.is_final() && job.phase != JobPhase::TimedOut {
+            // A repeat.
+            ack(fx);
+            return Reply::None;
+        }
+        let expected = self.images.get(&live.rollout.image).map(|i| i.software_version.clone());
         let phase = match (report.state, report.reason.clone(), report.running_version.clone()) {
+            (JobState::Succeeded, _, running) if running.is_none() || running != expected => match expected {
+                // A success must name what runs now, and that must be the image's version.
+                Some(expected) => JobPhase::Failed {
+                    reason: Reason::VersionMismatch { expected, running: running.clone() },
+                    running_version: running,
+                },
+                None => return Reply::None,
+            },
             (JobState::Succeeded, _, Some(v)) => {
                 JobPhase::Succeeded { running_version: v, override_used: report.override_used }
             }
-            // A success must name what runs now; without it the report proves nothing.
-            (JobState::Succeeded, _, None) => return,
+            (JobState::Succeeded, _, None) => return Reply::None,
             (JobState::Rejected, Some(reason), v) => JobPhase::Rejected { reason, running_version: v },
             (JobState::Failed | JobState::RolledBack, Some(reason), v) => {
                 JobPhase::Failed { reason, running_version: v }
@@ -109,11 +167,11 @@ impl Engine {
             (state, _, _) => {
                 match &job.phase {
                     // Still working after its deadline: the timeout stands until a final report.
-                    JobPhase::TimedOut => return,
+                    JobPhase::TimedOut => return Reply::None,
                     JobPhase::Running { state: cur, progress }
                         if state < *cur || (state == *cur && report.progress <= *progress) =>
                     {
-                        return; // out of order: older news
+                        return Reply::None; // out of order: older news
                     }
                     _ => {}
                 }
@@ -126,5 +184,17 @@ impl Engine {
             ack(fx);
             self.advance(n, now, fx);
         }
+        Reply::None
+    }
+
+    /// Whether `text` is the job id of some device's job: `r<n>-<device>` or `r<n>-<device>.<attempt>` for a
+    /// device in rollout `n`.
+    fn names_a_job(&self, text: &str) -> bool {
+        let Some((rollout, rest)) = text.split_once('-') else { return false };
+        let Some(live) = RolloutId::parse(rollout).and_then(|n| self.rollouts.get(&n)) else { return false };
+        let candidates = [Some(rest), rest.rsplit_once('.').map(|(d, _)| d)];
+        candidates.into_iter().flatten().filter_map(|d| DeviceId::new(d).ok()).any(|d| {
+            live.jobs.get(&d).is_some_and(|j| JobId::parse(text, &d).is_some_and(|id| id.attempt() == j.attempt))
+        })
     }
 }

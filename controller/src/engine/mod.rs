@@ -42,6 +42,7 @@ mod operate;
 pub mod plan;
 mod queries;
 pub mod release;
+mod refused;
 mod restore;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -52,6 +53,7 @@ pub use action::Action;
 pub use effects::{Effects, Publish, Record};
 pub use error::EngineError;
 pub use release::ReleasePolicy;
+pub use refused::{Refusal, RefusalLog, Refused};
 
 /// Something that happened.
 #[derive(Debug, Clone)]
@@ -86,6 +88,11 @@ pub enum Reply {
     Rollout(Rollout),
     /// The rollouts an emergency stop stopped.
     Stopped(Vec<RolloutId>),
+    /// A device message refused, in whole (a report) or in part (a hello's hardware level): the service counts
+    /// and logs it.
+    Refused(Refusal),
+    /// A hello that changed a known device's hardware level, taken because the hardware probe found it.
+    LevelChanged { device: DeviceId, from: bindwave_proto::HardwareLevel, to: bindwave_proto::HardwareLevel },
 }
 
 /// A rollout with what is derived from its jobs (rebuilt on restore, never stored).
@@ -178,18 +185,12 @@ impl Engine {
     pub fn handle(&mut self, input: Input, now: Millis) -> Result<(Reply, Effects), EngineError> {
         let mut fx = Effects::default();
         let reply = match input {
-            Input::Hello(hello) => {
-                self.on_hello(hello, now, &mut fx);
-                Reply::None
-            }
+            Input::Hello(hello) => self.on_hello(hello, now, &mut fx),
             Input::Presence(id, p) => {
                 self.on_presence(id, p, now, &mut fx);
                 Reply::None
             }
-            Input::Report(id, r) => {
-                self.on_report(id, r, now, &mut fx);
-                Reply::None
-            }
+            Input::Report(id, r) => self.on_report(id, r, now, &mut fx),
             Input::AddImage(image) => {
                 // Added again: the same bytes, verified again, perhaps by a key trusted only now.
                 let signed_by = image.signed_by;

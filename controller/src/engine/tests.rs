@@ -396,16 +396,96 @@ fn out_of_order_and_misaddressed_reports_change_nothing() {
     let at = |p| Report { progress: Some(p), ..report(&jobs[0].id().to_string(), JobState::Downloading) };
     assert_eq!(puts(&e.handle(Input::Report(jobs[0].device.clone(), at(50)), 2).unwrap().1), 1);
     assert!(e.handle(Input::Report(jobs[0].device.clone(), at(40)), 3).unwrap().1.is_empty());
-    // Another device claims this job.
-    let (_, fx) = e.handle(Input::Report(jobs[1].device.clone(), succeeded(&jobs[0].id().to_string())), 4).unwrap();
+    // Another device claims this job: refused, and acknowledged so that a confused device stops repeating.
+    let (reply, fx) = e.handle(Input::Report(jobs[1].device.clone(), succeeded(&jobs[0].id().to_string())), 4).unwrap();
     assert_eq!((puts(&fx), acks(&fx)), (0, 1));
-    // A success without the running version proves nothing.
-    assert!(e
-        .handle(Input::Report(jobs[1].device.clone(), report(&jobs[1].id().to_string(), JobState::Succeeded)), 5)
-        .unwrap()
-        .1
-        .is_empty());
+    assert!(matches!(reply, Reply::Refused(Refusal { what: Refused::OtherDevicesJob, .. })), "{reply:?}");
+    // A job id that is nobody's.
+    let (reply, _) = e.handle(Input::Report(jobs[1].device.clone(), succeeded("r9-d001")), 5).unwrap();
+    assert!(matches!(reply, Reply::Refused(Refusal { what: Refused::UnknownJob, .. })), "{reply:?}");
+    let (reply, _) = e.handle(Input::Report(jobs[1].device.clone(), succeeded("job-7")), 5).unwrap();
+    assert!(matches!(reply, Reply::Refused(Refusal { what: Refused::UnknownJob, .. })), "{reply:?}");
     assert_eq!(e.tally(&r).get(Outcome::Succeeded), 0);
+}
+
+/// A forged final report for a job that was created but never sent is refused: no record, no count, no ack.
+#[test]
+fn a_report_for_a_job_never_sent_is_refused_and_counts_nothing() {
+    let mut e = fleet(4);
+    let r = create(&mut e, spec(&["50%", "100%"], Gates::default()));
+    // Created, not started: every job is pending.
+    let pending = e.jobs_of(&r).next().unwrap().clone();
+    let (reply, fx) = e.handle(Input::Report(pending.device.clone(), succeeded(&pending.id().to_string())), 2).unwrap();
+    assert!(matches!(reply, Reply::Refused(Refusal { what: Refused::JobNotSent, .. })), "{reply:?}");
+    assert!(fx.is_empty(), "{fx:?}");
+    // Started: the second wave's jobs are still unsent, and a progress report for one is refused too.
+    op(&mut e, &r, Action::Start, 3).unwrap();
+    let later = e.jobs_of(&r).find(|j| j.phase == JobPhase::Pending).unwrap().clone();
+    for state in [JobState::Succeeded, JobState::Downloading] {
+        let mut forged = succeeded(&later.id().to_string());
+        forged.state = state;
+        let (reply, fx) = e.handle(Input::Report(later.device.clone(), forged), 4).unwrap();
+        assert!(matches!(reply, Reply::Refused(Refusal { what: Refused::JobNotSent, .. })), "{state}: {reply:?}");
+        assert!(fx.is_empty(), "{fx:?}");
+    }
+    assert_eq!(e.jobs_of(&r).find(|j| j.device == later.device).unwrap().phase, JobPhase::Pending);
+    assert_eq!(e.tally(&r).get(Outcome::Succeeded), 0);
+}
+
+/// A success counts only with the image's version running; anything else is a failure of its own reason.
+#[test]
+fn a_success_on_another_version_or_none_is_a_version_mismatch_failure() {
+    let mut e = fleet(2);
+    let r = create(&mut e, spec(&["100%"], Gates::default()));
+    op(&mut e, &r, Action::Start, 1).unwrap();
+    let jobs: Vec<Job> = e.jobs_of(&r).cloned().collect();
+    let wrong = Report { running_version: Some("V3 R1.0.0".parse().unwrap()), ..succeeded(&jobs[0].id().to_string()) };
+    let (_, fx) = e.handle(Input::Report(jobs[0].device.clone(), wrong), 2).unwrap();
+    assert_eq!(acks(&fx), 1);
+    let none = report(&jobs[1].id().to_string(), JobState::Succeeded);
+    e.handle(Input::Report(jobs[1].device.clone(), none), 3).unwrap();
+    assert_eq!((e.tally(&r).get(Outcome::Succeeded), e.tally(&r).get(Outcome::Failed)), (0, 2));
+    let phases: Vec<JobPhase> = e.jobs_of(&r).map(|j| j.phase.clone()).collect();
+    let expected: bindwave_proto::SoftwareVersion = "V3 R3.18.0".parse().unwrap();
+    assert_eq!(
+        phases[0],
+        JobPhase::Failed {
+            reason: bindwave_proto::wire::Reason::VersionMismatch {
+                expected: expected.clone(),
+                running: Some("V3 R1.0.0".parse().unwrap())
+            },
+            running_version: Some("V3 R1.0.0".parse().unwrap()),
+        }
+    );
+    assert_eq!(
+        phases[1],
+        JobPhase::Failed {
+            reason: bindwave_proto::wire::Reason::VersionMismatch { expected, running: None },
+            running_version: None,
+        }
+    );
+}
+
+/// A hello may change a known device's hardware level only with the probe as its source.
+#[test]
+fn a_hardware_level_change_is_applied_only_from_the_probe() {
+    let mut e = fleet(1);
+    let level = |e: &Engine| e.devices().find(|d| d.id == id("d000")).unwrap().hello.as_ref().unwrap().hardware_level;
+    let (reply, fx) = e.handle(Input::Hello(hello("d000", 5, "V3 R1.2.0")), 2).unwrap();
+    assert!(matches!(reply, Reply::Refused(Refusal { what: Refused::HardwareLevelChange, .. })), "{reply:?}");
+    assert_eq!(level(&e), HardwareLevel(3), "the stored level is kept");
+    let version = &e.devices().find(|d| d.id == id("d000")).unwrap().hello.as_ref().unwrap().software_version;
+    assert_eq!(version.to_string(), "V3 R1.2.0", "the rest of the hello is taken");
+    assert_eq!(puts(&fx), 1);
+    // The same level again is no change.
+    assert_eq!(e.handle(Input::Hello(hello("d000", 3, "V3 R1.2.0")), 3).unwrap().0, Reply::None);
+    let mut probed = hello("d000", 5, "V3 R1.2.0");
+    probed.hardware_level_source = bindwave_proto::wire::LevelSource::Probe;
+    let (reply, _) = e.handle(Input::Hello(probed), 4).unwrap();
+    assert_eq!(reply, Reply::LevelChanged { device: id("d000"), from: HardwareLevel(3), to: HardwareLevel(5) });
+    assert_eq!(level(&e), HardwareLevel(5));
+    // A device seen for the first time has nothing to change.
+    assert_eq!(e.handle(Input::Hello(hello("d999", 7, "V3 R1.0.0")), 5).unwrap().0, Reply::None);
 }
 
 #[test]

@@ -49,8 +49,10 @@ fn agent(dir: &std::path::Path, exe: &PathBuf, broker: &str) -> Proc {
         format!(
             "device_id = \"phone-1\"\npart_number = \"P3\"\nsoftware_version = \"V3 R3.0.0\"\n\
              minimum_software_version = \"V3 R1.0.0\"\nstate_dir = {:?}\nreport_retry_secs = 1\n\n\
-             [broker]\nurl = {broker:?}\n\n[hardware_levels]\nP3 = 3\n\n[trust]\ninsecure_lab = true\n",
-            state.display().to_string()
+             [broker]\nurl = {broker:?}\n\n[hardware_levels]\nP3 = 3\n\n\
+             [trust]\ninsecure_lab = true\ncontroller_keys = [{:?}]\n",
+            state.display().to_string(),
+            bindwave_tests::CONTROLLER_KEY_LINE
         ),
     )
     .unwrap();
