@@ -170,7 +170,7 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>) {
     }
     for entry in file.release_keys.iter().flatten() {
         if let Err(e) = crate::images::public_key_arg(entry) {
-            out.problem(&["release_keys"], format!("{}", crate::error::chain(&e)));
+            out.problem(&["release_keys"], crate::error::chain(&e));
         }
     }
     if let Some(dir) = &file.data_dir {

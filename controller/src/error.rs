@@ -29,7 +29,7 @@ pub enum ControllerError {
     EmptyPayload { path: PathBuf },
     /// A bind that the controller's release keys do not verify, and that it therefore neither adds nor
     /// rolls out.
-    #[error("image refused: {why}; {}", untrusted_hint(why))]
+    #[error("untrusted image: {why}; {}", untrusted_hint(why))]
     ImageUntrusted { why: bindwave_proto::Untrusted },
     #[error("signing key: {detail}")]
     Key { detail: String },

@@ -201,7 +201,7 @@ mod tests {
         let der = pem_decode("PRIVATE KEY", &key.to_pem()).unwrap();
         assert_eq!(der.len(), 48);
         assert_eq!(der[..16], PKCS8_V1_PREFIX);
-        // And an OpenSSL key reads: `openssl genpkey -algorithm ed25519`.
+        // And a key OpenSSL made reads (`openssl genpkey -algorithm ed25519`; a throwaway, made for this test).
         let openssl = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAyGRLD2WK62dg0G8MzdgWFQPMJJ0+C6X08NkkEdVxoJ\n-----END PRIVATE KEY-----\n";
         let read = SigningKey::from_pem(openssl).unwrap();
         assert_eq!(read.to_pem(), openssl);

@@ -232,7 +232,11 @@ fn the_controller_adds_and_rolls_out_only_what_its_release_keys_verify() {
     let unsigned = pack(d, "unsigned", "V3 R3.18.0", None);
     let o = c.cli(&["image", "add", s(&unsigned)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("image refused: not signed") && text(&o).contains("bindwave image sign"), "{}", text(&o));
+    assert!(
+        text(&o).contains("untrusted image: not signed") && text(&o).contains("bindwave image sign"),
+        "{}",
+        text(&o)
+    );
     let stranger = pack(d, "stranger", "V3 R3.19.0", Some(&other));
     let o = c.cli(&["image", "add", s(&stranger)]);
     assert!(text(&o).contains(&format!("signed by key {other_id}, which is not trusted here")), "{}", text(&o));
