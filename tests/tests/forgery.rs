@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bindwave_tests::{http_get, sign_command, sign_command_with, update_json, wait_until, BindServer, Controller, Phone};
+use bindwave_tests::{
+    http_get, sign_command, sign_command_with, update_json, wait_until, BindServer, Controller, Phone,
+};
 use serde_json::Value;
 
 const TABLE: &[(&str, u16)] = &[("P3", 3)];
@@ -22,6 +24,8 @@ fn publish_as_stranger(broker: &str, topic: &str, payload: &str) {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let mut o = MqttOptions::new("stranger", host, port.parse().unwrap());
     o.set_keep_alive(Duration::from_secs(5));
+    // rumqttc's own default (10 KiB) would stop an oversized payload before the broker sees it.
+    o.set_max_packet_size(256 * 1024, 256 * 1024);
     let (client, mut conn) = Client::new(o, 10);
     client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).unwrap();
     for event in conn.iter() {
@@ -76,7 +80,8 @@ fn forged_and_replayed_commands_install_nothing_and_forged_reports_count_nothing
     let server = BindServer::start(bytes.clone(), Default::default());
 
     // 1. Unsigned, with override: what a stranger can publish through an open broker.
-    let forged = update_json("r1-phone-1", &server.url, bytes.len(), &sha, false).replace("\"override\":false", "\"override\":true");
+    let forged = update_json("r1-phone-1", &server.url, bytes.len(), &sha, false)
+        .replace("\"override\":false", "\"override\":true");
     publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-1/commands", &forged);
     // 2. Signed, but by the stranger's own key.
     let stranger = sign_command_with(&[0x13; 32], "phone-1", &forged, u64::MAX);
@@ -107,7 +112,9 @@ fn forged_and_replayed_commands_install_nothing_and_forged_reports_count_nothing
     assert!(log.contains("dropping a command: it is not signed"), "{log}");
     // `bindwave-agent status` shows the count.
     let status = bindwave_tests::run(
-        std::process::Command::new(bindwave_tests::bin("bindwave-agent")).args(["status", "-o", "json", "--config"]).arg(d.join("phone-1.toml")),
+        std::process::Command::new(bindwave_tests::bin("bindwave-agent"))
+            .args(["status", "-o", "json", "--config"])
+            .arg(d.join("phone-1.toml")),
     );
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["commands_refused"]["unsigned"], 1, "{status}");
@@ -126,6 +133,15 @@ fn forged_and_replayed_commands_install_nothing_and_forged_reports_count_nothing
     let status = c.json(&["rollout", "status", &r, "-o", "json"]);
     assert_eq!(status["counts"]["succeeded"], 0, "{status:#}");
     assert_eq!(status["counts"]["pending"], 2, "{status:#}");
+
+    // Oversized and malformed payloads are refused and counted too, and the controller stays connected.
+    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-1/reports", &" ".repeat(100 * 1024));
+    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-2/hello", "{not json");
+    wait_until(Duration::from_secs(10), "oversized and malformed payloads to be counted", || {
+        metric(&c, "bindwave_refused_total{what=\"oversized\"}") >= 1.0
+            && metric(&c, "bindwave_refused_total{what=\"malformed\"}") >= 1.0
+    });
+    assert_eq!(metric(&c, "bindwave_mqtt_connected"), 1.0);
 
     // The same broker, the controller's own signed commands: the phones act on them.
     c.ok(&["rollout", "start", &r]);
