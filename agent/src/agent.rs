@@ -204,16 +204,13 @@ impl Driver {
                 }
                 let now = SystemTime::now();
                 let judged = match CommandMessage::from_json(&payload) {
-                    Ok(message) => self.trust.judge(message, now),
-                    Err(e) => {
-                        tracing::debug!("malformed command: {e}");
-                        Err(Refusal::Malformed)
-                    }
+                    Ok(message) => self.trust.judge(message, now).map_err(|why| (why, None)),
+                    Err(e) => Err((Refusal::Malformed, Some(e.to_string()))),
                 };
                 match judged {
                     Ok(trusted) => self.handle(Input::Command(trusted.command)).await,
-                    Err(why) => {
-                        self.refuse(why, now);
+                    Err((why, detail)) => {
+                        self.refuse(why, detail, now);
                         Ok(())
                     }
                 }
@@ -222,11 +219,23 @@ impl Driver {
     }
 
     /// A command not acted on: counted in `status.json`, logged once a minute per reason at most.
-    fn refuse(&mut self, why: Refusal, now: SystemTime) {
+    fn refuse(&mut self, why: Refusal, detail: Option<String>, now: SystemTime) {
         if let Some(n) = self.refusals.note(why, now) {
+            let detail = detail.unwrap_or_else(|| match why {
+                Refusal::Malformed => "malformed command message".into(),
+                Refusal::Unsigned => "it is not signed".into(),
+                Refusal::UntrustedKey => {
+                    "it is signed by a key this phone does not pin ([trust] controller_keys)".into()
+                }
+                Refusal::SignatureInvalid => {
+                    "its signature does not verify (altered, forged, or meant for another phone)".into()
+                }
+                Refusal::Expired => "it has expired (or this phone's clock is wrong)".into(),
+            });
+            let since =
+                if n > 1 { format!("; {n} refused as {} in the last minute", why.as_str()) } else { String::new() };
             tracing::warn!(device = %self.config.device_id, reason = why.as_str(), count = n,
-                "refused {n} command{} ({}): nothing is done with a command this phone cannot trust",
-                if n == 1 { "" } else { "s" }, why.as_str());
+                "dropping a command: {detail}{since}");
         }
         self.indicator.refused(self.refusals.counts().clone());
     }

@@ -225,6 +225,16 @@ impl Service {
     }
 }
 
+/// When a command sent at `now` expires, in unix seconds: after the job's time limit (past it the controller
+/// counts the job timed out, and a hello gets it sent again, signed again), or `ttl` for a command without one.
+fn expiry(command: &Command, ttl: Duration, now: crate::model::Millis) -> u64 {
+    let life = match command {
+        Command::Update(u) => u.timeout_secs.map_or(ttl, Duration::from_secs),
+        Command::Ack { .. } => ttl,
+    };
+    (now / 1000).saturating_add(life.as_secs().max(1))
+}
+
 /// Each job's story in a `job` span (rollout, job id, device), and each audited decision in a `rollout` span:
 /// operator actions and gate decisions at info, a job's steps at debug and its outcome at info.
 fn log_record(record: &Record) {
@@ -458,11 +468,7 @@ impl CoreLoop {
 
     /// The command as it goes out: signed for its device, valid for its own time limit or `command_ttl`.
     fn sign(&self, device: &DeviceId, command: &Command) -> CommandMessage {
-        let life = match command {
-            Command::Update(u) => u.timeout_secs.map_or(self.command_ttl, Duration::from_secs),
-            Command::Ack { .. } => self.command_ttl,
-        };
-        let expires_at = (now_millis() / 1000).saturating_add(life.as_secs().max(1));
+        let expires_at = expiry(command, self.command_ttl, now_millis());
         let signature = self.signer.sign(&signed_message(device, command, expires_at));
         CommandMessage { command: command.clone(), expires_at: Some(expires_at), signature: Some(signature) }
     }
@@ -538,5 +544,33 @@ impl CoreLoop {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bindwave_proto::wire::UpdateCommand;
+
+    use super::*;
+
+    #[test]
+    fn a_command_expires_after_its_time_limit_or_the_ttl() {
+        let update = |timeout_secs| {
+            Command::Update(UpdateCommand {
+                job_id: "r1-a".into(),
+                rollout_id: "r1".into(),
+                url: "u".into(),
+                size: 1,
+                sha256: "00".into(),
+                override_compat: false,
+                use_defaults: false,
+                timeout_secs,
+            })
+        };
+        let now = 1_000_000_500; // milliseconds
+        assert_eq!(expiry(&update(Some(1800)), DEFAULT_COMMAND_TTL, now), 1_000_000 + 1800);
+        assert_eq!(expiry(&update(None), DEFAULT_COMMAND_TTL, now), 1_000_000 + 86_400);
+        assert_eq!(expiry(&Command::Ack { job_id: "j".into() }, Duration::from_secs(60), now), 1_000_060);
+        assert_eq!(expiry(&update(Some(0)), DEFAULT_COMMAND_TTL, now), 1_000_001, "never already expired");
     }
 }

@@ -95,7 +95,12 @@ async fn garbage_messages_are_dropped_and_bad_downloads_fail_with_a_reason() {
         r#"{{"type":"update","job_id":"job-dead","rollout_id":"r0","url":"http://127.0.0.1:{dead}/x.bind","size":100,"sha256":"00","override":false}}"#
     );
     client
-        .publish("bindwave/v1/devices/phone-1/commands", QoS::AtLeastOnce, false, command.into_bytes())
+        .publish(
+            "bindwave/v1/devices/phone-1/commands",
+            QoS::AtLeastOnce,
+            false,
+            bindwave_tests::sign_command("phone-1", &command).into_bytes(),
+        )
         .await
         .unwrap();
     let report = tokio::time::timeout(Duration::from_secs(30), async {
