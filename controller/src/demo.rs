@@ -12,7 +12,7 @@ use bindwave_proto::bind::pack;
 use bindwave_proto::HardwareLevel;
 
 use crate::api::RolloutRequest;
-use crate::broker::BrokerConfig;
+use crate::broker::{BrokerAccess, BrokerConfig};
 use crate::cli::output::progress_bar;
 use crate::cli::rollout::{settled, state_line};
 use crate::client::ApiClient;
@@ -42,8 +42,15 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     let service = Service::start(ServeOptions {
         data_dir: data_dir.clone(),
         http_listen: opts.http_listen.unwrap_or(any),
-        mqtt: MqttMode::Embedded(BrokerConfig { listen: any, ..BrokerConfig::default() }),
+        // The demo's phones and broker share this process and a temporary directory: lab mode (plain MQTT on
+        // loopback, no logins).
+        mqtt: MqttMode::Embedded(BrokerConfig {
+            listen: any,
+            access: BrokerAccess::InsecureLab,
+            ..BrokerConfig::default()
+        }),
         public_url: None,
+        login: crate::service::BrokerLogin::default(),
     })
     .await?;
     println!(

@@ -54,6 +54,25 @@ impl MessageKind {
     }
 }
 
+/// Hostile or broken input the controller refused, as `bindwave_refused_total{what}` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum Refused {
+    /// An MQTT client the embedded broker did not let in (anonymous, wrong password or certificate, a client
+    /// id that is not its identity).
+    MqttAuth,
+    /// A publish outside the client's lane.
+    MqttPublishDenied,
+    /// A subscription outside the client's lane.
+    MqttSubscribeDenied,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Where a wave is, as `bindwave_rollout_wave_stage{stage}` labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
@@ -98,6 +117,8 @@ pub struct Metrics {
     pub batch_inputs: Histogram,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
+    /// `bindwave_refused_total{what}`, by [`Refused`].
+    pub refused: IntCounterVec,
     // Events of jobs.
     job_seconds: HistogramVec,
     download_bytes: IntCounterVec,
@@ -204,6 +225,11 @@ impl Metrics {
                 &["route"],
                 &HTTP_BUCKETS,
             ),
+            refused: r.counter_vec(
+                "bindwave_refused_total",
+                "Hostile or broken input refused (each also logged once), by what it was.",
+                &["what"],
+            ),
             job_seconds: r.histogram_vec(
                 "bindwave_job_duration_seconds",
                 "Seconds from a device's command to its final report, by rollout and outcome.",
@@ -299,6 +325,9 @@ impl Metrics {
             m.messages_sent.with_label_values(&[kind]);
         }
         m.messages_malformed.with_label_values(&["topic"]);
+        for what in Refused::VARIANTS {
+            m.refused.with_label_values(&[what.as_str()]);
+        }
         for state in states() {
             m.rollouts.with_label_values(&[state]);
         }
