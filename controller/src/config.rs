@@ -226,7 +226,12 @@ fn overrides(flags: &Flags) -> Result<Vec<Override>, Vec<Problem>> {
     let given = toml::Table::try_from(flags).map_err(|e| vec![general(format!("the flags do not read: {e}"))])?;
     for (key, value) in &given {
         let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
-        all.push(Override::flag(&format!("--{}", key.replace('_', "-")), &[key.as_str()], &text));
+        let mut o = Override::flag(&format!("--{}", key.replace('_', "-")), &[key.as_str()], &text);
+        // A switch (`--insecure-lab`) is a boolean, not the text "true".
+        if value.is_bool() {
+            o.value = value.clone();
+        }
+        all.push(o);
     }
     Ok(all)
 }
