@@ -12,13 +12,14 @@ use bindwave_proto::bind::pack;
 use bindwave_proto::HardwareLevel;
 
 use crate::api::RolloutRequest;
-use crate::broker::{BrokerAccess, BrokerConfig};
+use crate::broker::auth::{secret_path, BrokerSecret};
+use crate::broker::{BrokerAccess, BrokerConfig, SecureAccess};
 use crate::cli::output::progress_bar;
 use crate::cli::rollout::{settled, state_line};
 use crate::client::ApiClient;
-use crate::fleet::{Fleet, MODELS};
+use crate::fleet::{Fleet, FleetLogin, MODELS};
 use crate::model::{Gates, Outcome, RolloutSpec, RolloutState, TargetFilter, WaveSize, WaveSpec};
-use crate::service::{MqttMode, ServeOptions, Service};
+use crate::service::{BrokerLogin, MqttMode, ServeOptions, Service};
 use crate::table::Table;
 use crate::ControllerError;
 
@@ -39,18 +40,24 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         .map_err(crate::error::io_err("create a temporary directory in", &std::env::temp_dir()))?;
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let data_dir = dir.path().join("controller");
+    // The demo is set up as `bindwave serve` is: MQTT over TLS with a development CA, every phone logged in
+    // with its derived password and kept to its own topics.
+    let tls = crate::certs::ensure_dev_tls(&data_dir, &crate::certs::server_hosts(&[]))?;
+    let (secret, _) = BrokerSecret::load_or_create(&secret_path(&data_dir))?;
+    let access = SecureAccess { cert: tls.cert, key: tls.key, client_ca: None, secret: secret.clone(), refused: None };
     let service = Service::start(ServeOptions {
         data_dir: data_dir.clone(),
         http_listen: opts.http_listen.unwrap_or(any),
-        // The demo's phones and broker share this process and a temporary directory: lab mode (plain MQTT on
-        // loopback, no logins).
         mqtt: MqttMode::Embedded(BrokerConfig {
             listen: any,
-            access: BrokerAccess::InsecureLab,
+            access: BrokerAccess::Secure(access),
             ..BrokerConfig::default()
         }),
         public_url: None,
-        login: crate::service::BrokerLogin::default(),
+        login: BrokerLogin {
+            tls: bindwave_link::TlsFiles { ca_file: Some(tls.ca.clone()), ..Default::default() },
+            ..Default::default()
+        },
     })
     .await?;
     println!(
@@ -59,7 +66,8 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         service.mqtt_url,
         dir.path().display()
     );
-    let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"))?;
+    let login = FleetLogin { ca_file: tls.ca, secret };
+    let fleet = Fleet::spawn_login(opts.devices, &service.mqtt_url, &dir.path().join("phones"), Some(&login))?;
     let result = rollouts(&opts, &service, &data_dir).await;
     if opts.keep_running && result.is_ok() {
         println!(

@@ -72,14 +72,38 @@ pub struct Fleet {
     pub state_root: PathBuf,
 }
 
+/// How simulated phones log in to a secure broker: they verify it with `ca_file`, and each logs in with its id
+/// and the password derived from `secret`.
+#[derive(Debug, Clone)]
+pub struct FleetLogin {
+    pub ca_file: PathBuf,
+    pub secret: crate::broker::auth::BrokerSecret,
+}
+
 impl Fleet {
     /// Starts phones `0..devices` against `broker`, with state under `state_root`.
     pub fn spawn(devices: usize, broker: &str, state_root: &Path) -> Result<Fleet, ControllerError> {
+        Fleet::spawn_login(devices, broker, state_root, None)
+    }
+
+    /// Like [`Fleet::spawn`], each phone logged in to a secure broker with `login`.
+    pub fn spawn_login(
+        devices: usize,
+        broker: &str,
+        state_root: &Path,
+        login: Option<&FleetLogin>,
+    ) -> Result<Fleet, ControllerError> {
         let (stop, stop_rx) = watch::channel(false);
         let transport = bindwave_agent::Transport::new(None)?;
         let mut tasks = Vec::with_capacity(devices);
         for i in 0..devices {
-            let config = phone_config(i, broker, state_root)?;
+            let mut config = phone_config(i, broker, state_root)?;
+            if let Some(login) = login {
+                let identity = crate::broker::acl::Identity::Device(config.device_id.clone());
+                config.broker.ca_file = Some(login.ca_file.clone());
+                config.broker.username = Some(config.device_id.to_string());
+                config.broker.password = Some(login.secret.password(&identity));
+            }
             let identity = config.identity()?;
             let agent = Agent::new(config, identity)?.with_transport(transport.clone());
             let mut stop = stop_rx.clone();
