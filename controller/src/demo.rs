@@ -50,7 +50,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         http_listen: opts.http_listen.unwrap_or(any),
         mqtt: MqttMode::Embedded(BrokerConfig {
             listen: any,
-            access: BrokerAccess::Secure(access),
+            access: BrokerAccess::Secure(Box::new(access)),
             ..BrokerConfig::default()
         }),
         public_url: None,

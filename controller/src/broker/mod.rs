@@ -82,7 +82,7 @@ pub enum BrokerAccess {
     #[default]
     InsecureLab,
     /// TLS; every client authenticated; every device kept to its own topics.
-    Secure(SecureAccess),
+    Secure(Box<SecureAccess>),
 }
 
 /// The TLS listener's files and how it knows its clients.

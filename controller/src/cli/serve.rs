@@ -111,7 +111,14 @@ fn mqtt_setup(s: &ServeSettings) -> Result<(MqttMode, BrokerLogin), ControllerEr
             (`bindwave device credentials <id>` prints a device's password)");
     }
     let access = SecureAccess { cert, key, client_ca: s.mqtt_client_ca.clone(), secret, refused: None };
-    Ok((MqttMode::Embedded(BrokerConfig { listen, access: BrokerAccess::Secure(access), ..Default::default() }), login))
+    Ok((
+        MqttMode::Embedded(BrokerConfig {
+            listen,
+            access: BrokerAccess::Secure(Box::new(access)),
+            ..Default::default()
+        }),
+        login,
+    ))
 }
 
 /// Lab mode is logged loudly, every start.
