@@ -70,7 +70,7 @@ pub struct ServeOptions {
 /// A running controller.
 pub struct Service {
     pub http_addr: SocketAddr,
-    /// The broker the controller and agents use, `mqtt://host:port`.
+    /// The broker the controller and agents use: `mqtts://host:port`, or `mqtt://host:port` in lab mode.
     pub mqtt_url: String,
     pub core: Core,
     shutdown: watch::Sender<bool>,

@@ -416,3 +416,19 @@ fn an_oversized_retained_message_never_drops_the_controller() {
     assert_eq!(metric(&c, "bindwave_mqtt_connected"), 1.0);
     assert!(!c.proc.log_text().contains("lost the broker"), "{}", c.proc.log_text());
 }
+
+/// Plain MQTT is asked for by name only, and said loudly.
+#[test]
+fn plain_mqtt_needs_lab_mode_which_is_logged_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(std::process::Command::new(bin("bindwave"))
+        .args(["serve", "--broker", "mqtt://127.0.0.1:1", "--data-dir"])
+        .arg(dir.path().join("d")));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broker: mqtt://127.0.0.1:1 is plain MQTT") && err.contains("insecure_lab"), "{err}");
+    let c = Controller::start(dir.path());
+    assert!(c.lab && c.mqtt.starts_with("mqtt://"));
+    let log = c.proc.log_text();
+    assert!(log.contains("WARN") && log.contains("INSECURE LAB MODE"), "{log}");
+}

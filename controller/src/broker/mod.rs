@@ -40,6 +40,9 @@
 //!
 //! rmqtt keeps no process-wide state apart from a cache of its busy check (which is off here),
 //! so several brokers can run in one process, each with its own [`ServerContext`].
+//!
+//! The TLS listener uses rmqtt-net's own rustls configuration, built with its crypto provider
+//! (aws-lc-rs) explicitly, so it works whether or not the process installed a default provider.
 
 pub mod acl;
 pub mod auth;
