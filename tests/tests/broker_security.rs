@@ -432,3 +432,18 @@ fn plain_mqtt_needs_lab_mode_which_is_logged_loudly() {
     let log = c.proc.log_text();
     assert!(log.contains("WARN") && log.contains("INSECURE LAB MODE"), "{log}");
 }
+
+/// `bindwave simulate` logs its phones in to a secure controller with the controller's CA and passwords.
+#[test]
+fn a_simulated_fleet_logs_in_to_a_secure_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::start_secure(dir.path(), &[]);
+    let mut cmd = std::process::Command::new(bin("bindwave"));
+    cmd.args(["simulate", "--devices", "3", "--broker", &c.mqtt, "--controller-data-dir"])
+        .arg(&c.data_dir)
+        .arg("--state-dir")
+        .arg(dir.path().join("fleet"));
+    let _fleet = bindwave_tests::Proc::spawn("fleet", cmd, dir.path());
+    wait_until(Duration::from_secs(30), "three simulated phones", || device_ids(&c).len() == 3);
+    assert_eq!(metric(&c, "bindwave_refused_total{what=\"mqtt_auth\"}"), 0.0);
+}

@@ -140,7 +140,9 @@ pub enum Command {
     /// Run a simulated fleet (real agents, one MQTT connection each) against a broker until stopped.
     #[cfg(feature = "sim")]
     #[command(
-        after_help = "Examples:\n  bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet"
+        after_help = "Examples:\n  bindwave simulate --devices 5000 --broker mqtts://127.0.0.1:8883 --controller-data-dir \
+        bindwave-data --state-dir /tmp/fleet\n  \
+        bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet   # a lab-mode controller"
     )]
     Simulate {
         #[arg(long, default_value_t = 100)]
@@ -151,6 +153,10 @@ pub enum Command {
         /// Where the phones keep their slots and journals.
         #[arg(long, default_value = "bindwave-fleet")]
         state_dir: PathBuf,
+        /// Log in to a secure embedded broker (mqtts://): the controller's data directory, whose tls/ca.pem
+        /// verifies the broker and whose broker.secret gives each phone its password.
+        #[arg(long, value_name = "DIR")]
+        controller_data_dir: Option<PathBuf>,
     },
     /// A rollout to a simulated fleet, on an embedded broker, in a temporary directory.
     #[cfg(feature = "sim")]
@@ -374,9 +380,16 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Completions { shell, agent } => docs::completions(shell, agent),
         Command::Man { dir } => docs::man_pages(&dir),
         #[cfg(feature = "sim")]
-        Command::Simulate { devices, broker, state_dir } => {
+        Command::Simulate { devices, broker, state_dir, controller_data_dir } => {
             crate::raise_open_files_limit();
-            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir)?;
+            let login = match &controller_data_dir {
+                Some(dir) => Some(crate::fleet::FleetLogin {
+                    ca_file: dir.join("tls").join(crate::certs::CA_CERT),
+                    secret: serve::load_secret(dir)?,
+                }),
+                None => None,
+            };
+            let fleet = crate::fleet::Fleet::spawn_login(devices, &broker, &state_dir, login.as_ref())?;
             eprintln!("{devices} simulated phones on {broker}, state in {}; Ctrl-C stops them", state_dir.display());
             serve::shutdown_signal().await;
             fleet.stop().await;
