@@ -447,3 +447,31 @@ fn a_simulated_fleet_logs_in_to_a_secure_controller() {
     wait_until(Duration::from_secs(30), "three simulated phones", || device_ids(&c).len() == 3);
     assert_eq!(metric(&c, "bindwave_refused_total{what=\"mqtt_auth\"}"), 0.0);
 }
+
+/// The shipped password variant of the Mosquitto config: logins from a `mosquitto_passwd` file, the same ACL.
+#[test]
+fn mosquitto_with_passwords_refuses_strangers_and_keeps_the_lanes() {
+    provider();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dev_certs(dir.path(), &[]);
+    let passwords = certs.join("passwords");
+    for (i, (user, password)) in [("phone-a", "pa-secret"), ("phone-b", "pb-secret")].iter().enumerate() {
+        let mut cmd = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        assert_success(&run(cmd.arg("-b").arg(&passwords).args([user, password])), &["mosquitto_passwd"]);
+    }
+    let broker = Mosquitto::start_shipped(dir.path(), "bindwave-password.conf", &certs);
+    let tls = TlsFiles { ca_file: Some(certs.join("ca.pem")), ..TlsFiles::default() };
+    let login = |u, p| Login { username: Some(u), password: Some(p), tls: tls.clone() };
+    assert!(
+        Mqtt::connect(&broker.url, "phone-a", Login { tls: tls.clone(), ..Login::default() }).is_err(),
+        "anonymous"
+    );
+    assert!(Mqtt::connect(&broker.url, "phone-a", login("phone-a", "pb-secret")).is_err(), "B's password for A");
+    let a = Mqtt::connect(&broker.url, "phone-a", login("phone-a", "pa-secret")).expect("A logs in");
+    let b = Mqtt::connect(&broker.url, "phone-b", login("phone-b", "pb-secret")).expect("B logs in");
+    assert!(b.subscribe(&topic("phone-b", "commands")));
+    device_a_stays_in_its_lane(&a, &b, false);
+}
