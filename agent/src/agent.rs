@@ -91,6 +91,7 @@ impl Agent {
         let mut opts = LinkOptions::new(&config.broker.url, id.as_str());
         opts.username = config.broker.username.clone();
         opts.password = config.broker.password.clone();
+        opts.tls = config.broker.tls();
         opts.last_will = Some(LastWill::new(TopicKind::Presence.topic(&id), offline.clone(), QoS::AtLeastOnce, true));
         let link = bindwave_link::connect(opts)?;
 

@@ -14,17 +14,26 @@ use serde::{Deserialize, Serialize};
 use crate::ControllerError;
 
 /// The keys of the file, their environment variables and defaults, in the order `config check` shows them.
-pub const KEYS: [(&str, &str, &str); 10] = [
+pub const KEYS: [(&str, &str, &str); 19] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
     ("public_url", "BINDWAVE_PUBLIC_URL", "http://<http_listen>"),
-    ("mqtt_listen", "BINDWAVE_MQTT_LISTEN", "127.0.0.1:1883"),
+    ("mqtt_listen", "BINDWAVE_MQTT_LISTEN", "127.0.0.1:8883"),
     ("broker", "BINDWAVE_BROKER", "(the embedded broker)"),
     ("log_level", "BINDWAVE_LOG_LEVEL", "info"),
     ("log_format", "BINDWAVE_LOG_FORMAT", "text"),
     ("release_keys", "BINDWAVE_RELEASE_KEYS", "(none: no image is added)"),
     ("allow_unsigned_images", "BINDWAVE_ALLOW_UNSIGNED_IMAGES", "false"),
     ("command_ttl", "BINDWAVE_COMMAND_TTL", "24h"),
+    ("tls_cert", "BINDWAVE_TLS_CERT", "<data_dir>/tls/server.pem (made at first start)"),
+    ("tls_key", "BINDWAVE_TLS_KEY", "<data_dir>/tls/server.key (made at first start)"),
+    ("mqtt_client_ca", "BINDWAVE_MQTT_CLIENT_CA", "(none: clients log in with passwords)"),
+    ("insecure_lab", "BINDWAVE_INSECURE_LAB", "false"),
+    ("broker_ca", "BINDWAVE_BROKER_CA", "<data_dir>/tls/ca.pem with the embedded broker"),
+    ("broker_client_cert", "BINDWAVE_BROKER_CLIENT_CERT", "(none)"),
+    ("broker_client_key", "BINDWAVE_BROKER_CLIENT_KEY", "(none)"),
+    ("broker_username", "BINDWAVE_BROKER_USERNAME", "bindwave:controller"),
+    ("broker_password", "BINDWAVE_BROKER_PASSWORD", "(derived from <data_dir>/broker.secret)"),
 ];
 
 /// The file, as written. Every key is optional.
@@ -50,6 +59,15 @@ pub struct ServeFile {
         skip_serializing_if = "Option::is_none"
     )]
     pub command_ttl: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub mqtt_client_ca: Option<PathBuf>,
+    pub insecure_lab: Option<bool>,
+    pub broker_ca: Option<PathBuf>,
+    pub broker_client_cert: Option<PathBuf>,
+    pub broker_client_key: Option<PathBuf>,
+    pub broker_username: Option<String>,
+    pub broker_password: Option<String>,
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
@@ -97,9 +115,30 @@ pub struct ServeSettings {
     pub allow_unsigned_images: bool,
     /// How long a signed command without a time limit of its own stays valid.
     pub command_ttl: std::time::Duration,
+    /// The server certificate and key (PEM) of the embedded broker's TLS listener; without them a development
+    /// CA and certificate are made in `data_dir/tls/`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// With it, MQTT clients need a certificate this CA signed, and its CN is their identity.
+    pub mqtt_client_ca: Option<PathBuf>,
+    /// Lab mode: plain MQTT, anonymous clients, no topic rules. Logged loudly at start.
+    pub insecure_lab: bool,
+    /// The controller's own MQTT connection: the CA it verifies the broker with, its client certificate and
+    /// key (mutual TLS), its username and password (an external broker).
+    pub broker_ca: Option<PathBuf>,
+    pub broker_client_cert: Option<PathBuf>,
+    pub broker_client_key: Option<PathBuf>,
+    pub broker_username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hidden")]
+    pub broker_password: Option<String>,
     /// Where each key's value came from.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
+}
+
+/// A secret is shown as set, never as itself.
+fn hidden<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if value.is_some() { "(set)" } else { "" })
 }
 
 /// A problem with the settings, and where it comes from (the file's line and column, a variable or a flag).
@@ -178,6 +217,26 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>) {
             out.problem(&["data_dir"], format!("{} exists and is not a directory", dir.display()));
         }
     }
+    if file.tls_cert.is_some() != file.tls_key.is_some() {
+        let (set, unset) = if file.tls_cert.is_some() { ("tls_cert", "tls_key") } else { ("tls_key", "tls_cert") };
+        out.problem(&[unset], format!("{set} is set without {unset}: set both, or neither for a development CA"));
+    }
+    if file.broker_client_cert.is_some() != file.broker_client_key.is_some() {
+        out.problem(
+            &[if file.broker_client_cert.is_some() { "broker_client_key" } else { "broker_client_cert" }],
+            "broker_client_cert and broker_client_key go together: set both or neither".to_string(),
+        );
+    }
+    if file.broker_password.is_some() && file.broker_username.is_none() && file.broker.is_some() {
+        out.problem(&["broker_username"], "broker_password is set without broker_username".to_string());
+    }
+    if file.insecure_lab == Some(true) {
+        for (key, set) in [("tls_cert", file.tls_cert.is_some()), ("mqtt_client_ca", file.mqtt_client_ca.is_some())] {
+            if set {
+                out.problem(&[key], format!("{key} is set with insecure_lab = true, which turns TLS off; choose one"));
+            }
+        }
+    }
 }
 
 /// The overrides of the environment (`BINDWAVE_<KEY>`, known keys only), then of the flags.
@@ -233,18 +292,39 @@ impl ServeSettings {
             release_keys,
             allow_unsigned_images,
             command_ttl,
+            tls_cert,
+            tls_key,
+            mqtt_client_ca,
+            insecure_lab,
+            broker_ca,
+            broker_client_cert,
+            broker_client_key,
+            broker_username,
+            broker_password,
         } = effective;
+        let insecure_lab = insecure_lab.unwrap_or(false);
+        // MQTT over TLS listens on 8883, plain MQTT (lab mode) on 1883, as IANA assigns them.
+        let mqtt_port = if insecure_lab { 1883 } else { 8883 };
         Ok(ServeSettings {
             data_dir: data_dir.unwrap_or_else(|| PathBuf::from("bindwave-data")),
             http_listen: http_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             public_url,
-            mqtt_listen: mqtt_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
+            mqtt_listen: mqtt_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], mqtt_port))),
             broker,
             log_level: log_level.unwrap_or_else(|| "info".into()),
             log_format: log_format.unwrap_or_default(),
             release_keys: release_keys.unwrap_or_default(),
             allow_unsigned_images: allow_unsigned_images.unwrap_or(false),
             command_ttl: command_ttl.map_or(crate::service::DEFAULT_COMMAND_TTL, std::time::Duration::from_secs),
+            tls_cert,
+            tls_key,
+            mqtt_client_ca,
+            insecure_lab,
+            broker_ca,
+            broker_client_cert,
+            broker_client_key,
+            broker_username,
+            broker_password,
             sources,
         })
     }

@@ -13,15 +13,16 @@ use bindwave_proto::{BindHeader, HardwareLevel, SoftwareVersion, TrustedKeys};
 use sha2::{Digest, Sha256};
 
 use crate::api::RolloutRequest;
-use crate::broker::BrokerConfig;
+use crate::broker::auth::{secret_path, BrokerSecret};
+use crate::broker::{BrokerAccess, BrokerConfig, SecureAccess};
 use crate::cli::output::progress_bar;
 use crate::cli::rollout::{settled, state_line};
 use crate::client::ApiClient;
-use crate::fleet::{Fleet, MODELS};
+use crate::fleet::{Fleet, FleetLogin, MODELS};
 use crate::images::{sign_header, ImagePolicy};
 use crate::keys::SigningKey;
 use crate::model::{Gates, Outcome, RolloutSpec, RolloutState, TargetFilter, WaveSize, WaveSpec};
-use crate::service::{MqttMode, ServeOptions, Service};
+use crate::service::{BrokerLogin, MqttMode, ServeOptions, Service};
 use crate::table::Table;
 use crate::ControllerError;
 
@@ -45,13 +46,26 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     // The demo's own release key: it signs the binds, the controller and every phone trust it.
     let key = crate::keys::SigningKey::generate()?;
     let images = ImagePolicy { release_keys: TrustedKeys::new([key.public()]), allow_unsigned: false };
+    // The demo is set up as `bindwave serve` is: MQTT over TLS with a development CA, every phone logged in
+    // with its derived password and kept to its own topics.
+    let tls = crate::certs::ensure_dev_tls(&data_dir, &crate::certs::server_hosts(&[]))?;
+    let (secret, _) = BrokerSecret::load_or_create(&secret_path(&data_dir))?;
+    let access = SecureAccess { cert: tls.cert, key: tls.key, client_ca: None, secret: secret.clone(), refused: None };
     let service = Service::start(ServeOptions {
         data_dir: data_dir.clone(),
         http_listen: opts.http_listen.unwrap_or(any),
-        mqtt: MqttMode::Embedded(BrokerConfig { listen: any, ..BrokerConfig::default() }),
+        mqtt: MqttMode::Embedded(BrokerConfig {
+            listen: any,
+            access: BrokerAccess::Secure(Box::new(access)),
+            ..BrokerConfig::default()
+        }),
         public_url: None,
         images,
         command_ttl: crate::service::DEFAULT_COMMAND_TTL,
+        login: BrokerLogin {
+            tls: bindwave_link::TlsFiles { ca_file: Some(tls.ca.clone()), ..Default::default() },
+            ..Default::default()
+        },
     })
     .await?;
     println!(
@@ -65,7 +79,8 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         controller_keys: vec![service.command_key.to_line()],
         ..Default::default()
     };
-    let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"), &trust)?;
+    let login = FleetLogin { ca_file: tls.ca, secret };
+    let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"), &trust, Some(&login))?;
     println!("release key {}: it signs the binds; the controller and every phone trust it", key.key_id());
     let result = rollouts(&opts, &service, &data_dir, &key).await;
     if opts.keep_running && result.is_ok() {

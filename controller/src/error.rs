@@ -35,6 +35,12 @@ pub enum ControllerError {
     Key { detail: String },
     #[error("key file {path}: {detail}")]
     KeyFile { path: PathBuf, detail: String },
+    #[error("cannot {what} of the development PKI")]
+    Certificate {
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
     #[error("cannot listen for HTTP on {addr} (is another service on that port? choose one with --http-listen)")]
     HttpListen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
@@ -52,6 +58,8 @@ pub enum ControllerError {
     Api { status: u16, message: String },
     #[error("config {path} is invalid: {problems} (`bindwave config check --config {path}` explains)")]
     Config { path: PathBuf, problems: String },
+    #[error("{key}: {detail}")]
+    Setting { key: &'static str, detail: String },
     #[error("{path} has {count} problem{} (listed above)", if *count == 1 { "" } else { "s" })]
     ConfigProblems { path: String, count: usize },
     #[error("the service is shutting down")]

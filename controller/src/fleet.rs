@@ -52,7 +52,14 @@ pub fn phone_config(
         model: Some(model.to_string()),
         labels: vec![SITES[i % SITES.len()].to_string()],
         state_dir: state_root.join(device_id(i)),
-        broker: BrokerSettings { url: broker.to_string(), username: None, password: None },
+        broker: BrokerSettings {
+            url: broker.to_string(),
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+        },
         report_retry_secs: 5,
         download: Default::default(),
         access: None,
@@ -71,20 +78,35 @@ pub struct Fleet {
     pub state_root: PathBuf,
 }
 
+/// How simulated phones log in to a secure broker: they verify it with `ca_file`, and each logs in with its id
+/// and the password derived from `secret`.
+#[derive(Debug, Clone)]
+pub struct FleetLogin {
+    pub ca_file: PathBuf,
+    pub secret: crate::broker::auth::BrokerSecret,
+}
+
 impl Fleet {
     /// Starts phones `0..devices` against `broker`, with state under `state_root`, each pinning the keys of
-    /// `trust`.
+    /// `trust`, and logged in to a secure broker with `login` if given.
     pub fn spawn(
         devices: usize,
         broker: &str,
         state_root: &Path,
         trust: &TrustSettings,
+        login: Option<&FleetLogin>,
     ) -> Result<Fleet, ControllerError> {
         let (stop, stop_rx) = watch::channel(false);
         let transport = bindwave_agent::Transport::new(None)?;
         let mut tasks = Vec::with_capacity(devices);
         for i in 0..devices {
-            let config = phone_config(i, broker, state_root, trust)?;
+            let mut config = phone_config(i, broker, state_root, trust)?;
+            if let Some(login) = login {
+                let identity = crate::broker::acl::Identity::Device(config.device_id.clone());
+                config.broker.ca_file = Some(login.ca_file.clone());
+                config.broker.username = Some(config.device_id.to_string());
+                config.broker.password = Some(login.secret.password(&identity));
+            }
             let identity = config.identity()?;
             let agent = Agent::new(config, identity)?.with_transport(transport.clone());
             let mut stop = stop_rx.clone();

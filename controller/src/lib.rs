@@ -4,13 +4,15 @@
 //! - [`engine`]: the rollout engine, a pure state machine over [`model`] records.
 //! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`], which reaches
 //!   the core task through its [`handle`]; [`clock`] is the only place that reads the time.
-//! - [`broker`]: the embedded rmqtt broker.
+//! - [`broker`]: the embedded rmqtt broker: TLS, authenticated clients, a lane per device ([`broker::acl`]).
+//! - [`certs`]: the development PKI (`bindwave certs dev`, and `data_dir/tls/` at first start).
 //! - [`cli`], [`client`], [`images`]: the `bindwave` command.
 //! - `demo`, `fleet` (feature `sim`, on by default): the simulated fleet, real agents in-process. A build
 //!   without it (`--no-default-features`) links none of the phone's code.
 
 pub mod api;
 pub mod broker;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -186,7 +186,7 @@ impl Metrics {
             ),
             refused: r.counter_vec(
                 "bindwave_refused_total",
-                "Device input refused and dropped, by what it was (oversized, malformed, unknown_job, ...).",
+                "Hostile or broken input refused and dropped (each kind logged at most once a minute), by what it was.",
                 &["what"],
             ),
             level_changes: r.counter_vec(

@@ -22,7 +22,8 @@ use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::broker::{BrokerConfig, EmbeddedBroker};
+use crate::broker::acl::{Identity, CONTROLLER_IDENTITY};
+use crate::broker::{BrokerAccess, BrokerConfig, EmbeddedBroker};
 use crate::clock::now_millis;
 use crate::engine::{Effects, Engine, Input, Record, Refusal, RefusalLog, Refused, Reply};
 use crate::handle::{Core, QueryFn, ReplyTo, Request};
@@ -52,8 +53,18 @@ pub const DEFAULT_COMMAND_TTL: Duration = Duration::from_secs(24 * 3600);
 pub enum MqttMode {
     /// Start the embedded broker.
     Embedded(BrokerConfig),
-    /// Use a broker that runs elsewhere, `mqtt://host:port`.
+    /// Use a broker that runs elsewhere, `mqtt://host:port` or `mqtts://host:port`.
     External(String),
+}
+
+/// How the controller logs in to its broker. With the secure embedded broker, the username and password
+/// default to the controller's identity and its derived password.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerLogin {
+    /// The CA the broker is verified against, and a client certificate (mutual TLS).
+    pub tls: bindwave_link::TlsFiles,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,12 +79,14 @@ pub struct ServeOptions {
     pub images: crate::images::ImagePolicy,
     /// How long a signed command without a time limit of its own stays valid ([`DEFAULT_COMMAND_TTL`]).
     pub command_ttl: Duration,
+    /// The controller's own login to the broker.
+    pub login: BrokerLogin,
 }
 
 /// A running controller.
 pub struct Service {
     pub http_addr: SocketAddr,
-    /// The broker the controller and agents use, `mqtt://host:port`.
+    /// The broker the controller and agents use: `mqtts://host:port`, or `mqtt://host:port` in lab mode.
     pub mqtt_url: String,
     pub core: Core,
     /// The public half of the key that signs every command (`data_dir/controller.key.pub`): what phones pin.
@@ -102,11 +115,32 @@ impl Service {
             command_key.to_line(),
         );
 
+        let metrics = Arc::new(Metrics::new());
+        let mut login = opts.login.clone();
         let (broker, mqtt_url) = match &opts.mqtt {
             MqttMode::Embedded(cfg) => {
-                let broker = EmbeddedBroker::start(cfg.clone()).await?;
-                let url = format!("mqtt://{}", broker.local_addr());
-                (Some(broker), url)
+                let mut cfg = cfg.clone();
+                let secure = match &mut cfg.access {
+                    BrokerAccess::InsecureLab => false,
+                    BrokerAccess::Secure(access) => {
+                        access.refused.get_or_insert_with(|| metrics.refused.clone());
+                        if access.client_ca.is_none() && login.username.is_none() {
+                            login.username = Some(CONTROLLER_IDENTITY.to_string());
+                            login.password = Some(access.secret.password(&Identity::Controller));
+                        }
+                        true
+                    }
+                };
+                let broker = EmbeddedBroker::start(cfg).await?;
+                let addr = broker.local_addr();
+                // The controller reaches its own broker on loopback when it listens on every address.
+                let ip = match addr.ip() {
+                    ip if !ip.is_unspecified() => ip,
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                };
+                let scheme = if secure { "mqtts" } else { "mqtt" };
+                (Some(broker), format!("{scheme}://{}", SocketAddr::new(ip, addr.port())))
             }
             MqttMode::External(url) => {
                 bindwave_link::BrokerUrl::parse(url)?;
@@ -141,8 +175,12 @@ impl Service {
             engine.restore(record);
         }
 
-        let metrics = Arc::new(Metrics::new());
-        let mut link_opts = LinkOptions::new(&mqtt_url, "bindwave-controller");
+        // The client id is the controller's identity, which no device can have (brokers that check it refuse
+        // a device that would take over the controller's session).
+        let mut link_opts = LinkOptions::new(&mqtt_url, CONTROLLER_IDENTITY);
+        link_opts.tls = login.tls;
+        link_opts.username = login.username;
+        link_opts.password = login.password;
         link_opts.inflight = 1000;
         link_opts.request_capacity = 8192;
         link_opts.event_capacity = LINK_EVENTS;

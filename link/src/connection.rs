@@ -17,7 +17,11 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{Backoff, BrokerUrl, LinkError};
+use crate::{Backoff, BrokerUrl, LinkError, TlsFiles};
+
+/// What a client reads beyond [`bindwave_proto::wire::MAX_PACKET_SIZE`], the broker's limit: room for the
+/// topic and the header, so that nothing a broker delivers is too large for the link.
+pub const READ_SLACK: usize = 1024;
 
 /// What the connection tells its owner.
 #[derive(Debug)]
@@ -40,6 +44,8 @@ pub struct LinkOptions {
     pub username: Option<String>,
     /// Only with a username.
     pub password: Option<String>,
+    /// For `mqtts://`: the CA the broker is verified against, and a client certificate for mutual TLS.
+    pub tls: TlsFiles,
     pub last_will: Option<LastWill>,
     pub clean_session: bool,
     pub keep_alive: Duration,
@@ -47,7 +53,8 @@ pub struct LinkOptions {
     pub request_capacity: usize,
     /// Events that may wait for the owner before the link stops reading from the broker.
     pub event_capacity: usize,
-    /// Largest MQTT packet, either way.
+    /// Largest MQTT packet sent; the largest read is this plus [`READ_SLACK`]. Default
+    /// [`bindwave_proto::wire::MAX_PACKET_SIZE`], the broker's limit.
     pub max_packet_size: usize,
     /// QoS 1 messages in flight at once from this client.
     pub inflight: u16,
@@ -60,12 +67,13 @@ impl LinkOptions {
             client_id: client_id.into(),
             username: None,
             password: None,
+            tls: TlsFiles::default(),
             last_will: None,
             clean_session: false,
             keep_alive: Duration::from_secs(30),
             request_capacity: 1024,
             event_capacity: 256,
-            max_packet_size: 256 * 1024,
+            max_packet_size: bindwave_proto::wire::MAX_PACKET_SIZE,
             inflight: 100,
         }
     }
@@ -82,10 +90,21 @@ pub struct Link {
 /// reported as [`LinkEvent::Disconnected`].
 pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
     let broker = BrokerUrl::parse(&opts.broker_url)?;
+    let transport = match (broker.tls, opts.tls.is_empty()) {
+        (true, _) if opts.tls.ca_file.is_none() => {
+            return Err(LinkError::TlsWithoutCa { url: opts.broker_url.clone() })
+        }
+        (true, _) => Some(opts.tls.transport()?),
+        (false, true) => None,
+        (false, false) => return Err(LinkError::TlsFilesWithPlainUrl { url: opts.broker_url.clone() }),
+    };
     let mut mqtt = MqttOptions::new(opts.client_id, broker.host, broker.port);
+    if let Some(transport) = transport {
+        mqtt.set_transport(transport);
+    }
     mqtt.set_keep_alive(opts.keep_alive)
         .set_clean_session(opts.clean_session)
-        .set_max_packet_size(opts.max_packet_size, opts.max_packet_size)
+        .set_max_packet_size(opts.max_packet_size.saturating_add(READ_SLACK), opts.max_packet_size)
         .set_request_channel_capacity(opts.request_capacity)
         .set_inflight(opts.inflight);
     if let Some(will) = opts.last_will {
@@ -139,6 +158,22 @@ mod tests {
         assert!(matches!(connect(opts.clone()), Err(LinkError::PasswordWithoutUsername)));
         opts.broker_url = "http://127.0.0.1:1".into();
         assert!(matches!(connect(opts), Err(LinkError::BrokerUrl { .. })));
+    }
+
+    #[tokio::test]
+    async fn tls_needs_mqtts_and_a_ca_and_plain_mqtt_takes_no_tls_files() {
+        let mut opts = LinkOptions::new("mqtts://127.0.0.1:1", "c");
+        assert!(matches!(connect(opts.clone()), Err(LinkError::TlsWithoutCa { .. })));
+        opts.broker_url = "mqtt://127.0.0.1:1".into();
+        opts.tls.ca_file = Some("/etc/bindwave/ca.pem".into());
+        let e = connect(opts).err().expect("refused").to_string();
+        assert!(e.contains("plain mqtt://") && e.contains("mqtts://"), "{e}");
+    }
+
+    #[test]
+    fn the_link_reads_what_the_broker_lets_through() {
+        let opts = LinkOptions::new("mqtt://x", "c");
+        assert_eq!(opts.max_packet_size, bindwave_proto::wire::MAX_PACKET_SIZE);
     }
 
     #[tokio::test]

@@ -4,10 +4,37 @@
 /// [`crate::LinkEvent::Disconnected`].
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("invalid broker url {url:?}: {reason} (expected mqtt://host:port)")]
+    #[error("invalid broker url {url:?}: {reason} (expected mqtt://host:port or mqtts://host:port)")]
     BrokerUrl { url: String, reason: String },
     #[error("a broker password is set without a username: MQTT sends a password only with a username; set both")]
     PasswordWithoutUsername,
+    #[error("the broker url {url:?} is mqtts:// but no CA file is set to verify the broker with (set the CA file)")]
+    TlsWithoutCa { url: String },
+    #[error("TLS files are set but the broker url {url:?} is plain mqtt:// (use mqtts://host:port)")]
+    TlsFilesWithPlainUrl { url: String },
+    #[error("a client certificate needs its private key, and a key its certificate: set both or neither")]
+    ClientCertWithoutKey,
+    #[error("cannot read the {what} {path}")]
+    TlsFile {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("the {what} {path} holds no certificate (a PEM file with -----BEGIN CERTIFICATE----- is expected)")]
+    NoCertificate { what: &'static str, path: std::path::PathBuf },
+    #[error("the {what} {path} cannot be used")]
+    TlsConfig {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error(
+        "no TLS crypto provider is installed in this process \
+         (call rustls::crypto::<provider>::default_provider().install_default() at start)"
+    )]
+    NoCryptoProvider,
 }
 
 /// An error and its causes on one line, each cause once: a client library's top-level message alone rarely

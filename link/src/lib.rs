@@ -3,18 +3,21 @@
 //! - [`connection`]: the MQTT link that keeps itself up (rumqttc's event loop polled in its own task), read
 //!   through a bounded channel, so an owner that falls behind slows the link down instead of growing memory.
 //! - [`backoff`]: the one retry rule both sides use, for reconnects and for download retries.
-//! - [`broker_url`]: `mqtt://host:port`, checked once with a message that says what to write.
+//! - [`broker_url`]: `mqtt://host:port` or `mqtts://host:port`, checked once with a message that says what to
+//!   write.
+//! - [`tls`]: `mqtts://` with rustls: the CA the broker is verified against, and a client certificate.
 //! - [`error`]: [`LinkError`], and [`error_chain`], an error and its causes on one line.
 //!
-//! The agent and the controller each depend on this crate; it depends on neither. TLS to the broker
-//! (`mqtts://`) belongs here too: its settings join [`LinkOptions`] and [`BrokerUrl`] gains the scheme.
+//! The agent and the controller each depend on this crate; it depends on neither.
 
 pub mod backoff;
 pub mod broker_url;
 pub mod connection;
 pub mod error;
+pub mod tls;
 
 pub use backoff::Backoff;
 pub use broker_url::BrokerUrl;
 pub use connection::{connect, Link, LinkEvent, LinkOptions};
 pub use error::{chain as error_chain, LinkError};
+pub use tls::TlsFiles;

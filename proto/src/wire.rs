@@ -26,6 +26,14 @@ use crate::{HardwareLevel, KeyId, ProtoError, Signature, SoftwareVersion};
 pub const TOPIC_PREFIX: &str = "bindwave/v1/devices";
 /// The largest message either side sends or accepts, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// The largest message payload either side sends or reads ([`MAX_MESSAGE_LEN`] under the name the
+/// broker settings use); a larger one is dropped by its reader.
+pub const MAX_MESSAGE_SIZE: usize = MAX_MESSAGE_LEN;
+/// The largest MQTT packet: the embedded broker's limit, the shipped Mosquitto config's `max_packet_size`,
+/// and what clients send. Clients read up to [`MAX_PACKET_SIZE`] + 1 KiB, the slack for topic and header, so
+/// nothing a broker delivers can be too large for them (which would drop their connection, again and again
+/// for a retained message).
+pub const MAX_PACKET_SIZE: usize = 256 * 1024;
 
 /// A device's id: 1-64 characters of `A-Z a-z 0-9 . _ -`, so it is safe in a topic and a file name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -128,7 +128,10 @@ pub struct Controller {
     pub data_dir: PathBuf,
     /// True when it runs the embedded broker (`mqtt` is then its own address).
     embedded: bool,
-    /// The `bindwave serve` flags it was started with beyond its ports and data directory, kept for a restart.
+    /// Lab mode (`--insecure-lab`: plain MQTT, anonymous clients), which every start but
+    /// [`Controller::start_secure`] asks for.
+    pub lab: bool,
+    /// More `bindwave serve` flags, kept for a restart.
     serve_args: Vec<String>,
 }
 
@@ -154,13 +157,53 @@ impl Controller {
 
     /// Starts with more `bindwave` flags (`--log-format json`, ...).
     pub fn start_args(dir: &Path, extra: &[&str]) -> Controller {
-        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra, &[LAB_IMAGES])
+        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra, true, &[LAB_IMAGES.to_string()])
     }
 
     /// Starts with these `bindwave serve` flags instead of the harness's `--allow-unsigned-images`
-    /// (`--release-key release.key.pub`, ...).
+    /// (`--release-key release.key.pub`, ...), in lab mode.
     pub fn start_serving(dir: &Path, serve_args: &[&str]) -> Controller {
-        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, &[], serve_args)
+        let serve_args: Vec<String> = serve_args.iter().map(ToString::to_string).collect();
+        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, &[], true, &serve_args)
+    }
+
+    /// Starts with the secure defaults: the embedded broker over TLS with the development CA it makes in its
+    /// data directory, every client logged in, every device in its lane. `serve_args` are more `bindwave serve`
+    /// flags (`--mqtt-client-ca ...`, or `--broker mqtts://...` for an external broker).
+    pub fn start_secure(dir: &Path, serve_args: &[&str]) -> Controller {
+        let serve_args: Vec<String> = serve_args.iter().map(ToString::to_string).collect();
+        let broker = serve_args.iter().position(|a| a == "--broker").map(|i| serve_args[i + 1].clone());
+        let rest: Vec<String> = match serve_args.iter().position(|a| a == "--broker") {
+            Some(i) => serve_args[..i].iter().chain(&serve_args[i + 2..]).cloned().collect(),
+            None => serve_args.clone(),
+        };
+        // Unsigned binds, as in every test that is not about signing them.
+        let mut rest = rest;
+        rest.push(LAB_IMAGES.to_string());
+        let mqtt_port = broker.is_none().then_some(0);
+        Self::launch(dir, &dir.join("controller"), 0, mqtt_port, broker.as_deref(), &[], false, &rest)
+    }
+
+    /// The CA a secure embedded broker's certificate chains to (made at its first start).
+    pub fn ca(&self) -> PathBuf {
+        self.data_dir.join("tls").join("ca.pem")
+    }
+
+    /// A device's MQTT password on the secure embedded broker (`bindwave device credentials`).
+    pub fn device_password(&self, id: &str) -> String {
+        let out =
+            run(Command::new(bin("bindwave")).args(["device", "credentials", id, "--data-dir"]).arg(&self.data_dir));
+        assert_success(&out, &["device", "credentials", id]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The `[broker]` keys (beside `url`) that log phone `id` in to this controller's secure embedded broker.
+    pub fn phone_login(&self, id: &str) -> String {
+        format!(
+            "ca_file = {:?}\nusername = {id:?}\npassword = {:?}\n",
+            self.ca().display().to_string(),
+            self.device_password(id)
+        )
     }
 
     /// Starts again on the same ports and data directory, as after a restart.
@@ -168,10 +211,17 @@ impl Controller {
         self.proc.kill();
         let broker = (!self.embedded).then(|| self.mqtt.clone());
         let mqtt_port = self.embedded.then(|| port_of(&self.mqtt));
-        let serve_args = std::mem::take(&mut self.serve_args);
-        let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
-        let (data_dir, http_port) = (self.data_dir.clone(), port_of(&self.http));
-        *self = Self::launch(dir, &data_dir, http_port, mqtt_port, broker.as_deref(), &[], &serve_args);
+        let (lab, serve_args) = (self.lab, self.serve_args.clone());
+        *self = Self::launch(
+            dir,
+            &self.data_dir.clone(),
+            port_of(&self.http),
+            mqtt_port,
+            broker.as_deref(),
+            &[],
+            lab,
+            &serve_args,
+        );
     }
 
     /// Starts on given ports (0: any free one) and data directory; with `broker`, uses that external broker.
@@ -182,9 +232,10 @@ impl Controller {
         mqtt_port: Option<u16>,
         broker: Option<&str>,
     ) -> Controller {
-        Self::launch(dir, data_dir, http_port, mqtt_port, broker, &[], &[LAB_IMAGES])
+        Self::launch(dir, data_dir, http_port, mqtt_port, broker, &[], true, &[LAB_IMAGES.to_string()])
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn launch(
         dir: &Path,
         data_dir: &Path,
@@ -192,12 +243,16 @@ impl Controller {
         mqtt_port: Option<u16>,
         broker: Option<&str>,
         extra: &[&str],
-        serve_args: &[&str],
+        lab: bool,
+        serve_args: &[String],
     ) -> Controller {
         install_controller_key(data_dir);
         let mut cmd = Command::new(bin("bindwave"));
         cmd.args(extra);
         cmd.arg("serve").arg("--data-dir").arg(data_dir).arg("--http-listen").arg(format!("127.0.0.1:{http_port}"));
+        if lab {
+            cmd.arg("--insecure-lab");
+        }
         cmd.args(serve_args);
         let mqtt = match broker {
             Some(url) => {
@@ -225,8 +280,15 @@ impl Controller {
         let (http, heard_mqtt) = heard.expect("the controller's addresses");
         let embedded = broker.is_none();
         let mqtt = if embedded { heard_mqtt } else { mqtt };
-        let serve_args = serve_args.iter().map(|a| a.to_string()).collect();
-        let c = Controller { proc, http, mqtt, data_dir: data_dir.to_path_buf(), embedded, serve_args };
+        let c = Controller {
+            proc,
+            http,
+            mqtt,
+            data_dir: data_dir.to_path_buf(),
+            embedded,
+            lab,
+            serve_args: serve_args.to_vec(),
+        };
         wait_until(Duration::from_secs(30), "the controller to answer /healthz", || {
             http_get(&c.http, "/healthz").map(|(s, _)| s == 200).unwrap_or(false)
         });
@@ -322,11 +384,17 @@ impl Phone<'_> {
 
     /// Like [`Phone::start`], with more TOML tables appended to the config (`[download]`, ...).
     pub fn start_with(&self, dir: &Path, broker: &str, table: &[(&str, u16)], extra: &str) -> Proc {
+        self.start_login(dir, broker, "", table, extra)
+    }
+
+    /// Like [`Phone::start_with`], with more `[broker]` keys (`ca_file`, `username`, `password`, `client_cert`,
+    /// `client_key`; see [`Controller::phone_login`]).
+    pub fn start_login(&self, dir: &Path, broker: &str, login: &str, table: &[(&str, u16)], extra: &str) -> Proc {
         let state = dir.join(self.id);
         std::fs::create_dir_all(&state).expect("state dir");
         let mut toml = format!(
             "device_id = {:?}\npart_number = {:?}\nsoftware_version = {:?}\nminimum_software_version = {:?}\n\
-             state_dir = {:?}\nreport_retry_secs = 1\n\n[broker]\nurl = {:?}\n\n[hardware_levels]\n",
+             state_dir = {:?}\nreport_retry_secs = 1\n\n[broker]\nurl = {:?}\n{login}\n[hardware_levels]\n",
             self.id,
             self.part_number,
             self.software_version,
@@ -375,16 +443,42 @@ impl Mosquitto {
     }
 
     fn try_start_on(dir: &Path, port: u16) -> Option<Mosquitto> {
+        // Mosquitto also drops QoS 1 messages past 1,000 queued per client by default; the controller is one
+        // client that hears every device.
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n\
+             max_inflight_messages 1000\n"
+        );
+        Self::try_start_conf(dir, port, &conf, "mqtt")
+    }
+
+    /// Starts with the shipped `deploy/mosquitto/<conf_name>` (TLS, the ACL), reading its certificates, keys
+    /// and password file from `files` (as `bindwave certs dev` writes them) instead of
+    /// /etc/mosquitto/bindwave/, and the shipped ACL. The URL is `mqtts://127.0.0.1:<port>`.
+    pub fn start_shipped(dir: &Path, conf_name: &str, files: &Path) -> Mosquitto {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto");
+        std::fs::copy(deploy.join("acl"), files.join("acl")).expect("copy the shipped ACL");
+        let shipped = std::fs::read_to_string(deploy.join(conf_name)).expect("the shipped Mosquitto config");
+        let prefix = format!("{}/", files.display());
+        for _ in 0..4 {
+            let port = free_port();
+            // The test's private keys belong to the user running it (mode 0600), whom Mosquitto must stay to
+            // read them: started as root, it would switch to the `mosquitto` user.
+            let conf = format!("user {}\n{shipped}", std::env::var("USER").unwrap_or_else(|_| "root".into()))
+                .replace("/etc/mosquitto/bindwave/", &prefix)
+                .replace("listener 8883", &format!("listener {port} 127.0.0.1"));
+            if let Some(m) = Self::try_start_conf(dir, port, &conf, "mqtts") {
+                return m;
+            }
+        }
+        panic!("mosquitto did not start with the shipped {conf_name}");
+    }
+
+    fn try_start_conf(dir: &Path, port: u16, conf_text: &str, scheme: &str) -> Option<Mosquitto> {
         let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().map(PathBuf::from).find(|p| p.exists());
         let exe = exe.expect("mosquitto is not installed: `apt-get install -y mosquitto` (.ci/run does)");
         let conf = dir.join("mosquitto.conf");
-        // Mosquitto also drops QoS 1 messages past 1,000 queued per client by default; the controller is one
-        // client that hears every device.
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 1000\n"),
-        )
-        .expect("mosquitto config");
+        std::fs::write(&conf, conf_text).expect("mosquitto config");
         let mut cmd = Command::new(exe);
         cmd.arg("-c").arg(&conf);
         let mut proc = Proc::spawn("mosquitto", cmd, dir);
@@ -398,7 +492,7 @@ impl Mosquitto {
                 wait_until(Duration::from_secs(10), "mosquitto to listen", || {
                     TcpStream::connect(("127.0.0.1", port)).is_ok()
                 });
-                return Some(Mosquitto { proc, url: format!("mqtt://127.0.0.1:{port}") });
+                return Some(Mosquitto { proc, url: format!("{scheme}://127.0.0.1:{port}") });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

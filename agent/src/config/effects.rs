@@ -18,6 +18,24 @@ pub(super) fn check(config: &AgentConfig, probe_usable: bool, out: &mut Outcome<
             out.problem(&["download", "ca_file"], format!("`ca_file` in [download]: {detail}"));
         }
     }
+    // The broker's TLS files, read as the link reads them (with the process's crypto provider, which `main`
+    // installs; without one there is nothing to check them with).
+    let tls = config.broker.tls();
+    if tls.ca_file.is_some() {
+        match tls.client_config() {
+            Ok(_) | Err(bindwave_link::LinkError::NoCryptoProvider) => {}
+            Err(e) => {
+                let key = match &e {
+                    bindwave_link::LinkError::TlsFile { what: "client key", .. }
+                    | bindwave_link::LinkError::TlsConfig { what: "client key", .. } => "client_key",
+                    bindwave_link::LinkError::TlsFile { what: "client certificate", .. }
+                    | bindwave_link::LinkError::NoCertificate { what: "client certificate", .. } => "client_cert",
+                    _ => "ca_file",
+                };
+                out.problem(&["broker", key], format!("`{key}` in [broker]: {}", crate::error::chain(&e)));
+            }
+        }
+    }
     if !probe_usable {
         return None;
     }

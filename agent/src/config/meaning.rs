@@ -13,6 +13,33 @@ pub(super) fn check(config: &AgentConfig, schema: &Schema, out: &mut Outcome<Age
     if let Err(e) = bindwave_link::BrokerUrl::parse(&config.broker.url) {
         out.problem(&["broker", "url"], e.to_string());
     }
+    if let Ok(url) = bindwave_link::BrokerUrl::parse(&config.broker.url) {
+        let broker = &config.broker;
+        if url.tls && broker.ca_file.is_none() {
+            out.problem(
+                &["broker", "ca_file"],
+                "`url` in [broker] is mqtts:// but no `ca_file` is set: give the CA (PEM) the broker's certificate \
+                 is verified against"
+                    .to_string(),
+            );
+        }
+        if !url.tls && !broker.tls().is_empty() {
+            out.problem(
+                &["broker", "url"],
+                "TLS files are set in [broker] but `url` is plain mqtt://: use mqtts://host:port".to_string(),
+            );
+        }
+        if !url.tls && !plain_mqtt_allowed(config) {
+            out.problem(&["broker", "url"], "plain mqtt:// is for a lab only: use mqtts://host:port".to_string());
+        }
+        if broker.client_cert.is_some() != broker.client_key.is_some() {
+            let missing = if broker.client_cert.is_some() { "client_key" } else { "client_cert" };
+            out.problem(
+                &["broker", missing],
+                "`client_cert` and `client_key` in [broker] go together: set both or neither".to_string(),
+            );
+        }
+    }
     if config.broker.password.is_some() && config.broker.username.is_none() {
         out.problem(
             &["broker", "password"],
@@ -65,4 +92,11 @@ pub(super) fn check(config: &AgentConfig, schema: &Schema, out: &mut Outcome<Age
         out.problem(&["minimum_software_versions", key], format!("key {shown} in [minimum_software_versions] {why}"));
     }
     probe_usable
+}
+
+/// May the phone talk plain `mqtt://` to its broker? Only in lab mode, once the config has a `[trust]` section
+/// with `insecure_lab`; until then every config may, as before.
+// TODO(trust): return `config.trust.insecure_lab` when `[trust]` lands.
+fn plain_mqtt_allowed(_config: &AgentConfig) -> bool {
+    true
 }

@@ -227,12 +227,32 @@ impl DownloadSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerSettings {
-    /// `mqtt://host:port`
+    /// `mqtts://host:port` (MQTT over TLS, port 8883 by default), or `mqtt://host:port` in a lab.
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The CA (PEM) the broker's certificate is verified against; needed with `mqtts://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The phone's client certificate (PEM, CN its device id), for brokers that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of `client_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl BrokerSettings {
+    /// The TLS files of the link.
+    pub fn tls(&self) -> bindwave_link::TlsFiles {
+        bindwave_link::TlsFiles {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
 }
 
 fn default_report_retry_secs() -> u64 {

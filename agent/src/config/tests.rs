@@ -257,7 +257,7 @@ fn a_missing_key_is_named_with_an_example_and_the_rest_still_checked() {
         ]
     );
     let c = check_with(&GOOD.replace("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\n", ""), &[]);
-    assert_eq!(messages(&c), ["missing section [broker], with at least url = \"mqtt://bindwave.example:1883\""]);
+    assert_eq!(messages(&c), ["missing section [broker], with at least url = \"mqtts://bindwave.example:8883\""]);
 }
 
 #[test]
@@ -385,7 +385,8 @@ fn a_bad_override_is_reported_with_the_variable_or_flag_it_came_from() {
              underscores, e.g. BINDWAVE_AGENT__DOWNLOAD__ATTEMPTS",
             "BINDWAVE_AGENT__DOWNLOAD__ATEMPTS: unknown key `atempts` in [download]; did you mean `attempts`?",
             "--set device_id.x=1: cannot set device_id.x: device_id is the string \"phone-1\", not a section",
-            "--broker: invalid broker url \"http://x\": only mqtt:// is supported (expected mqtt://host:port)",
+            "--broker: invalid broker url \"http://x\": only mqtt:// and mqtts:// are supported (expected mqtt://host:port or \
+             mqtts://host:port)",
         ]
     );
 }
@@ -491,4 +492,21 @@ fn a_bad_key_is_explained_with_its_place() {
     let mut unchecked = config.clone();
     unchecked.trust.key_files = vec![missing];
     assert!(unchecked.trust.release().unwrap_err().to_string().contains("missing.pub"));
+}
+
+#[test]
+fn tls_to_the_broker_needs_mqtts_a_ca_and_a_whole_client_certificate() {
+    let with = |broker: &str| GOOD.replace("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\n", broker);
+    let c = check_with(&with("[broker]\nurl = \"mqtts://127.0.0.1:8883\"\n"), &[]);
+    let m = messages(&c);
+    assert!(m.iter().any(|m| m.contains("mqtts:// but no `ca_file`")), "{m:?}");
+    let c = check_with(&with("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nca_file = \"/x/ca.pem\"\n"), &[]);
+    let m = messages(&c);
+    assert!(m.iter().any(|m| m.contains("plain mqtt://: use mqtts://")), "{m:?}");
+    let c = check_with(
+        &with("[broker]\nurl = \"mqtts://127.0.0.1:8883\"\nca_file = \"/x/ca.pem\"\nclient_cert = \"/x/a.pem\"\n"),
+        &[],
+    );
+    let m = messages(&c);
+    assert!(m.iter().any(|m| m.contains("`client_cert` and `client_key` in [broker] go together")), "{m:?}");
 }

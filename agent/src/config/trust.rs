@@ -39,11 +39,9 @@ impl TrustSettings {
     /// The controller's command-signing keys the phone pins, reading `controller_key_files`. Without
     /// `insecure_lab`, at least one is required.
     pub fn controller(&self) -> Result<TrustedKeys, AgentError> {
-        let keys = read_keys(
-            ("controller_keys", &self.controller_keys),
-            ("controller_key_files", &self.controller_key_files),
-        )
-        .map_err(invalid)?;
+        let keys =
+            read_keys(("controller_keys", &self.controller_keys), ("controller_key_files", &self.controller_key_files))
+                .map_err(invalid)?;
         if keys.is_empty() && !self.insecure_lab {
             return Err(AgentError::ConfigInvalid(NO_CONTROLLER_KEY.to_string()));
         }

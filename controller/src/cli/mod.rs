@@ -10,7 +10,9 @@ use crate::client::ApiClient;
 use crate::table::Table;
 use crate::{images, ControllerError};
 
+mod certs;
 mod config_check;
+mod device;
 mod docs;
 pub mod exit;
 mod image;
@@ -65,11 +67,12 @@ pub enum Command {
     /// Run the controller: embedded MQTT broker (or an external one), store, HTTP API, metrics.
     #[command(after_help = "Examples:\n  bindwave serve --data-dir /var/lib/bindwave\n  \
         bindwave serve --config /etc/bindwave/bindwave.toml --log-format json\n  \
-        bindwave serve --broker mqtt://mosquitto.example:1883 --http-listen 0.0.0.0:8080 \
+        bindwave serve --broker mqtts://mosquitto.example:8883 --broker-ca ca.pem --broker-client-cert \
+        controller.pem --broker-client-key controller.key --http-listen 0.0.0.0:8080 \
         --public-url http://bindwave.example:8080\n\n\
         Every setting comes from its flag, else its environment variable (BINDWAVE_DATA_DIR, BINDWAVE_HTTP_LISTEN, \
-        BINDWAVE_PUBLIC_URL, BINDWAVE_MQTT_LISTEN, BINDWAVE_BROKER, BINDWAVE_LOG_LEVEL, BINDWAVE_LOG_FORMAT), else \
-        the --config file (the same names in lowercase, without BINDWAVE_), else its default.")]
+        BINDWAVE_PUBLIC_URL, BINDWAVE_MQTT_LISTEN, BINDWAVE_BROKER, BINDWAVE_LOG_LEVEL, BINDWAVE_LOG_FORMAT, \
+        BINDWAVE_TLS_CERT, BINDWAVE_INSECURE_LAB, BINDWAVE_BROKER_PASSWORD, ...), else the --config file (the same names in lowercase, without BINDWAVE_), else its default.")]
     Serve(ServeArgs),
     /// Check a controller config file and show the settings it gives, and where each comes from.
     #[command(subcommand, after_help = "Examples:\n  bindwave config check --config /etc/bindwave/bindwave.toml")]
@@ -99,6 +102,13 @@ pub enum Command {
         bindwave image add fw.bind\n  bindwave image list"
     )]
     Image(ImageCmd),
+    /// Make certificates: `certs dev`, a development CA with server, controller and device certificates.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  bindwave certs dev --out lab-tls --devices 3\n  \
+        bindwave certs dev --out lab-tls --device phone-a --device phone-b --host bindwave.example"
+    )]
+    Certs(CertsCmd),
     /// The devices that said hello to the controller.
     #[command(subcommand, after_help = "Examples:\n  bindwave device list\n  bindwave device list -o yaml")]
     Device(DeviceCmd),
@@ -131,7 +141,9 @@ pub enum Command {
     /// Run a simulated fleet (real agents, one MQTT connection each) against a broker until stopped.
     #[cfg(feature = "sim")]
     #[command(
-        after_help = "Examples:\n  bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet"
+        after_help = "Examples:\n  bindwave simulate --devices 5000 --broker mqtts://127.0.0.1:8883 --controller-data-dir \
+        bindwave-data --state-dir /tmp/fleet\n  \
+        bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet   # a lab-mode controller"
     )]
     Simulate {
         #[arg(long, default_value_t = 100)]
@@ -150,6 +162,10 @@ pub enum Command {
         /// run in lab mode: commands they cannot verify are taken, without their override.
         #[arg(long, value_name = "FILE")]
         controller_key: Option<PathBuf>,
+        /// Log in to a secure embedded broker (mqtts://): the controller's data directory, whose tls/ca.pem
+        /// verifies the broker and whose broker.secret gives each phone its password.
+        #[arg(long, value_name = "DIR")]
+        controller_data_dir: Option<PathBuf>,
     },
     /// A rollout to a simulated fleet, on an embedded broker, in a temporary directory.
     #[cfg(feature = "sim")]
@@ -180,10 +196,11 @@ pub struct ServeArgs {
     /// The HTTP API and bind downloads [default: 127.0.0.1:8080].
     #[arg(long)]
     pub http_listen: Option<SocketAddr>,
-    /// The embedded MQTT broker's address, ignored with --broker [default: 127.0.0.1:1883].
+    /// The embedded MQTT broker's address, ignored with --broker [default: 127.0.0.1:8883, or 127.0.0.1:1883 in
+    /// lab mode].
     #[arg(long)]
     pub mqtt_listen: Option<SocketAddr>,
-    /// Use this external broker (mqtt://host:port) instead of the embedded one.
+    /// Use this external broker (mqtts://host:port; mqtt:// only in lab mode) instead of the embedded one.
     #[arg(long)]
     pub broker: Option<String>,
     /// The URL agents download binds from [default: http://<http-listen>].
@@ -198,6 +215,30 @@ pub struct ServeArgs {
     /// How long a signed command without a time limit of its own stays valid, e.g. 24h [default: 24h].
     #[arg(long, value_parser = bindwave_settings::duration::parse_secs)]
     pub command_ttl: Option<u64>,
+    /// The embedded broker's server certificate (PEM) [default: a development one in <data-dir>/tls/].
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Require MQTT client certificates signed by this CA (PEM); their CN is the client's identity.
+    #[arg(long)]
+    pub mqtt_client_ca: Option<PathBuf>,
+    /// Lab mode: plain MQTT, anonymous clients, no topic rules. Never for a real fleet.
+    #[arg(long)]
+    pub insecure_lab: bool,
+    /// The CA the controller verifies its broker with (PEM) [default: <data-dir>/tls/ca.pem].
+    #[arg(long)]
+    pub broker_ca: Option<PathBuf>,
+    /// The controller's MQTT client certificate (PEM, CN bindwave:controller).
+    #[arg(long)]
+    pub broker_client_cert: Option<PathBuf>,
+    /// The private key of --broker-client-cert (PEM).
+    #[arg(long)]
+    pub broker_client_key: Option<PathBuf>,
+    /// The controller's username on an external broker (its password: BINDWAVE_BROKER_PASSWORD).
+    #[arg(long)]
+    pub broker_username: Option<String>,
 }
 
 impl ServeArgs {
@@ -218,6 +259,15 @@ impl ServeArgs {
             release_keys: (!self.release_keys.is_empty()).then(|| self.release_keys.clone()),
             allow_unsigned_images: self.allow_unsigned_images.then_some(true),
             command_ttl: self.command_ttl,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            mqtt_client_ca: self.mqtt_client_ca.clone(),
+            insecure_lab: self.insecure_lab.then_some(true),
+            broker_ca: self.broker_ca.clone(),
+            broker_client_cert: self.broker_client_cert.clone(),
+            broker_client_key: self.broker_client_key.clone(),
+            broker_username: self.broker_username.clone(),
+            broker_password: None,
         };
         crate::config::ServeSettings::load(self.config.as_deref(), &flags)
     }
@@ -311,6 +361,43 @@ pub enum DeviceCmd {
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Print a device's MQTT password (its username is its id), derived from the data directory's
+    /// broker.secret.
+    #[command(after_help = "Examples:\n  bindwave device credentials phone-00001 --data-dir /var/lib/bindwave\n  \
+        bindwave device credentials phone-00001 -o json")]
+    Credentials {
+        /// The device id.
+        id: String,
+        /// The controller's data directory, which holds broker.secret.
+        #[arg(long, env = "BINDWAVE_DATA_DIR", default_value = "bindwave-data")]
+        data_dir: PathBuf,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CertsCmd {
+    /// A development CA (ca.pem, ca.key), a server certificate (server.pem, server.key), a controller client
+    /// certificate (controller.pem, CN bindwave:controller), and a client certificate per device
+    /// (<id>.pem, CN the device id). Private keys are written with mode 0600; no file is replaced.
+    #[command(after_help = "Examples:\n  bindwave certs dev --out lab-tls --devices 3\n  \
+        bindwave certs dev --out lab-tls --device phone-a --host bindwave.example --host 10.0.0.5")]
+    Dev {
+        /// The directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// A device to make a client certificate for (repeatable).
+        #[arg(long = "device", value_name = "ID")]
+        devices: Vec<String>,
+        /// Also make certificates for N numbered devices, phone-00001 to phone-N (the simulated fleet's names).
+        #[arg(long = "devices", value_name = "N", default_value_t = 0)]
+        count: u32,
+        /// Another name or address for the server certificate (repeatable); localhost, 127.0.0.1, ::1 and this
+        /// machine's host name are always in it.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
 }
 
 #[cfg(feature = "sim")]
@@ -341,7 +428,7 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Completions { shell, agent } => docs::completions(shell, agent),
         Command::Man { dir } => docs::man_pages(&dir),
         #[cfg(feature = "sim")]
-        Command::Simulate { devices, broker, state_dir, release_keys, controller_key } => {
+        Command::Simulate { devices, broker, state_dir, release_keys, controller_key, controller_data_dir } => {
             crate::raise_open_files_limit();
             let keys: Result<Vec<_>, _> = release_keys.iter().map(|k| images::public_key_arg(k)).collect();
             let controller = controller_key.as_deref().map(crate::keys::load_public).transpose()?;
@@ -351,7 +438,14 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
                 insecure_lab: release_keys.is_empty() || controller.is_none(),
                 ..Default::default()
             };
-            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir, &trust)?;
+            let login = match &controller_data_dir {
+                Some(dir) => Some(crate::fleet::FleetLogin {
+                    ca_file: dir.join("tls").join(crate::certs::CA_CERT),
+                    secret: serve::load_secret(dir)?,
+                }),
+                None => None,
+            };
+            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir, &trust, login.as_ref())?;
             eprintln!("{devices} simulated phones on {broker}, state in {}; Ctrl-C stops them", state_dir.display());
             serve::shutdown_signal().await;
             fleet.stop().await;
@@ -367,6 +461,8 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             crate::demo::run(opts, serve::shutdown_signal()).await
         }
         Command::Image(cmd) => image::run(cmd, &cli.controller).await,
+        Command::Certs(CertsCmd::Dev { out, devices, count, hosts }) => certs::dev(&out, &devices, count, &hosts),
+        Command::Device(DeviceCmd::Credentials { id, data_dir, output }) => device::credentials(&id, &data_dir, output),
         Command::Device(DeviceCmd::List { output }) => {
             let devices = ApiClient::new(&cli.controller)?.devices().await?;
             emit(&devices, output, |d| output::print_devices(d))

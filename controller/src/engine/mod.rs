@@ -41,8 +41,8 @@ pub mod gates;
 mod operate;
 pub mod plan;
 mod queries;
-pub mod release;
 mod refused;
+pub mod release;
 mod restore;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -52,8 +52,8 @@ mod tests;
 pub use action::Action;
 pub use effects::{Effects, Publish, Record};
 pub use error::EngineError;
-pub use release::ReleasePolicy;
 pub use refused::{Refusal, RefusalLog, Refused};
+pub use release::ReleasePolicy;
 
 /// Something that happened.
 #[derive(Debug, Clone)]

@@ -2,7 +2,8 @@
 //! `bindwave_refused_total{what}` counts and the log names once a minute per kind.
 //!
 //! The engine refuses reports and hello changes ([`Reply::Refused`](super::Reply::Refused)); the service
-//! refuses payloads that do not decode before they reach it.
+//! refuses payloads that do not decode before they reach it; the embedded broker refuses logins and
+//! publishes or subscriptions outside a client's lane.
 
 use bindwave_proto::wire::DeviceId;
 
@@ -25,6 +26,13 @@ pub enum Refused {
     /// A hello that changes a known device's hardware level without the hardware probe as its source: the
     /// stored level is kept.
     HardwareLevelChange,
+    /// An MQTT client the embedded broker did not let in (anonymous, wrong password or certificate, a client
+    /// id that is not its identity).
+    MqttAuth,
+    /// A publish outside the client's lane.
+    MqttPublishDenied,
+    /// A subscription outside the client's lane.
+    MqttSubscribeDenied,
 }
 
 impl Refused {

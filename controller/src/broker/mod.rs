@@ -1,6 +1,7 @@
 //! The controller's embedded MQTT broker, built on the rmqtt 0.24 library.
 //!
-//! Devices and the controller itself connect to this broker over plain TCP. It keeps retained
+//! Devices and the controller itself connect to this broker over TLS, each authenticated and kept to its own
+//! topics (or, in lab mode, over plain TCP with no checks). It keeps retained
 //! messages in RAM (the `rmqtt-retainer` plugin with its `ram` feature) and its per-client limits
 //! are raised far above rmqtt's defaults, because one client (the controller) receives every
 //! device's reports.
@@ -25,19 +26,33 @@
 //!   while the machine's CPU use is above 90 % or its 1-minute load average is above 80, and
 //!   keeps a CPU sampling task running forever. A controller under fleet load must not lock its
 //!   devices out, so it is turned off.
-//! * Anonymous clients (no user name) are allowed (rmqtt's default, set explicitly); no ACL
-//!   plugin is registered, so every client may publish and subscribe to every topic.
+//! * Access ([`BrokerAccess`]): by default rmqtt lets anonymous clients in and every client use every
+//!   topic. [`BrokerAccess::Secure`] listens with TLS (rustls, rmqtt's `tls` feature), refuses anonymous
+//!   clients and registers the [`hooks`] that authenticate each client ([`auth`]: a verified client
+//!   certificate's CN, or a username with its derived password) and keep each device in its lane ([`acl`]).
+//!   [`BrokerAccess::InsecureLab`] keeps rmqtt's open defaults on plain TCP, for a lab only.
+//! * `max_packet_size` (default 1 MiB) is set to [`bindwave_proto::wire::MAX_PACKET_SIZE`], which clients
+//!   read with slack to spare: a larger packet is refused at the broker, so no client is ever handed a
+//!   packet too large for it (which would drop its connection on every reconnect, for a retained message).
 //! * rmqtt logs through the `log` crate only (nothing to stdout); install a `tracing-log`
 //!   bridge (tracing-subscriber's default `tracing-log` feature does it) to see it, and filter
 //!   the `rmqtt`, `rmqtt_net` and `rmqtt_retainer` targets to `warn` to keep it quiet.
 //!
 //! rmqtt keeps no process-wide state apart from a cache of its busy check (which is off here),
 //! so several brokers can run in one process, each with its own [`ServerContext`].
+//!
+//! The TLS listener uses rmqtt-net's own rustls configuration, built with its crypto provider
+//! (aws-lc-rs) explicitly, so it works whether or not the process installed a default provider.
+
+pub mod acl;
+pub mod auth;
+mod hooks;
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rmqtt::context::ServerContext;
@@ -60,6 +75,48 @@ const MQTT_MAX_PACKET_SIZE: usize = 268_435_460;
 const RETAINER_PLUGIN: &str = "rmqtt-retainer";
 /// Name of the listener in rmqtt's logs.
 const LISTENER_NAME: &str = "bindwave/tcp";
+/// Name of the TLS listener in rmqtt's logs.
+const TLS_LISTENER_NAME: &str = "bindwave/tls";
+
+/// Who may connect, and what they may do.
+#[derive(Clone, Default)]
+pub enum BrokerAccess {
+    /// Lab mode: plain TCP, anonymous clients, every topic open to every client. Never for a real fleet.
+    #[default]
+    InsecureLab,
+    /// TLS; every client authenticated; every device kept to its own topics.
+    Secure(Box<SecureAccess>),
+}
+
+/// The TLS listener's files and how it knows its clients.
+#[derive(Clone)]
+pub struct SecureAccess {
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+    /// With a client CA (PEM), clients must show a certificate it signed, whose CN is their identity;
+    /// without one, clients log in with their identity as username and its derived password.
+    pub client_ca: Option<PathBuf>,
+    /// What passwords derive from (unused with a client CA).
+    pub secret: auth::BrokerSecret,
+    /// `bindwave_refused_total`, counted by [`Refused`](crate::engine::Refused) kind.
+    pub refused: Option<prometheus::IntCounterVec>,
+}
+
+impl fmt::Debug for BrokerAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerAccess::InsecureLab => f.write_str("InsecureLab"),
+            BrokerAccess::Secure(s) => f
+                .debug_struct("Secure")
+                .field("cert", &s.cert)
+                .field("key", &s.key)
+                .field("client_ca", &s.client_ca)
+                .finish_non_exhaustive(),
+        }
+    }
+}
 
 /// Limits of the embedded broker's listener, sized for a controller that receives every device's reports.
 #[derive(Debug, Clone)]
@@ -75,8 +132,12 @@ pub struct BrokerConfig {
     /// Default 100_000. rmqtt 0.24 uses it to size the connection-handshake queue; it does not
     /// refuse MQTT 3.1.1 clients past it, so the process's open-files limit is the real ceiling.
     pub max_connections: usize,
-    /// Largest MQTT packet accepted, and largest retained payload kept. Default 1 MiB.
+    /// Largest MQTT packet accepted, and largest retained payload kept. Default
+    /// [`bindwave_proto::wire::MAX_PACKET_SIZE`] (256 KiB), what every client reads.
     pub max_packet_size: usize,
+    /// Who may connect. The default is lab mode (the library's, for tests); `bindwave serve` is secure
+    /// unless asked for lab mode by name.
+    pub access: BrokerAccess,
 }
 
 impl Default for BrokerConfig {
@@ -86,7 +147,8 @@ impl Default for BrokerConfig {
             max_inflight: 4096,
             max_mqueue_len: 100_000,
             max_connections: 100_000,
-            max_packet_size: 1024 * 1024,
+            max_packet_size: bindwave_proto::wire::MAX_PACKET_SIZE,
+            access: BrokerAccess::InsecureLab,
         }
     }
 }
@@ -130,6 +192,12 @@ pub enum BrokerError {
     /// A [`BrokerConfig`] value rmqtt cannot use.
     #[error("invalid MQTT broker setting {setting} = {value}: {hint}")]
     InvalidConfig { setting: &'static str, value: usize, hint: &'static str },
+    /// The TLS listener's certificate, key or client CA cannot be used.
+    #[error(
+        "cannot listen for MQTT over TLS on {addr}: {reason} \
+         (check tls_cert {cert}, tls_key {key} and mqtt_client_ca; PEM files are expected)"
+    )]
+    Tls { addr: SocketAddr, cert: String, key: String, reason: String },
     /// The retained-message plugin failed to start.
     #[error(
         "cannot start the MQTT broker's retained-message store: {reason} \
@@ -198,8 +266,8 @@ impl EmbeddedBroker {
         // that config's port (with a warning for port 0), so the config is rewritten with the
         // bound address before the listener is handed to the server.
         let listen = config.listen;
-        let mut listener = Builder::new()
-            .name(LISTENER_NAME)
+        let builder = Builder::new()
+            .name(if matches!(config.access, BrokerAccess::Secure(_)) { TLS_LISTENER_NAME } else { LISTENER_NAME })
             .laddr(listen)
             .backlog(LISTEN_BACKLOG)
             // Linux refuses to rebind a port with connections in TIME_WAIT without SO_REUSEADDR,
@@ -210,15 +278,40 @@ impl EmbeddedBroker {
             .nodelay(true)
             .max_connections(config.max_connections)
             .max_packet_size(max_packet_size)
-            .allow_anonymous(true)
             .max_inflight(max_inflight)
             .max_mqueue_len(config.max_mqueue_len)
             .message_expiry_interval(MESSAGE_EXPIRY)
-            .session_expiry_interval(SESSION_EXPIRY)
-            .bind()
-            .map_err(|err| listen_error(listen, err))?
-            .tcp()
-            .map_err(|err| listen_error(listen, err))?;
+            .session_expiry_interval(SESSION_EXPIRY);
+        let mut listener = match &config.access {
+            BrokerAccess::InsecureLab => builder
+                .allow_anonymous(true)
+                .bind()
+                .map_err(|err| listen_error(listen, err))?
+                .tcp()
+                .map_err(|err| listen_error(listen, err))?,
+            BrokerAccess::Secure(access) => {
+                let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+                let tls_error = |err: anyhow::Error| BrokerError::Tls {
+                    addr: listen,
+                    cert: access.cert.display().to_string(),
+                    key: access.key.display().to_string(),
+                    reason: format!("{err:#}"),
+                };
+                let mtls = access.client_ca.is_some();
+                builder
+                    .allow_anonymous(false)
+                    .tls_cert(Some(path(&access.cert)))
+                    .tls_key(Some(path(&access.key)))
+                    .tls_client_ca_certs(access.client_ca.as_ref().map(path))
+                    .tls_cross_certificate(mtls)
+                    .cert_cn_as_username(mtls)
+                    .collect_cert_info(mtls)
+                    .bind()
+                    .map_err(|err| listen_error(listen, err))?
+                    .tls()
+                    .map_err(tls_error)?
+            }
+        };
         let local_addr = listener.local_addr().map_err(|err| listen_error(listen, err))?;
         let mut listener_cfg = Builder::clone(&listener.cfg);
         listener_cfg.laddr = local_addr;
@@ -242,6 +335,13 @@ impl EmbeddedBroker {
         rmqtt_retainer::register(&scx, true, false)
             .await
             .map_err(|err| BrokerError::Retainer { reason: format!("{err:#}") })?;
+        if let BrokerAccess::Secure(access) = &config.access {
+            let authentication = match access.client_ca {
+                Some(_) => auth::Authentication::Certificate,
+                None => auth::Authentication::Password(access.secret.clone()),
+            };
+            hooks::install(&scx, authentication, access.refused.clone()).await;
+        }
 
         let server = MqttServer::new(scx.clone()).listener_by_id(listener, local_addr.port()).build();
         let accept_task = tokio::spawn(async move {
@@ -252,6 +352,7 @@ impl EmbeddedBroker {
         });
         tracing::info!(
             %local_addr,
+            access = ?config.access,
             max_inflight = config.max_inflight,
             max_mqueue_len = config.max_mqueue_len,
             "embedded MQTT broker listening"
