@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::ControllerError;
 
 /// The keys of the file, their environment variables and defaults, in the order `config check` shows them.
-pub const KEYS: [(&str, &str, &str); 7] = [
+pub const KEYS: [(&str, &str, &str); 14] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
     ("public_url", "BINDWAVE_PUBLIC_URL", "http://<http_listen>"),
@@ -22,6 +22,13 @@ pub const KEYS: [(&str, &str, &str); 7] = [
     ("broker", "BINDWAVE_BROKER", "(the embedded broker)"),
     ("log_level", "BINDWAVE_LOG_LEVEL", "info"),
     ("log_format", "BINDWAVE_LOG_FORMAT", "text"),
+    ("insecure_lab", "BINDWAVE_INSECURE_LAB", "false"),
+    ("tls_cert", "BINDWAVE_TLS_CERT", "<data_dir>/tls/server.pem"),
+    ("tls_key", "BINDWAVE_TLS_KEY", "<data_dir>/tls/server.key"),
+    ("http_max_connections", "BINDWAVE_HTTP_MAX_CONNECTIONS", "1024"),
+    ("max_upload_size", "BINDWAVE_MAX_UPLOAD_SIZE", "2147483648"),
+    ("http_header_timeout_secs", "BINDWAVE_HTTP_HEADER_TIMEOUT_SECS", "10"),
+    ("http_body_timeout_secs", "BINDWAVE_HTTP_BODY_TIMEOUT_SECS", "30"),
 ];
 
 /// The file, as written. Every key is optional.
@@ -35,6 +42,20 @@ pub struct ServeFile {
     pub broker: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// Lab mode: the HTTP API over plain HTTP, without tokens (and, with the embedded broker, anonymous MQTT).
+    pub insecure_lab: Option<bool>,
+    /// The HTTP server's certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// The HTTP server's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Open HTTP connections at most (the open-files limit may cap it lower).
+    pub http_max_connections: Option<usize>,
+    /// The largest image upload, in bytes.
+    pub max_upload_size: Option<u64>,
+    /// Seconds a client has for its TLS handshake, and for each request's headers.
+    pub http_header_timeout_secs: Option<u64>,
+    /// Seconds a request body may send nothing before the request ends.
+    pub http_body_timeout_secs: Option<u64>,
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
@@ -78,6 +99,13 @@ pub struct ServeSettings {
     pub broker: Option<String>,
     pub log_level: String,
     pub log_format: LogFormat,
+    pub insecure_lab: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub http_max_connections: usize,
+    pub max_upload_size: u64,
+    pub http_header_timeout_secs: u64,
+    pub http_body_timeout_secs: u64,
     /// Where each key's value came from.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -149,6 +177,24 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>) {
             );
         }
     }
+    if file.tls_cert.is_some() != file.tls_key.is_some() {
+        let (given, missing) = if file.tls_cert.is_some() { ("tls_cert", "tls_key") } else { ("tls_key", "tls_cert") };
+        out.problem(&[missing], format!("{given} is set, so {missing} must be too (the certificate and its key)"));
+    }
+    if file.http_max_connections == Some(0) {
+        out.problem(&["http_max_connections"], "must be at least 1".to_string());
+    }
+    for (key, value) in [
+        ("http_header_timeout_secs", file.http_header_timeout_secs),
+        ("http_body_timeout_secs", file.http_body_timeout_secs),
+    ] {
+        if value == Some(0) {
+            out.problem(&[key], "must be at least 1 (seconds)".to_string());
+        }
+    }
+    if file.max_upload_size == Some(0) {
+        out.problem(&["max_upload_size"], "must be at least 1 (bytes)".to_string());
+    }
     if let Some(dir) = &file.data_dir {
         if dir.exists() && !dir.is_dir() {
             out.problem(&["data_dir"], format!("{} exists and is not a directory", dir.display()));
@@ -195,7 +241,22 @@ impl ServeSettings {
             };
             sources.insert(key, source);
         }
-        let ServeFile { data_dir, http_listen, public_url, mqtt_listen, broker, log_level, log_format } = effective;
+        let ServeFile {
+            data_dir,
+            http_listen,
+            public_url,
+            mqtt_listen,
+            broker,
+            log_level,
+            log_format,
+            insecure_lab,
+            tls_cert,
+            tls_key,
+            http_max_connections,
+            max_upload_size,
+            http_header_timeout_secs,
+            http_body_timeout_secs,
+        } = effective;
         Ok(ServeSettings {
             data_dir: data_dir.unwrap_or_else(|| PathBuf::from("bindwave-data")),
             http_listen: http_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -204,6 +265,13 @@ impl ServeSettings {
             broker,
             log_level: log_level.unwrap_or_else(|| "info".into()),
             log_format: log_format.unwrap_or_default(),
+            insecure_lab: insecure_lab.unwrap_or(false),
+            tls_cert,
+            tls_key,
+            http_max_connections: http_max_connections.unwrap_or(crate::http_server::DEFAULT_MAX_CONNECTIONS),
+            max_upload_size: max_upload_size.unwrap_or(crate::service::DEFAULT_MAX_UPLOAD_SIZE),
+            http_header_timeout_secs: http_header_timeout_secs.unwrap_or(crate::http_server::HEADER_TIMEOUT.as_secs()),
+            http_body_timeout_secs: http_body_timeout_secs.unwrap_or(crate::http_server::BODY_TIMEOUT.as_secs()),
             sources,
         })
     }

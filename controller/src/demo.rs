@@ -44,6 +44,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         http_listen: opts.http_listen.unwrap_or(any),
         mqtt: MqttMode::Embedded(BrokerConfig { listen: any, ..BrokerConfig::default() }),
         public_url: None,
+        http: crate::service::HttpOptions { insecure_lab: true, ..Default::default() },
     })
     .await?;
     println!(
@@ -127,6 +128,7 @@ async fn rollouts(opts: &DemoOptions, service: &Service, data_dir: &std::path::P
             waves: waves(&["5%", "25%", "100%"]),
             gates: gates.clone(),
             override_compat: false,
+            override_reason: None,
             use_defaults: false,
             seed: Some(7),
         };

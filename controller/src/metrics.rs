@@ -54,6 +54,20 @@ impl MessageKind {
     }
 }
 
+/// Hostile or excess input the controller refused, as `bindwave_refused_total{what}` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum Refused {
+    /// An HTTP connection over `http_max_connections`, closed at once.
+    HttpConnectionLimit,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Where a wave is, as `bindwave_rollout_wave_stage{stage}` labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
@@ -98,6 +112,8 @@ pub struct Metrics {
     pub batch_inputs: Histogram,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
+    pub http_connections: IntGauge,
+    pub refused: IntCounterVec,
     // Events of jobs.
     job_seconds: HistogramVec,
     download_bytes: IntCounterVec,
@@ -197,6 +213,12 @@ impl Metrics {
                 "bindwave_http_requests_total",
                 "HTTP API requests, by route, method and status code.",
                 &["route", "method", "status"],
+            ),
+            http_connections: r.gauge("bindwave_http_connections", "Open HTTP connections."),
+            refused: r.counter_vec(
+                "bindwave_refused_total",
+                "Hostile or excess input refused (and not acted on), by what it was.",
+                &["what"],
             ),
             http_seconds: r.histogram_vec(
                 "bindwave_http_request_duration_seconds",

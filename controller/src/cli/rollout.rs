@@ -165,8 +165,11 @@ pub struct RolloutArgs {
     #[arg(long = "wave-gates", value_parser = parse_wave_gates)]
     pub wave_gates: Vec<(usize, GateOverrides)>,
     /// Install even where the phones' compatibility rule says no.
-    #[arg(long = "override")]
+    #[arg(long = "override", requires = "reason")]
     pub override_compat: bool,
+    /// Why the override (required with --override), for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
     /// Commands carry only the file name (`{sha256}.bind`): phones fetch it from their default access
     /// settings (your own FTP/HTTPS server, where you have put the bind).
     #[arg(long)]
@@ -215,6 +218,7 @@ impl RolloutArgs {
                 approval: self.approval,
             },
             override_compat: self.override_compat,
+            override_reason: self.override_compat.then(|| self.reason.clone()).flatten(),
             use_defaults: self.use_defaults,
             seed: self.seed,
         })
@@ -286,8 +290,7 @@ fn parse_wave_gates(s: &str) -> Result<(usize, GateOverrides), String> {
     Ok((n, o))
 }
 
-pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), ControllerError> {
-    let api = ApiClient::new(controller)?;
+pub async fn run(cmd: RolloutCmd, api: ApiClient, actor: &str) -> Result<(), ControllerError> {
     let act = |id: String, reason: String| (id, ActionRequest { actor: actor.to_string(), reason });
     let (action, args) = match cmd {
         RolloutCmd::Plan { args, output } => {
