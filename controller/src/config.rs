@@ -213,7 +213,10 @@ fn overrides(flags: &Flags) -> Result<Vec<Override>, Vec<Problem>> {
     let given = toml::Table::try_from(flags).map_err(|e| vec![general(format!("the flags do not read: {e}"))])?;
     for (key, value) in &given {
         let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
-        all.push(Override::flag(&format!("--{}", key.replace('_', "-")), &[key.as_str()], &text));
+        let mut o = Override::flag(&format!("--{}", key.replace('_', "-")), &[key.as_str()], &text);
+        // A number or a switch keeps its type; text is taken as written.
+        o.value = value.clone();
+        all.push(o);
     }
     Ok(all)
 }
@@ -331,6 +334,18 @@ mod tests {
         let flags = Flags { http_listen: Some("127.0.0.1:2000".parse().unwrap()), ..Default::default() };
         let s = ServeSettings::resolve(&flags, &file).unwrap();
         assert_eq!((s.http_listen.port(), s.sources["http_listen"]), (2000, Source::Flag));
+    }
+
+    #[test]
+    fn numbers_and_switches_from_flags_and_environment_keep_their_type() {
+        let flags = Flags { http_max_connections: Some(50), insecure_lab: Some(true), ..Default::default() };
+        let s = ServeSettings::resolve(&flags, &ServeFile::default()).unwrap();
+        assert_eq!((s.http_max_connections, s.insecure_lab), (50, true));
+        assert_eq!(s.sources["http_max_connections"], Source::Flag);
+        assert_eq!((s.max_upload_size, s.http_header_timeout_secs), (2 << 30, 10));
+        let m = messages("tls_cert = \"/etc/bindwave/server.pem\"\nhttp_max_connections = 0\n");
+        assert!(m.iter().any(|m| m.starts_with("tls_key:") && m.contains("tls_cert is set")), "{m:?}");
+        assert!(m.iter().any(|m| m.starts_with("http_max_connections:")), "{m:?}");
     }
 
     #[test]

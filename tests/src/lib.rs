@@ -98,9 +98,40 @@ impl Controller {
         Self::start_with(dir, &data_dir, 0, Some(0), None)
     }
 
-    /// Starts with more `bindwave serve` flags (`--log-format json`, ...).
+    /// Starts with more `bindwave` flags before `serve` (`--log-format json`, ...).
     pub fn start_args(dir: &Path, extra: &[&str]) -> Controller {
         Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra)
+    }
+
+    /// Starts as in production, with HTTPS and tokens (no `--insecure-lab`), and more `bindwave serve` flags.
+    /// Without `tls_cert`, the certificate is a test CA's ([`dev_tls`]) in `<data dir>/tls/`. The CLI of
+    /// [`Controller::cli`] finds the admin token and the CA in the data directory.
+    pub fn start_secure(dir: &Path, serve_args: &[&str]) -> Controller {
+        let data_dir = dir.join("controller");
+        if !serve_args.contains(&"--tls-cert") {
+            dev_tls(&data_dir.join("tls"));
+        }
+        Self::start_secure_in(dir, &data_dir, serve_args)
+    }
+
+    /// [`Controller::start_secure`] with a given data directory (to restart on the same one).
+    pub fn start_secure_in(dir: &Path, data_dir: &Path, serve_args: &[&str]) -> Controller {
+        let mut cmd = Command::new(bin("bindwave"));
+        cmd.arg("serve").arg("--data-dir").arg(data_dir).args(["--http-listen", "127.0.0.1:0"]);
+        cmd.args(["--mqtt-listen", "127.0.0.1:0"]).args(serve_args);
+        let mut proc = Proc::spawn("controller", cmd, dir);
+        let mut heard = None;
+        wait_until(Duration::from_secs(30), "the controller to say where it listens", || {
+            assert!(proc.alive(), "the controller exited at start");
+            heard = heard_addresses(&proc);
+            heard.is_some()
+        });
+        let (http, mqtt) = heard.expect("the controller's addresses");
+        let c = Controller { proc, http, mqtt, data_dir: data_dir.to_path_buf(), embedded: true };
+        wait_until(Duration::from_secs(30), "the controller to answer over HTTPS", || {
+            c.cli(&["device", "list", "-o", "json"]).status.success()
+        });
+        c
     }
 
     /// Starts again on the same ports and data directory, as after a restart.
@@ -144,16 +175,13 @@ impl Controller {
                 format!("mqtt://127.0.0.1:{port}")
             }
         };
+        // These controllers run in lab mode: plain HTTP, no tokens. `start_secure` starts one as in production.
+        cmd.arg("--insecure-lab");
         let mut proc = Proc::spawn("controller", cmd, dir);
-        // `bindwave serve` says where it listens once it does: "HTTP on http://ADDR, MQTT on mqtt://ADDR".
         let mut heard = None;
         wait_until(Duration::from_secs(30), "the controller to say where it listens", || {
             assert!(proc.alive(), "the controller exited at start");
-            heard = proc.log_text().lines().find_map(|l| {
-                let rest = l.strip_prefix("bindwave controller: HTTP on ")?;
-                let (http, mqtt) = rest.split_once(", MQTT on ")?;
-                Some((http.trim().to_string(), mqtt.trim().to_string()))
-            });
+            heard = heard_addresses(&proc);
             heard.is_some()
         });
         let (http, heard_mqtt) = heard.expect("the controller's addresses");
@@ -166,9 +194,14 @@ impl Controller {
         c
     }
 
-    /// Runs `bindwave --controller <this> ARGS` and returns its output.
+    /// Runs `bindwave --controller <this> ARGS` and returns its output. The CLI looks for the admin token and
+    /// the CA in the controller's data directory, as on the controller's own host.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run(Command::new(bin("bindwave")).arg("--controller").arg(&self.http).args(args))
+        run(Command::new(bin("bindwave"))
+            .env("BINDWAVE_DATA_DIR", &self.data_dir)
+            .arg("--controller")
+            .arg(&self.http)
+            .args(args))
     }
 
     /// Runs a CLI command that must succeed, and parses its stdout as JSON.
@@ -201,6 +234,52 @@ impl Controller {
         assert_success(&out, args);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// `bindwave serve` says where it listens once it does: "HTTP on http(s)://ADDR, MQTT on mqtt://ADDR".
+fn heard_addresses(proc: &Proc) -> Option<(String, String)> {
+    proc.log_text().lines().find_map(|l| {
+        let rest = l.strip_prefix("bindwave controller: HTTP on ")?;
+        let (http, mqtt) = rest.split_once(", MQTT on ")?;
+        Some((http.trim().to_string(), mqtt.trim().to_string()))
+    })
+}
+
+/// A test CA and a server certificate for 127.0.0.1 and localhost, made with openssl, in `dir`: `ca.pem`,
+/// `ca.key`, `server.pem`, `server.key` (the layout of a controller's `<data dir>/tls/`).
+pub fn dev_tls(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("tls dir");
+    let openssl = |args: &[&str]| {
+        let out = run(Command::new("openssl").current_dir(dir).args(args));
+        assert_success(&out, args);
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ca = ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bindwave test CA"];
+    let ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"];
+    openssl(&[&["req", "-x509"][..], &ec, &ca, &ca_ext].concat());
+    openssl(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
 }
 
 pub fn run(cmd: &mut Command) -> Output {
