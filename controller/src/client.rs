@@ -176,11 +176,17 @@ impl ApiClient {
                 ),
             };
         }
-        let detail = if e.is_connect() {
+        let mut detail = if e.is_connect() {
             causes.last().map_or_else(|| "connection refused".to_string(), |c| format!("cannot connect ({c})"))
         } else {
             causes.last().cloned().unwrap_or_else(|| e.to_string())
         };
+        let refused = causes.iter().any(|c| c.contains("os error 111"));
+        if !refused && self.base.starts_with("http://") {
+            detail.push_str("; a controller not in lab mode speaks HTTPS: use --controller https://...");
+        } else if !refused && causes.iter().any(|c| c.contains("corrupt message") || c.contains("InvalidContentType")) {
+            detail.push_str("; a controller in lab mode speaks plain HTTP: use --controller http://...");
+        }
         ControllerError::Unreachable { url: self.base.clone(), detail }
     }
 

@@ -321,6 +321,9 @@ impl Metrics {
             m.messages_sent.with_label_values(&[kind]);
         }
         m.messages_malformed.with_label_values(&["topic"]);
+        for what in Refused::VARIANTS {
+            m.refused.with_label_values(&[what.as_str()]);
+        }
         for state in states() {
             m.rollouts.with_label_values(&[state]);
         }
