@@ -318,3 +318,49 @@ fn an_upload_over_the_limit_is_refused_and_an_interrupted_one_is_gone_after_a_re
     let log = c.proc.log_text();
     assert!(log.contains("removed unfinished uploads") && log.contains("removed=1"), "{log}");
 }
+
+#[test]
+fn prometheus_scrapes_over_https_with_a_viewer_token_as_the_shipped_config_says() {
+    let prometheus = Path::new("/usr/bin/prometheus");
+    assert!(prometheus.exists(), "prometheus is not installed: `apt-get install -y prometheus`");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Controller::start_secure(d, &[]);
+    let token = d.join("prometheus.token");
+    std::fs::write(&token, c.ok(&["token", "create", "--name", "prometheus", "--role", "viewer"])).unwrap();
+    let ca = c.data_dir.join("tls").join("ca.pem");
+
+    // The shipped config with its commented HTTPS lines taken in, pointed at this controller.
+    let shipped_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/prometheus.yml");
+    let shipped = std::fs::read_to_string(&shipped_path).unwrap();
+    let mut config = shipped.replace("127.0.0.1:8080", c.http.trim_start_matches("https://"));
+    for (commented, live) in [
+        ("    # scheme: https", "    scheme: https".to_string()),
+        ("    # authorization:", "    authorization:".to_string()),
+        (
+            "    #   credentials_file: /etc/prometheus/bindwave.token",
+            format!("      credentials_file: {}", token.display()),
+        ),
+        ("    # tls_config:", "    tls_config:".to_string()),
+        ("    #   ca_file: /var/lib/bindwave/tls/ca.pem", format!("      ca_file: {}", ca.display())),
+    ] {
+        assert!(config.contains(commented), "{} no longer shows {commented:?}", shipped_path.display());
+        config = config.replace(commented, &live);
+    }
+    let config = config.replace("scrape_interval: 15s", "scrape_interval: 1s");
+    std::fs::write(d.join("prometheus.yml"), config).unwrap();
+    let port = bindwave_tests::free_port();
+    let mut cmd = Command::new(prometheus);
+    cmd.arg(format!("--config.file={}", d.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", d.join("prometheus-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let mut prom = bindwave_tests::Proc::spawn("prometheus", cmd, d);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut targets = String::new();
+    wait_until(Duration::from_secs(60), "Prometheus to scrape the controller", || {
+        assert!(prom.alive(), "prometheus exited");
+        targets = http_get(&base, "/api/v1/targets").map(|(_, b)| b).unwrap_or_default();
+        targets.contains("\"health\":\"up\"")
+    });
+    assert!(targets.contains("https://"), "{targets}");
+}
