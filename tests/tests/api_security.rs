@@ -237,6 +237,21 @@ fn half_sent_requests_cannot_exhaust_the_server_or_keep_phones_off_mqtt() {
     assert!(log.contains("HTTP connections capped") && log.contains("max_connections=50"), "{log}");
     let addr = c.http.trim_start_matches("http://").to_string();
 
+    // A client that keeps its connection open after a request, and sends nothing more, is let go too.
+    let mut kept = TcpStream::connect(&addr).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: bindwave\r\n\r\n").unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.ends_with(b"ok\n") {
+        let n = kept.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before answering: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let idle = Instant::now();
+    assert!(matches!(kept.read(&mut buf), Ok(0) | Err(_)));
+    assert!(idle.elapsed() < Duration::from_secs(6), "an idle keep-alive connection held for {:?}", idle.elapsed());
+
     // 200 clients each send half a request's headers, and then nothing.
     let started = Instant::now();
     let mut slow: Vec<TcpStream> = (0..200)
@@ -292,6 +307,23 @@ fn an_upload_over_the_limit_is_refused_and_an_interrupted_one_is_gone_after_a_re
     let big = pack(&c, d, "big", 50_000);
     let out = c.cli(&["image", "add", &big]);
     refused(&out, "413", &["max_upload_size", "10000"]);
+
+    // Streamed without a declared length, it is cut off at the limit, and leaves no file.
+    let bytes = std::fs::read(&big).unwrap();
+    let mut s = TcpStream::connect(c.http.trim_start_matches("http://")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"POST /api/v1/images HTTP/1.1\r\nHost: bindwave\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for chunk in bytes.chunks(4096) {
+        let _ =
+            write!(s, "{:x}\r\n", chunk.len()).and_then(|()| s.write_all(chunk)).and_then(|()| s.write_all(b"\r\n"));
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("max_upload_size"), "{answer}");
+    drop(s);
+    let leftovers = std::fs::read_dir(c.data_dir.join("images")).unwrap().count();
+    assert_eq!(leftovers, 0, "a refused upload left a file");
 
     // Half an upload, and then the controller dies.
     let small = std::fs::read(pack(&c, d, "small", 6_000)).unwrap();
