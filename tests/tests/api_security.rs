@@ -122,7 +122,12 @@ fn tokens_and_roles_decide_who_may_do_what_and_the_audit_names_the_token() {
         software_version: "V3 R3.11.0",
         minimum_software_version: "V3 R1.0.0",
     }
-    .start(d, &c.mqtt, &[("S30817-S7702-A101", 3)]);
+    .start_with(
+        d,
+        &c.mqtt,
+        &[("S30817-S7702-A101", 3)],
+        &format!("[download]\nca_file = {:?}\n", c.data_dir.join("tls").join("ca.pem").display().to_string()),
+    );
     wait_until(Duration::from_secs(30), "the phone to say hello", || {
         let out = cli_as(&c, Some(&viewer), &["device", "list", "-o", "json"]);
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("phone-1")
@@ -186,6 +191,16 @@ fn tokens_and_roles_decide_who_may_do_what_and_the_audit_names_the_token() {
     // Metrics for Prometheus need a token (a viewer's will do); bind downloads by phones need none.
     assert_eq!(curl(&c, Some(&viewer), "GET", "/metrics", None).0, 200);
     assert_eq!(curl(&c, None, "GET", &format!("/binds/{image}.bind"), None).0, 200);
+
+    // The phone downloads the bind over HTTPS, trusting the controller's CA, and installs it.
+    assert_success(&cli_as(&c, Some(&operator), &["rollout", "start", "r2", "--reason", "go"]), &["rollout", "start"]);
+    let mut status = Value::Null;
+    wait_until(Duration::from_secs(60), "the rollout over HTTPS to finish", || {
+        let out = cli_as(&c, Some(&viewer), &["rollout", "status", "r2", "-o", "json"]);
+        status = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        status["rollout"]["state"] == "finished"
+    });
+    assert_eq!(status["jobs"][0]["phase"]["phase"], "succeeded", "{status:#}");
 
     // A revoked token stops working at once.
     assert_success(&cli_as(&c, Some(&admin), &["token", "revoke", "vera"]), &["token", "revoke"]);
