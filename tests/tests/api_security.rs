@@ -360,10 +360,22 @@ fn an_upload_over_the_limit_is_refused_and_an_interrupted_one_is_gone_after_a_re
     assert_eq!(unfinished(), 1);
 
     let data_dir = c.data_dir.clone();
-    c = Controller::start_secure_in(d, &data_dir, &args);
+    c = Controller::start_secure_in(d, &data_dir, &[&args[..], &["--http-body-timeout-secs", "1"]].concat());
     assert_eq!(unfinished(), 0, "the unfinished upload is still there");
     let log = c.proc.log_text();
     assert!(log.contains("removed unfinished uploads") && log.contains("removed=1"), "{log}");
+
+    // An upload that stops sending ends after the body timeout, and leaves nothing.
+    let mut s = TcpStream::connect(c.http.trim_start_matches("http://")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "POST /api/v1/images HTTP/1.1\r\nHost: bindwave\r\nContent-Length: {}\r\n\r\n", small.len()).unwrap();
+    s.write_all(&small[..small.len() / 2]).unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("upload interrupted"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the stalled upload was held for {:?}", started.elapsed());
+    assert_eq!(unfinished(), 0, "the stalled upload left its file");
 }
 
 #[test]
