@@ -17,7 +17,7 @@ use crate::ControllerError;
 pub const KEYS: [(&str, &str, &str); 14] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
-    ("public_url", "BINDWAVE_PUBLIC_URL", "http://<http_listen>"),
+    ("public_url", "BINDWAVE_PUBLIC_URL", "https://<http_listen> (http:// in lab mode)"),
     ("mqtt_listen", "BINDWAVE_MQTT_LISTEN", "127.0.0.1:1883"),
     ("broker", "BINDWAVE_BROKER", "(the embedded broker)"),
     ("log_level", "BINDWAVE_LOG_LEVEL", "info"),

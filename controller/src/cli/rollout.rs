@@ -34,7 +34,7 @@ pub enum RolloutCmd {
         after_help = "Examples:\n  bindwave rollout create --image 3fa2c1 --all --waves 1%,10%,50%,100% --soak 30m --start\n  \
         bindwave rollout create --image 3fa2c1 --hardware-level 3 --label site=munich --waves 5,50,all \\\n      \
         --failure-threshold 5% --on-failure abort --device-timeout 20m --max-concurrent 100\n  \
-        bindwave rollout create --image 3fa2c1 --devices phone-0001,phone-0002 --override --start"
+        bindwave rollout create --image 3fa2c1 --devices phone-0001,phone-0002 --override \\\n      --reason \"lab phones, CHG-4711\" --start"
     )]
     Create {
         #[command(flatten)]
