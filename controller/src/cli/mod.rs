@@ -79,10 +79,13 @@ pub enum Command {
     #[command(after_help = "Examples:\n  bindwave serve --data-dir /var/lib/bindwave\n  \
         bindwave serve --config /etc/bindwave/bindwave.toml --log-format json\n  \
         bindwave serve --broker mqtt://mosquitto.example:1883 --http-listen 0.0.0.0:8080 \
-        --public-url http://bindwave.example:8080\n\n\
+        --public-url https://bindwave.example:8080\n  bindwave serve --insecure-lab   # a lab: plain HTTP, no tokens\n\n\
         Every setting comes from its flag, else its environment variable (BINDWAVE_DATA_DIR, BINDWAVE_HTTP_LISTEN, \
-        BINDWAVE_PUBLIC_URL, BINDWAVE_MQTT_LISTEN, BINDWAVE_BROKER, BINDWAVE_LOG_LEVEL, BINDWAVE_LOG_FORMAT), else \
-        the --config file (the same names in lowercase, without BINDWAVE_), else its default.")]
+        BINDWAVE_PUBLIC_URL, BINDWAVE_MQTT_LISTEN, BINDWAVE_BROKER, BINDWAVE_LOG_LEVEL, BINDWAVE_LOG_FORMAT, \
+        BINDWAVE_INSECURE_LAB, BINDWAVE_TLS_CERT, BINDWAVE_TLS_KEY, BINDWAVE_HTTP_MAX_CONNECTIONS, \
+        BINDWAVE_MAX_UPLOAD_SIZE, BINDWAVE_HTTP_HEADER_TIMEOUT_SECS, BINDWAVE_HTTP_BODY_TIMEOUT_SECS), else \
+        the --config file (the same names in lowercase, without BINDWAVE_), else its default.\n\n\
+        On its first start it writes an admin API token to <data-dir>/admin.token (mode 0600).")]
     Serve(ServeArgs),
     /// Check a controller config file and show the settings it gives, and where each comes from.
     #[command(subcommand, after_help = "Examples:\n  bindwave config check --config /etc/bindwave/bindwave.toml")]
