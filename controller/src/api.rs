@@ -496,3 +496,30 @@ async fn download_bind(State(core): State<Core>, Path(file): Path<String>, req: 
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actor_is_the_tokens_name_and_only_lab_mode_takes_the_clients_word() {
+        let token = Caller { name: Some("olga".into()), role: Role::Operator };
+        assert_eq!(token.actor("mallory"), "olga");
+        assert_eq!(token.actor(""), "olga");
+        let lab = Caller { name: None, role: Role::Admin };
+        assert_eq!(lab.actor("alice@desk"), "alice@desk");
+        assert_eq!(lab.actor("  "), "insecure-lab");
+    }
+
+    #[test]
+    fn an_override_needs_a_reason() {
+        let spec = |v: serde_json::Value| serde_json::from_value::<RolloutSpec>(v).unwrap();
+        assert!(check_override(&spec(serde_json::json!({"image": "abcdef"}))).is_ok());
+        let e = check_override(&spec(serde_json::json!({"image": "abcdef", "override": true}))).unwrap_err();
+        assert!(e.to_string().contains("--reason") && e.http_status() == 400, "{e}");
+        let blank = serde_json::json!({"image": "abcdef", "override": true, "override_reason": " "});
+        assert!(check_override(&spec(blank)).is_err());
+        let given = serde_json::json!({"image": "abcdef", "override": true, "override_reason": "lab phone"});
+        assert!(check_override(&spec(given)).is_ok());
+    }
+}
