@@ -220,24 +220,44 @@ async fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let Some(token) = bearer else {
-        return unauthorized(format!("this request needs a token (role {needed} or more): {TOKEN_HINT}"));
-    };
-    match options.tokens.find(token) {
-        Ok(Some(record)) if record.role.allows(needed) => {
+    let refusal = match bearer.map(|token| options.tokens.find(token)) {
+        Some(Ok(Some(record))) if record.role.allows(needed) => {
             req.extensions_mut().insert(Caller { name: Some(record.name), role: record.role });
-            next.run(req).await
+            return next.run(req).await;
         }
-        Ok(Some(record)) => ControllerError::Forbidden(format!(
+        None => unauthorized(format!("this request needs a token (role {needed} or more): {TOKEN_HINT}")),
+        Some(Ok(Some(record))) => ControllerError::Forbidden(format!(
             "the token {:?} has the role {}; this request needs the role {needed} (an admin can make you one: \
              `bindwave token create --name NAME --role {needed}`)",
             record.name, record.role
         ))
         .into_response(),
-        Ok(None) => unauthorized(format!("the token is not valid (revoked, or mistyped): {TOKEN_HINT}")),
-        Err(e) => e.into_response(),
-    }
+        Some(Ok(None)) => unauthorized(format!("the token is not valid (revoked, or mistyped): {TOKEN_HINT}")),
+        Some(Err(e)) => e.into_response(),
+    };
+    drain(req.into_body()).await;
+    refusal
 }
+
+/// Reads and drops what a refused request is still sending, up to [`DRAIN_BYTES`] and [`DRAIN_TIME`], so the
+/// client reads the refusal: a server that closes on unread bytes resets the connection, and the client may
+/// lose the answer.
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+const DRAIN_BYTES: usize = 1 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn unauthorized(message: String) -> Response {
     let mut resp = ControllerError::Unauthorized(message).into_response();
@@ -408,6 +428,7 @@ async fn add_image(
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
+        drain(body).await;
         return Err(ControllerError::TooLarge { limit });
     }
     let dir = core.images_dir.clone();

@@ -107,11 +107,12 @@ impl Service {
     pub async fn start(opts: ServeOptions) -> Result<Service, ControllerError> {
         let images_dir = opts.data_dir.join("images");
         std::fs::create_dir_all(&images_dir).map_err(crate::error::io_err("create", &images_dir))?;
+        let store = Store::open(&opts.data_dir.join("store"))?;
+        // After the store's lock: no other controller is uploading into this directory.
         let removed = crate::api::remove_unfinished_uploads(&images_dir)?;
         if removed > 0 {
             tracing::info!(removed, dir = %images_dir.display(), "removed unfinished uploads");
         }
-        let store = Store::open(&opts.data_dir.join("store"))?;
         let tokens = store.tokens()?;
         let admin_token_file = if opts.http.insecure_lab { None } else { tokens.first_admin(&opts.data_dir).await? };
         if let Some(path) = &admin_token_file {
