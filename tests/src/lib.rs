@@ -128,7 +128,7 @@ impl Controller {
         });
         let (http, mqtt) = heard.expect("the controller's addresses");
         let c = Controller { proc, http, mqtt, data_dir: data_dir.to_path_buf(), embedded: true };
-        wait_until(Duration::from_secs(30), "the controller to answer over HTTPS", || {
+        wait_until(Duration::from_secs(30), "the controller to answer the CLI", || {
             c.cli(&["device", "list", "-o", "json"]).status.success()
         });
         c
