@@ -2,6 +2,10 @@
 //! requests), `/metrics` and `/healthz`.
 //!
 //! The request and response types here are the API's wire: the CLI ([`crate::client`]) uses the same ones.
+//!
+//! Every request but `/healthz` and the bind downloads needs a bearer token whose role allows it
+//! ([`crate::tokens::required`]); the audit log's actor is that token's name. In lab mode (`insecure_lab`)
+//! no token is asked for, and the actor is whatever the client says.
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -20,18 +24,23 @@ use crate::engine::plan::Plan;
 use crate::engine::{Action, EngineError, Input, Reply};
 use crate::handle::Core;
 use crate::model::{AuditEntry, Counts, Device, Image, ImageId, Job, Outcome, Rollout, RolloutId, RolloutSpec, Wave};
+use crate::token_store::TokenStore;
+use crate::tokens::{Access, Role, TokenInfo};
 use crate::ControllerError;
 
-/// A rollout to plan or create, and who asks.
+/// A rollout to plan or create, and who asks. `actor` counts only in lab mode: with tokens, the actor is the
+/// token's name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RolloutRequest {
     pub spec: RolloutSpec,
+    #[serde(default)]
     pub actor: String,
 }
 
-/// An operator action's who and why, for the audit log.
+/// An operator action's why, for the audit log (and who, in lab mode only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActionRequest {
+    #[serde(default)]
     pub actor: String,
     #[serde(default)]
     pub reason: String,
@@ -39,6 +48,7 @@ pub struct ActionRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StopRequest {
+    #[serde(default)]
     pub actor: String,
     #[serde(default)]
     pub reason: String,
@@ -88,6 +98,55 @@ pub struct ApiError {
     pub error: String,
 }
 
+/// A token to make: `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A new token, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+/// How the API lets requests in.
+#[derive(Clone)]
+pub struct ApiOptions {
+    pub tokens: TokenStore,
+    /// Lab mode: no token is asked for.
+    pub insecure_lab: bool,
+    /// The largest image upload, in bytes.
+    pub max_upload_size: u64,
+}
+
+/// Who sent a request: a token's name and role, or, in lab mode, nobody in particular.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `None` in lab mode.
+    pub name: Option<String>,
+    pub role: Role,
+}
+
+impl Caller {
+    /// The audit log's actor: the token's name; in lab mode, what the client says.
+    pub fn actor(&self, claimed: &str) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None if claimed.trim().is_empty() => "insecure-lab".to_string(),
+            None => claimed.to_string(),
+        }
+    }
+}
+
+/// Where to get a token, for the 401's message.
+const TOKEN_HINT: &str = "give one with --token, BINDWAVE_TOKEN, --token-file or BINDWAVE_TOKEN_FILE; the \
+    controller wrote the first admin token to admin.token in its data directory, and `bindwave token create` \
+    makes more";
+
 impl IntoResponse for ControllerError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -97,12 +156,15 @@ impl IntoResponse for ControllerError {
 
 type ApiResult<T> = Result<Json<T>, ControllerError>;
 
-pub fn router(core: Core) -> Router {
+pub fn router(core: Core, options: ApiOptions) -> Router {
+    let options = std::sync::Arc::new(options);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/images", get(list_images).post(add_image).layer(DefaultBodyLimit::disable()))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{name}", axum::routing::delete(revoke_token))
         .route("/api/v1/rollouts", get(list_rollouts).post(create_rollout))
         .route("/api/v1/rollouts/plan", post(plan_rollout))
         .route("/api/v1/rollouts/{id}", get(rollout_status))
@@ -111,6 +173,7 @@ pub fn router(core: Core) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/binds/{file}", get(download_bind))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(ApiError { error: "no such endpoint".into() })) })
+        .layer(axum::middleware::from_fn_with_state(options, authenticate))
         .layer(axum::middleware::from_fn_with_state(core.clone(), measure))
         .with_state(core)
 }
@@ -133,6 +196,99 @@ async fn measure(
     timer.observe_duration();
     core.metrics.http_requests.with_label_values(&[&route, &method, response.status().as_str()]).inc();
     response
+}
+
+/// Lets a request in if the route is public, or its bearer token's role allows it; hands the handlers the
+/// [`Caller`] and the [`ApiOptions`].
+async fn authenticate(
+    State(options): State<std::sync::Arc<ApiOptions>>,
+    matched: Option<axum::extract::MatchedPath>,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let access = crate::tokens::required(req.method().as_str(), matched.as_ref().map(|m| m.as_str()));
+    req.extensions_mut().insert(options.clone());
+    if options.insecure_lab {
+        req.extensions_mut().insert(Caller { name: None, role: Role::Admin });
+        return next.run(req).await;
+    }
+    let Access::Needs(needed) = access else { return next.run(req).await };
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let refusal = match bearer.map(|token| options.tokens.find(token)) {
+        Some(Ok(Some(record))) if record.role.allows(needed) => {
+            req.extensions_mut().insert(Caller { name: Some(record.name), role: record.role });
+            return next.run(req).await;
+        }
+        None => unauthorized(format!("this request needs a token (role {needed} or more): {TOKEN_HINT}")),
+        Some(Ok(Some(record))) => ControllerError::Forbidden(format!(
+            "the token {:?} has the role {}; this request needs the role {needed} (an admin can make you one: \
+             `bindwave token create --name NAME --role {needed}`)",
+            record.name, record.role
+        ))
+        .into_response(),
+        Some(Ok(None)) => unauthorized(format!("the token is not valid (revoked, or mistyped): {TOKEN_HINT}")),
+        Some(Err(e)) => e.into_response(),
+    };
+    drain(req.into_body()).await;
+    refusal
+}
+
+/// Reads and drops what a refused request is still sending, up to [`DRAIN_BYTES`] and [`DRAIN_TIME`], so the
+/// client reads the refusal: a server that closes on unread bytes resets the connection, and the client may
+/// lose the answer.
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+const DRAIN_BYTES: usize = 1 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn unauthorized(message: String) -> Response {
+    let mut resp = ControllerError::Unauthorized(message).into_response();
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    resp
+}
+
+async fn list_tokens(
+    axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
+) -> ApiResult<Vec<TokenInfo>> {
+    Ok(Json(options.tokens.list()?.iter().map(TokenInfo::from).collect()))
+}
+
+async fn create_token(
+    axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Json(req): Json<TokenRequest>,
+) -> ApiResult<NewToken> {
+    let (token, info) = options.tokens.create(&req.name, req.role).await?;
+    tracing::info!(by = caller.actor(""), name = %info.name, role = info.role.as_str(), "token created");
+    Ok(Json(NewToken { token, info }))
+}
+
+async fn revoke_token(
+    axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<TokenInfo> {
+    let info = options.tokens.revoke(&name).await?;
+    tracing::info!(by = caller.actor(""), name = %info.name, "token revoked");
+    Ok(Json(info))
 }
 
 async fn metrics(State(core): State<Core>) -> Result<Response, ControllerError> {
@@ -194,8 +350,24 @@ async fn plan_rollout(State(core): State<Core>, Json(req): Json<RolloutRequest>)
     Ok(Json(core.query(move |e| e.plan(&req.spec, seed)).await??))
 }
 
-async fn create_rollout(State(core): State<Core>, Json(req): Json<RolloutRequest>) -> ApiResult<Rollout> {
-    let input = Input::CreateRollout { spec: req.spec, seed: rand::random(), actor: req.actor };
+/// An override bypasses the phones' compatibility rule: it needs a reason, which the audit log keeps.
+fn check_override(spec: &RolloutSpec) -> Result<(), ControllerError> {
+    let reason = spec.override_reason.as_deref().map(str::trim).unwrap_or("");
+    if spec.override_compat && reason.is_empty() {
+        return Err(ControllerError::BadRequest(
+            "an override needs a reason, for the audit log (`--override --reason \"...\"`)".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn create_rollout(
+    State(core): State<Core>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Json(req): Json<RolloutRequest>,
+) -> ApiResult<Rollout> {
+    check_override(&req.spec)?;
+    let input = Input::CreateRollout { spec: req.spec, seed: rand::random(), actor: caller.actor(&req.actor) };
     match core.act(input).await? {
         Reply::Rollout(r) => Ok(Json(r)),
         _ => Err(ControllerError::BadRequest("unexpected reply".into())),
@@ -205,18 +377,25 @@ async fn create_rollout(State(core): State<Core>, Json(req): Json<RolloutRequest
 async fn operate(
     State(core): State<Core>,
     Path((id, action)): Path<(String, String)>,
+    axum::Extension(caller): axum::Extension<Caller>,
     Json(req): Json<ActionRequest>,
 ) -> ApiResult<Rollout> {
     let rollout = rollout_id(&id)?;
     let action: Action = action.parse()?;
-    match core.act(Input::Operate { rollout, action, actor: req.actor, reason: req.reason }).await? {
+    let actor = caller.actor(&req.actor);
+    match core.act(Input::Operate { rollout, action, actor, reason: req.reason }).await? {
         Reply::Rollout(r) => Ok(Json(r)),
         _ => Err(ControllerError::BadRequest("unexpected reply".into())),
     }
 }
 
-async fn emergency_stop(State(core): State<Core>, Json(req): Json<StopRequest>) -> ApiResult<StopResponse> {
-    match core.act(Input::EmergencyStop { actor: req.actor, reason: req.reason, abort: req.abort }).await? {
+async fn emergency_stop(
+    State(core): State<Core>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Json(req): Json<StopRequest>,
+) -> ApiResult<StopResponse> {
+    let actor = caller.actor(&req.actor);
+    match core.act(Input::EmergencyStop { actor, reason: req.reason, abort: req.abort }).await? {
         Reply::Stopped(stopped) => Ok(Json(StopResponse { stopped })),
         _ => Err(ControllerError::BadRequest("unexpected reply".into())),
     }
@@ -240,10 +419,22 @@ async fn audit(State(core): State<Core>, Query(q): Query<AuditQuery>) -> ApiResu
 /// Takes a bind as the request body, streaming it to disk while the shared verifier checks it, and stores
 /// it under its SHA-256 if the service's [`crate::images::ImagePolicy`] admits it (signed by a trusted
 /// release key, and not empty).
-async fn add_image(State(core): State<Core>, body: Body) -> ApiResult<Image> {
+async fn add_image(
+    State(core): State<Core>,
+    axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> ApiResult<Image> {
+    let limit = options.max_upload_size;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        drain(body).await;
+        return Err(ControllerError::TooLarge { limit });
+    }
     let dir = core.images_dir.clone();
-    let tmp = dir.join(format!("upload-{}-{}.tmp", std::process::id(), rand::random::<u64>()));
-    let result = receive(&tmp, body).await;
+    let tmp = dir.join(format!("{UPLOAD_PREFIX}{}-{}{UPLOAD_SUFFIX}", std::process::id(), rand::random::<u64>()));
+    let result = receive(&tmp, body, limit).await;
     let verified = match result {
         Ok(v) => v,
         Err(e) => {
@@ -282,12 +473,41 @@ async fn add_image(State(core): State<Core>, body: Body) -> ApiResult<Image> {
     }
 }
 
-async fn receive(tmp: &std::path::Path, body: Body) -> Result<bindwave_proto::verify::Verified, ControllerError> {
+/// The names of unfinished uploads in the images directory: `upload-<pid>-<random>.tmp`.
+pub const UPLOAD_PREFIX: &str = "upload-";
+pub const UPLOAD_SUFFIX: &str = ".tmp";
+
+/// Removes what interrupted uploads left in the images directory (a crash mid-upload); returns how many.
+pub fn remove_unfinished_uploads(images_dir: &std::path::Path) -> Result<usize, ControllerError> {
+    let mut removed = 0;
+    let entries = std::fs::read_dir(images_dir).map_err(crate::error::io_err("read", images_dir))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(UPLOAD_PREFIX) && name.ends_with(UPLOAD_SUFFIX) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(crate::error::io_err("remove the unfinished upload", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+async fn receive(
+    tmp: &std::path::Path,
+    body: Body,
+    limit: u64,
+) -> Result<bindwave_proto::verify::Verified, ControllerError> {
     let mut file = tokio::fs::File::create(tmp).await.map_err(crate::error::io_err("create", tmp))?;
     let mut verifier = Verifier::new(Expected::default());
     let mut stream = body.into_data_stream();
+    let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ControllerError::BadRequest(format!("upload interrupted: {e}")))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(ControllerError::TooLarge { limit });
+        }
         verifier.feed(&chunk).map_err(ControllerError::InvalidBind)?;
         file.write_all(&chunk).await.map_err(crate::error::io_err("write", tmp))?;
     }
@@ -305,5 +525,32 @@ async fn download_bind(State(core): State<Core>, Path(file): Path<String>, req: 
     match tower_http::services::ServeFile::new(path).oneshot(req).await {
         Ok(resp) => resp.map(Body::new),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actor_is_the_tokens_name_and_only_lab_mode_takes_the_clients_word() {
+        let token = Caller { name: Some("olga".into()), role: Role::Operator };
+        assert_eq!(token.actor("mallory"), "olga");
+        assert_eq!(token.actor(""), "olga");
+        let lab = Caller { name: None, role: Role::Admin };
+        assert_eq!(lab.actor("alice@desk"), "alice@desk");
+        assert_eq!(lab.actor("  "), "insecure-lab");
+    }
+
+    #[test]
+    fn an_override_needs_a_reason() {
+        let spec = |v: serde_json::Value| serde_json::from_value::<RolloutSpec>(v).unwrap();
+        assert!(check_override(&spec(serde_json::json!({"image": "abcdef"}))).is_ok());
+        let e = check_override(&spec(serde_json::json!({"image": "abcdef", "override": true}))).unwrap_err();
+        assert!(e.to_string().contains("--reason") && e.http_status() == 400, "{e}");
+        let blank = serde_json::json!({"image": "abcdef", "override": true, "override_reason": " "});
+        assert!(check_override(&spec(blank)).is_err());
+        let given = serde_json::json!({"image": "abcdef", "override": true, "override_reason": "lab phone"});
+        assert!(check_override(&spec(given)).is_ok());
     }
 }

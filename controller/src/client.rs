@@ -1,16 +1,30 @@
-//! The CLI's client of the controller's HTTP API.
+//! The CLI's client of the controller's HTTP API: HTTPS verified against the controller's CA, with a bearer
+//! token.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{ActionRequest, ApiError, RolloutRequest, RolloutStatus, RolloutSummary, StopRequest, StopResponse};
+use crate::api::{
+    ActionRequest, ApiError, NewToken, RolloutRequest, RolloutStatus, RolloutSummary, StopRequest, StopResponse,
+    TokenRequest,
+};
 use crate::engine::plan::Plan;
 use crate::engine::Action;
 use crate::model::{AuditEntry, Device, Image, Rollout};
+use crate::tokens::TokenInfo;
 use crate::ControllerError;
+
+/// How to reach a controller: its URL, the token to show it, and the CA its certificate must chain to.
+#[derive(Debug, Clone, Default)]
+pub struct Remote {
+    pub url: String,
+    pub token: Option<String>,
+    /// PEM; without it, the platform's roots are trusted.
+    pub ca_file: Option<PathBuf>,
+}
 
 pub struct ApiClient {
     base: String,
@@ -18,12 +32,51 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// A client without a token, trusting the platform's roots.
     pub fn new(base: &str) -> Result<Self, ControllerError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ControllerError::Unreachable { url: base.to_string(), detail: e.to_string() })?;
-        Ok(ApiClient { base: base.trim_end_matches('/').to_string(), http })
+        Self::connect(&Remote { url: base.to_string(), ..Remote::default() })
+    }
+
+    /// A client for a controller: its token on every request, and (with a CA file) only that CA trusted.
+    pub fn connect(remote: &Remote) -> Result<Self, ControllerError> {
+        let base = remote.url.trim_end_matches('/').to_string();
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(ca) = &remote.ca_file {
+            let pem = std::fs::read(ca).map_err(crate::error::io_err("read the CA file", ca))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).ok().filter(|c| !c.is_empty()).ok_or_else(|| {
+                    ControllerError::Tls {
+                        detail: format!(
+                            "{} holds no PEM certificate (give the controller's CA with --ca-file)",
+                            ca.display()
+                        ),
+                    }
+                })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some(token) = &remote.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| ControllerError::BadRequest("the token holds characters no token has".into()))?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        let http =
+            builder.build().map_err(|e| ControllerError::Unreachable { url: base.clone(), detail: e.to_string() })?;
+        Ok(ApiClient { base, http })
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ControllerError> {
+        self.send(self.http.get(self.url("/api/v1/tokens"))).await
+    }
+
+    pub async fn create_token(&self, req: &TokenRequest) -> Result<NewToken, ControllerError> {
+        self.post(&self.url("/api/v1/tokens"), req).await
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<TokenInfo, ControllerError> {
+        self.send(self.http.delete(self.url(&format!("/api/v1/tokens/{name}")))).await
     }
 
     pub fn base(&self) -> &str {
@@ -79,6 +132,7 @@ impl ApiClient {
     ) -> Result<Image, ControllerError> {
         use tokio::io::AsyncReadExt;
         let file = tokio::fs::File::open(path).await.map_err(crate::error::io_err("open", path))?;
+        let size = file.metadata().await.map_err(crate::error::io_err("read the size of", path))?.len();
         let chunks = futures_util::stream::unfold((file, sent), |(mut file, sent)| async move {
             let mut buf = vec![0u8; 256 * 1024];
             match file.read(&mut buf).await {
@@ -91,12 +145,49 @@ impl ApiClient {
                 Err(e) => Some((Err(e), (file, sent))),
             }
         });
-        self.send(self.http.post(self.url("/api/v1/images")).body(reqwest::Body::wrap_stream(chunks))).await
+        // The declared length lets the controller refuse an upload over its limit before it is sent.
+        let req = self
+            .http
+            .post(self.url("/api/v1/images"))
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(chunks));
+        self.send(req).await
     }
 
     /// Uploads a bind held in memory.
     pub async fn add_image_bytes(&self, bytes: Vec<u8>) -> Result<Image, ControllerError> {
         self.send(self.http.post(self.url("/api/v1/images")).body(bytes)).await
+    }
+
+    /// What a failed request means: an untrusted certificate, or no controller at all.
+    fn unreachable(&self, e: &reqwest::Error) -> ControllerError {
+        let mut causes = Vec::new();
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            source = cause.source();
+        }
+        if let Some(tls) = causes.iter().find(|c| c.contains("certificate")) {
+            return ControllerError::Tls {
+                detail: format!(
+                    "the controller at {} is not trusted ({tls}): give the CA that signed its certificate with \
+                     --ca-file or BINDWAVE_CA_FILE (a controller's development CA is tls/ca.pem in its data directory)",
+                    self.base
+                ),
+            };
+        }
+        let mut detail = if e.is_connect() {
+            causes.last().map_or_else(|| "connection refused".to_string(), |c| format!("cannot connect ({c})"))
+        } else {
+            causes.last().cloned().unwrap_or_else(|| e.to_string())
+        };
+        let refused = causes.iter().any(|c| c.contains("os error 111"));
+        if !refused && self.base.starts_with("http://") {
+            detail.push_str("; a controller not in lab mode speaks HTTPS: use --controller https://...");
+        } else if !refused && causes.iter().any(|c| c.contains("corrupt message") || c.contains("InvalidContentType")) {
+            detail.push_str("; a controller in lab mode speaks plain HTTP: use --controller http://...");
+        }
+        ControllerError::Unreachable { url: self.base.clone(), detail }
     }
 
     fn url(&self, path: &str) -> String {
@@ -108,10 +199,7 @@ impl ApiClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ControllerError> {
-        let resp = req.send().await.map_err(|e| ControllerError::Unreachable {
-            url: self.base.clone(),
-            detail: if e.is_connect() { "connection refused".into() } else { e.to_string() },
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let bytes = resp
             .bytes()

@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::ControllerError;
 
 /// The keys of the file, their environment variables and defaults, in the order `config check` shows them.
-pub const KEYS: [(&str, &str, &str); 19] = [
+pub const KEYS: [(&str, &str, &str); 23] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
-    ("public_url", "BINDWAVE_PUBLIC_URL", "http://<http_listen>"),
+    ("public_url", "BINDWAVE_PUBLIC_URL", "https://<http_listen> (http:// in lab mode)"),
     ("mqtt_listen", "BINDWAVE_MQTT_LISTEN", "127.0.0.1:8883"),
     ("broker", "BINDWAVE_BROKER", "(the embedded broker)"),
     ("log_level", "BINDWAVE_LOG_LEVEL", "info"),
@@ -34,6 +34,10 @@ pub const KEYS: [(&str, &str, &str); 19] = [
     ("broker_client_key", "BINDWAVE_BROKER_CLIENT_KEY", "(none)"),
     ("broker_username", "BINDWAVE_BROKER_USERNAME", "bindwave:controller"),
     ("broker_password", "BINDWAVE_BROKER_PASSWORD", "(derived from <data_dir>/broker.secret)"),
+    ("http_max_connections", "BINDWAVE_HTTP_MAX_CONNECTIONS", "1024"),
+    ("max_upload_size", "BINDWAVE_MAX_UPLOAD_SIZE", "2147483648"),
+    ("http_header_timeout_secs", "BINDWAVE_HTTP_HEADER_TIMEOUT_SECS", "10"),
+    ("http_body_timeout_secs", "BINDWAVE_HTTP_BODY_TIMEOUT_SECS", "30"),
 ];
 
 /// The file, as written. Every key is optional.
@@ -68,6 +72,14 @@ pub struct ServeFile {
     pub broker_client_key: Option<PathBuf>,
     pub broker_username: Option<String>,
     pub broker_password: Option<String>,
+    /// Open HTTP connections at most (the open-files limit may cap it lower).
+    pub http_max_connections: Option<usize>,
+    /// The largest image upload, in bytes.
+    pub max_upload_size: Option<u64>,
+    /// Seconds a client has for its TLS handshake, and for each request's headers.
+    pub http_header_timeout_secs: Option<u64>,
+    /// Seconds a request body may send nothing before the request ends.
+    pub http_body_timeout_secs: Option<u64>,
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
@@ -115,13 +127,14 @@ pub struct ServeSettings {
     pub allow_unsigned_images: bool,
     /// How long a signed command without a time limit of its own stays valid.
     pub command_ttl: std::time::Duration,
-    /// The server certificate and key (PEM) of the embedded broker's TLS listener; without them a development
-    /// CA and certificate are made in `data_dir/tls/`.
+    /// The server certificate and key (PEM) of the embedded broker's TLS listener and of HTTPS; without them a
+    /// development CA and certificate are made in `data_dir/tls/`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// With it, MQTT clients need a certificate this CA signed, and its CN is their identity.
     pub mqtt_client_ca: Option<PathBuf>,
-    /// Lab mode: plain MQTT, anonymous clients, no topic rules. Logged loudly at start.
+    /// Lab mode: plain MQTT, anonymous clients, no topic rules; plain HTTP without tokens. Logged loudly at
+    /// start.
     pub insecure_lab: bool,
     /// The controller's own MQTT connection: the CA it verifies the broker with, its client certificate and
     /// key (mutual TLS), its username and password (an external broker).
@@ -131,6 +144,10 @@ pub struct ServeSettings {
     pub broker_username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hidden")]
     pub broker_password: Option<String>,
+    pub http_max_connections: usize,
+    pub max_upload_size: u64,
+    pub http_header_timeout_secs: u64,
+    pub http_body_timeout_secs: u64,
     /// Where each key's value came from.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -212,6 +229,24 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>) {
             out.problem(&["release_keys"], crate::error::chain(&e));
         }
     }
+    if file.tls_cert.is_some() != file.tls_key.is_some() {
+        let (given, missing) = if file.tls_cert.is_some() { ("tls_cert", "tls_key") } else { ("tls_key", "tls_cert") };
+        out.problem(&[missing], format!("{given} is set, so {missing} must be too (the certificate and its key)"));
+    }
+    if file.http_max_connections == Some(0) {
+        out.problem(&["http_max_connections"], "must be at least 1".to_string());
+    }
+    for (key, value) in [
+        ("http_header_timeout_secs", file.http_header_timeout_secs),
+        ("http_body_timeout_secs", file.http_body_timeout_secs),
+    ] {
+        if value == Some(0) {
+            out.problem(&[key], "must be at least 1 (seconds)".to_string());
+        }
+    }
+    if file.max_upload_size == Some(0) {
+        out.problem(&["max_upload_size"], "must be at least 1 (bytes)".to_string());
+    }
     if let Some(dir) = &file.data_dir {
         if dir.exists() && !dir.is_dir() {
             out.problem(&["data_dir"], format!("{} exists and is not a directory", dir.display()));
@@ -251,7 +286,7 @@ fn overrides(flags: &Flags) -> Result<Vec<Override>, Vec<Problem>> {
     for (key, value) in &given {
         let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
         let mut o = Override::flag(&format!("--{}", key.replace('_', "-")), &[key.as_str()], &text);
-        // A list (`--release-key`, repeated) or a switch keeps its type.
+        // A list (`--release-key`, repeated), a number or a switch keeps its type; text is taken as written.
         o.value = value.clone();
         all.push(o);
     }
@@ -301,6 +336,10 @@ impl ServeSettings {
             broker_client_key,
             broker_username,
             broker_password,
+            http_max_connections,
+            max_upload_size,
+            http_header_timeout_secs,
+            http_body_timeout_secs,
         } = effective;
         let insecure_lab = insecure_lab.unwrap_or(false);
         // MQTT over TLS listens on 8883, plain MQTT (lab mode) on 1883, as IANA assigns them.
@@ -325,6 +364,10 @@ impl ServeSettings {
             broker_client_key,
             broker_username,
             broker_password,
+            http_max_connections: http_max_connections.unwrap_or(crate::http_server::DEFAULT_MAX_CONNECTIONS),
+            max_upload_size: max_upload_size.unwrap_or(crate::service::DEFAULT_MAX_UPLOAD_SIZE),
+            http_header_timeout_secs: http_header_timeout_secs.unwrap_or(crate::http_server::HEADER_TIMEOUT.as_secs()),
+            http_body_timeout_secs: http_body_timeout_secs.unwrap_or(crate::http_server::BODY_TIMEOUT.as_secs()),
             sources,
         })
     }
@@ -393,6 +436,18 @@ mod tests {
         let flags = Flags { http_listen: Some("127.0.0.1:2000".parse().unwrap()), ..Default::default() };
         let s = ServeSettings::resolve(&flags, &file).unwrap();
         assert_eq!((s.http_listen.port(), s.sources["http_listen"]), (2000, Source::Flag));
+    }
+
+    #[test]
+    fn numbers_and_switches_from_flags_and_environment_keep_their_type() {
+        let flags = Flags { http_max_connections: Some(50), insecure_lab: Some(true), ..Default::default() };
+        let s = ServeSettings::resolve(&flags, &ServeFile::default()).unwrap();
+        assert_eq!((s.http_max_connections, s.insecure_lab), (50, true));
+        assert_eq!(s.sources["http_max_connections"], Source::Flag);
+        assert_eq!((s.max_upload_size, s.http_header_timeout_secs), (2 << 30, 10));
+        let m = messages("tls_cert = \"/etc/bindwave/server.pem\"\nhttp_max_connections = 0\n");
+        assert!(m.iter().any(|m| m.starts_with("tls_key:") && m.contains("tls_cert is set")), "{m:?}");
+        assert!(m.iter().any(|m| m.starts_with("http_max_connections:")), "{m:?}");
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
             tls: bindwave_link::TlsFiles { ca_file: Some(tls.ca.clone()), ..Default::default() },
             ..Default::default()
         },
+        http: crate::service::HttpOptions { insecure_lab: true, ..Default::default() },
     })
     .await?;
     println!(
@@ -161,6 +162,7 @@ async fn rollouts(
             waves: waves(&["5%", "25%", "100%"]),
             gates: gates.clone(),
             override_compat: false,
+            override_reason: None,
             use_defaults: false,
             seed: Some(7),
         };

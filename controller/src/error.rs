@@ -62,6 +62,20 @@ pub enum ControllerError {
     Setting { key: &'static str, detail: String },
     #[error("{path} has {count} problem{} (listed above)", if *count == 1 { "" } else { "s" })]
     ConfigProblems { path: String, count: usize },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// No token, or one the controller does not know (revoked, mistyped).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A token whose role is too small for the request.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the upload is larger than the controller's max_upload_size of {limit} bytes (raise max_upload_size in its config)")]
+    TooLarge { limit: u64 },
+    #[error("TLS: {detail}")]
+    Tls { detail: String },
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("the controller's core stopped unexpectedly: {0} (this is a bug; please report it with the log)")]
@@ -78,7 +92,11 @@ impl ControllerError {
             Engine(AmbiguousImage(_) | EmptyRollout | EngineError::BadRequest(_)) => 400,
             InvalidBind(_) | ControllerError::BadRequest(_) | Proto(_) | EmptyPayload { .. } => 400,
             ImageUntrusted { .. } | Engine(UntrustedImage { .. }) => 400,
-            Engine(InvalidAction { .. }) => 409,
+            Engine(InvalidAction { .. }) | Conflict(_) => 409,
+            NotFound(_) => 404,
+            Unauthorized(_) => 401,
+            Forbidden(_) => 403,
+            TooLarge { .. } => 413,
             ShuttingDown => 503,
             _ => 500,
         }

@@ -24,6 +24,7 @@ mod error;
 #[cfg(feature = "sim")]
 pub mod fleet;
 pub mod handle;
+pub mod http_server;
 pub mod images;
 pub mod keys;
 pub mod metrics;
@@ -33,6 +34,9 @@ mod scenarios;
 pub mod service;
 pub mod store;
 mod table;
+pub mod tls;
+pub mod token_store;
+pub mod tokens;
 
 pub use error::{chain as error_chain, ControllerError};
 

@@ -52,7 +52,10 @@ fn main() -> ExitCode {
     } else {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The runtime's threads hold the sockets: a controller that answers an upload early (401, 403, 413) and
+    // closes must give the CLI a write error there, not a SIGPIPE that ends it without a word.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().on_thread_start(block_sigpipe).build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -65,5 +68,18 @@ fn main() -> ExitCode {
             eprintln!("error: {}", bindwave_controller::error_chain(&e));
             ExitCode::from(cli::exit_code(&e))
         }
+    }
+}
+
+/// Blocks SIGPIPE on the calling thread: a write to a closed socket there fails with EPIPE instead. The main
+/// thread, which prints, keeps the default, so `bindwave rollout list | head` ends quietly.
+fn block_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: a signal set on the stack, initialized by sigemptyset before use; changes this thread's mask only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }

@@ -102,6 +102,7 @@ pub struct Metrics {
     pub batch_inputs: Histogram,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
+    pub http_connections: IntGauge,
     // Events of jobs.
     job_seconds: HistogramVec,
     download_bytes: IntCounterVec,
@@ -212,6 +213,7 @@ impl Metrics {
                 "HTTP API requests, by route, method and status code.",
                 &["route", "method", "status"],
             ),
+            http_connections: r.gauge("bindwave_http_connections", "Open HTTP connections."),
             http_seconds: r.histogram_vec(
                 "bindwave_http_request_duration_seconds",
                 "HTTP API request latency, by route.",

@@ -132,6 +132,7 @@ impl Run {
                     waves: vec![],
                     gates: Gates::default(),
                     override_compat: false,
+                    override_reason: None,
                     use_defaults: false,
                     seed: Some(1),
                 };

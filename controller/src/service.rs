@@ -72,7 +72,7 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub http_listen: SocketAddr,
     pub mqtt: MqttMode,
-    /// The base URL agents fetch binds from; defaults to `http://{http address}`.
+    /// The base URL agents fetch binds from; defaults to `https://{http address}` (`http://` in lab mode).
     pub public_url: Option<String>,
     /// Which binds are added and rolled out: signed by a trusted release key, unless unsigned ones are
     /// allowed (a lab setting).
@@ -81,11 +81,48 @@ pub struct ServeOptions {
     pub command_ttl: Duration,
     /// The controller's own login to the broker.
     pub login: BrokerLogin,
+    pub http: HttpOptions,
+}
+
+/// How the HTTP server lets clients in.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Lab mode: no token is asked for (and, without `tls`, plain HTTP).
+    pub insecure_lab: bool,
+    /// The server's certificate chain and private key (PEM); `None` serves plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `http_max_connections`, before the open-files limit caps it.
+    pub max_connections: usize,
+    /// `max_upload_size`, in bytes.
+    pub max_upload_size: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+/// The default of `max_upload_size`: 2 GiB.
+pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 2 << 30;
+
+impl Default for HttpOptions {
+    /// Tokens, plain HTTP, the default limits.
+    fn default() -> Self {
+        HttpOptions {
+            insecure_lab: false,
+            tls: None,
+            max_connections: crate::http_server::DEFAULT_MAX_CONNECTIONS,
+            max_upload_size: DEFAULT_MAX_UPLOAD_SIZE,
+            header_timeout: crate::http_server::HEADER_TIMEOUT,
+            body_timeout: crate::http_server::BODY_TIMEOUT,
+        }
+    }
 }
 
 /// A running controller.
 pub struct Service {
     pub http_addr: SocketAddr,
+    /// `https://ADDR`, or `http://ADDR` without TLS.
+    pub http_url: String,
+    /// Where the first admin token was written, on the first start with tokens.
+    pub admin_token_file: Option<PathBuf>,
     /// The broker the controller and agents use: `mqtts://host:port`, or `mqtt://host:port` in lab mode.
     pub mqtt_url: String,
     pub core: Core,
@@ -114,6 +151,26 @@ impl Service {
             signer.key_id(),
             command_key.to_line(),
         );
+        // After the store's lock: no other controller is uploading into this directory.
+        let removed = crate::api::remove_unfinished_uploads(&images_dir)?;
+        if removed > 0 {
+            tracing::info!(removed, dir = %images_dir.display(), "removed unfinished uploads");
+        }
+        let tokens = store.tokens()?;
+        let admin_token_file = if opts.http.insecure_lab { None } else { tokens.first_admin(&opts.data_dir).await? };
+        if let Some(path) = &admin_token_file {
+            tracing::info!(path = %path.display(), "wrote the first admin token (mode 0600); the CLI reads it from there");
+        }
+        let tls = match &opts.http.tls {
+            Some((cert, key)) => Some(Arc::new(crate::tls::server_config(cert, key)?)),
+            None => None,
+        };
+        if opts.http.insecure_lab {
+            tracing::warn!(
+                "INSECURE LAB MODE: the HTTP API asks for no token, anyone who reaches it can roll out anything{}",
+                if tls.is_none() { ", and it is plain HTTP" } else { "" }
+            );
+        }
 
         let metrics = Arc::new(Metrics::new());
         let mut login = opts.login.clone();
@@ -153,7 +210,9 @@ impl Service {
             .map_err(|source| ControllerError::HttpListen { addr: opts.http_listen, source })?;
         let http_addr =
             listener.local_addr().map_err(|source| ControllerError::HttpListen { addr: opts.http_listen, source })?;
-        let public_url = opts.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let http_url = format!("{scheme}://{http_addr}");
+        let public_url = opts.public_url.clone().unwrap_or_else(|| http_url.clone());
 
         if opts.images.allow_unsigned {
             tracing::warn!(
@@ -202,19 +261,39 @@ impl Service {
         };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
 
-        let app = crate::api::router(core.clone());
-        let mut http_shutdown = shutdown_rx.clone();
-        let http_task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("HTTP server stopped: {e}");
-            }
-        });
-        tracing::info!(%http_addr, mqtt = %mqtt_url, "controller running");
+        let api_options = crate::api::ApiOptions {
+            tokens,
+            insecure_lab: opts.http.insecure_lab,
+            max_upload_size: opts.http.max_upload_size,
+        };
+        let app = crate::api::router(core.clone(), api_options);
+        let open_files = crate::http_server::open_files_limit();
+        let (max_connections, reserve) = crate::http_server::connection_cap(opts.http.max_connections, open_files);
+        tracing::info!(
+            open_files,
+            reserve,
+            max_connections,
+            configured = opts.http.max_connections,
+            "HTTP connections capped: descriptors kept in reserve for MQTT and files"
+        );
+        let limits = crate::http_server::HttpLimits {
+            header_timeout: opts.http.header_timeout,
+            body_timeout: opts.http.body_timeout,
+            max_connections,
+        };
+        let http_task = tokio::spawn(crate::http_server::serve(
+            listener,
+            app,
+            tls,
+            limits,
+            core.metrics.clone(),
+            shutdown_rx.clone(),
+        ));
+        tracing::info!(%http_url, mqtt = %mqtt_url, "controller running");
         Ok(Service {
             http_addr,
+            http_url,
+            admin_token_file,
             mqtt_url,
             core,
             command_key,

@@ -80,6 +80,11 @@ impl Store {
         Ok(())
     }
 
+    /// The operators' tokens, in a tree of their own that the HTTP API reads apart from the core.
+    pub fn tokens(&self) -> Result<crate::token_store::TokenStore, ControllerError> {
+        Ok(crate::token_store::TokenStore::new(self.db.open_tree("tokens")?))
+    }
+
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

@@ -88,6 +88,7 @@ fn a_port_in_use_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let o = bindwave(&[
         "serve",
+        "--insecure-lab",
         "--data-dir",
         dir.path().to_str().unwrap(),
         "--mqtt-listen",

@@ -128,8 +128,8 @@ pub struct Controller {
     pub data_dir: PathBuf,
     /// True when it runs the embedded broker (`mqtt` is then its own address).
     embedded: bool,
-    /// Lab mode (`--insecure-lab`: plain MQTT, anonymous clients), which every start but
-    /// [`Controller::start_secure`] asks for.
+    /// Lab mode (`--insecure-lab`: plain MQTT with anonymous clients, plain HTTP without tokens), which every
+    /// start but [`Controller::start_secure`] asks for.
     pub lab: bool,
     /// More `bindwave serve` flags, kept for a restart.
     serve_args: Vec<String>,
@@ -155,7 +155,7 @@ impl Controller {
         Self::start_with(dir, &data_dir, 0, Some(0), None)
     }
 
-    /// Starts with more `bindwave` flags (`--log-format json`, ...).
+    /// Starts with more `bindwave` flags before `serve` (`--log-format json`, ...).
     pub fn start_args(dir: &Path, extra: &[&str]) -> Controller {
         Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra, true, &[LAB_IMAGES.to_string()])
     }
@@ -179,7 +179,9 @@ impl Controller {
         };
         // Unsigned binds, as in every test that is not about signing them.
         let mut rest = rest;
-        rest.push(LAB_IMAGES.to_string());
+        if !rest.iter().any(|a| a == "--release-key") {
+            rest.push(LAB_IMAGES.to_string());
+        }
         let mqtt_port = broker.is_none().then_some(0);
         Self::launch(dir, &dir.join("controller"), 0, mqtt_port, broker.as_deref(), &[], false, &rest)
     }
@@ -204,6 +206,15 @@ impl Controller {
             self.ca().display().to_string(),
             self.device_password(id)
         )
+    }
+
+    /// [`Controller::start_secure`] with a given data directory (to restart on the same one).
+    pub fn start_secure_in(dir: &Path, data_dir: &Path, serve_args: &[&str]) -> Controller {
+        let mut args: Vec<String> = serve_args.iter().map(ToString::to_string).collect();
+        if !args.iter().any(|a| a == "--release-key") {
+            args.push(LAB_IMAGES.to_string());
+        }
+        Self::launch(dir, data_dir, 0, Some(0), None, &[], false, &args)
     }
 
     /// Starts again on the same ports and data directory, as after a restart.
@@ -266,15 +277,10 @@ impl Controller {
             }
         };
         let mut proc = Proc::spawn("controller", cmd, dir);
-        // `bindwave serve` says where it listens once it does: "HTTP on http://ADDR, MQTT on mqtt://ADDR".
         let mut heard = None;
         wait_until(Duration::from_secs(30), "the controller to say where it listens", || {
             assert!(proc.alive(), "the controller exited at start");
-            heard = proc.log_text().lines().find_map(|l| {
-                let rest = l.strip_prefix("bindwave controller: HTTP on ")?;
-                let (http, mqtt) = rest.split_once(", MQTT on ")?;
-                Some((http.trim().to_string(), mqtt.trim().to_string()))
-            });
+            heard = heard_addresses(&proc);
             heard.is_some()
         });
         let (http, heard_mqtt) = heard.expect("the controller's addresses");
@@ -289,15 +295,27 @@ impl Controller {
             lab,
             serve_args: serve_args.to_vec(),
         };
-        wait_until(Duration::from_secs(30), "the controller to answer /healthz", || {
-            http_get(&c.http, "/healthz").map(|(s, _)| s == 200).unwrap_or(false)
-        });
+        if lab {
+            wait_until(Duration::from_secs(30), "the controller to answer /healthz", || {
+                http_get(&c.http, "/healthz").map(|(s, _)| s == 200).unwrap_or(false)
+            });
+        } else {
+            // HTTPS with a token: the CLI finds both in the data directory.
+            wait_until(Duration::from_secs(30), "the controller to answer the CLI", || {
+                c.cli(&["device", "list", "-o", "json"]).status.success()
+            });
+        }
         c
     }
 
-    /// Runs `bindwave --controller <this> ARGS` and returns its output.
+    /// Runs `bindwave --controller <this> ARGS` and returns its output. The CLI looks for the admin token and
+    /// the CA in the controller's data directory, as on the controller's own host.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run(Command::new(bin("bindwave")).arg("--controller").arg(&self.http).args(args))
+        run(Command::new(bin("bindwave"))
+            .env("BINDWAVE_DATA_DIR", &self.data_dir)
+            .arg("--controller")
+            .arg(&self.http)
+            .args(args))
     }
 
     /// Runs a CLI command that must succeed, and parses its stdout as JSON.
@@ -330,6 +348,52 @@ impl Controller {
         assert_success(&out, args);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// `bindwave serve` says where it listens once it does: "HTTP on http(s)://ADDR, MQTT on mqtt://ADDR".
+fn heard_addresses(proc: &Proc) -> Option<(String, String)> {
+    proc.log_text().lines().find_map(|l| {
+        let rest = l.strip_prefix("bindwave controller: HTTP on ")?;
+        let (http, mqtt) = rest.split_once(", MQTT on ")?;
+        Some((http.trim().to_string(), mqtt.trim().to_string()))
+    })
+}
+
+/// A test CA and a server certificate for 127.0.0.1 and localhost, made with openssl, in `dir`: `ca.pem`,
+/// `ca.key`, `server.pem`, `server.key` (the layout of a controller's `<data dir>/tls/`).
+pub fn dev_tls(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("tls dir");
+    let openssl = |args: &[&str]| {
+        let out = run(Command::new("openssl").current_dir(dir).args(args));
+        assert_success(&out, args);
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ca = ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bindwave test CA"];
+    let ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"];
+    openssl(&[&["req", "-x509"][..], &ec, &ca, &ca_ext].concat());
+    openssl(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
 }
 
 pub fn run(cmd: &mut Command) -> Output {

@@ -136,7 +136,18 @@ fn three_phones_three_rollouts(c: &Controller, d: &Path) {
     }
 
     // Rollout 3: the same bind with Override makes the hardware-incompatible phone accept, and says so.
-    let r3 = c.ok(&["rollout", "create", "--image", &with_hw, "--devices", "phone-hw", "--override", "--start"]);
+    let r3 = c.ok(&[
+        "rollout",
+        "create",
+        "--image",
+        &with_hw,
+        "--devices",
+        "phone-hw",
+        "--override",
+        "--reason",
+        "lab phone",
+        "--start",
+    ]);
     let s3 = finish(c, &r3);
     let forced = job(&s3, "phone-hw");
     assert_eq!(forced["phase"]["phase"], "succeeded", "{s3:#}");

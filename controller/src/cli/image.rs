@@ -18,7 +18,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Runs an image command.
-pub(super) async fn run(cmd: ImageCmd, controller: &str) -> Result<(), ControllerError> {
+pub(super) async fn run(
+    cmd: ImageCmd,
+    api: &dyn Fn() -> Result<ApiClient, ControllerError>,
+) -> Result<(), ControllerError> {
     match cmd {
         ImageCmd::Keygen { out } => {
             let key = SigningKey::create(&out)?;
@@ -80,13 +83,13 @@ pub(super) async fn run(cmd: ImageCmd, controller: &str) -> Result<(), Controlle
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
             let bar = byte_bar(size, "upload");
             let progress = bar.clone();
-            let image = ApiClient::new(controller)?.add_image(&file, move |n| progress.inc(n)).await;
+            let image = api()?.add_image(&file, move |n| progress.inc(n)).await;
             bar.finish_and_clear();
             println!("{}", image?.sha256);
             Ok(())
         }
         ImageCmd::List { output } => {
-            let list = ApiClient::new(controller)?.images().await?;
+            let list = api()?.images().await?;
             emit(&list, output, |list| {
                 let mut t = Table::new(["SHA256", "VERSION", "HW LEVELS", "SIZE"]);
                 for i in list {

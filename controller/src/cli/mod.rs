@@ -19,6 +19,7 @@ mod image;
 pub mod output;
 pub mod rollout;
 mod serve;
+mod token;
 
 pub use exit::exit_code;
 use output::emit;
@@ -46,10 +47,22 @@ pub use rollout::{parse_duration, parse_ratio, settled, state_line, RolloutArgs,
     )
 )]
 pub struct Cli {
-    /// The controller's HTTP address, for the operator commands.
-    #[arg(long, global = true, env = "BINDWAVE_CONTROLLER", default_value = "http://127.0.0.1:8080")]
+    /// The controller's address, for the operator commands (http:// for a controller in lab mode).
+    #[arg(long, global = true, env = "BINDWAVE_CONTROLLER", default_value = "https://127.0.0.1:8080")]
     pub controller: String,
-    /// Who you are, for the audit log (default: $USER@hostname).
+    /// The API token [default: read from --token-file].
+    #[arg(long, global = true, env = "BINDWAVE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the API token [default: <data dir>/admin.token, if it exists, where the data dir is
+    /// $BINDWAVE_DATA_DIR or ./bindwave-data, as for `bindwave serve`].
+    #[arg(long, global = true, env = "BINDWAVE_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// The CA the controller's certificate must chain to, PEM [default: <data dir>/tls/ca.pem, if it exists;
+    /// else the system's roots].
+    #[arg(long, global = true, env = "BINDWAVE_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Who you are, for the audit log of a controller in lab mode (default: $USER@hostname); with tokens,
+    /// the audit log names the token.
     #[arg(long, global = true, env = "BINDWAVE_ACTOR")]
     pub actor: Option<String>,
     /// Log level or filter (e.g. info, debug, bindwave_controller=debug); also RUST_LOG or BINDWAVE_LOG_LEVEL.
@@ -69,10 +82,12 @@ pub enum Command {
         bindwave serve --config /etc/bindwave/bindwave.toml --log-format json\n  \
         bindwave serve --broker mqtts://mosquitto.example:8883 --broker-ca ca.pem --broker-client-cert \
         controller.pem --broker-client-key controller.key --http-listen 0.0.0.0:8080 \
-        --public-url http://bindwave.example:8080\n\n\
+        --public-url https://bindwave.example:8080\n  bindwave serve --insecure-lab   # a lab: plain MQTT and HTTP, no tokens\n\n\
         Every setting comes from its flag, else its environment variable (BINDWAVE_DATA_DIR, BINDWAVE_HTTP_LISTEN, \
         BINDWAVE_PUBLIC_URL, BINDWAVE_MQTT_LISTEN, BINDWAVE_BROKER, BINDWAVE_LOG_LEVEL, BINDWAVE_LOG_FORMAT, \
-        BINDWAVE_TLS_CERT, BINDWAVE_INSECURE_LAB, BINDWAVE_BROKER_PASSWORD, ...), else the --config file (the same names in lowercase, without BINDWAVE_), else its default.")]
+        BINDWAVE_TLS_CERT, BINDWAVE_INSECURE_LAB, BINDWAVE_BROKER_PASSWORD, BINDWAVE_MAX_UPLOAD_SIZE, ...), else \
+        the --config file (the same names in lowercase, without BINDWAVE_), else its default.\n\n\
+        On its first start it writes an admin API token to <data-dir>/admin.token (mode 0600).")]
     Serve(ServeArgs),
     /// Check a controller config file and show the settings it gives, and where each comes from.
     #[command(subcommand, after_help = "Examples:\n  bindwave config check --config /etc/bindwave/bindwave.toml")]
@@ -120,6 +135,14 @@ pub enum Command {
         bindwave rollout pause r1 --reason \"calls drop after the update\""
     )]
     Rollout(RolloutCmd),
+    /// Make, list and revoke the operators' API tokens (admin role).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  bindwave token create --name alice --role operator\n  bindwave token list\n  \
+        bindwave token revoke alice\n\n\
+        Roles: viewer (reads), operator (rollouts, their actions, stops, image uploads), admin (tokens, everything)."
+    )]
+    Token(TokenCmd),
     /// Emergency stop: pause every rollout under way (or abort them with --abort).
     #[command(after_help = "Examples:\n  bindwave stop --reason \"phones reboot-looping in site B\"")]
     Stop {
@@ -203,7 +226,7 @@ pub struct ServeArgs {
     /// Use this external broker (mqtts://host:port; mqtt:// only in lab mode) instead of the embedded one.
     #[arg(long)]
     pub broker: Option<String>,
-    /// The URL agents download binds from [default: http://<http-listen>].
+    /// The URL agents download binds from [default: https://<http-listen>].
     #[arg(long)]
     pub public_url: Option<String>,
     /// A release key images must be signed with: a public key file or `ed25519:<hex>`; may be repeated.
@@ -215,7 +238,8 @@ pub struct ServeArgs {
     /// How long a signed command without a time limit of its own stays valid, e.g. 24h [default: 24h].
     #[arg(long, value_parser = bindwave_settings::duration::parse_secs)]
     pub command_ttl: Option<u64>,
-    /// The embedded broker's server certificate (PEM) [default: a development one in <data-dir>/tls/].
+    /// The server certificate of the embedded broker and of HTTPS (PEM) [default: a development one in
+    /// <data-dir>/tls/].
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
@@ -224,7 +248,7 @@ pub struct ServeArgs {
     /// Require MQTT client certificates signed by this CA (PEM); their CN is the client's identity.
     #[arg(long)]
     pub mqtt_client_ca: Option<PathBuf>,
-    /// Lab mode: plain MQTT, anonymous clients, no topic rules. Never for a real fleet.
+    /// Lab mode: plain MQTT, anonymous clients, no topic rules; plain HTTP without tokens. Never for a real fleet.
     #[arg(long)]
     pub insecure_lab: bool,
     /// The CA the controller verifies its broker with (PEM) [default: <data-dir>/tls/ca.pem].
@@ -239,6 +263,18 @@ pub struct ServeArgs {
     /// The controller's username on an external broker (its password: BINDWAVE_BROKER_PASSWORD).
     #[arg(long)]
     pub broker_username: Option<String>,
+    /// Open HTTP connections at most; the open-files limit may cap it lower [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub http_max_connections: Option<usize>,
+    /// The largest image upload, in bytes [default: 2147483648, 2 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_upload_size: Option<u64>,
+    /// Seconds for a TLS handshake, and for each request's headers [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub http_header_timeout_secs: Option<u64>,
+    /// Seconds a request body may send nothing [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub http_body_timeout_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -268,6 +304,10 @@ impl ServeArgs {
             broker_client_key: self.broker_client_key.clone(),
             broker_username: self.broker_username.clone(),
             broker_password: None,
+            http_max_connections: self.http_max_connections,
+            max_upload_size: self.max_upload_size,
+            http_header_timeout_secs: self.http_header_timeout_secs,
+            http_body_timeout_secs: self.http_body_timeout_secs,
         };
         crate::config::ServeSettings::load(self.config.as_deref(), &flags)
     }
@@ -354,6 +394,31 @@ pub enum ImageCmd {
 }
 
 #[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Make a token; it is printed this once (the controller keeps only its hash).
+    #[command(after_help = "Examples:\n  bindwave token create --name alice --role operator\n  \
+        bindwave token create --name grafana --role viewer > /etc/prometheus/bindwave.token")]
+    Create {
+        /// Its name, which the audit log shows for what it does.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: crate::tokens::Role,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// The tokens: names, roles, creation times (never the tokens).
+    #[command(after_help = "Examples:\n  bindwave token list\n  bindwave token list -o json")]
+    List {
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Revoke a token by its name: it stops working at once.
+    #[command(after_help = "Examples:\n  bindwave token revoke alice")]
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
 pub enum DeviceCmd {
     /// List devices with their hardware level and running software.
     #[command(after_help = "Examples:\n  bindwave device list -o json")]
@@ -420,8 +485,67 @@ fn parse_version(s: &str) -> Result<SoftwareVersion, String> {
     s.parse().map_err(|e: bindwave_proto::ProtoError| e.to_string())
 }
 
+/// The data directory the CLI looks in for the token and the CA when none is given: `bindwave serve`'s.
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("BINDWAVE_DATA_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| "bindwave-data".into(), PathBuf::from)
+}
+
+/// The flags that say how to reach the controller.
+pub struct Connect {
+    pub controller: String,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Connect {
+    pub fn of(cli: &Cli) -> Connect {
+        Connect {
+            controller: cli.controller.clone(),
+            token: cli.token.clone(),
+            token_file: cli.token_file.clone(),
+            ca_file: cli.ca_file.clone(),
+        }
+    }
+
+    /// A client of the controller.
+    pub fn client(&self) -> Result<ApiClient, ControllerError> {
+        ApiClient::connect(&self.remote()?)
+    }
+
+    /// How to reach the controller: `--controller`, the token (`--token`, else `--token-file`, else the data
+    /// directory's `admin.token` if there is one), the CA (`--ca-file`, else the data directory's
+    /// `tls/ca.pem` if there is one).
+    pub fn remote(&self) -> Result<crate::client::Remote, ControllerError> {
+        let data_dir = default_data_dir();
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(file)) => Some(read_token(file)?),
+            (None, None) => {
+                let file = data_dir.join(crate::token_store::ADMIN_TOKEN_FILE);
+                if file.exists() {
+                    Some(read_token(&file)?)
+                } else {
+                    None
+                }
+            }
+        };
+        let ca_file = self.ca_file.clone().or_else(|| Some(data_dir.join("tls").join("ca.pem")).filter(|p| p.exists()));
+        Ok(crate::client::Remote { url: self.controller.clone(), token, ca_file })
+    }
+}
+
+fn read_token(path: &std::path::Path) -> Result<String, ControllerError> {
+    let text = std::fs::read_to_string(path).map_err(crate::error::io_err("read the token file", path))?;
+    Ok(text.trim().to_string())
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), ControllerError> {
+    let connect = Connect::of(&cli);
+    let api = || connect.client();
     match cli.command {
         Command::Serve(args) => serve::run(args.settings(cli.log_level, cli.log_format)?).await,
         Command::Config(ConfigCmd::Check { config, output }) => config_check::run(config.as_deref(), output),
@@ -460,16 +584,17 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             };
             crate::demo::run(opts, serve::shutdown_signal()).await
         }
-        Command::Image(cmd) => image::run(cmd, &cli.controller).await,
+        Command::Image(cmd) => image::run(cmd, &api).await,
+        Command::Token(cmd) => token::run(cmd, api()?).await,
         Command::Certs(CertsCmd::Dev { out, devices, count, hosts }) => certs::dev(&out, &devices, count, &hosts),
         Command::Device(DeviceCmd::Credentials { id, data_dir, output }) => device::credentials(&id, &data_dir, output),
         Command::Device(DeviceCmd::List { output }) => {
-            let devices = ApiClient::new(&cli.controller)?.devices().await?;
+            let devices = api()?.devices().await?;
             emit(&devices, output, |d| output::print_devices(d))
         }
-        Command::Rollout(cmd) => rollout::run(cmd, &cli.controller, &actor(cli.actor)).await,
+        Command::Rollout(cmd) => rollout::run(cmd, api()?, &actor(cli.actor)).await,
         Command::Stop { reason, abort } => {
-            let api = ApiClient::new(&cli.controller)?;
+            let api = api()?;
             let r = api.stop(&crate::api::StopRequest { actor: actor(cli.actor), reason, abort }).await?;
             let what = if abort { "aborted" } else { "paused" };
             if r.stopped.is_empty() {
@@ -481,7 +606,7 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             Ok(())
         }
         Command::Audit { rollout, output } => {
-            let entries = ApiClient::new(&cli.controller)?.audit(rollout.as_deref()).await?;
+            let entries = api()?.audit(rollout.as_deref()).await?;
             emit(&entries, output, |entries| {
                 let mut t = Table::new(["SEQ", "TIME (UTC)", "ACTOR", "ACTION", "ROLLOUT", "REASON"]);
                 for a in entries {

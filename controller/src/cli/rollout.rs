@@ -34,7 +34,7 @@ pub enum RolloutCmd {
         after_help = "Examples:\n  bindwave rollout create --image 3fa2c1 --all --waves 1%,10%,50%,100% --soak 30m --start\n  \
         bindwave rollout create --image 3fa2c1 --hardware-level 3 --label site=munich --waves 5,50,all \\\n      \
         --failure-threshold 5% --on-failure abort --device-timeout 20m --max-concurrent 100\n  \
-        bindwave rollout create --image 3fa2c1 --devices phone-0001,phone-0002 --override --start"
+        bindwave rollout create --image 3fa2c1 --devices phone-0001,phone-0002 --override \\\n      --reason \"lab phones, CHG-4711\" --start"
     )]
     Create {
         #[command(flatten)]
@@ -165,8 +165,11 @@ pub struct RolloutArgs {
     #[arg(long = "wave-gates", value_parser = parse_wave_gates)]
     pub wave_gates: Vec<(usize, GateOverrides)>,
     /// Install even where the phones' compatibility rule says no.
-    #[arg(long = "override")]
+    #[arg(long = "override", requires = "reason")]
     pub override_compat: bool,
+    /// Why the override (required with --override), for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
     /// Commands carry only the file name (`{sha256}.bind`): phones fetch it from their default access
     /// settings (your own FTP/HTTPS server, where you have put the bind).
     #[arg(long)]
@@ -215,6 +218,7 @@ impl RolloutArgs {
                 approval: self.approval,
             },
             override_compat: self.override_compat,
+            override_reason: self.override_compat.then(|| self.reason.clone()).flatten(),
             use_defaults: self.use_defaults,
             seed: self.seed,
         })
@@ -286,8 +290,7 @@ fn parse_wave_gates(s: &str) -> Result<(usize, GateOverrides), String> {
     Ok((n, o))
 }
 
-pub async fn run(cmd: RolloutCmd, controller: &str, actor: &str) -> Result<(), ControllerError> {
-    let api = ApiClient::new(controller)?;
+pub async fn run(cmd: RolloutCmd, api: ApiClient, actor: &str) -> Result<(), ControllerError> {
     let act = |id: String, reason: String| (id, ActionRequest { actor: actor.to_string(), reason });
     let (action, args) = match cmd {
         RolloutCmd::Plan { args, output } => {

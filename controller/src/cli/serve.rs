@@ -7,7 +7,7 @@ use bindwave_link::TlsFiles;
 use crate::broker::auth::{secret_path, BrokerSecret};
 use crate::broker::{BrokerAccess, BrokerConfig, SecureAccess};
 use crate::config::ServeSettings;
-use crate::service::{BrokerLogin, MqttMode, ServeOptions, Service};
+use crate::service::{BrokerLogin, HttpOptions, MqttMode, ServeOptions, Service};
 use crate::ControllerError;
 
 /// Runs the controller with these settings until it is told to stop.
@@ -15,6 +15,15 @@ pub(super) async fn run(settings: ServeSettings) -> Result<(), ControllerError> 
     let images = settings.image_policy()?;
     let (mqtt, login) = mqtt_setup(&settings)?;
     crate::raise_open_files_limit();
+    let tls = if settings.insecure_lab { None } else { Some(tls_files(&settings)?) };
+    let http = HttpOptions {
+        insecure_lab: settings.insecure_lab,
+        tls,
+        max_connections: settings.http_max_connections,
+        max_upload_size: settings.max_upload_size,
+        header_timeout: std::time::Duration::from_secs(settings.http_header_timeout_secs),
+        body_timeout: std::time::Duration::from_secs(settings.http_body_timeout_secs),
+    };
     let service = Service::start(ServeOptions {
         data_dir: settings.data_dir,
         http_listen: settings.http_listen,
@@ -23,9 +32,13 @@ pub(super) async fn run(settings: ServeSettings) -> Result<(), ControllerError> 
         images,
         command_ttl: settings.command_ttl,
         login,
+        http,
     })
     .await?;
-    eprintln!("bindwave controller: HTTP on http://{}, MQTT on {}", service.http_addr, service.mqtt_url);
+    eprintln!("bindwave controller: HTTP on {}, MQTT on {}", service.http_url, service.mqtt_url);
+    if let Some(path) = &service.admin_token_file {
+        eprintln!("the first admin token is in {} (the CLI on this machine reads it from there)", path.display());
+    }
     service.run_until(shutdown_signal()).await
 }
 
@@ -143,6 +156,21 @@ pub(super) fn load_secret(data_dir: &std::path::Path) -> Result<BrokerSecret, Co
         });
     }
     BrokerSecret::load(&path)
+}
+
+/// The HTTPS certificate and key: `tls_cert` and `tls_key`, else the development ones in `<data_dir>/tls/`
+/// (made at first start, the same the embedded broker serves).
+fn tls_files(settings: &ServeSettings) -> Result<(PathBuf, PathBuf), ControllerError> {
+    match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Ok((cert.clone(), key.clone())),
+        (None, None) => {
+            let mut extra: Vec<String> = vec![settings.http_listen.ip().to_string()];
+            extra.extend(settings.public_url.as_deref().and_then(crate::certs::url_host));
+            let dev = crate::certs::ensure_dev_tls(&settings.data_dir, &crate::certs::server_hosts(&extra))?;
+            Ok((dev.cert, dev.key))
+        }
+        _ => Err(setting("tls_cert", "tls_cert and tls_key go together: set both, or neither".to_string())),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

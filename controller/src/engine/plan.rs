@@ -231,14 +231,11 @@ impl Engine {
         }
         self.rollouts.insert(id, live);
         let waves: Vec<String> = plan.waves.iter().map(|w| w.devices.len().to_string()).collect();
-        self.record(
-            now,
-            &actor,
-            "create",
-            Some(id),
-            format!("waves of {} devices, seed {}", waves.join(", "), plan.seed),
-            fx,
-        );
+        let mut text = format!("waves of {} devices, seed {}", waves.join(", "), plan.seed);
+        if spec.override_compat {
+            text.push_str(&format!("; with override: {}", spec.override_reason.as_deref().unwrap_or("")));
+        }
+        self.record(now, &actor, "create", Some(id), text, fx);
         Ok(rollout)
     }
 }
@@ -279,6 +276,7 @@ mod tests {
                 .collect(),
             gates: Gates::default(),
             override_compat: false,
+            override_reason: None,
             use_defaults: false,
             seed,
         }

@@ -33,6 +33,8 @@ pub enum Refused {
     MqttPublishDenied,
     /// A subscription outside the client's lane.
     MqttSubscribeDenied,
+    /// An HTTP connection over `http_max_connections`, closed at once.
+    HttpConnectionLimit,
 }
 
 impl Refused {

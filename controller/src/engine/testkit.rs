@@ -82,6 +82,7 @@ pub(crate) fn spec(waves: &[&str], gates: Gates) -> RolloutSpec {
         waves: waves.iter().map(|w| WaveSpec { size: w.parse().unwrap(), gates: GateOverrides::default() }).collect(),
         gates,
         override_compat: false,
+        override_reason: None,
         use_defaults: false,
         seed: Some(1),
     }

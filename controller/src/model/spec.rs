@@ -127,6 +127,9 @@ pub struct RolloutSpec {
     /// Install even where the phones' compatibility rule says no.
     #[serde(rename = "override", default)]
     pub override_compat: bool,
+    /// Why the override, for the audit log: required with `override`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
     /// Commands carry only the bind's file name (`{sha256}.bind`); phones fetch it with their default access
     /// settings (their own FTP/HTTPS server, where the operator has put the bind).
     #[serde(default)]
