@@ -469,11 +469,18 @@ impl Phone<'_> {
         for (part, level) in table {
             toml.push_str(&format!("{part:?} = {level}\n"));
         }
-        toml.push_str(&format!("\n[trust]\ncontroller_keys = [{CONTROLLER_KEY_LINE:?}]\n"));
         toml.push('\n');
-        toml.push_str(extra);
-        if !extra.contains("[trust]") {
-            toml.push_str(&format!("\n{LAB_PHONE}"));
+        // One [trust] section: the test's own, or the lab phone's; either pins the harness's controller key.
+        let pin = format!("controller_keys = [{CONTROLLER_KEY_LINE:?}]\n");
+        if extra.contains("[trust]") {
+            if extra.contains("controller_keys") {
+                toml.push_str(extra);
+            } else {
+                toml.push_str(&extra.replacen("[trust]\n", &format!("[trust]\n{pin}"), 1));
+            }
+        } else {
+            toml.push_str(extra);
+            toml.push_str(&format!("\n{LAB_PHONE}{pin}"));
         }
         let config = dir.join(format!("{}.toml", self.id));
         std::fs::write(&config, toml).expect("agent config");
