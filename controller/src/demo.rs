@@ -50,7 +50,13 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     // with its derived password and kept to its own topics.
     let tls = crate::certs::ensure_dev_tls(&data_dir, &crate::certs::server_hosts(&[]))?;
     let (secret, _) = BrokerSecret::load_or_create(&secret_path(&data_dir))?;
-    let access = SecureAccess { cert: tls.cert, key: tls.key, client_ca: None, secret: secret.clone(), refused: None };
+    let access = SecureAccess {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        client_ca: None,
+        secret: secret.clone(),
+        refused: None,
+    };
     let service = Service::start(ServeOptions {
         data_dir: data_dir.clone(),
         http_listen: opts.http_listen.unwrap_or(any),
@@ -66,15 +72,23 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
             tls: bindwave_link::TlsFiles { ca_file: Some(tls.ca.clone()), ..Default::default() },
             ..Default::default()
         },
-        http: crate::service::HttpOptions { insecure_lab: true, ..Default::default() },
+        // HTTPS with the same development certificate, and an admin token the demo reads back.
+        http: crate::service::HttpOptions { tls: Some((tls.cert.clone(), tls.key.clone())), ..Default::default() },
     })
     .await?;
     println!(
-        "controller: HTTP http://{}  MQTT {} (embedded)  data {}",
-        service.http_addr,
+        "controller: HTTP {}  MQTT {} (embedded)  data {}",
+        service.http_url,
         service.mqtt_url,
         dir.path().display()
     );
+    let token_file = data_dir.join(crate::token_store::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_file).map_err(crate::error::io_err("read", &token_file))?;
+    let api = ApiClient::connect(&crate::client::Remote {
+        url: service.http_url.clone(),
+        token: Some(token.trim().to_string()),
+        ca_file: Some(tls.ca.clone()),
+    })?;
     let trust = TrustSettings {
         keys: vec![key.public().to_line()],
         controller_keys: vec![service.command_key.to_line()],
@@ -83,12 +97,14 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     let login = FleetLogin { ca_file: tls.ca, secret };
     let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"), &trust, Some(&login))?;
     println!("release key {}: it signs the binds; the controller and every phone trust it", key.key_id());
-    let result = rollouts(&opts, &service, &data_dir, &key).await;
+    let result = rollouts(&opts, &api, &data_dir, &key).await;
     if opts.keep_running && result.is_ok() {
         println!(
-            "\nstill running: try `bindwave --controller http://{} rollout list`, or scrape http://{}/metrics; \
-             Ctrl-C stops",
-            service.http_addr, service.http_addr
+            "\nstill running: try `BINDWAVE_DATA_DIR={} bindwave --controller {} rollout list` (the CLI finds the \
+             admin token and the CA there), or scrape {}/metrics with that token; Ctrl-C stops",
+            data_dir.display(),
+            service.http_url,
+            service.http_url
         );
         stop.await;
     }
@@ -99,11 +115,10 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
 
 async fn rollouts(
     opts: &DemoOptions,
-    service: &Service,
+    api: &ApiClient,
     data_dir: &std::path::Path,
     key: &SigningKey,
 ) -> Result<(), ControllerError> {
-    let api = ApiClient::new(&format!("http://{}", service.http_addr))?;
     let started = Instant::now();
     let bar = progress_bar(opts.devices as u64, "fleet");
     loop {

@@ -78,7 +78,7 @@ pub struct Fleet {
     pub state_root: PathBuf,
 }
 
-/// How simulated phones log in to a secure broker: they verify it with `ca_file`, and each logs in with its id
+/// How simulated phones log in to a secure broker: they verify it (and the controller's HTTPS) with `ca_file`, and each logs in with its id
 /// and the password derived from `secret`.
 #[derive(Debug, Clone)]
 pub struct FleetLogin {
@@ -97,13 +97,15 @@ impl Fleet {
         login: Option<&FleetLogin>,
     ) -> Result<Fleet, ControllerError> {
         let (stop, stop_rx) = watch::channel(false);
-        let transport = bindwave_agent::Transport::new(None)?;
+        // One set of download clients for all; with a login, they verify the controller's HTTPS with its CA.
+        let transport = bindwave_agent::Transport::new(login.map(|l| l.ca_file.as_path()))?;
         let mut tasks = Vec::with_capacity(devices);
         for i in 0..devices {
             let mut config = phone_config(i, broker, state_root, trust)?;
             if let Some(login) = login {
                 let identity = crate::broker::acl::Identity::Device(config.device_id.clone());
                 config.broker.ca_file = Some(login.ca_file.clone());
+                config.download.ca_file = Some(login.ca_file.clone());
                 config.broker.username = Some(config.device_id.to_string());
                 config.broker.password = Some(login.secret.password(&identity));
             }

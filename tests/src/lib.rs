@@ -191,6 +191,35 @@ impl Controller {
         self.data_dir.join("tls").join("ca.pem")
     }
 
+    /// The CA the controller's HTTPS certificate chains to: its development CA, or, with `--tls-cert`, the
+    /// `--broker-ca` the test gave (the tests sign both with one CA).
+    pub fn http_ca(&self) -> PathBuf {
+        let given = |flag: &str| self.serve_args.iter().position(|a| a == flag).map(|i| self.serve_args[i + 1].clone());
+        match (given("--tls-cert"), given("--broker-ca")) {
+            (Some(_), Some(ca)) => PathBuf::from(ca),
+            _ => self.ca(),
+        }
+    }
+
+    /// GET `path` from the controller: plain HTTP in lab mode, else HTTPS with the admin token (curl, trusting
+    /// [`Controller::http_ca`]). Status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        if self.lab {
+            return http_get(&self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        }
+        let token = std::fs::read_to_string(self.data_dir.join("admin.token")).expect("the admin token");
+        let out = run(Command::new("curl")
+            .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.http_ca())
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", token.trim()))
+            .arg(format!("{}{path}", self.http)));
+        assert_success(&out, &["curl", path]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').expect("curl's status line");
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// A device's MQTT password on the secure embedded broker (`bindwave device credentials`).
     pub fn device_password(&self, id: &str) -> String {
         let out =
@@ -214,7 +243,9 @@ impl Controller {
         if !args.iter().any(|a| a == "--release-key") {
             args.push(LAB_IMAGES.to_string());
         }
-        Self::launch(dir, data_dir, 0, Some(0), None, &[], false, &args)
+        // A test may ask for lab mode itself.
+        let lab = args.iter().any(|a| a == "--insecure-lab");
+        Self::launch(dir, data_dir, 0, Some(0), None, &[], lab, &args)
     }
 
     /// Starts again on the same ports and data directory, as after a restart.
@@ -261,7 +292,7 @@ impl Controller {
         let mut cmd = Command::new(bin("bindwave"));
         cmd.args(extra);
         cmd.arg("serve").arg("--data-dir").arg(data_dir).arg("--http-listen").arg(format!("127.0.0.1:{http_port}"));
-        if lab {
+        if lab && !serve_args.iter().any(|a| a == "--insecure-lab") {
             cmd.arg("--insecure-lab");
         }
         cmd.args(serve_args);
@@ -311,11 +342,12 @@ impl Controller {
     /// Runs `bindwave --controller <this> ARGS` and returns its output. The CLI looks for the admin token and
     /// the CA in the controller's data directory, as on the controller's own host.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run(Command::new(bin("bindwave"))
-            .env("BINDWAVE_DATA_DIR", &self.data_dir)
-            .arg("--controller")
-            .arg(&self.http)
-            .args(args))
+        let mut cmd = Command::new(bin("bindwave"));
+        cmd.env("BINDWAVE_DATA_DIR", &self.data_dir);
+        if self.http_ca().exists() {
+            cmd.env("BINDWAVE_CA_FILE", self.http_ca());
+        }
+        run(cmd.arg("--controller").arg(&self.http).args(args))
     }
 
     /// Runs a CLI command that must succeed, and parses its stdout as JSON.

@@ -122,9 +122,10 @@ fn tokens_and_roles_decide_who_may_do_what_and_the_audit_names_the_token() {
         software_version: "V3 R3.11.0",
         minimum_software_version: "V3 R1.0.0",
     }
-    .start_with(
+    .start_login(
         d,
         &c.mqtt,
+        &c.phone_login("phone-1"),
         &[("S30817-S7702-A101", 3)],
         &format!("[download]\nca_file = {:?}\n", c.data_dir.join("tls").join("ca.pem").display().to_string()),
     );

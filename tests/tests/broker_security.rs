@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bindwave_link::TlsFiles;
-use bindwave_tests::{assert_success, bin, http_get, run, wait_until, Controller, Mosquitto, Phone};
+use bindwave_tests::{assert_success, bin, run, wait_until, Controller, Mosquitto, Phone};
 use rumqttc::{Client, ConnectReturnCode, Event, MqttOptions, Packet, Publish, QoS, SubscribeReasonCode, Transport};
 
 const TABLE: &[(&str, u16)] = &[("S30817-S7702-A101", 3)];
@@ -145,7 +145,7 @@ fn device_ids(c: &Controller) -> Vec<String> {
 }
 
 fn metric(c: &Controller, series: &str) -> f64 {
-    let (_, body) = http_get(&c.http, "/metrics").expect("/metrics");
+    let (_, body) = c.get("/metrics");
     body.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no {series} in /metrics"))
@@ -291,7 +291,9 @@ fn one_phone_rollout(c: &Controller, dir: &Path, login: &str) {
         software_version: "V3 R3.11.0",
         minimum_software_version: "V3 R1.0.0",
     };
-    let _agent = phone.start_login(dir, &c.mqtt, login, TABLE, "");
+    // The bind comes over HTTPS: the phone trusts the controller's CA for downloads too.
+    let download = format!("[download]\nca_file = {:?}\n", c.http_ca().display().to_string());
+    let _agent = phone.start_login(dir, &c.mqtt, login, TABLE, &download);
     wait_until(Duration::from_secs(30), "the phone's hello", || device_ids(c).contains(&"phone-a".to_string()));
     let image = c.pack_and_add(dir, "fw", "V3 R3.18.0", Some("3"));
     let r = c.ok(&["rollout", "create", "--image", &image, "--devices", "phone-a", "--start"]);

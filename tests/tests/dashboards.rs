@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bindwave_tests::{assert_success, bin, free_port, http_get, run, wait_until, Proc};
+use bindwave_tests::{assert_success, bin, free_port, run, wait_until, Proc};
 use serde_json::Value;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -167,17 +167,32 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 // ---------------------------------------------------------------------------------------------- the processes
 
-/// `bindwave demo --keep-running`: a controller with 60 simulated phones and three rollouts.
+/// `bindwave demo --keep-running`: a controller with 60 simulated phones and three rollouts, over HTTPS with the
+/// admin token and development CA it makes in its data directory.
 struct Demo {
     proc: Proc,
     http: String,
+    /// The controller's data directory: `admin.token`, `tls/ca.pem`.
+    data_dir: PathBuf,
 }
 
 impl Demo {
+    /// Starts the demo and waits until its controller serves (and has written its token and CA).
     fn start(dir: &Path, port: u16) -> Demo {
         let mut cmd = Command::new(bin("bindwave"));
         cmd.args(["demo", "--devices", "60", "--http-listen", &format!("127.0.0.1:{port}"), "--keep-running"]);
-        Demo { proc: Proc::spawn("demo", cmd, dir), http: format!("http://127.0.0.1:{port}") }
+        let mut proc = Proc::spawn("demo", cmd, dir);
+        let mut data = None;
+        wait_until(Duration::from_secs(60), "the demo's controller to start (\"controller: ... data DIR\")", || {
+            assert!(proc.alive(), "the demo exited at start");
+            data = proc.log_text().lines().find_map(|l| {
+                let rest = l.strip_prefix("controller: ")?;
+                Some(PathBuf::from(rest.rsplit_once("  data ")?.1.trim()))
+            });
+            data.is_some()
+        });
+        let data_dir = data.expect("the demo's data directory").join("controller");
+        Demo { proc, http: format!("https://127.0.0.1:{port}"), data_dir }
     }
 
     /// Waits until the rollouts are done and the demo serves on ("still running").
@@ -190,10 +205,37 @@ impl Demo {
         });
     }
 
-    /// Runs an operator command against the demo's controller.
+    /// Runs an operator command against the demo's controller (the CLI finds its token and CA in the data dir).
     fn cli(&self, args: &[&str]) {
-        let out = run(Command::new(bin("bindwave")).arg("--controller").arg(&self.http).args(args));
+        let out = run(Command::new(bin("bindwave"))
+            .env("BINDWAVE_DATA_DIR", &self.data_dir)
+            .arg("--controller")
+            .arg(&self.http)
+            .args(args));
         assert_success(&out, args);
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.data_dir.join("tls").join("ca.pem")
+    }
+
+    /// GET over HTTPS with the admin token (curl, trusting the demo's CA): status and body.
+    fn get(&self, path: &str) -> (u16, String) {
+        let token = std::fs::read_to_string(self.token_file()).expect("the demo's admin token");
+        let out = run(Command::new("curl")
+            .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.ca())
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", token.trim()))
+            .arg(format!("{}{path}", self.http)));
+        assert_success(&out, &["curl", path]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').expect("curl's status line");
+        (code.trim().parse().unwrap_or(0), body.to_string())
     }
 }
 
@@ -204,12 +246,28 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(dir: &Path, target: &str) -> Prometheus {
+    fn start(dir: &Path, demo: &Demo) -> Prometheus {
         let exe = require(PROMETHEUS);
         let shipped_path = dashboards_dir().join("prometheus.yml");
         let shipped = std::fs::read_to_string(&shipped_path).expect("dashboards/prometheus.yml");
-        // The shipped config, pointed at the demo and scraping every second so that rate() has samples soon.
-        let config = shipped.replace("127.0.0.1:8080", target).replace("scrape_interval: 15s", "scrape_interval: 1s");
+        // The shipped config, pointed at the demo and scraping every second so that rate() has samples soon,
+        // with its commented HTTPS lines taken in (the demo's controller is not in lab mode).
+        let target = demo.http.trim_start_matches("https://");
+        let mut config =
+            shipped.replace("127.0.0.1:8080", target).replace("scrape_interval: 15s", "scrape_interval: 1s");
+        for (commented, live) in [
+            ("    # scheme: https", "    scheme: https".to_string()),
+            ("    # authorization:", "    authorization:".to_string()),
+            (
+                "    #   credentials_file: /etc/prometheus/bindwave.token",
+                format!("      credentials_file: {}", demo.token_file().display()),
+            ),
+            ("    # tls_config:", "    tls_config:".to_string()),
+            ("    #   ca_file: /var/lib/bindwave/tls/ca.pem", format!("      ca_file: {}", demo.ca().display())),
+        ] {
+            assert!(config.contains(commented), "{} no longer shows {commented:?}", shipped_path.display());
+            config = config.replace(commented, &live);
+        }
         assert!(
             config.contains(target) && config.contains("scrape_interval: 1s"),
             "{} no longer has `scrape_interval: 15s` and the target 127.0.0.1:8080 this test rewrites:\n{shipped}",
@@ -318,7 +376,7 @@ fn every_metric_in_the_dashboards_is_exported_and_the_exposition_passes_promtool
     let dir = tempfile::tempdir().unwrap();
     let mut demo = Demo::start(dir.path(), free_port());
     demo.wait_done();
-    let (status, body) = http_get(&demo.http, "/metrics").unwrap();
+    let (status, body) = demo.get("/metrics");
     assert_eq!(status, 200, "{body}");
     // Names of the samples (histograms' _bucket, _sum and _count included), after three rollouts.
     let exported: BTreeSet<&str> = body
@@ -370,10 +428,11 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // Prometheus first, so that it watches the rollouts from the start.
-    let prom = Prometheus::start(dir.path(), &format!("127.0.0.1:{port}"));
+    // Prometheus as soon as the controller serves, so that it watches the rollouts from the start (the fleet
+    // connects first).
     let started = now();
     let mut demo = Demo::start(dir.path(), port);
+    let prom = Prometheus::start(dir.path(), &demo);
     demo.wait_done();
     prom.wait_scraped_after(now() + 2.0, "Prometheus to scrape the demo's end state");
 

@@ -68,14 +68,31 @@ fn device_version(c: &Controller, id: &str) -> String {
 fn forged_and_replayed_commands_install_nothing_and_forged_reports_count_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let c = Controller::start(d);
-    let mut agents = [phone("phone-1").start(d, &c.mqtt, TABLE), phone("phone-2").start(d, &c.mqtt, TABLE)];
+    // Phones as in a fleet, not in lab mode: they pin a release key and (the harness's) controller key; the
+    // controller adds only what that key signed.
+    let key = d.join("release.key");
+    let out = bindwave_tests::run(
+        std::process::Command::new(bindwave_tests::bin("bindwave")).args(["image", "keygen", "--out"]).arg(&key),
+    );
+    bindwave_tests::assert_success(&out, &["image", "keygen"]);
+    let public = d.join("release.key.pub").display().to_string();
+    let c = Controller::start_serving(d, &["--release-key", &public]);
+    let trust = format!("[trust]\nkey_files = [{public:?}]\n");
+    let mut agents = [
+        phone("phone-1").start_with(d, &c.mqtt, TABLE, &trust),
+        phone("phone-2").start_with(d, &c.mqtt, TABLE, &trust),
+    ];
     wait_until(Duration::from_secs(30), "both phones online", || {
         c.json(&["device", "list", "-o", "json"]).as_array().unwrap().iter().filter(|d| d["online"] == true).count()
             == 2
     });
-    let sha = c.pack_and_add(d, "fw", "V3 R3.18.0", Some("3"));
-    let bytes = std::fs::read(d.join("fw.bind")).unwrap();
+    let payload = d.join("fw.img");
+    std::fs::write(&payload, "fw V3 R3.18.0 ".repeat(5000)).unwrap();
+    let bind = d.join("fw.bind").display().to_string();
+    let (p, k) = (payload.display().to_string(), key.display().to_string());
+    c.ok(&["image", "pack", &p, "--version", "V3 R3.18.0", "--hardware-levels", "3", "--sign-key", &k, "-o", &bind]);
+    let sha = c.ok(&["image", "add", &bind]);
+    let bytes = std::fs::read(&bind).unwrap();
     // The stranger's own download server, which a phone that believed the forgery would fetch from.
     let server = BindServer::start(bytes.clone(), Default::default());
 
