@@ -21,7 +21,7 @@ use tower::ServiceExt;
 
 use crate::clock::now_millis;
 use crate::engine::plan::Plan;
-use crate::engine::{Action, EngineError, Input, Reply};
+use crate::engine::{Action, EngineError, Input, Refused, Reply};
 use crate::handle::Core;
 use crate::model::{AuditEntry, Counts, Device, Image, ImageId, Job, Outcome, Rollout, RolloutId, RolloutSpec, Wave};
 use crate::token_store::TokenStore;
@@ -439,6 +439,10 @@ async fn add_image(
         Ok(v) => v,
         Err(e) => {
             let _ = tokio::fs::remove_file(&tmp).await;
+            if matches!(e, ControllerError::InvalidBind(_)) {
+                core.metrics.refused.with_label_values(&[Refused::ImageUpload.as_str()]).inc();
+                tracing::warn!("upload refused: {}", crate::error::chain(&e));
+            }
             return Err(e);
         }
     };
@@ -446,6 +450,7 @@ async fn add_image(
         Ok(signed_by) => signed_by,
         Err(e) => {
             let _ = tokio::fs::remove_file(&tmp).await;
+            core.metrics.refused.with_label_values(&[Refused::ImageUpload.as_str()]).inc();
             tracing::warn!("upload refused: {}", crate::error::chain(&e));
             return Err(e);
         }
@@ -519,7 +524,10 @@ async fn receive(
 async fn download_bind(State(core): State<Core>, Path(file): Path<String>, req: Request) -> Response {
     let valid = file.strip_suffix(".bind").and_then(ImageId::parse).is_some();
     if !valid {
-        return (StatusCode::NOT_FOUND, "no such bind\n").into_response();
+        // Only `<sha256>.bind` names a file: a `..` or any other name is refused before the disk is touched.
+        core.metrics.refused.with_label_values(&[Refused::BadPath.as_str()]).inc();
+        tracing::debug!(name = %file, "bind download refused: not <sha256>.bind");
+        return (StatusCode::NOT_FOUND, "no such bind (a bind is fetched as <sha256>.bind)\n").into_response();
     }
     let path = core.images_dir.join(&file);
     match tower_http::services::ServeFile::new(path).oneshot(req).await {

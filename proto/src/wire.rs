@@ -24,11 +24,9 @@ use crate::{HardwareLevel, KeyId, ProtoError, Signature, SoftwareVersion};
 
 /// The prefix of every topic of this wire version.
 pub const TOPIC_PREFIX: &str = "bindwave/v1/devices";
-/// The largest message either side sends or accepts, in bytes.
+/// The largest message payload either side sends or accepts, in bytes; a larger one is dropped (and counted) by
+/// its reader.
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
-/// The largest message payload either side sends or reads ([`MAX_MESSAGE_LEN`] under the name the
-/// broker settings use); a larger one is dropped by its reader.
-pub const MAX_MESSAGE_SIZE: usize = MAX_MESSAGE_LEN;
 /// The largest MQTT packet: the embedded broker's limit, the shipped Mosquitto config's `max_packet_size`,
 /// and what clients send. Clients read up to [`MAX_PACKET_SIZE`] + 1 KiB, the slack for topic and header, so
 /// nothing a broker delivers can be too large for them (which would drop their connection, again and again

@@ -192,6 +192,16 @@ fn tokens_and_roles_decide_who_may_do_what_and_the_audit_names_the_token() {
     // Metrics for Prometheus need a token (a viewer's will do); bind downloads by phones need none.
     assert_eq!(curl(&c, Some(&viewer), "GET", "/metrics", None).0, 200);
     assert_eq!(curl(&c, None, "GET", &format!("/binds/{image}.bind"), None).0, 200);
+    // Hostile input is refused, and counted: a path that climbs out of the images, an upload that is no bind.
+    assert_eq!(curl(&c, None, "GET", "/binds/..%2F..%2Fadmin.token", None).0, 404);
+    assert_eq!(curl(&c, Some(&operator), "POST", "/api/v1/images", Some("not a bind")).0, 400);
+    let (_, metrics) = curl(&c, Some(&viewer), "GET", "/metrics", None);
+    for what in ["bad_path", "image_upload"] {
+        let series = format!("bindwave_refused_total{{what=\"{what}\"}} ");
+        let n: f64 =
+            metrics.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+        assert!(n >= 1.0, "{what} was not counted:\n{metrics}");
+    }
 
     // The phone downloads the bind over HTTPS, trusting the controller's CA, and installs it.
     assert_success(&cli_as(&c, Some(&operator), &["rollout", "start", "r2", "--reason", "go"]), &["rollout", "start"]);

@@ -35,6 +35,10 @@ pub enum Refused {
     MqttSubscribeDenied,
     /// An HTTP connection over `http_max_connections`, closed at once.
     HttpConnectionLimit,
+    /// An image upload that is not a bind, has an empty payload, or no trusted key verifies.
+    ImageUpload,
+    /// A bind download whose name is not `<sha256>.bind` (a `..` path, or any other).
+    BadPath,
 }
 
 impl Refused {
