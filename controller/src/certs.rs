@@ -2,7 +2,9 @@
 //! made with rcgen. `bindwave certs dev` writes one into a directory; `bindwave serve` makes one in
 //! `data_dir/tls/` at first start when no server certificate is configured.
 //!
-//! Keys are ECDSA P-256. Private keys are written with mode 0600 and no file is ever overwritten.
+//! Keys are ECDSA P-256. Private keys are written with mode 0600 and no file is ever overwritten. As mkcert
+//! does for development certificates, the CA is valid for about ten years and the certificates it issues for
+//! two to three, from the start of last year (so a phone whose clock is a little behind still accepts them).
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,11 @@ use rcgen::{
 };
 
 use crate::ControllerError;
+
+/// Years a development CA is valid for, counted from the start of this year.
+pub const CA_YEARS: i32 = 10;
+/// Years a certificate it issues is valid for, counted from the start of this year.
+pub const LEAF_YEARS: i32 = 3;
 
 /// The CA, server and controller files of a development PKI, in `data_dir/tls/` or `bindwave certs dev`'s
 /// directory.
@@ -42,6 +49,7 @@ impl DevCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("make the CA"))?;
         params.distinguished_name = name("Bindwave development CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        set_validity(&mut params, CA_YEARS);
         params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key).map_err(cert_err("sign the CA"))?;
@@ -72,11 +80,28 @@ impl DevCa {
         self.issue(params, "a client certificate")
     }
 
-    fn issue(&self, params: CertificateParams, what: &'static str) -> Result<Issued, ControllerError> {
+    fn issue(&self, mut params: CertificateParams, what: &'static str) -> Result<Issued, ControllerError> {
+        set_validity(&mut params, LEAF_YEARS);
         let key = KeyPair::generate().map_err(cert_err(what))?;
         let cert = params.signed_by(&key, &self.issuer).map_err(cert_err(what))?;
         Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
+}
+
+/// From January 1st of last year to January 1st `years` after this one (rcgen's default is 1975 to 4096).
+fn set_validity(params: &mut CertificateParams, years: i32) {
+    let (from, until) = validity_years(std::time::SystemTime::now(), years);
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+}
+
+/// The first and last year of a validity of `years` from `now`.
+fn validity_years(now: std::time::SystemTime, years: i32) -> (i32, i32) {
+    // Seconds in an average Gregorian year: the year is exact but within a day of New Year, which last
+    // year's start as the beginning covers.
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let year = 1970 + i32::try_from(secs / 31_556_952).unwrap_or(0);
+    (year - 1, year + years)
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -191,6 +216,19 @@ pub fn ensure_dev_tls(data_dir: &Path, hosts: &[String]) -> Result<DevTls, Contr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_are_valid_from_last_year_for_a_bounded_number_of_years() {
+        let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        // 2026-12-01T00:00:00Z, and the last and first seconds of 2026 (within a day of New Year the year may
+        // read one off; last year's start as the beginning still covers now).
+        assert_eq!(validity_years(at(1_796_083_200), LEAF_YEARS), (2025, 2029));
+        assert_eq!(validity_years(at(1_796_083_200), CA_YEARS), (2025, 2036));
+        let (from, _) = validity_years(at(1_767_225_600 + 3_600), LEAF_YEARS);
+        assert!(from <= 2025, "{from}");
+        let (from, until) = validity_years(at(1_798_761_599), LEAF_YEARS);
+        assert!(from <= 2026 && until >= 2029, "{from} {until}");
+    }
 
     #[test]
     fn hosts_start_with_the_loopback_names_and_have_no_repeats() {
