@@ -2,8 +2,12 @@
 //!
 //! It starts the controller with its embedded broker in a temporary directory, and N phones in this process
 //! (see [`crate::fleet`]): four models at hardware levels 2 to 5, three minimum software levels. It rolls out
-//! three binds in waves, over MQTT and HTTP: one with the hardware-level field, one without, and one that
-//! arrives corrupted, to show the failure gate stopping it in its first wave. Then it prints a summary.
+//! three binds in waves: one with the hardware-level field, one without, and one that arrives corrupted, to
+//! show the failure gate stopping it in its first wave. Then it prints a summary.
+//!
+//! Nothing is turned off: the demo makes a release key and signs its binds; the controller makes its
+//! development CA, command key, admin token and broker secret; every phone pins both keys, logs in to the
+//! broker over TLS with its derived password, and downloads over HTTPS.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
