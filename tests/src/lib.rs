@@ -208,16 +208,7 @@ impl Controller {
             return http_get(&self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         }
         let token = std::fs::read_to_string(self.data_dir.join("admin.token")).expect("the admin token");
-        let out = run(Command::new("curl")
-            .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "--cacert"])
-            .arg(self.http_ca())
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {}", token.trim()))
-            .arg(format!("{}{path}", self.http)));
-        assert_success(&out, &["curl", path]);
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').expect("curl's status line");
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        https_get(&format!("{}{path}", self.http), &self.http_ca(), token.trim())
     }
 
     /// A device's MQTT password on the secure embedded broker (`bindwave device credentials`).
@@ -389,6 +380,20 @@ fn heard_addresses(proc: &Proc) -> Option<(String, String)> {
         let (http, mqtt) = rest.split_once(", MQTT on ")?;
         Some((http.trim().to_string(), mqtt.trim().to_string()))
     })
+}
+
+/// GET `url` over HTTPS with a bearer token, trusting only `ca` (curl): status and body.
+pub fn https_get(url: &str, ca: &Path, token: &str) -> (u16, String) {
+    let out = run(Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "--cacert"])
+        .arg(ca)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(url));
+    assert_success(&out, &["curl", url]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').expect("curl's status line");
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// A test CA and a server certificate for 127.0.0.1 and localhost, made with openssl, in `dir`: `ca.pem`,

@@ -226,16 +226,7 @@ impl Demo {
     /// GET over HTTPS with the admin token (curl, trusting the demo's CA): status and body.
     fn get(&self, path: &str) -> (u16, String) {
         let token = std::fs::read_to_string(self.token_file()).expect("the demo's admin token");
-        let out = run(Command::new("curl")
-            .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "--cacert"])
-            .arg(self.ca())
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {}", token.trim()))
-            .arg(format!("{}{path}", self.http)));
-        assert_success(&out, &["curl", path]);
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').expect("curl's status line");
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        bindwave_tests::https_get(&format!("{}{path}", self.http), &self.ca(), token.trim())
     }
 }
 
