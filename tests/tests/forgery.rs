@@ -22,7 +22,11 @@ fn publish_as_stranger(broker: &str, topic: &str, payload: &str) {
     use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
     let addr = broker.trim_start_matches("mqtt://");
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut o = MqttOptions::new("stranger", host, port.parse().unwrap());
+    // A client id of its own each time: the broker may still be closing the previous session under the same
+    // id, and refuses a CONNECT that would take it over meanwhile ("service unavailable").
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut o = MqttOptions::new(format!("stranger-{n}"), host, port.parse().unwrap());
     o.set_keep_alive(Duration::from_secs(5));
     // rumqttc's own default (10 KiB) would stop an oversized payload before the broker sees it.
     o.set_max_packet_size(256 * 1024, 256 * 1024);
