@@ -354,8 +354,7 @@ pub fn pack(
     hardware_levels: Option<Vec<HardwareLevel>>,
     payload: &[u8],
 ) -> Result<Vec<u8>, ProtoError> {
-    use sha2::Digest;
-    let digest: [u8; 32] = sha2::Sha256::digest(payload).into();
+    let digest = crate::sha256::digest(payload);
     let header = BindHeader::new(software_version, hardware_levels, payload.len() as u64, digest);
     let mut out = header.encode()?;
     out.extend_from_slice(payload);

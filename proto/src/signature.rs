@@ -16,7 +16,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 use crate::ProtoError;
 
@@ -72,7 +71,7 @@ impl fmt::Debug for PublicKey {
 impl PublicKey {
     /// This key's id.
     pub fn key_id(&self) -> KeyId {
-        let digest = Sha256::digest(self.0);
+        let digest = crate::sha256::digest(&self.0);
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
         KeyId(id)

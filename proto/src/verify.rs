@@ -6,9 +6,8 @@
 //! checks the file's size and SHA-256 against the command and the payload's against the header.
 //! No IO happens here.
 
-use sha2::{Digest, Sha256};
-
 use crate::bind::{self, Parsed, MAX_HEADER_LEN, PRELUDE_LEN};
+use crate::sha256::Sha256;
 use crate::wire::Reason;
 use crate::BindHeader;
 
@@ -113,11 +112,11 @@ impl Verifier {
         if self.received != self.file_len {
             return Err(Reason::SizeMismatch { expected: self.file_len, actual: self.received });
         }
-        let file_digest = hex::encode(self.file_hash.finalize());
+        let file_digest = hex::encode(self.file_hash.finish());
         if let Some(expected) = self.expected.sha256.filter(|e| !file_digest.eq_ignore_ascii_case(e)) {
             return Err(Reason::ChecksumMismatch { expected: expected.to_lowercase(), actual: file_digest });
         }
-        let payload_digest: [u8; 32] = self.payload_hash.finalize().into();
+        let payload_digest = self.payload_hash.finish();
         if payload_digest != header.payload_sha256 {
             return Err(Reason::ChecksumMismatch {
                 expected: header.payload_sha256_hex(),
@@ -151,7 +150,7 @@ mod tests {
     }
 
     fn expected(file: &[u8]) -> Expected {
-        Expected { size: Some(file.len() as u64), sha256: Some(hex::encode(Sha256::digest(file))) }
+        Expected { size: Some(file.len() as u64), sha256: Some(hex::encode(crate::sha256::digest(file))) }
     }
 
     fn run(file: &[u8], exp: Expected, chunk: usize) -> (Result<Verified, Reason>, Vec<u8>, usize) {
