@@ -41,7 +41,7 @@ fn a_fault_mix_ends_in_the_outcomes_it_drew() {
         .arg(&fleet_dir)
         .arg("--controller-key")
         .arg(c.data_dir.join("controller.key.pub"))
-        .args(["--seed", "5", "--fail-install", "3", "--offline", "10%", "--offline-after", "6s"])
+        .args(["--seed", "5", "--fail-install", "3", "--offline", "10%", "--offline-after", "8s"])
         .args(["--slow-download", "3", "--slow-rate", &SLOW_RATE.to_string(), "--crash-mid-update", "4"]);
     let fleet = Proc::spawn("fleet", cmd, d);
 
@@ -123,4 +123,32 @@ fn a_fault_mix_ends_in_the_outcomes_it_drew() {
     assert_eq!(s["counts"]["timed_out"], offline.len());
     // The simulator says what each phone costs.
     wait_until(Duration::from_secs(30), "a memory line", || fleet.log_text().contains("KiB a phone now"));
+}
+
+/// A phone that drops off for a while gets its command when it comes back, and its outcome is true.
+#[test]
+fn a_phone_off_the_network_for_a_while_updates_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = Controller::start(d);
+    let mut cmd = Command::new(bin("bindwave"));
+    cmd.args(["simulate", "--devices", "4", "--broker", &c.mqtt, "--state-dir"])
+        .arg(d.join("fleet"))
+        .arg("--controller-key")
+        .arg(c.data_dir.join("controller.key.pub"))
+        .args(["--offline", "1", "--offline-after", "8s", "--offline-for", "6s"]);
+    let fleet = Proc::spawn("fleet", cmd, d);
+    wait_until(Duration::from_secs(60), "every phone online", || online(&c).len() == 4);
+    let faults: Value = serde_json::from_slice(&std::fs::read(d.join("fleet").join("faults.json")).unwrap()).unwrap();
+    let away = ids(&faults, "offline").pop().unwrap();
+    wait_until(Duration::from_secs(30), "the phone to drop off", || !online(&c).contains(&away));
+
+    let image = c.pack_and_add(d, "fw", "V3 R6.0.0", None);
+    let r = c.ok(&["rollout", "create", "--image", &image, "--all", "--waves", "100%", "--start"]);
+    let status = || c.json(&["rollout", "status", &r, "-o", "json"]);
+    wait_until(Duration::from_secs(60), "the rollout to finish", || status()["rollout"]["state"] == "finished");
+    let s = status();
+    assert_eq!(s["counts"]["succeeded"], 4, "{:#}", s["counts"]);
+    assert!(fleet.log_text().contains("simulated: back on the network"));
+    assert!(online(&c).contains(&away));
 }

@@ -213,10 +213,25 @@ struct Phone {
 }
 
 impl Phone {
+    /// An agent for a run that may not be the phone's last.
     fn agent(&self) -> Result<Agent, AgentError> {
-        Ok(Agent::new(self.config.clone(), self.identity.clone())?
-            .with_transport(self.transport.clone())
-            .with_durability(self.durability)
+        Self::made(self.config.clone(), self.identity.clone(), self.transport.clone(), self.durability)
+    }
+
+    /// The agent of the phone's last run, which takes its config (one copy per phone, not two).
+    fn into_agent(self) -> Result<Agent, AgentError> {
+        Self::made(self.config, self.identity, self.transport, self.durability)
+    }
+
+    fn made(
+        config: AgentConfig,
+        id: Identity,
+        transport: Transport,
+        durability: Durability,
+    ) -> Result<Agent, AgentError> {
+        Ok(Agent::new(config, id)?
+            .with_transport(transport)
+            .with_durability(durability)
             .with_link_sizes(bindwave_link::LinkSizes::SMALL))
     }
 
@@ -258,7 +273,7 @@ impl Phone {
             }
             _ => {}
         }
-        self.agent()?.run(stopped(stop)).await
+        self.into_agent()?.run(stopped(stop)).await
     }
 }
 
