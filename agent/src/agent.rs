@@ -8,10 +8,11 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use bindwave_proto::wire::{CommandMessage, DeviceId, Hello, Presence, TopicKind, UpdateCommand};
+use bindwave_proto::wire::{CommandMessage, DeviceId, Hello, JobState, Presence, TopicKind, UpdateCommand};
 use bindwave_proto::DeviceProfile;
 use rumqttc::{AsyncClient, LastWill, QoS};
 use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::config::{AgentConfig, Identity};
@@ -20,10 +21,11 @@ use crate::indicator::{Indicator, Status};
 use crate::job::{check_health, job_span, Job, JobEvent};
 use crate::journal::{AwaitingHealth, Change, Journal};
 use crate::slots::Slots;
+use crate::storage::Durability;
 use crate::transport::Transport;
 use crate::trust::ReleaseTrust;
 use crate::AgentError;
-use bindwave_link::{LinkEvent, LinkOptions};
+use bindwave_link::{LinkEvent, LinkOptions, LinkSizes};
 
 pub struct Agent {
     config: AgentConfig,
@@ -31,6 +33,10 @@ pub struct Agent {
     release: ReleaseTrust,
     trust: CommandTrust,
     transport: Option<Transport>,
+    /// What the simulator changes; a phone runs with the defaults.
+    durability: Durability,
+    link_sizes: Option<LinkSizes>,
+    observer: Option<mpsc::UnboundedSender<(JobState, Option<u8>)>>,
 }
 
 impl Agent {
@@ -42,7 +48,16 @@ impl Agent {
         let release = config.trust.release()?;
         let keys = config.trust.controller()?;
         let trust = CommandTrust::new(keys, config.device_id.clone(), config.trust.insecure_lab);
-        Ok(Agent { config, identity, release, trust, transport: None })
+        Ok(Agent {
+            config,
+            identity,
+            release,
+            trust,
+            transport: None,
+            durability: Durability::Full,
+            link_sizes: None,
+            observer: None,
+        })
     }
 
     /// Shares one set of download clients among many agents (the demo runs a whole fleet in one process).
@@ -51,13 +66,34 @@ impl Agent {
         self
     }
 
+    /// Writes the state without syncing it: for simulated phones, many to a disk (see [`Durability`]). A phone's
+    /// config cannot ask for this.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Other sizes for the MQTT link's queues and buffers (a simulated fleet runs thousands of links).
+    pub fn with_link_sizes(mut self, sizes: LinkSizes) -> Self {
+        self.link_sizes = Some(sizes);
+        self
+    }
+
+    /// Tells `observer` every state the phone shows (what its indicator shows), in order: a simulator watches
+    /// for the moment to cut a phone's power.
+    pub fn with_observer(mut self, observer: mpsc::UnboundedSender<(JobState, Option<u8>)>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     pub fn device_id(&self) -> &DeviceId {
         &self.config.device_id
     }
 
-    /// Runs until `shutdown` completes. Returns early only if the state directory is unusable.
+    /// Runs until `shutdown` completes. Returns early only if the state directory is unusable. Dropped before
+    /// then, it stops at once with everything it runs (its link and its job), as a phone that loses power.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-        let Agent { config, identity, release, trust, transport } = self;
+        let Agent { config, identity, release, trust, transport, durability, link_sizes, observer } = self;
         if release.insecure_lab() {
             tracing::warn!(
                 device = %config.device_id,
@@ -79,8 +115,8 @@ impl Agent {
         let download_dir = state_dir.join("downloads");
         std::fs::create_dir_all(&download_dir)
             .map_err(|source| AgentError::StateDir { path: download_dir.clone(), source })?;
-        let slots = Slots::open(&state_dir)?;
-        let journal = Journal::open(&state_dir)?;
+        let slots = Slots::open(&state_dir, durability)?;
+        let journal = Journal::open(&state_dir, durability)?;
         let running = slots.running_version(&config.software_version)?;
         remove_stale_downloads(&download_dir, journal.records().current());
         let active = slots.active()?;
@@ -89,6 +125,9 @@ impl Agent {
         let id = config.device_id.clone();
         let offline = Presence { online: false }.to_json()?;
         let mut opts = LinkOptions::new(&config.broker.url, id.as_str());
+        if let Some(sizes) = link_sizes {
+            opts = opts.with_sizes(sizes);
+        }
         opts.username = config.broker.username.clone();
         opts.password = config.broker.password.clone();
         opts.tls = config.broker.tls();
@@ -96,7 +135,7 @@ impl Agent {
         let link = bindwave_link::connect(opts)?;
 
         let (job_tx, job_rx) = mpsc::unbounded_channel();
-        let indicator = Indicator::start(config.indicator.clone(), state_dir.join("status.json"));
+        let indicator = Indicator::start(config.indicator.clone(), state_dir.join("status.json"), durability);
         indicator.show(Status::idle());
         let profile = config.profile(&identity);
         let hello = Hello {
@@ -127,13 +166,16 @@ impl Agent {
             job_tx,
             indicator,
             unsubscribed: false,
+            durability,
+            observer,
+            tasks: JoinSet::new(),
+            link_task: link.task,
         };
         let result = driver.run(found, link.events, job_rx, shutdown).await;
         // A clean goodbye: the last will only fires when the broker loses us.
         let _ = driver.client.publish(TopicKind::Presence.topic(&id), QoS::AtLeastOnce, true, offline).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), driver.client.disconnect()).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        link.task.abort();
         result
     }
 }
@@ -170,6 +212,18 @@ struct Driver {
     indicator: Indicator,
     /// A subscription is owed to the broker: the link's request queue was full when it was due.
     unsubscribed: bool,
+    durability: Durability,
+    observer: Option<mpsc::UnboundedSender<(JobState, Option<u8>)>>,
+    /// The job's task and the health check's: they stop with the driver.
+    tasks: JoinSet<()>,
+    link_task: JoinHandle<()>,
+}
+
+impl Drop for Driver {
+    /// The link stops with the driver, as the job does with `tasks`: an agent that stops leaves nothing running.
+    fn drop(&mut self) {
+        self.link_task.abort();
+    }
 }
 
 impl Driver {
@@ -273,7 +327,12 @@ impl Driver {
                     self.subscribe();
                 }
                 Action::Publish(message) => self.publish(&message),
-                Action::Show(report) => self.indicator.show(Status::of(&report)),
+                Action::Show(report) => {
+                    if let Some(observer) = &self.observer {
+                        let _ = observer.send((report.state, report.progress));
+                    }
+                    self.indicator.show(Status::of(&report))
+                }
                 Action::Start(cmd) => self.start(cmd),
                 Action::CheckHealth(pending) => self.check_health(pending),
             }
@@ -305,7 +364,7 @@ impl Driver {
     }
 
     /// Spawns the job's task; its time limit counts from when the journal first recorded it.
-    fn start(&self, cmd: UpdateCommand) {
+    fn start(&mut self, cmd: UpdateCommand) {
         let job = Job {
             limit: self.config.download.limit_for(&cmd),
             started: self.journal.current_since().unwrap_or_else(SystemTime::now),
@@ -320,26 +379,33 @@ impl Driver {
             release: self.release.clone(),
             slots: self.slots.clone(),
             download_dir: self.download_dir.clone(),
+            durability: self.durability,
             running: self.core.running().clone(),
             tx: self.job_tx.clone(),
         };
         let span = job_span(&cmd.job_id, &cmd.rollout_id, &self.config.device_id);
-        tokio::spawn(job.run(cmd).instrument(span));
+        self.spawn(job.run(cmd).instrument(span));
     }
 
     /// Spawns the health check of an install made before the restart.
-    fn check_health(&self, pending: AwaitingHealth) {
+    fn check_health(&mut self, pending: AwaitingHealth) {
         let (health, slots, factory, tx) =
             (self.config.health.clone(), self.slots.clone(), self.config.software_version.clone(), self.job_tx.clone());
         let rollout_id = self.journal.current().filter(|c| c.job_id == pending.job_id).map(|c| c.rollout_id.clone());
         let span = job_span(&pending.job_id, rollout_id.as_deref().unwrap_or(""), &self.config.device_id);
-        tokio::spawn(
+        self.spawn(
             async move {
                 let report = check_health(&health, &slots, &pending, &factory).await;
                 let _ = tx.send(JobEvent::Done(report));
             }
             .instrument(span),
         );
+    }
+
+    /// Runs a job's work beside the loop, owned by the driver; tasks that ended are let go first.
+    fn spawn(&mut self, work: impl Future<Output = ()> + Send + 'static) {
+        while self.tasks.try_join_next().is_some() {}
+        self.tasks.spawn(work);
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::core::trust::RefusedCounts;
-use crate::slots::write_atomic;
+use crate::storage::Durability;
 
 /// `[indicator]`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ pub struct Indicator {
 }
 
 impl Indicator {
-    pub fn start(settings: IndicatorSettings, status_file: PathBuf) -> Indicator {
+    pub fn start(settings: IndicatorSettings, status_file: PathBuf, durability: Durability) -> Indicator {
         let (tx, mut rx) = mpsc::unbounded_channel::<Shown>();
         tokio::spawn(async move {
             let mut status = Status::idle();
@@ -103,11 +103,11 @@ impl Indicator {
                 // An empty file would say less than the last one: a status that cannot be encoded leaves it.
                 match serde_json::to_vec(&status) {
                     Ok(json) => {
-                        if let Err(e) = write_atomic(&status_file, &json) {
+                        if let Err(e) = durability.write_atomic(&status_file, &json) {
                             tracing::warn!("cannot write the status file: {e}");
                         }
                         if let Some(file) = &settings.file {
-                            if let Err(e) = write_atomic(file, &json) {
+                            if let Err(e) = durability.write_atomic(file, &json) {
                                 tracing::warn!("cannot write the indicator file: {e}");
                             }
                         }

@@ -53,6 +53,8 @@ pub(crate) struct Job {
     pub release: ReleaseTrust,
     pub slots: Slots,
     pub download_dir: PathBuf,
+    /// Whether the download is synced (always on a phone).
+    pub durability: crate::storage::Durability,
     /// The version that runs as the job starts: the running version of a job that fails.
     pub running: SoftwareVersion,
     pub tx: mpsc::UnboundedSender<JobEvent>,
@@ -90,6 +92,7 @@ impl Job {
                     &self.download_dir,
                     self.policy,
                     &counters,
+                    self.durability,
                     &mut on_progress,
                 );
                 match tokio::time::timeout(self.limit.saturating_sub(elapsed), fetching).await {

@@ -20,7 +20,7 @@ use bindwave_proto::wire::{Report, UpdateCommand};
 use crate::slots::Active;
 use serde::{Deserialize, Serialize};
 
-use crate::slots::write_atomic;
+use crate::storage::Durability;
 use crate::AgentError;
 
 /// An install waiting for its health check.
@@ -161,10 +161,11 @@ impl Records {
 pub struct Journal {
     path: PathBuf,
     contents: Records,
+    durability: Durability,
 }
 
 impl Journal {
-    pub fn open(state_dir: &Path) -> Result<Self, AgentError> {
+    pub fn open(state_dir: &Path, durability: Durability) -> Result<Self, AgentError> {
         let path = state_dir.join("journal.json");
         let contents = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| AgentError::Io {
@@ -175,7 +176,7 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Records::default(),
             Err(source) => return Err(AgentError::Io { action: "read", path, source }),
         };
-        Ok(Journal { path, contents })
+        Ok(Journal { path, contents, durability })
     }
 
     pub fn records(&self) -> &Records {
@@ -258,7 +259,7 @@ impl Journal {
             path: self.path.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
-        write_atomic(&self.path, &bytes)
+        self.durability.write_atomic(&self.path, &bytes)
     }
 }
 
@@ -282,12 +283,12 @@ mod tests {
     #[test]
     fn unacked_reports_survive_reopening_until_acked() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open(dir.path(), Durability::Full).unwrap();
         j.record_final(report("j1")).unwrap();
         j.record_final(report("j2")).unwrap();
         assert!(j.ack("j1").unwrap());
         assert!(!j.ack("j1").unwrap());
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open(dir.path(), Durability::Full).unwrap();
         assert_eq!(j.unacked().iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>(), ["j2"]);
         assert!(j.finished("j1").is_some());
         j.resend("j1").unwrap();
@@ -297,7 +298,7 @@ mod tests {
     #[test]
     fn history_is_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open(dir.path(), Durability::Full).unwrap();
         for i in 0..(HISTORY + 10) {
             j.record_final(report(&format!("j{i}"))).unwrap();
             j.ack(&format!("j{i}")).unwrap();
@@ -319,14 +320,14 @@ mod tests {
             use_defaults: false,
             timeout_secs: None,
         };
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open(dir.path(), Durability::Full).unwrap();
         assert!(j.current_since().is_none());
         j.begin(&cmd("j1")).unwrap();
         let since = j.contents.current_since.unwrap();
         // As if the job began an hour ago, then the agent restarted and took it up again.
         j.contents.current_since = Some(since - 3600);
         j.save().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open(dir.path(), Durability::Full).unwrap();
         j.begin(&cmd("j1")).unwrap();
         assert_eq!(j.contents.current_since, Some(since - 3600));
         // Another job starts its own clock; a finished job has none.

@@ -17,6 +17,7 @@
 //! - [`trust`]: the release keys a phone pins, and the decision on a bind's signature, made on its header.
 //! - [`transport`]: the HTTP and FTP clients and the one TLS trust they share (platform roots + fleet CA).
 //! - [`slots`]: the A/B slot installer on disk.
+//! - [`storage`]: files replaced atomically and synced ([`Durability`]: always full on a phone).
 //! - [`journal`]: the job in hand, the install awaiting its health check, and final reports kept on disk until
 //!   the controller acknowledges them.
 //! - [`hooks`]: running the phone's own programs (reboot, health check, installer, indicator command) with a
@@ -39,12 +40,14 @@ mod job;
 pub mod journal;
 pub mod slots;
 pub mod status;
+pub mod storage;
 pub mod transport;
 pub mod trust;
 
 pub use agent::Agent;
 pub use config::AgentConfig;
 pub use error::{chain as error_chain, AgentError};
+pub use storage::Durability;
 pub use transport::Transport;
 
 /// This agent's version, reported in hello.

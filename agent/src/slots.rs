@@ -12,13 +12,13 @@
 //! old one or the new one, never a half-written one.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bindwave_proto::SoftwareVersion;
 use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
+use crate::storage::Durability;
 use crate::AgentError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,15 +56,16 @@ pub struct Active {
 #[derive(Clone)]
 pub struct Slots {
     dir: PathBuf,
+    durability: Durability,
 }
 
 impl Slots {
-    pub fn open(state_dir: &Path) -> Result<Self, AgentError> {
+    pub fn open(state_dir: &Path, durability: Durability) -> Result<Self, AgentError> {
         for slot in [Slot::A, Slot::B] {
             let d = state_dir.join("slots").join(slot.name());
             fs::create_dir_all(&d).map_err(|source| AgentError::StateDir { path: d.clone(), source })?;
         }
-        Ok(Slots { dir: state_dir.to_path_buf() })
+        Ok(Slots { dir: state_dir.to_path_buf(), durability })
     }
 
     /// The active slot's record, or `None` while the phone still runs its factory software.
@@ -116,11 +117,11 @@ impl Slots {
             if copied != len {
                 return Err(std::io::Error::other(format!("the download holds {copied} of {len} payload bytes")));
             }
-            out.sync_all()
+            self.durability.sync_file(&out)
         };
         copy().map_err(io_err("write the payload to", &tmp))?;
         fs::rename(&tmp, &dest).map_err(io_err("move the payload into", &dest))?;
-        sync_dir(&slot_dir).map_err(io_err("sync", &slot_dir))?;
+        self.durability.sync_dir(&slot_dir).map_err(io_err("sync", &slot_dir))?;
         Ok((target, dest))
     }
 
@@ -130,8 +131,8 @@ impl Slots {
         let path = self.dir.join("active");
         let record = encode(&active, &path)?;
         // Each slot remembers what it holds, so a rollback knows what it goes back to.
-        write_atomic(&self.dir.join("slots").join(slot.name()).join("record"), &record)?;
-        write_atomic(&path, &record)?;
+        self.durability.write_atomic(&self.dir.join("slots").join(slot.name()).join("record"), &record)?;
+        self.durability.write_atomic(&path, &record)?;
         Ok(active)
     }
 
@@ -146,14 +147,14 @@ impl Slots {
     pub fn restore(&self, previous: Option<&Active>) -> Result<(), AgentError> {
         let path = self.dir.join("active");
         match previous {
-            Some(a) => write_atomic(&path, &encode(a, &path)?),
+            Some(a) => self.durability.write_atomic(&path, &encode(a, &path)?),
             None => {
                 match fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err("remove", &path)(e)),
                 }
-                sync_dir(&self.dir).map_err(io_err("sync", &self.dir))
+                self.durability.sync_dir(&self.dir).map_err(io_err("sync", &self.dir))
             }
         }
     }
@@ -169,22 +170,6 @@ fn encode(active: &Active, path: &Path) -> Result<Vec<u8>, AgentError> {
     })
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old file or the new one, whole.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io_err("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("replace", path))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent).map_err(io_err("sync", parent))?;
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +177,7 @@ mod tests {
     #[test]
     fn installs_alternate_slots_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path()).unwrap();
+        let slots = Slots::open(dir.path(), Durability::Full).unwrap();
         let factory: SoftwareVersion = "V3 R1.0.0".parse().unwrap();
         assert_eq!(slots.running_version(&factory).unwrap(), factory);
 
@@ -206,7 +191,7 @@ mod tests {
         assert!(slots.install(&p, 6, 30, &"V3 R4.0.0".parse().unwrap(), "j3").is_err(), "a short file is refused");
         assert_eq!(slots.active().unwrap().unwrap().job_id.as_deref(), Some("j2"), "a failed install switches nothing");
 
-        let reopened = Slots::open(dir.path()).unwrap();
+        let reopened = Slots::open(dir.path(), Durability::Full).unwrap();
         assert_eq!(reopened.running_version(&factory).unwrap(), "V3 R3.0.0".parse().unwrap());
         assert_eq!(fs::read(dir.path().join("slots/a/payload")).unwrap(), b"two");
         assert_eq!(fs::read(dir.path().join("slots/b/payload")).unwrap(), b"one");

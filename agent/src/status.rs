@@ -31,8 +31,8 @@ pub struct AgentStatus {
 
 /// The status of the phone with this config and the identity resolved when it was checked.
 pub fn read(config: &AgentConfig, identity: &Identity) -> Result<AgentStatus, AgentError> {
-    let slots = Slots::open(&config.state_dir)?;
-    let journal = Journal::open(&config.state_dir)?;
+    let slots = Slots::open(&config.state_dir, crate::storage::Durability::Full)?;
+    let journal = Journal::open(&config.state_dir, crate::storage::Durability::Full)?;
     let state: Option<Status> =
         std::fs::read(config.state_dir.join("status.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let commands_refused = state.as_ref().map(|s| s.commands_refused.clone()).unwrap_or_default();

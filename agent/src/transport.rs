@@ -23,17 +23,38 @@ pub struct Transport {
 impl Transport {
     /// Trusting the platform's roots, and the CA certificates in `ca_file` if given.
     pub fn new(ca_file: Option<&Path>) -> Result<Transport, AgentError> {
+        Self::build(ca_file, Ok)
+    }
+
+    /// For a simulated fleet that shares one transport: no connection is kept idle for later (each phone would
+    /// keep its own, and thousands of them would hold thousands of buffers), and, with `proxy`, every HTTP(S)
+    /// request goes through that proxy (`http://host:port`, a simulator's throttle).
+    pub fn for_fleet(ca_file: Option<&Path>, proxy: Option<&str>) -> Result<Transport, AgentError> {
+        Self::build(ca_file, |b| {
+            let b = b.pool_max_idle_per_host(0);
+            match proxy {
+                Some(url) => Ok(b.proxy(reqwest::Proxy::all(url)?)),
+                None => Ok(b.no_proxy()),
+            }
+        })
+    }
+
+    fn build(
+        ca_file: Option<&Path>,
+        more: impl FnOnce(reqwest::ClientBuilder) -> reqwest::Result<reqwest::ClientBuilder>,
+    ) -> Result<Transport, AgentError> {
         let extra = match ca_file {
             Some(path) => read_certificates(path)?,
             None => Vec::new(),
         };
         let tls = client_config(extra)?;
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("bindwave-agent/", env!("CARGO_PKG_VERSION")))
-            .tls_backend_preconfigured(tls.clone())
-            .build()
+            .tls_backend_preconfigured(tls.clone());
+        let http = more(builder)
+            .and_then(reqwest::ClientBuilder::build)
             .map_err(|e| AgentError::HttpClient(crate::error::chain(&e)))?;
         Ok(Transport { http, tls: Arc::new(tls) })
     }

@@ -22,7 +22,7 @@ use crate::broker::{BrokerAccess, BrokerConfig, SecureAccess};
 use crate::cli::output::progress_bar;
 use crate::cli::rollout::{settled, state_line};
 use crate::client::ApiClient;
-use crate::fleet::{Fleet, FleetLogin, MODELS};
+use crate::fleet::{Fleet, FleetLogin, FleetOptions, MODELS};
 use crate::images::{sign_header, ImagePolicy};
 use crate::keys::SigningKey;
 use crate::model::{Gates, Outcome, RolloutSpec, RolloutState, TargetFilter, WaveSize, WaveSpec};
@@ -99,7 +99,9 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         ..Default::default()
     };
     let login = FleetLogin { ca_file: tls.ca, secret };
-    let fleet = Fleet::spawn(opts.devices, &service.mqtt_url, &dir.path().join("phones"), &trust, Some(&login))?;
+    let phones = dir.path().join("phones");
+    let fleet =
+        Fleet::spawn(opts.devices, &service.mqtt_url, &phones, &trust, Some(&login), &FleetOptions::default()).await?;
     println!("release key {}: it signs the binds; the controller and every phone trust it", key.key_id());
     let result = rollouts(&opts, &api, &data_dir, &key).await;
     if opts.keep_running && result.is_ok() {

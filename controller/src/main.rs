@@ -52,6 +52,11 @@ fn main() -> ExitCode {
     } else {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
+    #[cfg(feature = "sim")]
+    if let cli::Command::Simulate(_) = &cli.command {
+        // Thousands of phones in one process: one malloc arena, set before any thread starts (see fleet::memory).
+        bindwave_controller::fleet::memory::use_one_arena();
+    }
     // The runtime's threads hold the sockets: a controller that answers an upload early (401, 403, 413) and
     // closes must give the CLI a write error there, not a SIGPIPE that ends it without a word.
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().on_thread_start(block_sigpipe).build()

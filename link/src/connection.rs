@@ -58,6 +58,27 @@ pub struct LinkOptions {
     pub max_packet_size: usize,
     /// QoS 1 messages in flight at once from this client.
     pub inflight: u16,
+    /// Incoming packets rumqttc may buffer between two polls, allocated up front (144 bytes each); it grows past
+    /// this when a burst needs more.
+    pub incoming_buffer: usize,
+}
+
+/// The sizes of a link's queues and buffers, for a process that runs many links (a simulated fleet), where
+/// the defaults' up-front allocations add up. They change how much waits in memory, never what is read: the
+/// largest packet is [`LinkOptions::max_packet_size`] whatever these are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSizes {
+    pub request_capacity: usize,
+    pub event_capacity: usize,
+    pub inflight: u16,
+    pub incoming_buffer: usize,
+}
+
+impl LinkSizes {
+    /// For one of thousands of simulated phones: a phone sends a handful of messages at a time and hears one
+    /// command at a time.
+    pub const SMALL: LinkSizes =
+        LinkSizes { request_capacity: 64, event_capacity: 16, inflight: 8, incoming_buffer: 0 };
 }
 
 impl LinkOptions {
@@ -75,9 +96,22 @@ impl LinkOptions {
             event_capacity: 256,
             max_packet_size: bindwave_proto::wire::MAX_PACKET_SIZE,
             inflight: 100,
+            incoming_buffer: RUMQTTC_INCOMING_BUFFER,
         }
     }
+
+    /// These options with other queue and buffer sizes.
+    pub fn with_sizes(mut self, sizes: LinkSizes) -> Self {
+        self.request_capacity = sizes.request_capacity;
+        self.event_capacity = sizes.event_capacity;
+        self.inflight = sizes.inflight;
+        self.incoming_buffer = sizes.incoming_buffer;
+        self
+    }
 }
+
+/// What rumqttc's state allocates for incoming packets by default.
+const RUMQTTC_INCOMING_BUFFER: usize = 100;
 
 /// A live connection: publish through `client`, read what happens from `events`.
 pub struct Link {
@@ -117,6 +151,9 @@ pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
         (None, None) => {}
     }
     let (client, mut eventloop) = AsyncClient::new(mqtt, opts.request_capacity);
+    if opts.incoming_buffer != RUMQTTC_INCOMING_BUFFER {
+        eventloop.state.events = std::collections::VecDeque::with_capacity(opts.incoming_buffer);
+    }
     let (tx, events) = mpsc::channel(opts.event_capacity.max(1));
     let task = tokio::spawn(async move {
         let mut failures: u32 = 0;

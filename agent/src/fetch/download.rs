@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::files::remove;
 use super::types::{Counters, Credentials, Fetched, RetryPolicy};
+use crate::storage::Durability;
 use crate::transport::Transport;
 use crate::trust::ReleaseTrust;
 
@@ -24,6 +25,8 @@ pub(super) struct Download<'a> {
     pub(super) file: &'a Path,
     pub(super) policy: RetryPolicy,
     pub(super) counters: &'a Counters,
+    /// Whether the file is synced before it is judged complete (always on a phone).
+    pub(super) durability: Durability,
 }
 
 /// Why one attempt stopped.
@@ -97,6 +100,9 @@ impl Download<'_> {
     }
 
     pub(super) async fn sync(&self, file: &tokio::fs::File) -> Option<Stop> {
+        if self.durability == Durability::NoSync {
+            return None;
+        }
         file.sync_all().await.err().map(|e| self.storage_failed("sync", &e))
     }
 

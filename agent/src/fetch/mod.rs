@@ -52,11 +52,13 @@ pub(crate) async fn fetch(
     download_dir: &Path,
     policy: RetryPolicy,
     counters: &Counters,
+    durability: crate::storage::Durability,
     progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
 ) -> Fetched {
     let file = download_path(download_dir, &cmd.job_id);
-    let result =
-        Download { transport, credentials, cmd, profile, release, file: &file, policy, counters }.run(progress).await;
+    let download =
+        Download { transport, credentials, cmd, profile, release, file: &file, policy, counters, durability };
+    let result = download.run(progress).await;
     if !matches!(result, Fetched::Verified { .. }) {
         remove(&file).await;
     }

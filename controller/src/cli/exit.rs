@@ -28,7 +28,9 @@ pub fn exit_code(e: &ControllerError) -> u8 {
         ControllerError::Engine(EngineError::InvalidAction { .. }) | ControllerError::Api { status: 409, .. } => {
             REFUSED
         }
-        ControllerError::Config { .. } | ControllerError::ConfigProblems { .. } => USAGE,
+        ControllerError::Config { .. } | ControllerError::ConfigProblems { .. } | ControllerError::Setting { .. } => {
+            USAGE
+        }
         _ => ERROR,
     }
 }

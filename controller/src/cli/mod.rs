@@ -19,6 +19,8 @@ mod image;
 pub mod output;
 pub mod rollout;
 mod serve;
+#[cfg(feature = "sim")]
+mod simulate;
 mod token;
 
 pub use exit::exit_code;
@@ -163,33 +165,8 @@ pub enum Command {
     },
     /// Run a simulated fleet (real agents, one MQTT connection each) against a broker until stopped.
     #[cfg(feature = "sim")]
-    #[command(
-        after_help = "Examples:\n  bindwave simulate --devices 5000 --broker mqtts://127.0.0.1:8883 --controller-data-dir \
-        bindwave-data --state-dir /tmp/fleet\n  \
-        bindwave simulate --devices 5000 --broker mqtt://127.0.0.1:1883 --state-dir /tmp/fleet   # a lab-mode controller"
-    )]
-    Simulate {
-        #[arg(long, default_value_t = 100)]
-        devices: usize,
-        /// The broker the controller uses.
-        #[arg(long, env = "BINDWAVE_BROKER", default_value = "mqtt://127.0.0.1:1883")]
-        broker: String,
-        /// Where the phones keep their slots and journals.
-        #[arg(long, default_value = "bindwave-fleet")]
-        state_dir: PathBuf,
-        /// A release key the phones pin (a public key file or `ed25519:<hex>`); may be repeated. Without
-        /// one, the simulated phones run in lab mode.
-        #[arg(long = "release-key", value_name = "KEY")]
-        release_keys: Vec<String>,
-        /// The controller's command key that the phones pin (its data_dir/controller.key.pub). Without it they
-        /// run in lab mode: commands they cannot verify are taken, without their override.
-        #[arg(long, value_name = "FILE")]
-        controller_key: Option<PathBuf>,
-        /// Log in to a secure embedded broker (mqtts://): the controller's data directory, whose tls/ca.pem
-        /// verifies the broker and whose broker.secret gives each phone its password.
-        #[arg(long, value_name = "DIR")]
-        controller_data_dir: Option<PathBuf>,
-    },
+    #[command(after_help = simulate::AFTER_HELP)]
+    Simulate(simulate::SimulateArgs),
     /// A rollout to a simulated fleet, on an embedded broker, in a temporary directory.
     #[cfg(feature = "sim")]
     #[command(after_help = "Examples:\n  bindwave demo --devices 1000")]
@@ -202,7 +179,7 @@ impl Command {
         match self {
             Command::Serve(_) => true,
             #[cfg(feature = "sim")]
-            Command::Simulate { .. } | Command::Demo(_) => true,
+            Command::Simulate(_) | Command::Demo(_) => true,
             _ => false,
         }
     }
@@ -552,29 +529,7 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Completions { shell, agent } => docs::completions(shell, agent),
         Command::Man { dir } => docs::man_pages(&dir),
         #[cfg(feature = "sim")]
-        Command::Simulate { devices, broker, state_dir, release_keys, controller_key, controller_data_dir } => {
-            crate::raise_open_files_limit();
-            let keys: Result<Vec<_>, _> = release_keys.iter().map(|k| images::public_key_arg(k)).collect();
-            let controller = controller_key.as_deref().map(crate::keys::load_public).transpose()?;
-            let trust = bindwave_agent::config::TrustSettings {
-                keys: keys?.iter().map(|k| k.to_line()).collect(),
-                controller_keys: controller.iter().map(|k| k.to_line()).collect(),
-                insecure_lab: release_keys.is_empty() || controller.is_none(),
-                ..Default::default()
-            };
-            let login = match &controller_data_dir {
-                Some(dir) => Some(crate::fleet::FleetLogin {
-                    ca_file: dir.join("tls").join(crate::certs::CA_CERT),
-                    secret: serve::load_secret(dir)?,
-                }),
-                None => None,
-            };
-            let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir, &trust, login.as_ref())?;
-            eprintln!("{devices} simulated phones on {broker}, state in {}; Ctrl-C stops them", state_dir.display());
-            serve::shutdown_signal().await;
-            fleet.stop().await;
-            Ok(())
-        }
+        Command::Simulate(args) => simulate::run(args).await,
         #[cfg(feature = "sim")]
         Command::Demo(args) => {
             let opts = crate::demo::DemoOptions {
