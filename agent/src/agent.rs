@@ -38,7 +38,9 @@ impl Agent {
     /// It reads the pinned release keys and controller keys (and their files); without one of each it refuses
     /// to start, unless the config asks for a lab (`[trust] insecure_lab`).
     pub fn new(config: AgentConfig, identity: Identity) -> Result<Self, AgentError> {
-        bindwave_link::BrokerUrl::parse(&config.broker.url)?;
+        for url in std::iter::once(&config.broker.url).chain(&config.broker.fallback_urls) {
+            bindwave_link::BrokerUrl::parse(url)?;
+        }
         let release = config.trust.release()?;
         let keys = config.trust.controller()?;
         let trust = CommandTrust::new(keys, config.device_id.clone(), config.trust.insecure_lab);
@@ -89,6 +91,7 @@ impl Agent {
         let id = config.device_id.clone();
         let offline = Presence { online: false }.to_json()?;
         let mut opts = LinkOptions::new(&config.broker.url, id.as_str());
+        opts.fallback_urls = config.broker.fallback_urls.clone();
         opts.username = config.broker.username.clone();
         opts.password = config.broker.password.clone();
         opts.tls = config.broker.tls();

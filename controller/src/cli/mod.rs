@@ -171,9 +171,10 @@ pub enum Command {
     Simulate {
         #[arg(long, default_value_t = 100)]
         devices: usize,
-        /// The broker the controller uses.
-        #[arg(long, env = "BINDWAVE_BROKER", default_value = "mqtt://127.0.0.1:1883")]
-        broker: String,
+        /// The broker the controller uses. Repeat it, or separate with commas, for the nodes of a broker
+        /// cluster: the phones are spread over them in turn, each with the others as fallbacks.
+        #[arg(long, env = "BINDWAVE_BROKER", value_delimiter = ',', default_value = "mqtt://127.0.0.1:1883")]
+        broker: Vec<String>,
         /// Where the phones keep their slots and journals.
         #[arg(long, default_value = "bindwave-fleet")]
         state_dir: PathBuf,
@@ -570,7 +571,8 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
                 None => None,
             };
             let fleet = crate::fleet::Fleet::spawn(devices, &broker, &state_dir, &trust, login.as_ref())?;
-            eprintln!("{devices} simulated phones on {broker}, state in {}; Ctrl-C stops them", state_dir.display());
+            let on = broker.join(", ");
+            eprintln!("{devices} simulated phones on {on}, state in {}; Ctrl-C stops them", state_dir.display());
             serve::shutdown_signal().await;
             fleet.stop().await;
             Ok(())
