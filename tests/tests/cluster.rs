@@ -96,11 +96,14 @@ fn simulate(dir: &Path, cluster: &BrokerCluster) -> Proc {
 fn a_rollout_over_a_broker_cluster_completes_and_survives_losing_a_node() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let began = std::time::Instant::now();
+    let mark = |what: &str| eprintln!("cluster test: {what} at {:.1} s", began.elapsed().as_secs_f64());
     let mut cluster = BrokerCluster::start(d, NODES);
     // A lab-mode controller (plain MQTT, unsigned images) on node 1, as on an external broker.
     let c = Controller::start_with(d, &d.join("controller"), 0, None, Some(&cluster.urls[0]));
     let _fleet = simulate(d, &cluster);
     wait_until(Duration::from_secs(60), &format!("{N} phones online through the cluster"), || online(&c) >= N);
+    mark("every phone online");
 
     // 1. A rollout to the whole fleet: commands go out on node 1 and reach the phones on nodes 2 and 3 through
     // the cluster; their reports come back the same way.
@@ -108,6 +111,7 @@ fn a_rollout_over_a_broker_cluster_completes_and_survives_losing_a_node() {
     let r1 = c.ok(&["rollout", "create", "--image", &first, "--all", "--start"]);
     let s1 = wait_finished(&c, &r1, 120);
     assert_one_outcome_each(&s1);
+    mark("the first rollout finished");
 
     // 2. Node 3 dies in the middle of a rollout that updates a few phones at a time.
     let second = c.pack_and_add(d, "second", "V3 R3.19.0", None);
@@ -121,9 +125,11 @@ fn a_rollout_over_a_broker_cluster_completes_and_survives_losing_a_node() {
     });
     cluster.kill(3);
     assert!(!cluster.nodes[2].alive(), "node 3 still runs");
+    mark("node 3 killed");
 
     let s2 = wait_finished(&c, &r2, 180);
     assert_one_outcome_each(&s2);
+    mark("the second rollout finished");
     // Node 3's phones are back, on nodes 1 and 2, running what they reported.
     let running = |id: &str| -> (bool, String) {
         let devices = c.json(&["device", "list", "-o", "json"]);

@@ -226,6 +226,8 @@ pub struct ClusterNode {
     pub id: u64,
     /// Plugin configs (plugin name, TOML), beside the retainer's, read when the plugins register.
     pub plugin_configs: Vec<(String, String)>,
+    /// When the node stops calling a peer that fails (each peer has its own breaker), and for how long.
+    pub circuit_breaker: rmqtt::context::CircuitBreakerConfig,
     /// Run once the retainer is registered and before the listener accepts: starts the node's gRPC server and
     /// registers the cluster plugin on the broker's context.
     pub join: Box<dyn FnOnce(ServerContext) -> JoinFuture + Send>,
@@ -368,7 +370,9 @@ impl EmbeddedBroker {
         let mut join = None;
         if let Some(node) = node {
             // The busy thresholds are rmqtt's defaults; the busy check itself is off (above).
-            builder = builder.node(rmqtt::node::Node::new(node.id, 80.0, 90.0, Duration::from_secs(2)));
+            builder = builder
+                .node(rmqtt::node::Node::new(node.id, 80.0, 90.0, Duration::from_secs(2)))
+                .circuit_breaker_config(node.circuit_breaker);
             for (name, toml) in node.plugin_configs {
                 builder = builder.plugins_config_map_add(name, toml);
             }

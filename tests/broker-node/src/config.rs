@@ -5,12 +5,33 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use rmqtt::context::{CircuitBreakerConfig, TimeBasedWindowConfig, WindowConfig};
+
 /// The name rmqtt-cluster-broadcast registers under (its crate name) and reads its config by.
 pub const PLUGIN: &str = "rmqtt-cluster-broadcast";
 
-/// How long a node waits for a peer to connect or answer. rmqtt's default is 60 s, so a subscription on a live
-/// node, which asks every peer for its retained messages, would wait that long for a dead one.
-pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node waits for a peer to connect or answer. Every message published on a node waits for every
+/// peer's answer (rmqtt-cluster-broadcast 0.24 gathers the peers' shared-subscription matches), and so does
+/// every subscription (for the peers' retained messages): with rmqtt's default of 60 s, a dead peer held each
+/// publisher to one message a minute until the circuit breaker opened.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// When a node stops calling a peer: half of its calls in the last 5 s failed (5 calls at least); it tries
+/// again after 30 s. rmqtt's default looks at a 45 s window, and a dead peer held every publisher to one message
+/// per [`PEER_TIMEOUT`] until it opened (measured: 45 s after a node was killed, in the cluster test). A peer
+/// that is slow under load trips it too, and then misses what is published for 30 s; the fleet's own retries
+/// (hello on reconnect, final reports repeated until acknowledged) carry what matters.
+pub fn circuit_breaker() -> CircuitBreakerConfig {
+    CircuitBreakerConfig {
+        failure_rate_threshold: 0.5,
+        window: WindowConfig::TimeBased(TimeBasedWindowConfig {
+            sliding_window_duration: Duration::from_secs(5),
+            sliding_window_size: 20,
+        }),
+        minimum_number_of_calls: 5,
+        ..CircuitBreakerConfig::default()
+    }
+}
 
 /// One node of the cluster: its id and its gRPC address, written `ID@HOST:PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +125,7 @@ mod tests {
         assert_eq!(
             toml,
             "node_grpc_addrs = [\"1@127.0.0.1:5363\", \"2@127.0.0.1:5364\", \"3@127.0.0.1:5365\"]\n\
-             node_grpc_client_timeout = \"5s\"\n"
+             node_grpc_client_timeout = \"3s\"\n"
         );
     }
 

@@ -74,6 +74,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node = ClusterNode {
         id,
         plugin_configs: vec![(config::PLUGIN.to_string(), plugin_toml)],
+        circuit_breaker: config::circuit_breaker(),
         join: Box::new(move |scx| {
             Box::pin(async move {
                 // reuseaddr, as the MQTT listener, so a node restarted at once gets its port back.
