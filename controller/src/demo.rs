@@ -99,7 +99,13 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         ..Default::default()
     };
     let login = FleetLogin { ca_file: tls.ca, secret };
-    let fleet = Fleet::spawn(opts.devices, std::slice::from_ref(&service.mqtt_url), &dir.path().join("phones"), &trust, Some(&login))?;
+    let fleet = Fleet::spawn(
+        opts.devices,
+        std::slice::from_ref(&service.mqtt_url),
+        &dir.path().join("phones"),
+        &trust,
+        Some(&login),
+    )?;
     println!("release key {}: it signs the binds; the controller and every phone trust it", key.key_id());
     let result = rollouts(&opts, &api, &data_dir, &key).await;
     if opts.keep_running && result.is_ok() {

@@ -45,7 +45,10 @@ fn wait_finished(c: &Controller, id: &str, secs: u64) -> Value {
                 .filter(|(_, phase)| !is_final(phase))
                 .map(|(device, phase)| format!("{device}: {phase}"))
                 .collect();
-            panic!("rollout {id} not finished after {secs}s: {:#}\ncounts {:#}\nopen jobs: {open:#?}", s["rollout"], s["counts"]);
+            panic!(
+                "rollout {id} not finished after {secs}s: {:#}\ncounts {:#}\nopen jobs: {open:#?}",
+                s["rollout"], s["counts"]
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

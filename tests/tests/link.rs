@@ -75,9 +75,11 @@ async fn hears_through(link: &mut bindwave_link::Link, broker: &str, n: u64) {
     loop {
         // Sent until it is heard: the subscription may not be in place at the first send.
         let url = url.clone();
-        tokio::task::spawn_blocking(move || send_command(&url, "failover", &format!("sender-{n}"), &format!("{{\"n\":{n}}}")))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            send_command(&url, "failover", &format!("sender-{n}"), &format!("{{\"n\":{n}}}"))
+        })
+        .await
+        .unwrap();
         while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(500), link.events.recv()).await {
             if let LinkEvent::Message { payload, .. } = event {
                 let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();

@@ -366,7 +366,8 @@ impl EmbeddedBroker {
              max_payload_size = \"{max_packet_size}B\"\n\
              retained_message_ttl = \"0s\"\n"
         );
-        let mut builder = ServerContext::new().busy_check_enable(false).plugins_config_map_add(RETAINER_PLUGIN, retainer_config);
+        let mut builder =
+            ServerContext::new().busy_check_enable(false).plugins_config_map_add(RETAINER_PLUGIN, retainer_config);
         let mut join = None;
         if let Some(node) = node {
             // The busy thresholds are rmqtt's defaults; the busy check itself is off (above).

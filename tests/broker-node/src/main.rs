@@ -84,7 +84,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             })
         }),
     };
-    let config = BrokerConfig { listen: args.mqtt_listen, access: BrokerAccess::InsecureLab, ..BrokerConfig::default() };
+    let config =
+        BrokerConfig { listen: args.mqtt_listen, access: BrokerAccess::InsecureLab, ..BrokerConfig::default() };
     let broker = EmbeddedBroker::start_node(config, Some(node)).await?;
     wait_for_grpc(grpc).await?;
     println!("broker-node {id}: MQTT on mqtt://{}, gRPC on {grpc}", broker.local_addr());
