@@ -44,7 +44,9 @@ impl Agent {
     /// It reads the pinned release keys and controller keys (and their files); without one of each it refuses
     /// to start, unless the config asks for a lab (`[trust] insecure_lab`).
     pub fn new(config: AgentConfig, identity: Identity) -> Result<Self, AgentError> {
-        bindwave_link::BrokerUrl::parse(&config.broker.url)?;
+        for url in std::iter::once(&config.broker.url).chain(&config.broker.fallback_urls) {
+            bindwave_link::BrokerUrl::parse(url)?;
+        }
         let release = config.trust.release()?;
         let keys = config.trust.controller()?;
         let trust = CommandTrust::new(keys, config.device_id.clone(), config.trust.insecure_lab);
@@ -128,6 +130,7 @@ impl Agent {
         if let Some(sizes) = link_sizes {
             opts = opts.with_sizes(sizes);
         }
+        opts.fallback_urls = config.broker.fallback_urls.clone();
         opts.username = config.broker.username.clone();
         opts.password = config.broker.password.clone();
         opts.tls = config.broker.tls();

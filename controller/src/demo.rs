@@ -100,8 +100,8 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     };
     let login = FleetLogin { ca_file: tls.ca, secret };
     let phones = dir.path().join("phones");
-    let fleet =
-        Fleet::spawn(opts.devices, &service.mqtt_url, &phones, &trust, Some(&login), &FleetOptions::default()).await?;
+    let brokers = std::slice::from_ref(&service.mqtt_url);
+    let fleet = Fleet::spawn(opts.devices, brokers, &phones, &trust, Some(&login), &FleetOptions::default()).await?;
     println!("release key {}: it signs the binds; the controller and every phone trust it", key.key_id());
     let result = rollouts(&opts, &api, &data_dir, &key).await;
     if opts.keep_running && result.is_ok() {

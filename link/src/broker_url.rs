@@ -1,5 +1,5 @@
 //! Broker URLs: `mqtt://host:port` or `mqtts://host:port`, read once, with a message that says what to write
-//! instead.
+//! instead; and [`Failover`], the order in which a link with fallback brokers tries them.
 
 use crate::LinkError;
 
@@ -42,9 +42,62 @@ impl BrokerUrl {
     }
 }
 
+/// Which of a link's brokers (its URL, then its fallbacks) it tries next, and how long it pauses first. It stays
+/// on a broker while it works; after a failure it tries the next one (after the last, the first again). The
+/// pause grows with the rounds that failed, not the tries: every broker is tried once before it grows. No IO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    brokers: usize,
+    current: usize,
+    failures: u32,
+}
+
+impl Failover {
+    /// For `brokers` brokers (at least one), starting on the first.
+    pub fn new(brokers: usize) -> Failover {
+        Failover { brokers: brokers.max(1), current: 0, failures: 0 }
+    }
+
+    /// The broker tried now (0: the URL, 1.. the fallbacks).
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// The broker answered: the next failure starts from the shortest pause again.
+    pub fn connected(&mut self) {
+        self.failures = 0;
+    }
+
+    /// The broker failed or dropped the link: moves on to the next one, and returns the retry number
+    /// (for [`crate::Backoff::pause`]) to wait for before trying it.
+    pub fn failed(&mut self) -> u32 {
+        let retry = self.failures / self.brokers as u32;
+        self.failures = self.failures.saturating_add(1);
+        self.current = (self.current + 1) % self.brokers;
+        retry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failover_tries_each_broker_in_turn_and_pauses_longer_only_after_a_round() {
+        let mut f = Failover::new(3);
+        assert_eq!(f.current(), 0);
+        let tries: Vec<(u32, usize)> = (0..7).map(|_| (f.failed(), f.current())).collect();
+        assert_eq!(tries, [(0, 1), (0, 2), (0, 0), (1, 1), (1, 2), (1, 0), (2, 1)]);
+        // Connected to broker 1: it stays there, and the next failure moves on with the shortest pause.
+        f.connected();
+        assert_eq!(f.current(), 1);
+        assert_eq!((f.failed(), f.current()), (0, 2));
+
+        // One broker: it is retried, with a growing pause, as before fallbacks existed.
+        let mut one = Failover::new(1);
+        assert_eq!([one.failed(), one.failed(), one.failed()], [0, 1, 2]);
+        assert_eq!(one.current(), 0);
+    }
 
     fn parse(url: &str) -> Result<(String, u16, bool), LinkError> {
         BrokerUrl::parse(url).map(|b| (b.host, b.port, b.tls))

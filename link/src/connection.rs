@@ -10,6 +10,12 @@
 //! also sends nothing, so an owner must never wait on [`rumqttc::AsyncClient::publish`] while it is not
 //! reading its events: publish with `try_publish` and keep what did not fit (the controller's core keeps an
 //! outbox), or the two wait on each other.
+//!
+//! Failover: with [`LinkOptions::fallback_urls`], a failed or dropped connection is retried on the next broker
+//! of the list ([`Failover`]), for brokers of one cluster (every node routes to every other). The session
+//! (subscriptions, queued messages) stays on the broker that died, so the owner subscribes again on every
+//! [`LinkEvent::Connected`], as it already must; QoS 1 messages the link had not seen acknowledged are sent
+//! again to the new broker.
 
 use std::time::Duration;
 
@@ -17,7 +23,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{Backoff, BrokerUrl, LinkError, TlsFiles};
+use crate::{Backoff, BrokerUrl, Failover, LinkError, TlsFiles};
 
 /// What a client reads beyond [`bindwave_proto::wire::MAX_PACKET_SIZE`], the broker's limit: room for the
 /// topic and the header, so that nothing a broker delivers is too large for the link.
@@ -39,6 +45,9 @@ pub enum LinkEvent {
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
     pub broker_url: String,
+    /// Brokers tried in turn after `broker_url` when a connection fails or drops (nodes of one cluster); the
+    /// link stays on whichever works. The same login and TLS files serve every one.
+    pub fallback_urls: Vec<String>,
     pub client_id: String,
     /// Sent with the password, or alone (MQTT allows a username without a password).
     pub username: Option<String>,
@@ -85,6 +94,7 @@ impl LinkOptions {
     pub fn new(broker_url: impl Into<String>, client_id: impl Into<String>) -> Self {
         LinkOptions {
             broker_url: broker_url.into(),
+            fallback_urls: Vec::new(),
             client_id: client_id.into(),
             username: None,
             password: None,
@@ -123,44 +133,32 @@ pub struct Link {
 /// Starts connecting. Errors here are only about the options; an unreachable broker is retried forever and
 /// reported as [`LinkEvent::Disconnected`].
 pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
-    let broker = BrokerUrl::parse(&opts.broker_url)?;
-    let transport = match (broker.tls, opts.tls.is_empty()) {
-        (true, _) if opts.tls.ca_file.is_none() => {
-            return Err(LinkError::TlsWithoutCa { url: opts.broker_url.clone() })
-        }
-        (true, _) => Some(opts.tls.transport()?),
-        (false, true) => None,
-        (false, false) => return Err(LinkError::TlsFilesWithPlainUrl { url: opts.broker_url.clone() }),
-    };
-    let mut mqtt = MqttOptions::new(opts.client_id, broker.host, broker.port);
-    if let Some(transport) = transport {
-        mqtt.set_transport(transport);
+    let mut brokers = Vec::with_capacity(1 + opts.fallback_urls.len());
+    for url in std::iter::once(&opts.broker_url).chain(&opts.fallback_urls) {
+        let broker = BrokerUrl::parse(url)?;
+        let transport = match (broker.tls, opts.tls.is_empty()) {
+            (true, _) if opts.tls.ca_file.is_none() => return Err(LinkError::TlsWithoutCa { url: url.clone() }),
+            (true, _) => Some(opts.tls.transport()?),
+            (false, true) => None,
+            (false, false) => return Err(LinkError::TlsFilesWithPlainUrl { url: url.clone() }),
+        };
+        brokers.push(mqtt_options(&opts, broker, transport));
     }
-    mqtt.set_keep_alive(opts.keep_alive)
-        .set_clean_session(opts.clean_session)
-        .set_max_packet_size(opts.max_packet_size.saturating_add(READ_SLACK), opts.max_packet_size)
-        .set_request_channel_capacity(opts.request_capacity)
-        .set_inflight(opts.inflight);
-    if let Some(will) = opts.last_will {
-        mqtt.set_last_will(will);
+    if opts.password.is_some() && opts.username.is_none() {
+        return Err(LinkError::PasswordWithoutUsername);
     }
-    match (opts.username, opts.password) {
-        // rumqttc leaves an empty password out of CONNECT: the username goes alone.
-        (Some(u), p) => drop(mqtt.set_credentials(u, p.unwrap_or_default())),
-        (None, Some(_)) => return Err(LinkError::PasswordWithoutUsername),
-        (None, None) => {}
-    }
+    let mut failover = Failover::new(brokers.len());
+    let mqtt = brokers[0].clone();
     let (client, mut eventloop) = AsyncClient::new(mqtt, opts.request_capacity);
     if opts.incoming_buffer != RUMQTTC_INCOMING_BUFFER {
         eventloop.state.events = std::collections::VecDeque::with_capacity(opts.incoming_buffer);
     }
     let (tx, events) = mpsc::channel(opts.event_capacity.max(1));
     let task = tokio::spawn(async move {
-        let mut failures: u32 = 0;
         loop {
             let event = match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    failures = 0;
+                    failover.connected();
                     LinkEvent::Connected
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -171,8 +169,12 @@ pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
                     if tx.send(LinkEvent::Disconnected(e.to_string())).await.is_err() {
                         return;
                     }
-                    tokio::time::sleep(Backoff::RECONNECT.pause(failures)).await;
-                    failures = failures.saturating_add(1);
+                    let retry = failover.failed();
+                    if brokers.len() > 1 {
+                        // rumqttc connects with these options on its next poll.
+                        eventloop.mqtt_options = brokers[failover.current()].clone();
+                    }
+                    tokio::time::sleep(Backoff::RECONNECT.pause(retry)).await;
                     continue;
                 }
             };
@@ -182,6 +184,27 @@ pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
         }
     });
     Ok(Link { client, events, task })
+}
+
+/// The rumqttc options for one broker: the same client, login and limits for each.
+fn mqtt_options(opts: &LinkOptions, broker: BrokerUrl, transport: Option<rumqttc::Transport>) -> MqttOptions {
+    let mut mqtt = MqttOptions::new(opts.client_id.clone(), broker.host, broker.port);
+    if let Some(transport) = transport {
+        mqtt.set_transport(transport);
+    }
+    mqtt.set_keep_alive(opts.keep_alive)
+        .set_clean_session(opts.clean_session)
+        .set_max_packet_size(opts.max_packet_size.saturating_add(READ_SLACK), opts.max_packet_size)
+        .set_request_channel_capacity(opts.request_capacity)
+        .set_inflight(opts.inflight);
+    if let Some(will) = &opts.last_will {
+        mqtt.set_last_will(will.clone());
+    }
+    if let Some(u) = &opts.username {
+        // rumqttc leaves an empty password out of CONNECT: the username goes alone.
+        mqtt.set_credentials(u.clone(), opts.password.clone().unwrap_or_default());
+    }
+    mqtt
 }
 
 #[cfg(test)]
@@ -205,6 +228,16 @@ mod tests {
         opts.tls.ca_file = Some("/etc/bindwave/ca.pem".into());
         let e = connect(opts).err().expect("refused").to_string();
         assert!(e.contains("plain mqtt://") && e.contains("mqtts://"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn every_fallback_is_checked_as_the_url_is() {
+        let mut opts = LinkOptions::new("mqtt://127.0.0.1:1", "c");
+        opts.fallback_urls = vec!["mqtt://127.0.0.1:2".into(), "mqtt:/127.0.0.1:3".into()];
+        let e = connect(opts.clone()).err().expect("refused").to_string();
+        assert!(e.contains("mqtt:/127.0.0.1:3"), "{e}");
+        opts.fallback_urls = vec!["mqtts://127.0.0.1:2".into()];
+        assert!(matches!(connect(opts), Err(LinkError::TlsWithoutCa { url }) if url == "mqtts://127.0.0.1:2"));
     }
 
     #[test]

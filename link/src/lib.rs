@@ -4,7 +4,7 @@
 //!   through a bounded channel, so an owner that falls behind slows the link down instead of growing memory.
 //! - [`backoff`]: the one retry rule both sides use, for reconnects and for download retries.
 //! - [`broker_url`]: `mqtt://host:port` or `mqtts://host:port`, checked once with a message that says what to
-//!   write.
+//!   write; [`Failover`], the order a link tries its broker and its fallbacks in.
 //! - [`tls`]: `mqtts://` with rustls: the CA the broker is verified against, and a client certificate.
 //! - [`error`]: [`LinkError`], and [`error_chain`], an error and its causes on one line.
 //!
@@ -17,7 +17,7 @@ pub mod error;
 pub mod tls;
 
 pub use backoff::Backoff;
-pub use broker_url::BrokerUrl;
+pub use broker_url::{BrokerUrl, Failover};
 pub use connection::{connect, Link, LinkEvent, LinkOptions, LinkSizes};
 pub use error::{chain as error_chain, LinkError};
 pub use tls::TlsFiles;

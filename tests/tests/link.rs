@@ -54,3 +54,64 @@ async fn an_owner_that_falls_behind_slows_the_link_and_loses_nothing() {
     assert_eq!(seen, (0..N).collect::<Vec<_>>(), "every message, in order");
     link.task.abort();
 }
+
+/// Waits for the link's next `Connected`, skipping the rest.
+async fn connected(link: &mut bindwave_link::Link) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), link.events.recv()).await {
+            Ok(Some(LinkEvent::Connected)) => return,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the link ended"),
+            Err(_) => panic!("the link did not connect within 20 s"),
+        }
+    }
+}
+
+/// Subscribes to `topic`, has a command sent through `broker`, and waits for it on the link.
+async fn hears_through(link: &mut bindwave_link::Link, broker: &str, n: u64) {
+    let topic = "bindwave/v1/devices/failover/commands";
+    link.client.subscribe(topic, rumqttc::QoS::AtLeastOnce).await.unwrap();
+    let (url, deadline) = (broker.to_string(), tokio::time::Instant::now() + Duration::from_secs(20));
+    loop {
+        // Sent until it is heard: the subscription may not be in place at the first send.
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            send_command(&url, "failover", &format!("sender-{n}"), &format!("{{\"n\":{n}}}"))
+        })
+        .await
+        .unwrap();
+        while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(500), link.events.recv()).await {
+            if let LinkEvent::Message { payload, .. } = event {
+                let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                if v["n"] == n {
+                    return;
+                }
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no message {n} through {broker} within 20 s");
+    }
+}
+
+/// A link with fallback brokers starts on the first that answers, and when its broker dies it goes on to the
+/// next one, where it subscribes again and hears what is sent there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_fails_over_to_the_next_broker_in_its_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let mut a = Mosquitto::start(&a_dir);
+    let b = Mosquitto::start(&b_dir);
+    // Nothing listens on the first URL.
+    let nobody = format!("mqtt://127.0.0.1:{}", bindwave_tests::free_port());
+    let mut opts = LinkOptions::new(&nobody, "failover");
+    opts.fallback_urls = vec![a.url.clone(), b.url.clone()];
+    let mut link = connect(opts).unwrap();
+    connected(&mut link).await;
+    hears_through(&mut link, &a.url, 1).await;
+
+    a.proc.kill();
+    connected(&mut link).await;
+    hears_through(&mut link, &b.url, 2).await;
+    link.task.abort();
+}

@@ -10,35 +10,42 @@ use super::AgentConfig;
 
 /// Adds what is wrong to `out`. Returns whether the hardware probe can run (its command is not empty).
 pub(super) fn check(config: &AgentConfig, schema: &Schema, out: &mut Outcome<AgentConfig>) -> bool {
-    if let Err(e) = bindwave_link::BrokerUrl::parse(&config.broker.url) {
-        out.problem(&["broker", "url"], e.to_string());
-    }
-    if let Ok(url) = bindwave_link::BrokerUrl::parse(&config.broker.url) {
-        let broker = &config.broker;
+    let broker = &config.broker;
+    let fallbacks = broker.fallback_urls.iter().map(|url| ("fallback_urls", url));
+    for (key, text) in std::iter::once(("url", &broker.url)).chain(fallbacks) {
+        let url = match bindwave_link::BrokerUrl::parse(text) {
+            Ok(url) => url,
+            Err(e) => {
+                out.problem(&["broker", key], e.to_string());
+                continue;
+            }
+        };
+        let named = if key == "url" { "`url`".to_string() } else { format!("`fallback_urls` entry {text:?}") };
         if url.tls && broker.ca_file.is_none() {
             out.problem(
                 &["broker", "ca_file"],
-                "`url` in [broker] is mqtts:// but no `ca_file` is set: give the CA (PEM) the broker's certificate \
-                 is verified against"
-                    .to_string(),
+                format!(
+                    "{named} in [broker] is mqtts:// but no `ca_file` is set: give the CA (PEM) the broker's \
+                     certificate is verified against"
+                ),
             );
         }
         if !url.tls && !broker.tls().is_empty() {
             out.problem(
-                &["broker", "url"],
-                "TLS files are set in [broker] but `url` is plain mqtt://: use mqtts://host:port".to_string(),
+                &["broker", key],
+                format!("TLS files are set in [broker] but {named} is plain mqtt://: use mqtts://host:port"),
             );
         }
         if !url.tls && !plain_mqtt_allowed(config) {
-            out.problem(&["broker", "url"], "plain mqtt:// is for a lab only: use mqtts://host:port".to_string());
+            out.problem(&["broker", key], "plain mqtt:// is for a lab only: use mqtts://host:port".to_string());
         }
-        if broker.client_cert.is_some() != broker.client_key.is_some() {
-            let missing = if broker.client_cert.is_some() { "client_key" } else { "client_cert" };
-            out.problem(
-                &["broker", missing],
-                "`client_cert` and `client_key` in [broker] go together: set both or neither".to_string(),
-            );
-        }
+    }
+    if broker.client_cert.is_some() != broker.client_key.is_some() {
+        let missing = if broker.client_cert.is_some() { "client_key" } else { "client_cert" };
+        out.problem(
+            &["broker", missing],
+            "`client_cert` and `client_key` in [broker] go together: set both or neither".to_string(),
+        );
     }
     if config.broker.password.is_some() && config.broker.username.is_none() {
         out.problem(

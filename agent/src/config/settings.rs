@@ -229,6 +229,10 @@ impl DownloadSettings {
 pub struct BrokerSettings {
     /// `mqtts://host:port` (MQTT over TLS, port 8883 by default), or `mqtt://host:port` in a lab.
     pub url: String,
+    /// Brokers tried in turn after `url` when the connection fails or drops (nodes of one broker cluster), with
+    /// the same login and `ca_file`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_urls: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -510,3 +510,25 @@ fn tls_to_the_broker_needs_mqtts_a_ca_and_a_whole_client_certificate() {
     let m = messages(&c);
     assert!(m.iter().any(|m| m.contains("`client_cert` and `client_key` in [broker] go together")), "{m:?}");
 }
+
+#[test]
+fn fallback_brokers_are_checked_as_the_broker_is() {
+    let with = |broker: &str| GOOD.replace("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\n", broker);
+    let good = check_with(
+        &with("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nfallback_urls = [\"mqtt://127.0.0.1:1884\"]\n"),
+        &[],
+    );
+    assert_eq!(messages(&good), Vec::<String>::new());
+    assert_eq!(good.config.unwrap().broker.fallback_urls, ["mqtt://127.0.0.1:1884"]);
+    let c = check_with(
+        &with("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nfallback_urls = [\"http://b:1\", \"mqtts://c:8883\"]\n"),
+        &[],
+    );
+    let m = messages(&c);
+    assert!(m.iter().any(|m| m.contains("`fallback_urls` in [broker]") && m.contains("http://b:1")), "{m:#?}");
+    assert!(
+        m.iter()
+            .any(|m| m.contains("`fallback_urls` entry \"mqtts://c:8883\" in [broker] is mqtts:// but no `ca_file`")),
+        "{m:#?}"
+    );
+}

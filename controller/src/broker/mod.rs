@@ -41,6 +41,11 @@
 //! rmqtt keeps no process-wide state apart from a cache of its busy check (which is off here),
 //! so several brokers can run in one process, each with its own [`ServerContext`].
 //!
+//! [`EmbeddedBroker::start_node`] starts the same broker as one node of an rmqtt cluster ([`ClusterNode`]): a
+//! node id, the cluster plugin's config, and a step that joins it (its gRPC server and its plugin), which
+//! the caller brings, so the controller links no cluster plugin. `tests/broker-node` is such a node, with
+//! rmqtt's `rmqtt-cluster-broadcast`; see `docs/cluster.md`.
+//!
 //! The TLS listener uses rmqtt-net's own rustls configuration, built with its crypto provider
 //! (aws-lc-rs) explicitly, so it works whether or not the process installed a default provider.
 
@@ -49,10 +54,12 @@ pub mod auth;
 mod hooks;
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use rmqtt::context::ServerContext;
@@ -198,12 +205,39 @@ pub enum BrokerError {
          (check tls_cert {cert}, tls_key {key} and mqtt_client_ca; PEM files are expected)"
     )]
     Tls { addr: SocketAddr, cert: String, key: String, reason: String },
+    /// The step that joins a cluster ([`ClusterNode::join`]) failed.
+    #[error("cannot join the MQTT broker cluster as node {node_id}: {reason}")]
+    Cluster { node_id: u64, reason: String },
     /// The retained-message plugin failed to start.
     #[error(
         "cannot start the MQTT broker's retained-message store: {reason} \
          (check RMQTT_PLUGIN_RMQTT_RETAINER_* environment variables, which override its settings)"
     )]
     Retainer { reason: String },
+}
+
+/// What [`ClusterNode::join`] returns: rmqtt's result, once the node's gRPC server and plugin are started.
+pub type JoinFuture = Pin<Box<dyn Future<Output = rmqtt::Result<()>> + Send>>;
+
+/// The broker as one node of an rmqtt cluster. The controller's own broker is never one; a broker node
+/// built on the same limits is (`tests/broker-node`).
+pub struct ClusterNode {
+    /// This node's id, unique in the cluster (rmqtt's `node.id`).
+    pub id: u64,
+    /// Plugin configs (plugin name, TOML), beside the retainer's, read when the plugins register.
+    pub plugin_configs: Vec<(String, String)>,
+    /// When the node stops calling a peer that fails (each peer has its own breaker), and for how long.
+    pub circuit_breaker: rmqtt::context::CircuitBreakerConfig,
+    /// Run once the retainer is registered and before the listener accepts: starts the node's gRPC server and
+    /// registers the cluster plugin on the broker's context.
+    pub join: Box<dyn FnOnce(ServerContext) -> JoinFuture + Send>,
+}
+
+impl fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plugins: Vec<&str> = self.plugin_configs.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ClusterNode").field("id", &self.id).field("plugins", &plugins).finish_non_exhaustive()
+    }
 }
 
 /// A running embedded broker. Dropping it or calling shutdown stops accepting.
@@ -229,6 +263,12 @@ impl EmbeddedBroker {
     /// Binds the listener (so a port in use fails here with a clear error), registers the retainer plugin so
     /// retained messages are kept (in RAM), and runs the broker on the current tokio runtime in a background task.
     pub async fn start(config: BrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
+        Self::start_node(config, None).await
+    }
+
+    /// [`EmbeddedBroker::start`], as node `node` of a cluster when given: rmqtt's node id is set, the node's
+    /// plugin configs are added, and its join step runs after the retainer registers.
+    pub async fn start_node(config: BrokerConfig, node: Option<ClusterNode>) -> Result<EmbeddedBroker, BrokerError> {
         let max_inflight =
             u16::try_from(config.max_inflight).ok().and_then(NonZeroU16::new).ok_or(BrokerError::InvalidConfig {
                 setting: "max_inflight",
@@ -326,15 +366,27 @@ impl EmbeddedBroker {
              max_payload_size = \"{max_packet_size}B\"\n\
              retained_message_ttl = \"0s\"\n"
         );
-        let scx = ServerContext::new()
-            .busy_check_enable(false)
-            .plugins_config_map_add(RETAINER_PLUGIN, retainer_config)
-            .build()
-            .await;
+        let mut builder =
+            ServerContext::new().busy_check_enable(false).plugins_config_map_add(RETAINER_PLUGIN, retainer_config);
+        let mut join = None;
+        if let Some(node) = node {
+            // The busy thresholds are rmqtt's defaults; the busy check itself is off (above).
+            builder = builder
+                .node(rmqtt::node::Node::new(node.id, 80.0, 90.0, Duration::from_secs(2)))
+                .circuit_breaker_config(node.circuit_breaker);
+            for (name, toml) in node.plugin_configs {
+                builder = builder.plugins_config_map_add(name, toml);
+            }
+            join = Some((node.id, node.join));
+        }
+        let scx = builder.build().await;
         // default_startup = true: initialise and start the plugin now; immutable = false.
         rmqtt_retainer::register(&scx, true, false)
             .await
             .map_err(|err| BrokerError::Retainer { reason: format!("{err:#}") })?;
+        if let Some((node_id, join)) = join {
+            join(scx.clone()).await.map_err(|err| BrokerError::Cluster { node_id, reason: format!("{err:#}") })?;
+        }
         if let BrokerAccess::Secure(access) = &config.access {
             let authentication = match access.client_ca {
                 Some(_) => auth::Authentication::Certificate,

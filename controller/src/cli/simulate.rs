@@ -50,9 +50,10 @@ pub enum StateMode {
 pub struct SimulateArgs {
     #[arg(long, default_value_t = 100)]
     pub devices: usize,
-    /// The broker the controller uses.
-    #[arg(long, env = "BINDWAVE_BROKER", default_value = "mqtt://127.0.0.1:1883")]
-    pub broker: String,
+    /// The broker the controller uses. Repeat it, or separate with commas, for the nodes of a broker
+    /// cluster: the phones are spread over them in turn, each with the others as fallbacks.
+    #[arg(long, env = "BINDWAVE_BROKER", value_delimiter = ',', default_value = "mqtt://127.0.0.1:1883")]
+    pub broker: Vec<String>,
     /// Where the phones keep their slots and journals.
     #[arg(long, default_value = "bindwave-fleet")]
     pub state_dir: PathBuf,
@@ -137,7 +138,7 @@ pub async fn run(args: SimulateArgs) -> Result<(), ControllerError> {
     write_faults(&fleet, &options)?;
     eprintln!(
         "{devices} simulated phones on {}, state in {} ({}); Ctrl-C stops them",
-        args.broker,
+        args.broker.join(", "),
         state_dir.display(),
         match args.state {
             StateMode::Disk => "synced",

@@ -45,14 +45,23 @@ pub fn device_id(i: usize) -> String {
     format!("phone-{:05}", i + 1)
 }
 
-/// The agent config of simulated phone `i`, pinning what `trust` pins.
+/// Phone `i`'s broker and its fallbacks: phones are spread over `brokers` in turn (phone `i` on broker `i` mod
+/// their number), each with the brokers after its own, in turn, as fallbacks.
+pub fn phone_brokers(i: usize, brokers: &[String]) -> (String, Vec<String>) {
+    let n = brokers.len().max(1);
+    let mut turn = brokers.iter().cycle().skip(i % n).take(brokers.len()).cloned();
+    (turn.next().unwrap_or_default(), turn.collect())
+}
+
+/// The agent config of simulated phone `i` on `brokers` ([`phone_brokers`]), pinning what `trust` pins.
 pub fn phone_config(
     i: usize,
-    broker: &str,
+    brokers: &[String],
     state_root: &Path,
     trust: &TrustSettings,
 ) -> Result<AgentConfig, ControllerError> {
     let (model, part, _) = MODELS[i % MODELS.len()];
+    let (url, fallback_urls) = phone_brokers(i, brokers);
     Ok(AgentConfig {
         device_id: DeviceId::new(device_id(i))?,
         part_number: part.to_string(),
@@ -64,7 +73,8 @@ pub fn phone_config(
         labels: vec![SITES[i % SITES.len()].to_string()],
         state_dir: state_root.join(device_id(i)),
         broker: BrokerSettings {
-            url: broker.to_string(),
+            url,
+            fallback_urls,
             username: None,
             password: None,
             ca_file: None,
@@ -135,11 +145,11 @@ pub struct FleetLogin {
 }
 
 impl Fleet {
-    /// Starts phones `0..devices` against `broker`, with state under `state_root`, each pinning the keys of
+    /// Starts phones `0..devices` spread over `brokers` (each with the others as fallbacks), with state under `state_root`, each pinning the keys of
     /// `trust`, logged in to a secure broker with `login` if given, and misbehaving as `options` say.
     pub async fn spawn(
         devices: usize,
-        broker: &str,
+        brokers: &[String],
         state_root: &Path,
         trust: &TrustSettings,
         login: Option<&FleetLogin>,
@@ -166,7 +176,7 @@ impl Fleet {
         let slow = throttle.as_ref().map(|t| Transport::for_fleet(ca_file, Some(&t.url()))).transpose()?;
         let mut tasks = Vec::with_capacity(devices);
         for (i, fault) in faults.iter().enumerate() {
-            let mut config = phone_config(i, broker, state_root, trust)?;
+            let mut config = phone_config(i, brokers, state_root, trust)?;
             if let Some(login) = login {
                 let identity = crate::broker::acl::Identity::Device(config.device_id.clone());
                 config.broker.ca_file = Some(login.ca_file.clone());
@@ -299,4 +309,19 @@ async fn cut_point(shown: &mut mpsc::UnboundedReceiver<(JobState, Option<u8>)>, 
         }
     }
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod broker_tests {
+    use super::*;
+
+    #[test]
+    fn phones_are_spread_over_the_brokers_each_with_the_others_as_fallbacks() {
+        let brokers: Vec<String> = ["mqtt://a", "mqtt://b", "mqtt://c"].map(String::from).to_vec();
+        let of = |i| phone_brokers(i, &brokers);
+        assert_eq!(of(0), ("mqtt://a".into(), vec!["mqtt://b".into(), "mqtt://c".into()]));
+        assert_eq!(of(1), ("mqtt://b".into(), vec!["mqtt://c".into(), "mqtt://a".into()]));
+        assert_eq!(of(5), ("mqtt://c".into(), vec!["mqtt://a".into(), "mqtt://b".into()]));
+        assert_eq!(phone_brokers(7, &brokers[..1]), ("mqtt://a".into(), vec![]));
+    }
 }
