@@ -133,20 +133,27 @@ impl Controller {
         serde_json::from_str(&text).with_context(|| format!("bindwave {} printed no JSON", args.join(" ")))
     }
 
-    /// Devices the controller knows that are online.
-    pub fn online_devices(&self) -> Result<usize> {
+    /// Devices the controller knows, and how many of them it shows online.
+    pub fn devices(&self) -> Result<(usize, usize)> {
         let list = self.json(&["device", "list"])?;
-        Ok(list.as_array().map_or(0, |d| d.iter().filter(|d| d["online"] == true).count()))
+        let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok((list.len(), list.iter().filter(|d| d["online"] == true).count()))
     }
 
-    /// Waits until `n` devices are online.
-    pub fn wait_online(&self, n: usize, limit: Duration) -> Result<()> {
-        let mut seen = 0;
-        procs::wait(limit, Duration::from_millis(500), &format!("{n} devices online at the controller"), || {
-            seen = self.online_devices()?;
-            Ok(seen >= n)
+    /// Waits until the controller knows `n` devices (each has said hello, after subscribing to its commands)
+    /// and its count of those online has settled: all of them, or the same for 5 s. Returns how many it
+    /// shows online.
+    pub fn wait_fleet(&self, n: usize, limit: Duration) -> Result<usize> {
+        let every = Duration::from_millis(500);
+        let (mut last, mut steady) = ((0, 0), Duration::ZERO);
+        procs::wait(limit, every, &format!("{n} devices at the controller"), || {
+            let now = self.devices()?;
+            steady = if now == last { steady + every } else { Duration::ZERO };
+            last = now;
+            Ok(now.0 >= n && (now.1 >= n || steady >= Duration::from_secs(5)))
         })
-        .with_context(|| format!("{seen} of {n} devices were online"))
+        .with_context(|| format!("the controller knew {} of {n} devices, {} of them online", last.0, last.1))?;
+        Ok(last.1)
     }
 
     /// Packs a bind with a 4 KiB payload (`bindwave image pack`) and adds it (`bindwave image add`): its

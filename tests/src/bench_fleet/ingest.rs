@@ -30,7 +30,7 @@ pub fn run(s: &Scenario, broker: &BrokerRun) -> Result<IngestFigures> {
     let sha = c.add_bind(&s.dir)?;
     let size = std::fs::metadata(s.dir.join("bench.bind")).map(|m| m.len()).unwrap_or(0);
     let fleet = RawFleet::start(s.rt, &c.mqtt, phones, Role::Instant, size)?;
-    c.wait_online(phones, s.limit())?;
+    c.wait_fleet(phones, s.limit())?;
 
     let limit = s.limit();
     let started = Instant::now();

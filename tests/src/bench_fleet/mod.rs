@@ -233,6 +233,10 @@ fn rollout_rows(phones: usize, broker: &'static str, f: &rollout::RolloutFigures
             Against::Nothing,
         ),
     ];
+    if f.shown_offline > 0 {
+        let n = report::thousands(f.shown_offline as f64);
+        rows.push(Row::new("rollout: phones shown offline at its start", phones, broker, n, Against::Nothing));
+    }
     if let Some(cpu) = f.broker_cpu {
         rows.push(Row::new("rollout: broker CPU", phones, broker, secs(cpu), Against::Nothing));
     }

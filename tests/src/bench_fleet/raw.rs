@@ -118,7 +118,7 @@ impl RawFleet {
         for batch in (0..phones).collect::<Vec<_>>().chunks(CONNECT_BATCH) {
             for &i in batch {
                 let phone = Phone::new(i, role, bind_size)?;
-                let (client, events) = AsyncClient::new(phone.options(&host, port)?, 64);
+                let (client, events) = AsyncClient::new(phone.options(&host, port), 64);
                 tasks.push(rt.spawn(phone.run(client, events, seen.clone(), held.clone())));
             }
             let want = batch.last().map_or(0, |l| l + 1);
@@ -202,14 +202,14 @@ impl Phone {
     }
 
     /// The agent's MQTT options (`bindwave_link::LinkOptions::new` and the agent's last will).
-    fn options(&self, host: &str, port: u16) -> Result<MqttOptions> {
+    fn options(&self, host: &str, port: u16) -> MqttOptions {
         let mut o = MqttOptions::new(device_id(self.index), host, port);
         o.set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
             .set_max_packet_size(MAX_PACKET_SIZE + 1024, MAX_PACKET_SIZE)
             .set_inflight(100)
             .set_last_will(LastWill::new(&self.presence_topic, self.offline.clone(), QoS::AtLeastOnce, true));
-        Ok(o)
+        o
     }
 
     async fn run(self, client: AsyncClient, mut events: EventLoop, seen: Arc<Seen>, held: Arc<Mutex<Vec<Held>>>) {

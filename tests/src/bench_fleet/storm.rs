@@ -40,7 +40,7 @@ pub fn run(s: &Scenario) -> Result<StormFigures> {
     let mut c = Controller::start(&s.dir, &s.dir.join("controller-data"), &Mqtt::Embedded)?;
     let sha = c.add_bind(&s.dir)?;
     let fleet = RawFleet::start(s.rt, &c.mqtt, phones, Role::Listen, 0)?;
-    c.wait_online(phones, s.limit())?;
+    c.wait_fleet(phones, s.limit())?;
     let limit = s.limit();
     c.cli(&["rollout", "create", "--image", &sha, "--all", "--waves", "100%", "--start"])?;
     fleet.wait("phones commanded before the restart", phones, limit, |s| &s.commands)?;
