@@ -63,7 +63,8 @@ impl Controller {
         let (http, heard_mqtt) =
             procs::wait_for_line(&mut proc, Duration::from_secs(60), "where it listens", listening)?;
         let mqtt = if external { mqtt_arg[1].clone() } else { heard_mqtt };
-        let c = Controller { proc, http, mqtt, exe, dir: dir.to_path_buf(), data_dir: data_dir.to_path_buf(), external };
+        let c =
+            Controller { proc, http, mqtt, exe, dir: dir.to_path_buf(), data_dir: data_dir.to_path_buf(), external };
         procs::wait(Duration::from_secs(30), Duration::from_millis(50), "the controller to answer /healthz", || {
             Ok(bindwave_tests::http_get(&c.http, "/healthz").map(|(s, _)| s == 200).unwrap_or(false))
         })?;

@@ -98,8 +98,7 @@ pub async fn waves(
     limit: Duration,
 ) -> Result<Duration> {
     let phones = commands.len();
-    let topics: Vec<String> =
-        (0..phones).map(|i| messages::topic(TopicKind::Commands, i)).collect::<Result<_>>()?;
+    let topics: Vec<String> = (0..phones).map(|i| messages::topic(TopicKind::Commands, i)).collect::<Result<_>>()?;
     let mut finished = vec![false; phones];
     let start = Instant::now();
     let mut from = 0;

@@ -44,10 +44,9 @@ pub fn run(s: &Scenario, broker: &str, broker_pid: u32) -> Result<FloorFigures> 
     let kinds = [TopicKind::Hello, TopicKind::Presence, TopicKind::Reports];
     let mut ctrl = s.rt.block_on(RawController::connect(broker, "bench-floor-controller", &kinds, s.limit()))?;
     let (broker_cpu, own_cpu) = (CpuMark::now(broker_pid), CpuMark::now(std::process::id()));
-    let wall = s
-        .rt
-        .block_on(floor::waves(&mut ctrl, &WAVE_PERCENTS, &commands, &acks, s.limit()))
-        .context("the floor's rollout traffic")?;
+    let wall =
+        s.rt.block_on(floor::waves(&mut ctrl, &WAVE_PERCENTS, &commands, &acks, s.limit()))
+            .context("the floor's rollout traffic")?;
     let figures = FloorFigures { wall, broker_cpu: broker_cpu.spent(), clients_cpu: own_cpu.spent() };
     drop(ctrl);
     drop(fleet);

@@ -1,8 +1,9 @@
 //! `bindwave simulate`: N real agents, one MQTT connection each, in a process of their own.
 //!
 //! Every argument the bench gives the simulator is in [`args`], so that how the phones keep their state is
-//! changed in one place: today their state directories go on tmpfs (the run's `--phone-state-root`, by
-//! default /dev/shm), because a real fleet has a flash chip per phone, not one shared disk.
+//! changed in one place: their state directories go on tmpfs (the run's `--phone-state-root`, by default
+//! /dev/shm), and they write it without fsync (`--state nosync`), because a real fleet has a flash chip per
+//! phone, not one shared disk.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -27,6 +28,8 @@ pub fn args(devices: usize, broker: &str, state_dir: &Path, controller_key: &Pat
         state_dir.into(),
         "--controller-key".into(),
         controller_key.into(),
+        "--state".into(),
+        "nosync".into(),
     ]
 }
 
