@@ -39,10 +39,7 @@ pub fn digest(bytes: &[u8]) -> [u8; 32] {
 mod tests {
     #[test]
     fn known_digests() {
-        assert_eq!(
-            hex::encode(super::digest(b"")),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(hex::encode(super::digest(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         let mut h = super::Sha256::new();
         for part in [&b"ab"[..], b"", b"c"] {
             h.update(part);

@@ -95,7 +95,8 @@ fn curl_sha256(url: &str, sha: &str) -> Duration {
 /// verified file).
 fn download_time(dir: &std::path::Path, job: &str) -> Duration {
     let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("phone-1/journal.json")).unwrap_or_default()).unwrap_or_default();
+        serde_json::from_slice(&std::fs::read(dir.join("phone-1/journal.json")).unwrap_or_default())
+            .unwrap_or_default();
     let report = j["history"].as_array().and_then(|h| h.iter().find(|r| r["job_id"] == job)).cloned();
     let millis = report.as_ref().and_then(|r| r["download"]["millis"].as_u64());
     Duration::from_millis(millis.unwrap_or_else(|| panic!("no download time in the report of {job}: {report:?}")))
