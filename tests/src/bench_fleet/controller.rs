@@ -63,7 +63,8 @@ impl Controller {
         let (http, heard_mqtt) =
             procs::wait_for_line(&mut proc, Duration::from_secs(60), "where it listens", listening)?;
         let mqtt = if external { mqtt_arg[1].clone() } else { heard_mqtt };
-        let c = Controller { proc, http, mqtt, exe, dir: dir.to_path_buf(), data_dir: data_dir.to_path_buf(), external };
+        let c =
+            Controller { proc, http, mqtt, exe, dir: dir.to_path_buf(), data_dir: data_dir.to_path_buf(), external };
         procs::wait(Duration::from_secs(30), Duration::from_millis(50), "the controller to answer /healthz", || {
             Ok(bindwave_tests::http_get(&c.http, "/healthz").map(|(s, _)| s == 200).unwrap_or(false))
         })?;
@@ -154,6 +155,19 @@ impl Controller {
         })
         .with_context(|| format!("the controller knew {} of {n} devices, {} of them online", last.0, last.1))?;
         Ok(last.1)
+    }
+
+    /// The sum of a metric's samples (every label set) in `/metrics`, which lab mode serves without a token.
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let (status, body) = bindwave_tests::http_get(&self.http, "/metrics").context("GET /metrics")?;
+        if status != 200 {
+            bail!("GET /metrics answered {status}");
+        }
+        Ok(body
+            .lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum())
     }
 
     /// Packs a bind with a 4 KiB payload (`bindwave image pack`) and adds it (`bindwave image add`): its

@@ -65,7 +65,9 @@ impl BrokerRun {
             BrokerKind::Embedded => Ok(BrokerRun { mqtt: Mqtt::Embedded, pid: None, _mosquitto: None }),
             BrokerKind::Mosquitto => {
                 if !["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].iter().any(|p| Path::new(p).exists()) {
-                    anyhow::bail!("mosquitto is not installed: `apt-get install -y mosquitto`, or pass --brokers embedded");
+                    anyhow::bail!(
+                        "mosquitto is not installed: `apt-get install -y mosquitto`, or pass --brokers embedded"
+                    );
                 }
                 let m = Mosquitto::start(dir);
                 Ok(BrokerRun { mqtt: Mqtt::External(m.url.clone()), pid: Some(m.proc.pid()), _mosquitto: Some(m) })
@@ -158,11 +160,23 @@ pub fn run(args: Args) -> Result<bool> {
                 });
             }
             if args.wants(Measure::Ingest) {
-                step("controller ingest", &mut || {
+                step("controller ingest and its floor", &mut || {
+                    let fs = s("ingest-floor")?;
+                    let floor = match kind {
+                        BrokerKind::Embedded => {
+                            let b = broker::BrokerProc::start(&fs.dir, "127.0.0.1:0")?;
+                            ingest::floor(&fs, &b.url)?
+                        }
+                        BrokerKind::Mosquitto => {
+                            let b = BrokerRun::start(kind, &fs.dir)?;
+                            let (url, _) = b.external().context("mosquitto's address")?;
+                            ingest::floor(&fs, url)?
+                        }
+                    };
                     let s = s("ingest")?;
                     let b = BrokerRun::start(kind, &s.dir)?;
                     let f = ingest::run(&s, &b)?;
-                    Ok(ingest_rows(phones, name, &f))
+                    Ok(ingest_rows(phones, name, &f, floor))
                 });
             }
             if args.wants(Measure::Storm) && kind == BrokerKind::Embedded {
@@ -213,15 +227,17 @@ fn rollout_rows(phones: usize, broker: &'static str, f: &rollout::RolloutFigures
         Some(fl) => Against::Floor { floor: secs(fl), ratio: wall / fl, max: ROLLOUT_MAX_FLOOR_RATIO },
         None => Against::Nothing,
     };
-    let target = Against::Target {
-        target: per_sec(ROLLOUT_MIN_RATE),
-        ratio: rate / ROLLOUT_MIN_RATE,
-        at_least: true,
-    };
+    let target = Against::Target { target: per_sec(ROLLOUT_MIN_RATE), ratio: rate / ROLLOUT_MIN_RATE, at_least: true };
     let mut rows = vec![
         Row::new("rollout: start to last final outcome", phones, broker, secs(wall), against_floor),
         Row::new("rollout: phones updated per second", phones, broker, per_sec(rate), target),
-        Row::new("rollout: create .. status --wait (CLI)", phones, broker, secs(f.cli_wall.as_secs_f64()), Against::Nothing),
+        Row::new(
+            "rollout: create .. status --wait (CLI)",
+            phones,
+            broker,
+            secs(f.cli_wall.as_secs_f64()),
+            Against::Nothing,
+        ),
         Row::new("rollout: controller CPU", phones, broker, secs(f.controller_cpu), Against::Nothing),
         Row::new("rollout: controller peak RSS", phones, broker, mib(f.controller_peak_kib), Against::Nothing),
         Row::new("rollout: simulator CPU", phones, broker, secs(f.simulator_cpu), Against::Nothing),
@@ -243,29 +259,36 @@ fn rollout_rows(phones: usize, broker: &'static str, f: &rollout::RolloutFigures
     rows
 }
 
-fn ingest_rows(phones: usize, broker: &'static str, f: &ingest::IngestFigures) -> Vec<Row> {
+fn ingest_rows(phones: usize, broker: &'static str, f: &ingest::IngestFigures, floor: f64) -> Vec<Row> {
     let target = Against::Target {
         target: per_sec(INGEST_MIN_RATE),
         ratio: f.reports_per_sec / INGEST_MIN_RATE,
         at_least: true,
     };
+    let flushes = format!("{} x {:.1} ms", report::thousands(f.flushes), f.flush_secs * 1000.0);
     vec![
+        Row::new("ingest floor: final reports acked, raw MQTT", phones, broker, per_sec(floor), Against::Nothing),
         Row::new("ingest: final reports acked (durable)", phones, broker, per_sec(f.reports_per_sec), target),
         Row::new("ingest: controller CPU", phones, broker, secs(f.controller_cpu), Against::Nothing),
+        Row::new("ingest: store flushes x mean time", phones, broker, flushes, Against::Nothing),
+        Row::new("ingest: inputs per core batch", phones, broker, format!("{:.0}", f.batch_inputs), Against::Nothing),
         Row::new("ingest: update commands out", phones, broker, per_sec(f.commands_per_sec), Against::Nothing),
     ]
 }
 
 fn storm_rows(phones: usize, broker: &'static str, f: &storm::StormFigures, floor: Duration) -> Vec<Row> {
     let fl = floor.as_secs_f64().max(0.001);
-    let against = |d: Duration| Against::Floor {
-        floor: secs(fl),
-        ratio: d.as_secs_f64() / fl,
-        max: STORM_MAX_FLOOR_RATIO,
-    };
+    let against =
+        |d: Duration| Against::Floor { floor: secs(fl), ratio: d.as_secs_f64() / fl, max: STORM_MAX_FLOOR_RATIO };
     vec![
         Row::new("storm floor: hellos answered, raw MQTT", phones, broker, secs(fl), Against::Nothing),
-        Row::new("storm: every pending command out", phones, broker, secs(f.commands_out.as_secs_f64()), against(f.commands_out)),
+        Row::new(
+            "storm: every pending command out",
+            phones,
+            broker,
+            secs(f.commands_out.as_secs_f64()),
+            against(f.commands_out),
+        ),
         Row::new("storm: controller idle again", phones, broker, secs(f.idle.as_secs_f64()), against(f.idle)),
         Row::new("storm: controller CPU, its start included", phones, broker, secs(f.controller_cpu), Against::Nothing),
     ]
@@ -289,9 +312,7 @@ fn cores() -> usize {
 }
 
 fn now_utc() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     bindwave_controller::cli::rollout::time(ms)
 }

@@ -146,7 +146,9 @@ mod tests {
         let table = render(&rows);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[1].contains("floor 1.00 s (<= 1.5x)") && lines[1].contains("2.50x") && lines[1].ends_with("OVER"));
+        assert!(
+            lines[1].contains("floor 1.00 s (<= 1.5x)") && lines[1].contains("2.50x") && lines[1].ends_with("OVER")
+        );
         assert!(lines[2].contains("target >= 5,000/s") && lines[2].ends_with("ok"));
         assert!(lines[3].ends_with("3.00 s"));
         assert!(lines[1].contains("10,000"));

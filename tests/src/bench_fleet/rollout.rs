@@ -44,7 +44,8 @@ pub fn run(s: &Scenario, broker: &BrokerRun) -> Result<RolloutFigures> {
         .with_context(|| format!("make a state directory under {}", s.phone_state_root.display()))?;
     let mut sim = simulator::start(&s.dir, phones, &c.mqtt, state.path(), &data_dir.join("controller.key.pub"))?;
     let online = c
-        .wait_fleet(phones, s.limit() + Duration::from_secs(60)).with_context(|| format!("the simulator's log: {}", sim.log.display()))?;
+        .wait_fleet(phones, s.limit() + Duration::from_secs(60))
+        .with_context(|| format!("the simulator's log: {}", sim.log.display()))?;
     // Each agent subscribes before its hello; let the last subscriptions settle.
     std::thread::sleep(Duration::from_secs(1));
     if !sim.alive() {
