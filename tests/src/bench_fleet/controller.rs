@@ -157,6 +157,19 @@ impl Controller {
         Ok(last.1)
     }
 
+    /// The sum of a metric's samples (every label set) in `/metrics`, which lab mode serves without a token.
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let (status, body) = bindwave_tests::http_get(&self.http, "/metrics").context("GET /metrics")?;
+        if status != 200 {
+            bail!("GET /metrics answered {status}");
+        }
+        Ok(body
+            .lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum())
+    }
+
     /// Packs a bind with a 4 KiB payload (`bindwave image pack`) and adds it (`bindwave image add`): its
     /// SHA-256.
     pub fn add_bind(&self, dir: &Path) -> Result<String> {

@@ -98,7 +98,7 @@ pub async fn waves(
     limit: Duration,
 ) -> Result<Duration> {
     let phones = commands.len();
-    let topics: Vec<String> = (0..phones).map(|i| messages::topic(TopicKind::Commands, i)).collect::<Result<_>>()?;
+    let topics = command_topics(phones)?;
     let mut finished = vec![false; phones];
     let start = Instant::now();
     let mut from = 0;
@@ -106,24 +106,61 @@ pub async fn waves(
         for i in from..end {
             ctrl.client.publish(&topics[i], QoS::AtLeastOnce, false, commands[i].clone()).await?;
         }
-        let mut done = 0;
-        while done < end - from {
-            let left = limit.checked_sub(start.elapsed()).unwrap_or_default();
-            let Ok(Some((topic, payload))) = tokio::time::timeout(left, ctrl.heard.recv()).await else {
-                bail!("the floor's wave {from}..{end} had {done} of {} final reports within {limit:?}", end - from);
-            };
-            let Some((device, TopicKind::Reports)) = parse_topic(&topic) else { continue };
-            let Ok(report) = Report::from_json(&payload) else { continue };
-            let Some(i) = phone_of(device.as_str()).filter(|i| *i < phones) else { continue };
-            if report.state.is_final() && !finished[i] {
-                finished[i] = true;
-                done += 1;
-                ctrl.client.publish(&topics[i], QoS::AtLeastOnce, false, acks[i].clone()).await?;
-            }
-        }
+        ack_finals(ctrl, &topics, acks, &mut finished, end - from, start + limit)
+            .await
+            .with_context(|| format!("the floor's wave of phones {from}..{end}"))?;
         from = end;
     }
     Ok(start.elapsed())
+}
+
+/// The ingest's floor controller: an update command to every phone, then an ack for every final report.
+pub async fn command_and_ack_all(
+    mut ctrl: RawController,
+    commands: Vec<Vec<u8>>,
+    acks: Vec<Vec<u8>>,
+    limit: Duration,
+) -> Result<()> {
+    let phones = commands.len();
+    let topics = command_topics(phones)?;
+    let start = Instant::now();
+    for (topic, command) in topics.iter().zip(commands) {
+        ctrl.client.publish(topic, QoS::AtLeastOnce, false, command).await?;
+    }
+    let mut finished = vec![false; phones];
+    ack_finals(&mut ctrl, &topics, &acks, &mut finished, phones, start + limit).await
+}
+
+fn command_topics(phones: usize) -> Result<Vec<String>> {
+    (0..phones).map(|i| messages::topic(TopicKind::Commands, i)).collect()
+}
+
+/// Reads what the phones send until `count` more of them (not yet `finished`) have sent a final report,
+/// acking each final report as it arrives.
+async fn ack_finals(
+    ctrl: &mut RawController,
+    topics: &[String],
+    acks: &[Vec<u8>],
+    finished: &mut [bool],
+    count: usize,
+    deadline: Instant,
+) -> Result<()> {
+    let mut done = 0;
+    while done < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some((topic, payload))) = tokio::time::timeout(left, ctrl.heard.recv()).await else {
+            bail!("{done} of {count} final reports arrived in time");
+        };
+        let Some((device, TopicKind::Reports)) = parse_topic(&topic) else { continue };
+        let Ok(report) = Report::from_json(&payload) else { continue };
+        let Some(i) = phone_of(device.as_str()).filter(|i| *i < finished.len()) else { continue };
+        if report.state.is_final() && !finished[i] {
+            finished[i] = true;
+            done += 1;
+            ctrl.client.publish(&topics[i], QoS::AtLeastOnce, false, acks[i].clone()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The storm's floor responder: answers every hello with the phone's prepared command, until dropped.

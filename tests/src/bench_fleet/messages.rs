@@ -8,7 +8,9 @@ use bindwave_proto::wire::{
 };
 use bindwave_proto::HardwareLevel;
 
-use super::controller::BIND_VERSION;
+use sha2::Digest;
+
+use super::controller::{BIND_PAYLOAD, BIND_VERSION};
 
 /// A device's topic of one kind.
 pub fn topic(kind: TopicKind, phone: usize) -> Result<String> {
@@ -113,6 +115,27 @@ pub fn ack_command(phone: usize, job: &str) -> Result<Vec<u8>> {
 fn signed(phone: usize, command: &Command) -> Result<Vec<u8>> {
     let json = String::from_utf8(command.to_json()?).context("a command's JSON is UTF-8")?;
     Ok(bindwave_tests::sign_command(&device_id(phone), &json).into_bytes())
+}
+
+/// What a floor's controller sends in rollout `r1` of a bind with a 4 KiB payload: each phone's signed
+/// update command and its ack, and the bind's size.
+pub struct Prepared {
+    pub bind_size: u64,
+    pub commands: Vec<Vec<u8>>,
+    pub acks: Vec<Vec<u8>>,
+}
+
+pub fn prepared(phones: usize) -> Result<Prepared> {
+    let bind = bindwave_proto::bind::pack(BIND_VERSION.parse()?, None, &vec![0x5a; BIND_PAYLOAD])?;
+    let (bind_size, sha) = (bind.len() as u64, hex::encode(sha2::Sha256::digest(&bind)));
+    let url = format!("http://127.0.0.1:8080/binds/{sha}.bind");
+    let (mut commands, mut acks) = (Vec::with_capacity(phones), Vec::with_capacity(phones));
+    for i in 0..phones {
+        let job = job_id("r1", i);
+        commands.push(update_command(i, &job, "r1", &url, bind_size, &sha)?);
+        acks.push(ack_command(i, &job)?);
+    }
+    Ok(Prepared { bind_size, commands, acks })
 }
 
 /// The job id of an update command, or of an ack (`None` for what is neither).

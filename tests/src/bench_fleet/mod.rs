@@ -160,11 +160,23 @@ pub fn run(args: Args) -> Result<bool> {
                 });
             }
             if args.wants(Measure::Ingest) {
-                step("controller ingest", &mut || {
+                step("controller ingest and its floor", &mut || {
+                    let fs = s("ingest-floor")?;
+                    let floor = match kind {
+                        BrokerKind::Embedded => {
+                            let b = broker::BrokerProc::start(&fs.dir, "127.0.0.1:0")?;
+                            ingest::floor(&fs, &b.url)?
+                        }
+                        BrokerKind::Mosquitto => {
+                            let b = BrokerRun::start(kind, &fs.dir)?;
+                            let (url, _) = b.external().context("mosquitto's address")?;
+                            ingest::floor(&fs, url)?
+                        }
+                    };
                     let s = s("ingest")?;
                     let b = BrokerRun::start(kind, &s.dir)?;
                     let f = ingest::run(&s, &b)?;
-                    Ok(ingest_rows(phones, name, &f))
+                    Ok(ingest_rows(phones, name, &f, floor))
                 });
             }
             if args.wants(Measure::Storm) && kind == BrokerKind::Embedded {
@@ -247,15 +259,19 @@ fn rollout_rows(phones: usize, broker: &'static str, f: &rollout::RolloutFigures
     rows
 }
 
-fn ingest_rows(phones: usize, broker: &'static str, f: &ingest::IngestFigures) -> Vec<Row> {
+fn ingest_rows(phones: usize, broker: &'static str, f: &ingest::IngestFigures, floor: f64) -> Vec<Row> {
     let target = Against::Target {
         target: per_sec(INGEST_MIN_RATE),
         ratio: f.reports_per_sec / INGEST_MIN_RATE,
         at_least: true,
     };
+    let flushes = format!("{} x {:.1} ms", report::thousands(f.flushes), f.flush_secs * 1000.0);
     vec![
+        Row::new("ingest floor: final reports acked, raw MQTT", phones, broker, per_sec(floor), Against::Nothing),
         Row::new("ingest: final reports acked (durable)", phones, broker, per_sec(f.reports_per_sec), target),
         Row::new("ingest: controller CPU", phones, broker, secs(f.controller_cpu), Against::Nothing),
+        Row::new("ingest: store flushes x mean time", phones, broker, flushes, Against::Nothing),
+        Row::new("ingest: inputs per core batch", phones, broker, format!("{:.0}", f.batch_inputs), Against::Nothing),
         Row::new("ingest: update commands out", phones, broker, per_sec(f.commands_per_sec), Against::Nothing),
     ]
 }

@@ -63,12 +63,9 @@ pub fn floor(s: &Scenario) -> Result<Duration> {
     let phones = s.phones;
     let mut broker = BrokerProc::start(&s.dir, "127.0.0.1:0")?;
     let fleet = RawFleet::start(s.rt, &broker.url, phones, Role::Listen, 0)?;
-    let mut commands = HashMap::with_capacity(phones);
-    let url = format!("{}/binds/{}.bind", broker.url.replace("mqtt://", "http://"), "0".repeat(64));
-    for i in 0..phones {
-        let job = messages::job_id("r1", i);
-        commands.insert(device_id(i), messages::update_command(i, &job, "r1", &url, 4200, &"0".repeat(64))?);
-    }
+    let jobs = messages::prepared(phones)?;
+    let commands: HashMap<String, Vec<u8>> =
+        jobs.commands.into_iter().enumerate().map(|(i, c)| (device_id(i), c)).collect();
 
     broker.kill();
     reset(&fleet.seen);
