@@ -176,7 +176,7 @@ pub fn run(args: Args) -> Result<bool> {
                     let s = s("ingest")?;
                     let b = BrokerRun::start(kind, &s.dir)?;
                     let f = ingest::run(&s, &b)?;
-                    Ok(ingest_rows(phones, name, &f, floor))
+                    Ok(ingest_rows(phones, name, &f, &floor))
                 });
             }
             if args.wants(Measure::Storm) && kind == BrokerKind::Embedded {
@@ -259,21 +259,36 @@ fn rollout_rows(phones: usize, broker: &'static str, f: &rollout::RolloutFigures
     rows
 }
 
-fn ingest_rows(phones: usize, broker: &'static str, f: &ingest::IngestFigures, floor: f64) -> Vec<Row> {
+fn ingest_rows(phones: usize, broker: &'static str, f: &ingest::IngestFigures, floor: &ingest::Floor) -> Vec<Row> {
     let target = Against::Target {
         target: per_sec(INGEST_MIN_RATE),
         ratio: f.reports_per_sec / INGEST_MIN_RATE,
         at_least: true,
     };
     let flushes = format!("{} x {:.1} ms", report::thousands(f.flushes), f.flush_secs * 1000.0);
-    vec![
-        Row::new("ingest floor: final reports acked, raw MQTT", phones, broker, per_sec(floor), Against::Nothing),
+    let mut rows = vec![
+        Row::new(
+            "ingest floor: final reports acked, raw MQTT",
+            phones,
+            broker,
+            per_sec(floor.reports_per_sec),
+            Against::Nothing,
+        ),
         Row::new("ingest: final reports acked (durable)", phones, broker, per_sec(f.reports_per_sec), target),
         Row::new("ingest: controller CPU", phones, broker, secs(f.controller_cpu), Against::Nothing),
         Row::new("ingest: store flushes x mean time", phones, broker, flushes, Against::Nothing),
         Row::new("ingest: inputs per core batch", phones, broker, format!("{:.0}", f.batch_inputs), Against::Nothing),
         Row::new("ingest: update commands out", phones, broker, per_sec(f.commands_per_sec), Against::Nothing),
-    ]
+    ];
+    // A report sent again waited for the retry: its ack (or the report) was lost on the way.
+    for (what, n) in
+        [("ingest floor: final reports sent again", floor.resent), ("ingest: final reports sent again", f.resent)]
+    {
+        if n > 0 {
+            rows.push(Row::new(what, phones, broker, report::thousands(n as f64), Against::Nothing));
+        }
+    }
+    rows
 }
 
 fn storm_rows(phones: usize, broker: &'static str, f: &storm::StormFigures, floor: Duration) -> Vec<Row> {
