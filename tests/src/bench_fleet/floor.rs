@@ -182,3 +182,24 @@ pub fn answer_hellos(mut ctrl: RawController, commands: HashMap<String, Vec<u8>>
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_end_where_the_engine_rounds_them() {
+        assert_eq!(wave_ends(10_000, &[1.0, 10.0, 100.0]), [100, 1000, 10_000]);
+        assert_eq!(wave_ends(250, &[1.0, 10.0, 100.0]), [3, 25, 250]);
+        // A wave that adds nobody is dropped.
+        assert_eq!(wave_ends(50, &[1.0, 2.0, 100.0]), [1, 50]);
+    }
+
+    #[test]
+    fn phones_are_numbered_from_their_device_ids() {
+        assert_eq!(phone_of("phone-00001"), Some(0));
+        assert_eq!(phone_of("phone-123456"), Some(123_455));
+        assert_eq!(phone_of("phone-00000"), None);
+        assert_eq!(phone_of("desk-1"), None);
+    }
+}

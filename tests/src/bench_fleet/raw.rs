@@ -80,6 +80,15 @@ pub struct Seen {
     acked: Vec<AtomicBool>,
 }
 
+impl Seen {
+    /// Phone `index` had its final report acked: counted the first time.
+    fn ack(&self, index: usize) {
+        if !self.acked[index].swap(true, Ordering::Relaxed) {
+            self.acks.hit(self.base);
+        }
+    }
+}
+
 /// What a raw phone does with an update command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -256,11 +265,7 @@ impl Phone {
                         seen.commands.hit(seen.base);
                         self.answer(&client, &job, &held);
                     }
-                    Some((false, _)) => {
-                        if !seen.acked[self.index].swap(true, Ordering::Relaxed) {
-                            seen.acks.hit(seen.base);
-                        }
-                    }
+                    Some((false, _)) => seen.ack(self.index),
                     _ => {}
                 },
                 Ok(_) => {}
