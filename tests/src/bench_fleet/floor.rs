@@ -115,12 +115,13 @@ pub async fn waves(
 }
 
 /// The ingest's floor controller: an update command to every phone, then an ack for every final report.
+/// Returns the client, whose event loop may still be sending the last acks: drop it once they are in.
 pub async fn command_and_ack_all(
     mut ctrl: RawController,
     commands: Vec<Vec<u8>>,
     acks: Vec<Vec<u8>>,
     limit: Duration,
-) -> Result<()> {
+) -> Result<RawController> {
     let phones = commands.len();
     let topics = command_topics(phones)?;
     let start = Instant::now();
@@ -128,7 +129,8 @@ pub async fn command_and_ack_all(
         ctrl.client.publish(topic, QoS::AtLeastOnce, false, command).await?;
     }
     let mut finished = vec![false; phones];
-    ack_finals(&mut ctrl, &topics, &acks, &mut finished, phones, start + limit).await
+    ack_finals(&mut ctrl, &topics, &acks, &mut finished, phones, start + limit).await?;
+    Ok(ctrl)
 }
 
 fn command_topics(phones: usize) -> Result<Vec<String>> {
@@ -154,9 +156,12 @@ async fn ack_finals(
         let Some((device, TopicKind::Reports)) = parse_topic(&topic) else { continue };
         let Ok(report) = Report::from_json(&payload) else { continue };
         let Some(i) = phone_of(device.as_str()).filter(|i| *i < finished.len()) else { continue };
-        if report.state.is_final() && !finished[i] {
-            finished[i] = true;
-            done += 1;
+        if report.state.is_final() {
+            // A repeated final report (its ack was lost) is acked again, as the controller does.
+            if !finished[i] {
+                finished[i] = true;
+                done += 1;
+            }
             ctrl.client.publish(&topics[i], QoS::AtLeastOnce, false, acks[i].clone()).await?;
         }
     }
@@ -176,4 +181,25 @@ pub fn answer_hellos(mut ctrl: RawController, commands: HashMap<String, Vec<u8>>
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_end_where_the_engine_rounds_them() {
+        assert_eq!(wave_ends(10_000, &[1.0, 10.0, 100.0]), [100, 1000, 10_000]);
+        assert_eq!(wave_ends(250, &[1.0, 10.0, 100.0]), [3, 25, 250]);
+        // A wave that adds nobody is dropped.
+        assert_eq!(wave_ends(50, &[1.0, 2.0, 100.0]), [1, 50]);
+    }
+
+    #[test]
+    fn phones_are_numbered_from_their_device_ids() {
+        assert_eq!(phone_of("phone-00001"), Some(0));
+        assert_eq!(phone_of("phone-123456"), Some(123_455));
+        assert_eq!(phone_of("phone-00000"), None);
+        assert_eq!(phone_of("desk-1"), None);
+    }
 }

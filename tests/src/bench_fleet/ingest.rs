@@ -8,7 +8,7 @@
 //! Its floor is the same burst through the same broker with a raw controller client that acks each final
 //! report as it arrives: what MQTT alone allows on this machine.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bindwave_proto::wire::TopicKind;
@@ -32,7 +32,19 @@ pub struct IngestFigures {
     pub flush_secs: f64,
     /// Inputs per core batch over the burst, on average.
     pub batch_inputs: f64,
+    /// Final reports the phones sent again because no ack came within [`REPORT_RETRY`].
+    pub resent: usize,
 }
+
+#[derive(Debug, Clone)]
+pub struct Floor {
+    pub reports_per_sec: f64,
+    pub resent: usize,
+}
+
+/// How long an instant phone waits for its ack before it sends its final report again: the simulated
+/// agents' `report_retry_secs`.
+const REPORT_RETRY: Duration = Duration::from_secs(5);
 
 pub fn run(s: &Scenario, broker: &BrokerRun) -> Result<IngestFigures> {
     let phones = s.phones;
@@ -52,7 +64,7 @@ pub fn run(s: &Scenario, broker: &BrokerRun) -> Result<IngestFigures> {
     let cpu = CpuMark::now(c.pid());
     let released = Instant::now();
     fleet.release();
-    fleet.wait("final reports acked", phones, s.limit(), |s| &s.acks)?;
+    let resent = fleet.wait_acked(phones, REPORT_RETRY, s.limit())?;
     let last = fleet.seen.acks.last(fleet.seen.base).context("no final report was acked")?;
     let controller_cpu = cpu.spent();
     let after = Store::read(&c)?;
@@ -65,12 +77,13 @@ pub fn run(s: &Scenario, broker: &BrokerRun) -> Result<IngestFigures> {
         flushes,
         flush_secs: (after.flush_secs - before.flush_secs) / flushes.max(1.0),
         batch_inputs: (after.batch_inputs - before.batch_inputs) / batches.max(1.0),
+        resent,
     })
 }
 
 /// The floor: the same burst of final reports through `broker`, acked by a raw controller client. Final
 /// reports acked per second.
-pub fn floor(s: &Scenario, broker: &str) -> Result<f64> {
+pub fn floor(s: &Scenario, broker: &str) -> Result<Floor> {
     let phones = s.phones;
     let jobs = messages::prepared(phones)?;
     let fleet = RawFleet::start(s.rt, broker, phones, Role::Instant, jobs.bind_size)?;
@@ -80,11 +93,12 @@ pub fn floor(s: &Scenario, broker: &str) -> Result<f64> {
     fleet.wait("instant phones commanded by the floor", phones, s.limit(), |s| &s.commands)?;
     let released = Instant::now();
     fleet.release();
-    let waited = fleet.wait("final reports acked by the floor", phones, s.limit(), |s| &s.acks);
-    s.rt.block_on(controller).context("the floor's controller")??;
-    waited?;
+    let waited = fleet.wait_acked(phones, REPORT_RETRY, s.limit());
+    let ctrl = s.rt.block_on(controller).context("the floor's controller")??;
+    let resent = waited?;
+    drop(ctrl);
     let last = fleet.seen.acks.last(fleet.seen.base).context("no final report was acked")?;
-    Ok(phones as f64 / last.duration_since(released).as_secs_f64())
+    Ok(Floor { reports_per_sec: phones as f64 / last.duration_since(released).as_secs_f64(), resent })
 }
 
 /// The controller's store and batch counters.

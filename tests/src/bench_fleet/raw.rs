@@ -2,7 +2,7 @@
 //! agent's work (no journal, no download, no install). One MQTT connection and one tokio task per phone, as
 //! the simulator runs its agents.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,8 +74,19 @@ pub struct Seen {
     pub subscribed: Counter,
     /// Update commands: the first of each connection.
     pub commands: Counter,
-    /// Acks of final reports.
+    /// Acks of final reports: the first of each phone.
     pub acks: Counter,
+    /// Which phones have had their final report acked.
+    acked: Vec<AtomicBool>,
+}
+
+impl Seen {
+    /// Phone `index` had its final report acked: counted the first time.
+    fn ack(&self, index: usize) {
+        if !self.acked[index].swap(true, Ordering::Relaxed) {
+            self.acks.hit(self.base);
+        }
+    }
 }
 
 /// What a raw phone does with an update command.
@@ -90,8 +101,9 @@ pub enum Role {
     Listen,
 }
 
-/// A final report waiting for [`RawFleet::release`], with the phone's client to send it through.
-type Held = (AsyncClient, String, Vec<u8>);
+/// A final report waiting for [`RawFleet::release`]: the phone, its client to send it through, the topic and
+/// the report.
+type Held = (usize, AsyncClient, String, Vec<u8>);
 
 pub struct RawFleet {
     pub seen: Arc<Seen>,
@@ -111,6 +123,7 @@ impl RawFleet {
             subscribed: Counter::default(),
             commands: Counter::default(),
             acks: Counter::default(),
+            acked: (0..phones).map(|_| AtomicBool::new(false)).collect(),
         });
         let held = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::with_capacity(phones);
@@ -135,12 +148,33 @@ impl RawFleet {
 
     /// Instant phones: every final report held so far goes out now. Returns how many.
     pub fn release(&self) -> usize {
-        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
-        let n = held.len();
-        for (client, topic, payload) in held {
-            let _ = client.try_publish(topic, QoS::AtLeastOnce, false, payload);
+        self.send_held(|_| true)
+    }
+
+    /// Instant phones: waits until every one of `n` final reports is acked, sending those not yet acked
+    /// again every `every`, as an agent repeats its unacknowledged final reports (`report_retry_secs`; the
+    /// simulator's phones use 5 s). Returns how many reports were sent again.
+    pub fn wait_acked(&self, n: usize, every: Duration, limit: Duration) -> Result<usize> {
+        let start = Instant::now();
+        let mut again = 0;
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            match self.wait("final reports acked", n, every.min(left), |s| &s.acks) {
+                Ok(()) => return Ok(again),
+                Err(e) if start.elapsed() >= limit => return Err(e),
+                Err(_) => again += self.send_held(|i| !self.seen.acked[i].load(Ordering::Relaxed)),
+            }
         }
-        n
+    }
+
+    fn send_held(&self, which: impl Fn(usize) -> bool) -> usize {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sent = 0;
+        for (_, client, topic, payload) in held.iter().filter(|h| which(h.0)) {
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, false, payload.clone());
+            sent += 1;
+        }
+        sent
     }
 
     /// Waits until `counter(seen)` reaches `n`, or fails after `limit` saying how far it got.
@@ -231,7 +265,7 @@ impl Phone {
                         seen.commands.hit(seen.base);
                         self.answer(&client, &job, &held);
                     }
-                    Some((false, _)) => seen.acks.hit(seen.base),
+                    Some((false, _)) => seen.ack(self.index),
                     _ => {}
                 },
                 Ok(_) => {}
@@ -256,7 +290,12 @@ impl Phone {
             }
             Role::Instant => {
                 let Ok(report) = messages::succeeded(job, self.bind_size) else { return };
-                held.lock().unwrap_or_else(|e| e.into_inner()).push((client.clone(), self.reports.clone(), report));
+                held.lock().unwrap_or_else(|e| e.into_inner()).push((
+                    self.index,
+                    client.clone(),
+                    self.reports.clone(),
+                    report,
+                ));
             }
             Role::Listen => {}
         }
