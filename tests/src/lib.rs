@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod measure;
 
 /// A built binary of the workspace, next to the test executable's directory (`target/<profile>/`).
 pub fn bin(name: &str) -> PathBuf {

@@ -19,6 +19,8 @@ mod image;
 pub mod output;
 pub mod rollout;
 mod serve;
+
+pub use serve::shutdown_signal;
 #[cfg(feature = "sim")]
 mod simulate;
 mod token;

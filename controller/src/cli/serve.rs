@@ -174,7 +174,7 @@ fn tls_files(settings: &ServeSettings) -> Result<(PathBuf, PathBuf), ControllerE
 }
 
 /// Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

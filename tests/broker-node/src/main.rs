@@ -90,7 +90,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     wait_for_grpc(grpc).await?;
     println!("broker-node {id}: MQTT on mqtt://{}, gRPC on {grpc}", broker.local_addr());
 
-    shutdown_signal().await;
+    bindwave_controller::cli::shutdown_signal().await;
     broker.shutdown().await;
     Ok(())
 }
@@ -106,28 +106,5 @@ async fn wait_for_grpc(grpc: SocketAddr) -> anyhow::Result<()> {
             bail!("the node's gRPC server did not listen on {grpc} within {}s", GRPC_START.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -174,14 +174,7 @@ impl Controller {
     /// SHA-256.
     pub fn add_bind(&self, dir: &Path) -> Result<String> {
         let payload = dir.join("bench.img");
-        let mut bytes = vec![0u8; BIND_PAYLOAD];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for chunk in bytes.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
+        let bytes = bindwave_tests::measure::noise(BIND_PAYLOAD);
         std::fs::write(&payload, bytes).with_context(|| format!("write {}", payload.display()))?;
         let bind = dir.join("bench.bind");
         let (p, b) = (payload.to_string_lossy().into_owned(), bind.to_string_lossy().into_owned());

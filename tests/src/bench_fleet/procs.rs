@@ -78,16 +78,6 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (tick(11) + tick(12)) as f64 / TICKS_PER_SEC
 }
 
-/// A `/proc/PID/status` memory field (`VmRSS:`, `VmHWM:`), in KiB.
-pub fn status_kib(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The hard limit of open files per process (`ulimit -Hn`), which bounds the phones one process can hold.
 pub fn open_files_hard_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;

@@ -77,9 +77,9 @@ pub fn run(s: &Scenario, broker: &BrokerRun) -> Result<RolloutFigures> {
         wall: Duration::from_millis(last.saturating_sub(start)),
         cli_wall,
         controller_cpu,
-        controller_peak_kib: procs::status_kib(c.pid(), "VmHWM:"),
+        controller_peak_kib: bindwave_tests::measure::status_kib(c.pid(), "VmHWM:"),
         simulator_cpu,
-        simulator_rss_kib: procs::status_kib(sim.pid(), "VmRSS:"),
+        simulator_rss_kib: bindwave_tests::measure::status_kib(sim.pid(), "VmRSS:"),
         broker_cpu,
         shown_offline: phones.saturating_sub(online),
     };

@@ -9,29 +9,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bindwave_tests::measure::status_kib;
 use bindwave_tests::{wait_until, BindServer, Controller, Proc, ServeOptions};
 use sha2::Digest;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn bind(payload_len: usize, level: u16) -> (Vec<u8>, String) {
-    let mut payload = vec![0u8; payload_len];
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    for chunk in payload.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let payload = bindwave_tests::measure::noise(payload_len);
     let bytes = bindwave_proto::bind::pack(
         "V3 R3.18.0".parse().unwrap(),
         Some(vec![bindwave_proto::HardwareLevel(level)]),
