@@ -131,6 +131,8 @@ impl Agent {
             opts = opts.with_sizes(sizes);
         }
         opts.fallback_urls = config.broker.fallback_urls.clone();
+        // A command is acknowledged once it is journaled (or refused): a power cut before that gets it again.
+        opts.manual_acks = true;
         opts.username = config.broker.username.clone();
         opts.password = config.broker.password.clone();
         opts.tls = config.broker.tls();
@@ -256,22 +258,32 @@ impl Driver {
         match event {
             LinkEvent::Connected => self.handle(Input::Connected).await,
             LinkEvent::Disconnected(why) => self.handle(Input::Disconnected(why)).await,
-            LinkEvent::Message { topic, payload } => {
-                if !topic_is(&topic, &self.config.device_id, TopicKind::Commands) {
-                    return Ok(());
+            LinkEvent::Message { topic, payload, delivery } => {
+                let handled = self.on_message(&topic, &payload).await;
+                // Acted on (journaled, refused or not ours): the broker may forget it. When the journal could not
+                // be written, it is not acknowledged, and the agent stops.
+                if let (Ok(()), Some(delivery)) = (&handled, delivery) {
+                    delivery.ack(&self.client);
                 }
-                let now = SystemTime::now();
-                let judged = match CommandMessage::from_json(&payload) {
-                    Ok(message) => self.trust.judge(message, now).map_err(|why| (why, None)),
-                    Err(e) => Err((Refusal::Malformed, Some(e.to_string()))),
-                };
-                match judged {
-                    Ok(trusted) => self.handle(Input::Command(trusted.command)).await,
-                    Err((why, detail)) => {
-                        self.refuse(why, detail, now);
-                        Ok(())
-                    }
-                }
+                handled
+            }
+        }
+    }
+
+    async fn on_message(&mut self, topic: &str, payload: &[u8]) -> Result<(), AgentError> {
+        if !topic_is(topic, &self.config.device_id, TopicKind::Commands) {
+            return Ok(());
+        }
+        let now = SystemTime::now();
+        let judged = match CommandMessage::from_json(payload) {
+            Ok(message) => self.trust.judge(message, now).map_err(|why| (why, None)),
+            Err(e) => Err((Refusal::Malformed, Some(e.to_string()))),
+        };
+        match judged {
+            Ok(trusted) => self.handle(Input::Command(trusted.command)).await,
+            Err((why, detail)) => {
+                self.refuse(why, detail, now);
+                Ok(())
             }
         }
     }

@@ -483,7 +483,7 @@ impl CoreLoop {
                 }
                 self.metrics.mqtt_connected.set(0);
             }
-            LinkEvent::Message { topic, payload } => {
+            LinkEvent::Message { topic, payload, .. } => {
                 let Some((device, kind)) = parse_topic(&topic) else {
                     self.metrics.messages_malformed.with_label_values(&["topic"]).inc();
                     self.metrics.refused.with_label_values(&[Refused::Malformed.as_str()]).inc();

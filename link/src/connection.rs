@@ -16,6 +16,11 @@
 //! (subscriptions, queued messages) stays on the broker that died, so the owner subscribes again on every
 //! [`LinkEvent::Connected`], as it already must; QoS 1 messages the link had not seen acknowledged are sent
 //! again to the new broker.
+//!
+//! Acknowledgement: with [`LinkOptions::manual_acks`], the link does not acknowledge a QoS 1 message when it
+//! reads it: the owner does, with [`Delivery::ack`], once it has acted on it (the agent, once the command is in
+//! its journal). A process killed in between never acknowledged it, so the broker delivers it again when the
+//! session resumes: a power cut cannot lose a command the phone had not yet written down.
 
 use std::time::Duration;
 
@@ -39,7 +44,29 @@ pub enum LinkEvent {
     Message {
         topic: String,
         payload: Vec<u8>,
+        /// With [`LinkOptions::manual_acks`], what acknowledges the message; `None` when the link already has.
+        delivery: Option<Delivery>,
     },
+}
+
+/// A QoS 1 message the broker waits to hear acknowledged: until [`Delivery::ack`], a resumed session gets it
+/// again.
+#[derive(Debug)]
+pub struct Delivery(rumqttc::Publish);
+
+impl Delivery {
+    /// Acknowledges the message to the broker. It never waits: when the link's request queue is full, the
+    /// acknowledgement waits for room in a task of its own (an owner that waited while not reading its events
+    /// would wait on the link forever, see the module's note).
+    pub fn ack(self, client: &AsyncClient) {
+        if client.try_ack(&self.0).is_err() {
+            let client = client.clone();
+            tokio::spawn(async move {
+                // An error here means the link is gone, and the broker sends the message again to the next one.
+                let _ = client.ack(&self.0).await;
+            });
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +84,9 @@ pub struct LinkOptions {
     pub tls: TlsFiles,
     pub last_will: Option<LastWill>,
     pub clean_session: bool,
+    /// The owner acknowledges each QoS 1 message itself, with the message's [`Delivery`]; otherwise the link
+    /// does as it reads it.
+    pub manual_acks: bool,
     pub keep_alive: Duration,
     /// Requests (publishes, subscribes) that may wait for the event loop.
     pub request_capacity: usize,
@@ -101,6 +131,7 @@ impl LinkOptions {
             tls: TlsFiles::default(),
             last_will: None,
             clean_session: false,
+            manual_acks: false,
             keep_alive: Duration::from_secs(30),
             request_capacity: 1024,
             event_capacity: 256,
@@ -154,6 +185,7 @@ pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
         eventloop.state.events = std::collections::VecDeque::with_capacity(opts.incoming_buffer);
     }
     let (tx, events) = mpsc::channel(opts.event_capacity.max(1));
+    let manual_acks = opts.manual_acks;
     let task = tokio::spawn(async move {
         loop {
             let event = match eventloop.poll().await {
@@ -161,8 +193,10 @@ pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
                     failover.connected();
                     LinkEvent::Connected
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    LinkEvent::Message { topic: p.topic, payload: p.payload.to_vec() }
+                Ok(Event::Incoming(Packet::Publish(mut p))) => {
+                    // The delivery keeps only what acknowledges it: the packet id and QoS.
+                    let (topic, payload) = (std::mem::take(&mut p.topic), std::mem::take(&mut p.payload).to_vec());
+                    LinkEvent::Message { topic, payload, delivery: manual_acks.then_some(Delivery(p)) }
                 }
                 Ok(_) => continue,
                 Err(e) => {
@@ -194,6 +228,7 @@ fn mqtt_options(opts: &LinkOptions, broker: BrokerUrl, transport: Option<rumqttc
     }
     mqtt.set_keep_alive(opts.keep_alive)
         .set_clean_session(opts.clean_session)
+        .set_manual_acks(opts.manual_acks)
         .set_max_packet_size(opts.max_packet_size.saturating_add(READ_SLACK), opts.max_packet_size)
         .set_request_channel_capacity(opts.request_capacity)
         .set_inflight(opts.inflight);

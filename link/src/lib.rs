@@ -18,6 +18,6 @@ pub mod tls;
 
 pub use backoff::Backoff;
 pub use broker_url::{BrokerUrl, Failover};
-pub use connection::{connect, Link, LinkEvent, LinkOptions, LinkSizes};
+pub use connection::{connect, Delivery, Link, LinkEvent, LinkOptions, LinkSizes};
 pub use error::{chain as error_chain, LinkError};
 pub use tls::TlsFiles;

@@ -115,3 +115,68 @@ async fn a_link_fails_over_to_the_next_broker_in_its_list() {
     hears_through(&mut link, &b.url, 2).await;
     link.task.abort();
 }
+
+/// With manual acknowledgement, a message the owner never acknowledged (the process died first) comes again
+/// when the session resumes, and one it acknowledged does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_not_acknowledged_is_delivered_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let topic = "bindwave/v1/devices/acker/commands";
+    let start = || {
+        let mut opts = LinkOptions::new(&broker.url, "acker");
+        opts.manual_acks = true;
+        connect(opts).unwrap()
+    };
+    let send = |n: u64| {
+        let url = broker.url.clone();
+        tokio::task::spawn_blocking(move || {
+            send_command(&url, "acker", &format!("sender-{n}"), &format!("{{\"n\":{n}}}"))
+        })
+    };
+
+    let mut link = start();
+    connected(&mut link).await;
+    link.client.subscribe(topic, rumqttc::QoS::AtLeastOnce).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(1).await.unwrap();
+    let (n, _never_acked) = next_message(&mut link.events, Duration::from_secs(10)).await.expect("message 1");
+    assert_eq!(n, 1);
+    // The process dies before it acknowledges: the same session comes back and hears it again.
+    link.task.abort();
+    drop(link);
+    let mut link = start();
+    let (n, delivery) = next_message(&mut link.events, Duration::from_secs(10)).await.expect("message 1 again");
+    assert_eq!(n, 1, "the unacknowledged message, delivered again");
+    delivery.ack(&link.client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    link.task.abort();
+    drop(link);
+    // Acknowledged, it is gone: the next session hears only what is new.
+    let mut link = start();
+    connected(&mut link).await;
+    send(2).await.unwrap();
+    let (n, delivery) = next_message(&mut link.events, Duration::from_secs(10)).await.expect("message 2");
+    assert_eq!(n, 2, "message 1 was acknowledged and is not delivered again");
+    delivery.ack(&link.client);
+    link.task.abort();
+}
+
+/// The next message's number and its delivery, or `None` when nothing came within `wait`.
+async fn next_message(
+    events: &mut tokio::sync::mpsc::Receiver<LinkEvent>,
+    wait: Duration,
+) -> Option<(u64, bindwave_link::Delivery)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(LinkEvent::Message { payload, delivery, .. })) => {
+                let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                return Some((v["n"].as_u64().unwrap(), delivery.expect("a delivery to acknowledge")));
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the link ended"),
+            Err(_) => return None,
+        }
+    }
+}
