@@ -9,6 +9,8 @@ use crate::{bin, free_port, Proc};
 
 /// How long a node may take to say it listens.
 const NODE_START: Duration = Duration::from_secs(30);
+/// How long the nodes may take to reach one another once they listen.
+const MESH: Duration = Duration::from_secs(30);
 
 pub struct BrokerCluster {
     /// The nodes' processes, node `i + 1` at index `i`.
@@ -63,6 +65,9 @@ impl BrokerCluster {
             };
             urls.push(url);
         }
+        // A node listens before it has reached its peers: a message published on one may not reach another's
+        // clients yet. A cluster is ready once every node's messages reach every other node.
+        meshed(&urls)?;
         Ok(BrokerCluster { nodes: procs, urls })
     }
 
@@ -70,4 +75,78 @@ impl BrokerCluster {
     pub fn kill(&mut self, id: usize) {
         self.nodes[id - 1].kill();
     }
+}
+
+/// Waits until a message published on any node reaches a subscriber on every node: each node publishes its
+/// number every 100 ms on a probe topic, and one subscriber on each node notes whom it heard.
+fn meshed(urls: &[String]) -> Result<(), String> {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    use std::collections::BTreeSet;
+    let client = |url: &str, id: String| {
+        let (host, port) = url.trim_start_matches("mqtt://").rsplit_once(':').expect("host:port");
+        let mut o = MqttOptions::new(id, host, port.parse().expect("port"));
+        o.set_keep_alive(Duration::from_secs(5));
+        Client::new(o, 64)
+    };
+    let n = urls.len();
+    let (heard_tx, heard_rx) = std::sync::mpsc::channel::<(usize, usize)>();
+    let mut subscribers = Vec::new();
+    for (j, url) in urls.iter().enumerate() {
+        let (c, mut conn) = client(url, format!("mesh-listener-{j}"));
+        c.subscribe("bindwave-mesh/+", QoS::AtMostOnce).map_err(|e| e.to_string())?;
+        let tx = heard_tx.clone();
+        subscribers.push(c);
+        std::thread::spawn(move || {
+            for event in conn.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Ok(i) = String::from_utf8_lossy(&p.payload).parse::<usize>() {
+                            if tx.send((i, j)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+    }
+    let mut publishers = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let (c, mut conn) = client(url, format!("mesh-speaker-{i}"));
+        publishers.push(c);
+        std::thread::spawn(move || {
+            for event in conn.iter() {
+                if event.is_err() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        });
+    }
+    let mut heard = BTreeSet::new();
+    let start = Instant::now();
+    let result = loop {
+        for (i, c) in publishers.iter().enumerate() {
+            let _ = c.try_publish(format!("bindwave-mesh/{i}"), QoS::AtMostOnce, false, i.to_string());
+        }
+        while let Ok(pair) = heard_rx.recv_timeout(Duration::from_millis(100)) {
+            heard.insert(pair);
+        }
+        if heard.len() == n * n {
+            break Ok(());
+        }
+        if start.elapsed() > MESH {
+            let missing: Vec<String> = (0..n)
+                .flat_map(|i| (0..n).map(move |j| (i, j)))
+                .filter(|p| !heard.contains(p))
+                .map(|(i, j)| format!("node {} to node {}", i + 1, j + 1))
+                .collect();
+            break Err(format!("the nodes did not reach one another within {MESH:?}: {}", missing.join(", ")));
+        }
+    };
+    for c in subscribers.iter().chain(&publishers) {
+        let _ = c.disconnect();
+    }
+    result
 }
