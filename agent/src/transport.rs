@@ -13,6 +13,11 @@ use rustls::pki_types::CertificateDer;
 
 use crate::AgentError;
 
+/// Idle connections a simulated fleet keeps to each file server, shared by all its phones.
+pub const FLEET_IDLE_CONNECTIONS: usize = 32;
+/// How long a simulated fleet keeps an idle connection.
+pub const FLEET_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The clients a download uses. Cheap to clone: a whole simulated fleet shares one.
 #[derive(Clone)]
 pub struct Transport {
@@ -26,12 +31,14 @@ impl Transport {
         Self::build(ca_file, Ok)
     }
 
-    /// For a simulated fleet that shares one transport: no connection is kept idle for later (each phone would
-    /// keep its own, and thousands of them would hold thousands of buffers), and, with `proxy`, every HTTP(S)
-    /// request goes through that proxy (`http://host:port`, a simulator's throttle).
+    /// For a simulated fleet that shares one transport: its phones share a small pool of idle connections to
+    /// each file server ([`FLEET_IDLE_CONNECTIONS`], closed after [`FLEET_IDLE_TIMEOUT`]), so a wave of
+    /// downloads reuses connections instead of opening one a phone, and memory stays bounded whatever the fleet's
+    /// size. With `proxy`, every HTTP(S) request goes through that proxy (`http://host:port`, a simulator's
+    /// throttle).
     pub fn for_fleet(ca_file: Option<&Path>, proxy: Option<&str>) -> Result<Transport, AgentError> {
         Self::build(ca_file, |b| {
-            let b = b.pool_max_idle_per_host(0);
+            let b = b.pool_max_idle_per_host(FLEET_IDLE_CONNECTIONS).pool_idle_timeout(FLEET_IDLE_TIMEOUT);
             match proxy {
                 Some(url) => Ok(b.proxy(reqwest::Proxy::all(url)?)),
                 None => Ok(b.no_proxy()),

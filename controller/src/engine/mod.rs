@@ -249,7 +249,12 @@ impl Engine {
         live.tallies[job.wave].add(phase.outcome());
         job.phase = phase;
         job.updated_at = now;
-        fx.put(Record::Job(job.clone()));
+        // Progress is news, not state: a job restored as `sent` after a restart is sent again on the device's
+        // hello, and the device answers from its own journal. Writing it would cost a store record and a share
+        // of a flush for every progress report of every phone.
+        if !matches!(job.phase, JobPhase::Running { .. }) {
+            fx.put(Record::Job(job.clone()));
+        }
     }
 
     /// The command for a device's current job in a rollout.
