@@ -99,7 +99,13 @@ impl Download<'_> {
         opened.map_err(|e| self.storage_failed("open", &e))
     }
 
-    pub(super) async fn sync(&self, file: &tokio::fs::File) -> Option<Stop> {
+    /// Waits for every write to reach the file, then (on a phone) for the file to reach the flash. A tokio file
+    /// writes in the background: without the flush, what reads the file next may find the last chunk missing.
+    pub(super) async fn sync(&self, file: &mut tokio::fs::File) -> Option<Stop> {
+        use tokio::io::AsyncWriteExt;
+        if let Err(e) = file.flush().await {
+            return Some(self.storage_failed("write", &e));
+        }
         if self.durability == Durability::NoSync {
             return None;
         }

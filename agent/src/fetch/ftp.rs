@@ -144,6 +144,6 @@ impl Download<'_> {
         if complete && received < self.cmd.size {
             return Some(Stop::Permanent { detail: not_the_bind(shown, received, self.cmd.size), status: None });
         }
-        self.sync(&file).await
+        self.sync(&mut file).await
     }
 }

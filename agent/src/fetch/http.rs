@@ -75,7 +75,7 @@ impl Download<'_> {
                 return Some(stop);
             }
         }
-        self.sync(&file).await
+        self.sync(&mut file).await
     }
 
     fn http_error(&self, status: StatusCode) -> String {
