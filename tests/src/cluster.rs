@@ -80,14 +80,9 @@ impl BrokerCluster {
 /// Waits until a message published on any node reaches a subscriber on every node: each node publishes its
 /// number every 100 ms on a probe topic, and one subscriber on each node notes whom it heard.
 fn meshed(urls: &[String]) -> Result<(), String> {
-    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    use rumqttc::{Client, Event, Packet, QoS};
     use std::collections::BTreeSet;
-    let client = |url: &str, id: String| {
-        let (host, port) = url.trim_start_matches("mqtt://").rsplit_once(':').expect("host:port");
-        let mut o = MqttOptions::new(id, host, port.parse().expect("port"));
-        o.set_keep_alive(Duration::from_secs(5));
-        Client::new(o, 64)
-    };
+    let client = |url: &str, id: String| Client::new(crate::plain_mqtt_options(url, &id), 64);
     let n = urls.len();
     let (heard_tx, heard_rx) = std::sync::mpsc::channel::<(usize, usize)>();
     let mut subscribers = Vec::new();

@@ -774,14 +774,18 @@ pub fn update_json(job: &str, url: &str, size: usize, sha: &str, use_defaults: b
     )
 }
 
+/// A test client's options for a plain `mqtt://host:port` broker: its own client id, a 5 s keep-alive.
+pub fn plain_mqtt_options(broker: &str, client_id: &str) -> rumqttc::MqttOptions {
+    let (host, port) = broker.trim_start_matches("mqtt://").rsplit_once(':').expect("host:port");
+    let mut o = rumqttc::MqttOptions::new(client_id, host, port.parse().expect("port"));
+    o.set_keep_alive(Duration::from_secs(5));
+    o
+}
+
 /// Publishes a command's JSON to a device and waits for the broker to take it.
 pub fn send_command(broker: &str, device: &str, client_id: &str, json: &str) {
-    use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
-    let addr = broker.trim_start_matches("mqtt://");
-    let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let mut o = MqttOptions::new(format!("test-{client_id}"), host, port.parse().expect("port"));
-    o.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = Client::new(o, 10);
+    use rumqttc::{Client, Event, Outgoing, Packet, QoS};
+    let (client, mut conn) = Client::new(plain_mqtt_options(broker, &format!("test-{client_id}")), 10);
     client
         .publish(format!("bindwave/v1/devices/{device}/commands"), QoS::AtLeastOnce, false, json.as_bytes().to_vec())
         .expect("publish");
