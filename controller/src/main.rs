@@ -4,6 +4,13 @@ use bindwave_controller::cli::{self, Cli};
 use bindwave_controller::config::LogFormat;
 use clap::Parser;
 
+/// jemalloc, not the platform's malloc: the service's threads allocate and free small buffers for every
+/// message, connection and record, and glibc's malloc took 15 % of the controller's CPU on a rollout, jemalloc
+/// 7 % (BENCHMARKS.md, "Where the time goes"). Its purging threads hand freed memory back to the system.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // rustls: reqwest uses aws-lc-rs while the broker pulls in ring; pick one for the whole process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -51,11 +58,6 @@ fn main() -> ExitCode {
         logs.json().with_current_span(true).with_span_list(false).init();
     } else {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
-    }
-    #[cfg(feature = "sim")]
-    if let cli::Command::Simulate(_) = &cli.command {
-        // Thousands of phones in one process: one malloc arena, set before any thread starts (see fleet::memory).
-        bindwave_controller::fleet::memory::use_one_arena();
     }
     // The runtime's threads hold the sockets: a controller that answers an upload early (401, 403, 413) and
     // closes must give the CLI a write error there, not a SIGPIPE that ends it without a word.

@@ -1,12 +1,10 @@
 //! What a simulated phone costs in memory: the process's resident set (`/proc/self/status`) above what it was
 //! before the fleet started, divided among the phones; and the allocator settings that keep it small.
 //!
-//! glibc's malloc gives each thread that allocates its own arena (up to eight per core) and keeps what is freed
-//! for reuse. Thousands of phones allocate from tokio's worker and blocking threads alike, so their memory
-//! spreads over many arenas, and a rollout's burst (a download buffer per phone) stays resident after it is
-//! freed. `bindwave simulate` therefore asks glibc for one arena before any thread starts
-//! ([`use_one_arena`]), and hands freed pages back to the system before each reading ([`release_freed`]).
-//! Neither applies to `bindwave serve`: they are set only in the simulator's process.
+//! The process allocates with jemalloc (`main.rs`), which keeps what is freed for reuse and hands it back to
+//! the system from its background threads, after a delay. A rollout's burst (a download buffer per phone) would
+//! still be resident at the next reading, so the simulator purges every arena before each one
+//! ([`release_freed`]): a reading is what the phones hold, not what the allocator keeps in hand.
 
 use std::time::Duration;
 
@@ -48,21 +46,20 @@ pub fn line(before: Resident, now: Resident, phones: usize) -> String {
     )
 }
 
-/// Asks glibc for a single malloc arena. Call before the runtime's threads start; elsewhere a no-op.
-pub fn use_one_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt changes a malloc tunable; it is called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Hands the pages malloc holds free back to the system (glibc); elsewhere a no-op.
+/// Hands the pages jemalloc holds free back to the system: `arena.<MALLCTL_ARENAS_ALL>.purge`. Where the
+/// process runs another allocator, this asks nothing of it.
 pub fn release_freed() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the system; it is safe to call at any time.
+    #[cfg(not(target_env = "msvc"))]
+    // SAFETY: a documented mallctl that takes and gives no value (all pointers null); jemalloc only purges
+    // unused pages. Its result says nothing a reading needs.
     unsafe {
-        libc::malloc_trim(0);
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
     }
 }
 
