@@ -100,8 +100,8 @@ impl Job {
                     Err(_) => {
                         // Abandoned: the partial download goes, nothing was installed.
                         let file = crate::fetch::download_path(&self.download_dir, &cmd.job_id);
-                        let received = tokio::fs::metadata(&file).await.map(|m| m.len()).unwrap_or(0);
-                        crate::fetch::remove(&file).await;
+                        let received = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+                        crate::fetch::remove(&file);
                         let during = match stage.lock().map(|s| *s) {
                             Ok(JobState::Verifying) => JobState::Verifying,
                             _ => JobState::Downloading,
@@ -139,7 +139,7 @@ impl Job {
                 let len = verified.header.payload_len;
                 let offset = verified.file_len - len;
                 let installed = install(&self.slots, &self.installer, &file, offset, len, &version, &cmd.job_id).await;
-                crate::fetch::remove(&file).await;
+                crate::fetch::remove(&file);
                 match installed {
                     Ok(active) if self.health.configured() => {
                         let pending =

@@ -67,7 +67,7 @@ impl Download<'_> {
     }
 
     pub(super) async fn start_over(&self) -> State {
-        remove(self.file).await;
+        remove(self.file);
         State::new(self.expected())
     }
 
@@ -95,8 +95,8 @@ impl Download<'_> {
     }
 
     pub(super) async fn open_partial(&self) -> Result<tokio::fs::File, Stop> {
-        let opened = tokio::fs::OpenOptions::new().create(true).append(true).open(self.file).await;
-        opened.map_err(|e| self.storage_failed("open", &e))
+        let opened = std::fs::OpenOptions::new().create(true).append(true).open(self.file);
+        opened.map(tokio::fs::File::from_std).map_err(|e| self.storage_failed("open", &e))
     }
 
     /// Waits for every write to reach the file, then (on a phone) for the file to reach the flash. A tokio file

@@ -1,4 +1,9 @@
 //! Where a download is kept on the phone: the partial file, its validator, and deleting both.
+//!
+//! The small file operations of a download (opening it, the validator, deleting both) are plain system calls
+//! made on the agent's own thread: each is one quick call on local storage, and a trip through tokio's blocking
+//! pool for it cost more than the call (a thread wake-up each way; a simulated fleet made dozens a phone). What
+//! can take long (writing and syncing the bind, reading a partial one back) stays on tokio's file type.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +17,9 @@ pub(super) fn validator_path(file: &Path) -> PathBuf {
 }
 
 /// Deletes a download and its validator.
-pub(crate) async fn remove(file: &Path) {
-    let _ = tokio::fs::remove_file(file).await;
-    let _ = tokio::fs::remove_file(validator_path(file)).await;
+pub(crate) fn remove(file: &Path) {
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(validator_path(file));
 }
 
 /// Job ids come from the wire: keep only characters that are safe in a file name.

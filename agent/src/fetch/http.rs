@@ -24,7 +24,7 @@ impl Download<'_> {
         }
         if offset > 0 {
             req = req.header(RANGE, format!("bytes={offset}-"));
-            if let Ok(v) = tokio::fs::read_to_string(validator_path(self.file)).await {
+            if let Ok(v) = std::fs::read_to_string(validator_path(self.file)) {
                 req = req.header(IF_RANGE, v.trim());
             }
         }
@@ -55,7 +55,7 @@ impl Download<'_> {
         }
         if offset == 0 {
             if let Some(v) = response.headers().get(ETAG).or_else(|| response.headers().get(LAST_MODIFIED)) {
-                let _ = tokio::fs::write(validator_path(self.file), v.as_bytes()).await;
+                let _ = std::fs::write(validator_path(self.file), v.as_bytes());
             }
         }
         let mut file = match self.open_partial().await {

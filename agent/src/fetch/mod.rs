@@ -60,7 +60,7 @@ pub(crate) async fn fetch(
         Download { transport, credentials, cmd, profile, release, file: &file, policy, counters, durability };
     let result = download.run(progress).await;
     if !matches!(result, Fetched::Verified { .. }) {
-        remove(&file).await;
+        remove(&file);
     }
     result
 }
@@ -120,7 +120,8 @@ impl Download<'_> {
     /// Reads a partial download left by an earlier run back through a fresh verifier.
     async fn read_back(&self) -> Result<State, Fetched> {
         let mut state = State::new(self.expected());
-        let Ok(mut f) = tokio::fs::File::open(self.file).await else { return Ok(state) };
+        let Ok(f) = std::fs::File::open(self.file) else { return Ok(state) };
+        let mut f = tokio::fs::File::from_std(f);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = match f.read(&mut buf).await {
