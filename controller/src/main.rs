@@ -6,7 +6,7 @@ use clap::Parser;
 
 /// jemalloc, not the platform's malloc: the service's threads allocate and free small buffers for every
 /// message, connection and record, and glibc's malloc took 15 % of the controller's CPU on a rollout, jemalloc
-/// 7 % (BENCHMARKS.md, "Where the time goes"). Its purging threads hand freed memory back to the system.
+/// 7 % (BENCHMARKS.md, "Results"). Its purging threads hand freed memory back to the system.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
