@@ -66,7 +66,7 @@ impl Download<'_> {
         Expected { size: Some(self.cmd.size), sha256: Some(self.cmd.sha256.clone()) }
     }
 
-    pub(super) async fn start_over(&self) -> State {
+    pub(super) fn start_over(&self) -> State {
         remove(self.file);
         State::new(self.expected())
     }
@@ -102,7 +102,6 @@ impl Download<'_> {
     /// Waits for every write to reach the file, then (on a phone) for the file to reach the flash. A tokio file
     /// writes in the background: without the flush, what reads the file next may find the last chunk missing.
     pub(super) async fn sync(&self, file: &mut tokio::fs::File) -> Option<Stop> {
-        use tokio::io::AsyncWriteExt;
         if let Err(e) = file.flush().await {
             return Some(self.storage_failed("write", &e));
         }

@@ -108,7 +108,7 @@ impl Download<'_> {
         if offset > 0 {
             if let Err(e) = ftp.resume_transfer(offset as usize).await {
                 // The server cannot continue: start over.
-                *state = self.start_over().await;
+                *state = self.start_over();
                 return retry("resume refused by", e.to_string());
             }
             state.resumed = true;

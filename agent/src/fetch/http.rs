@@ -40,7 +40,7 @@ impl Download<'_> {
         match answer(status, response.content_length(), content_range, offset, self.cmd.size) {
             Answer::Body { resumed } => state.resumed |= resumed,
             Answer::StartOver => {
-                *state = self.start_over().await;
+                *state = self.start_over();
                 let detail = format!("the server restarted the download ({status})");
                 return Some(Stop::Retry { detail, status: code });
             }

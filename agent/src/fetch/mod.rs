@@ -90,7 +90,7 @@ impl Download<'_> {
                     // A resumed file that does not add up (a tail written just before a power cut, say) is
                     // downloaded once more from the start before the job fails.
                     restarted = true;
-                    state = self.start_over().await;
+                    state = self.start_over();
                     last = ("the resumed file did not match its digest; starting over".into(), None);
                 }
                 Stop::Done(outcome) => return outcome,
@@ -127,7 +127,7 @@ impl Download<'_> {
             let n = match f.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(_) => return Ok(self.start_over().await),
+                Err(_) => return Ok(self.start_over()),
             };
             match state.verifier.feed(&buf[..n]) {
                 Ok(fed) => {
@@ -137,7 +137,7 @@ impl Download<'_> {
                         }
                     }
                 }
-                Err(_) => return Ok(self.start_over().await),
+                Err(_) => return Ok(self.start_over()),
             }
         }
         state.resumed = state.verifier.received() > 0;
