@@ -153,8 +153,12 @@ fn a_phone_that_pins_a_key_installs_only_binds_it_verifies_and_decides_before_th
         let r = report(d, &format!("r{}-phone-1", i + 2));
         let received = r["download"]["bytes"].as_u64().unwrap();
         println!("{code}: {received} bytes received of a {}-byte bind", std::fs::metadata(bind).unwrap().len());
-        // At most the HTTP client's first read (hyper buffers up to about 400 KiB) of an 8 MiB bind.
-        assert!(received < (PAYLOAD / 16) as u64, "{received} bytes downloaded for a refused bind: {r:#}");
+        // The header is judged on the first chunk, and nothing after it is read. That chunk is one read into
+        // the HTTP client's buffer: hyper asks for at most 408 KiB a read, but a read fills the buffer's whole
+        // spare capacity, and a connection kept from an earlier 8 MiB download has grown that buffer to as
+        // much as twice the maximum (816 KiB). So the bound is 1 MiB of an 8 MiB bind; the exact cost, a
+        // header's worth, is measured at the server below.
+        assert!(received <= (PAYLOAD / 8) as u64, "{received} bytes downloaded for a refused bind: {r:#}");
         assert_eq!(running_version(&c), "V3 R3.18.0");
     }
     let words = c.ok(&["rollout", "status", "r2"]);
