@@ -230,9 +230,7 @@ impl Service {
             );
         }
         let mut engine = Engine::new(public_url).with_release_policy(opts.images.release());
-        for record in store.load()? {
-            engine.restore(record);
-        }
+        store.load(|record| engine.restore(record))?;
 
         // The client id is the controller's identity, which no device can have (brokers that check it refuse
         // a device that would take over the controller's session).

@@ -11,6 +11,16 @@ use serde::Serialize;
 use crate::engine::Record;
 use crate::ControllerError;
 
+/// sled's page cache. The engine holds every record in memory and reads the store only at start-up, so the
+/// cache serves writes alone: sled's default (1 GiB) would keep a copy of a large fleet's store resident for
+/// nothing.
+const CACHE_BYTES: u64 = 64 << 20;
+
+/// Records in one sled batch. sled keeps every version of the nodes a batch touches until the batch ends: one
+/// batch of 100,000 records took 500 MB, batches of 1,000 take 50 MB, in the same time (measured with sled
+/// 0.34.7 alone).
+const BATCH_RECORDS: usize = 1_000;
+
 pub struct Store {
     db: sled::Db,
     devices: sled::Tree,
@@ -24,6 +34,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, ControllerError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| ControllerError::StoreOpen { path: dir.to_path_buf(), source })?;
         Ok(Store {
@@ -36,26 +47,34 @@ impl Store {
         })
     }
 
-    /// Every stored record, for the engine to start from.
-    pub fn load(&self) -> Result<Vec<Record>, ControllerError> {
-        let mut out = Vec::new();
-        load_tree(&self.devices, &mut out, Record::Device)?;
-        load_tree(&self.images, &mut out, Record::Image)?;
-        load_tree(&self.rollouts, &mut out, Record::Rollout)?;
-        load_tree(&self.jobs, &mut out, Record::Job)?;
-        load_tree(&self.audit, &mut out, Record::Audit)?;
-        Ok(out)
+    /// Hands every stored record to `each`, rollouts before their jobs, for the engine to start from. One
+    /// record at a time: a large fleet's store is never held twice in memory.
+    pub fn load(&self, mut each: impl FnMut(Record)) -> Result<(), ControllerError> {
+        load_tree(&self.devices, &mut each, Record::Device)?;
+        load_tree(&self.images, &mut each, Record::Image)?;
+        load_tree(&self.rollouts, &mut each, Record::Rollout)?;
+        load_tree(&self.jobs, &mut each, Record::Job)?;
+        load_tree(&self.audit, &mut each, Record::Audit)?;
+        Ok(())
     }
 
-    /// Writes records, one sled batch per tree. Not durable until [`Store::flush`].
+    /// Writes records, in sled batches of at most [`BATCH_RECORDS`] per tree: jobs, then devices, images,
+    /// rollouts and audit entries. Not durable until [`Store::flush`].
+    ///
+    /// A crash before the flush may keep part of what was written: sled writes in the background too, and a
+    /// batch is atomic within one tree only. The order makes every such part harmless. A job is written before
+    /// the rollout that owns it, so a new rollout is never restored without its jobs (a job whose rollout is
+    /// missing is ignored at start-up); a part of a wave's jobs marked `sent` is sent again, which the devices
+    /// answer from their journals. Nothing outside heard of any of it: the core acts only after the flush.
     pub fn put<'a>(&self, records: impl IntoIterator<Item = &'a Record>) -> Result<(), ControllerError> {
-        let mut batches: [sled::Batch; 5] = Default::default();
+        // In tree order: jobs, devices, images, rollouts, audit.
+        let mut batches: [Vec<(Vec<u8>, Vec<u8>)>; 5] = Default::default();
         for r in records {
             let (i, key, value) = match r {
-                Record::Device(d) => (0, d.id.to_string().into_bytes(), json(d)),
-                Record::Image(img) => (1, img.sha256.to_string().into_bytes(), json(img)),
-                Record::Rollout(ro) => (2, ro.id.to_string().into_bytes(), json(ro)),
-                Record::Job(j) => (3, format!("{}/{}", j.rollout, j.device).into_bytes(), json(j)),
+                Record::Job(j) => (0, format!("{}/{}", j.rollout, j.device).into_bytes(), json(j)),
+                Record::Device(d) => (1, d.id.to_string().into_bytes(), json(d)),
+                Record::Image(img) => (2, img.sha256.to_string().into_bytes(), json(img)),
+                Record::Rollout(ro) => (3, ro.id.to_string().into_bytes(), json(ro)),
                 // Big-endian sequence numbers keep the log in order.
                 Record::Audit(a) => (4, a.seq.to_be_bytes().to_vec(), json(a)),
             };
@@ -63,14 +82,18 @@ impl Store {
                 key: String::from_utf8_lossy(&key).into_owned(),
                 detail,
             })?;
-            batches[i].insert(key, value);
+            batches[i].push((key, value));
         }
-        let [d, i, r, j, a] = batches;
-        self.devices.apply_batch(d)?;
-        self.images.apply_batch(i)?;
-        self.rollouts.apply_batch(r)?;
-        self.jobs.apply_batch(j)?;
-        self.audit.apply_batch(a)?;
+        let trees = [&self.jobs, &self.devices, &self.images, &self.rollouts, &self.audit];
+        for (tree, records) in trees.into_iter().zip(batches) {
+            for chunk in records.chunks(BATCH_RECORDS) {
+                let mut batch = sled::Batch::default();
+                for (key, value) in chunk {
+                    batch.insert(key.as_slice(), value.as_slice());
+                }
+                tree.apply_batch(batch)?;
+            }
+        }
         Ok(())
     }
 
@@ -98,7 +121,7 @@ fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
 
 fn load_tree<T: DeserializeOwned>(
     tree: &sled::Tree,
-    out: &mut Vec<Record>,
+    each: &mut impl FnMut(Record),
     wrap: fn(T) -> Record,
 ) -> Result<(), ControllerError> {
     for item in tree.iter() {
@@ -107,7 +130,43 @@ fn load_tree<T: DeserializeOwned>(
             key: String::from_utf8_lossy(&key).into_owned(),
             detail: e.to_string(),
         })?;
-        out.push(wrap(record));
+        each(wrap(record));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testkit::{hello, id};
+    use crate::model::Device;
+
+    /// More records than one sled batch holds come back whole, each once.
+    #[test]
+    fn records_beyond_one_batch_are_all_written_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let n = BATCH_RECORDS * 2 + 1;
+        let devices: Vec<Record> = (0..n)
+            .map(|i| {
+                let name = format!("phone-{i:05}");
+                Record::Device(Device {
+                    id: id(&name),
+                    hello: Some(hello(&name, 2, "V3 R1.0.0")),
+                    online: false,
+                    last_seen: i as u64,
+                })
+            })
+            .collect();
+        store.put(&devices).unwrap();
+        drop(store);
+        let mut loaded = Vec::new();
+        Store::open(dir.path()).unwrap().load(|r| loaded.push(r)).unwrap();
+        assert_eq!(loaded.len(), n);
+        loaded.sort_by_key(|r| match r {
+            Record::Device(d) => d.last_seen,
+            _ => u64::MAX,
+        });
+        assert_eq!(loaded, devices);
+    }
 }

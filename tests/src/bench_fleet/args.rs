@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "bench-fleet",
-    about = "Fleet-scale performance: rollout, its raw MQTT floor, ingest and a reconnect storm, each beside its \
-             floor or target.",
+    about = "Fleet-scale performance: rollout, its raw MQTT floor, ingest, a reconnect storm and a large \
+             inventory, each beside its floor or target.",
     after_help = "Examples:\n  bench-fleet                       # 1,000 and 10,000 phones, embedded broker and Mosquitto\n  \
                   bench-fleet --devices 10000 --brokers embedded\n  \
                   bench-fleet --scale 1000,10000,18000 --only rollout,floor"
@@ -35,6 +35,9 @@ pub struct Args {
     /// temporary directory].
     #[arg(long)]
     pub controller_root: Option<PathBuf>,
+    /// Devices in the controller's store for the inventory measurement.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub inventory: u64,
     #[command(subcommand)]
     pub command: Option<Sub>,
 }
@@ -76,6 +79,8 @@ pub enum Measure {
     Ingest,
     /// The reconnect storm and its floor (embedded broker only).
     Storm,
+    /// A controller holding `--inventory` devices: store size, start-up, memory, plan, status, /metrics.
+    Inventory,
 }
 
 impl Args {

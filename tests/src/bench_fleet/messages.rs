@@ -19,8 +19,13 @@ pub fn topic(kind: TopicKind, phone: usize) -> Result<String> {
 
 /// The hello of simulated phone `phone` (the simulator's models, minimums and sites), running `version`.
 pub fn hello(phone: usize, version: &str) -> Result<Vec<u8>> {
+    Ok(hello_of(phone, version)?.to_json()?)
+}
+
+/// The same hello, as the wire type.
+pub fn hello_of(phone: usize, version: &str) -> Result<Hello> {
     let (model, part, level) = MODELS[phone % MODELS.len()];
-    let hello = Hello {
+    Ok(Hello {
         device_id: DeviceId::new(device_id(phone))?,
         part_number: part.to_string(),
         hardware_level: HardwareLevel(level),
@@ -31,8 +36,7 @@ pub fn hello(phone: usize, version: &str) -> Result<Vec<u8>> {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         model: Some(model.to_string()),
         labels: vec![SITES[phone % SITES.len()].to_string()],
-    };
-    Ok(hello.to_json()?)
+    })
 }
 
 /// The factory hello (what every phone runs before its first update).

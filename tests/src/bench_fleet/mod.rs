@@ -6,6 +6,7 @@ mod broker;
 mod controller;
 mod floor;
 mod ingest;
+mod inventory;
 mod messages;
 mod procs;
 mod raw;
@@ -30,6 +31,9 @@ const ROLLOUT_MAX_FLOOR_RATIO: f64 = 1.5;
 const ROLLOUT_MIN_RATE: f64 = 5_000.0;
 const INGEST_MIN_RATE: f64 = 50_000.0;
 const STORM_MAX_FLOOR_RATIO: f64 = 3.0;
+const INVENTORY_MAX_RSS_MIB: f64 = 1024.0;
+const INVENTORY_MAX_PLAN_SECS: f64 = 2.0;
+const INVENTORY_MAX_START_SECS: f64 = 10.0;
 /// Descriptors a process needs beside its phones' sockets (store, logs, HTTP, the broker's own).
 const DESCRIPTOR_RESERVE: u64 = 1_000;
 
@@ -190,6 +194,27 @@ pub fn run(args: Args) -> Result<bool> {
         }
     }
 
+    if args.wants(Measure::Inventory) {
+        let devices = args.inventory as usize;
+        eprintln!("bench-fleet: a controller holding {devices} devices");
+        let dir = run_dir.path().join(format!("inventory-{devices}"));
+        let measured = std::fs::create_dir_all(&dir)
+            .with_context(|| format!("make {}", dir.display()))
+            .and_then(|()| inventory::run(rt.handle(), &dir, devices));
+        match measured {
+            Ok(f) => {
+                let r = inventory_rows(&f);
+                eprint!("{}", report::render(&r));
+                rows.extend(r);
+            }
+            Err(e) => {
+                let msg = format!("{devices} devices in the inventory: {e:#}");
+                eprintln!("bench-fleet: FAILED {msg}");
+                failures.push(msg);
+            }
+        }
+    }
+
     let command: Vec<String> = std::env::args().collect();
     println!();
     println!("bench-fleet, {started} UTC, {} cores, load average at start {}", cores(), load.trim());
@@ -313,6 +338,53 @@ fn storm_rows(phones: usize, broker: &'static str, f: &storm::StormFigures, floo
         ),
         Row::new("storm: controller idle again", phones, broker, secs(f.idle.as_secs_f64()), against(f.idle)),
         Row::new("storm: controller CPU, its start included", phones, broker, secs(f.controller_cpu), Against::Nothing),
+    ]
+}
+
+fn inventory_rows(f: &inventory::InventoryFigures) -> Vec<Row> {
+    let n = f.devices;
+    let b = "-";
+    let at_most = |measured: f64, target: f64, shown: String| Against::Target {
+        target: shown,
+        ratio: measured / target,
+        at_least: false,
+    };
+    let s = |d: Duration| d.as_secs_f64();
+    let peak_mib = f.peak_kib as f64 / 1024.0;
+    vec![
+        Row::new("inventory: writing the store (bench)", n, b, secs(s(f.seed)), Against::Nothing),
+        Row::new("inventory: store on disk", n, b, mib(f.disk_bytes / 1024), Against::Nothing),
+        Row::new(
+            "inventory: start-up, store restored",
+            n,
+            b,
+            secs(s(f.start_up)),
+            at_most(s(f.start_up), INVENTORY_MAX_START_SECS, secs(INVENTORY_MAX_START_SECS)),
+        ),
+        Row::new("inventory: controller RSS after start-up", n, b, mib(f.rss_after_start_kib), Against::Nothing),
+        Row::new(
+            "inventory: rollout plan --all (CLI)",
+            n,
+            b,
+            secs(s(f.plan)),
+            at_most(s(f.plan), INVENTORY_MAX_PLAN_SECS, secs(INVENTORY_MAX_PLAN_SECS)),
+        ),
+        Row::new("inventory: rollout create --all (CLI)", n, b, secs(s(f.create)), Against::Nothing),
+        Row::new("inventory: rollout status (CLI)", n, b, secs(s(f.status)), Against::Nothing),
+        Row::new(
+            "inventory: GET /metrics",
+            n,
+            b,
+            format!("{} ({} KiB)", secs(s(f.metrics)), f.metrics_bytes / 1024),
+            Against::Nothing,
+        ),
+        Row::new(
+            "inventory: controller peak RSS",
+            n,
+            b,
+            mib(f.peak_kib),
+            at_most(peak_mib, INVENTORY_MAX_RSS_MIB, "1 GiB".to_string()),
+        ),
     ]
 }
 
