@@ -54,9 +54,8 @@ pub fn run(rt: &tokio::runtime::Handle, dir: &Path, devices: usize) -> Result<In
     let data_dir = dir.join("controller-data");
     let store_dir = data_dir.join("store");
     let started = Instant::now();
-    seed(rt, &store_dir, devices)?;
+    let disk_bytes = seed(rt, &store_dir, devices)?;
     let seed_time = started.elapsed();
-    let disk_bytes = dir_bytes(&store_dir);
     eprintln!("bench-fleet: {devices} device records written in {seed_time:.1?}, {disk_bytes} bytes on disk");
 
     let started = Instant::now();
@@ -106,8 +105,9 @@ pub fn run(rt: &tokio::runtime::Handle, dir: &Path, devices: usize) -> Result<In
     })
 }
 
-/// Writes `devices` device records, offline, each with a simulated phone's factory hello, and flushes.
-fn seed(rt: &tokio::runtime::Handle, store_dir: &Path, devices: usize) -> Result<()> {
+/// Writes `devices` device records, offline, each with a simulated phone's factory hello, and flushes: the
+/// store's size on disk.
+fn seed(rt: &tokio::runtime::Handle, store_dir: &Path, devices: usize) -> Result<u64> {
     let store = Store::open(store_dir).with_context(|| format!("open a store in {}", store_dir.display()))?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64)?;
     let mut batch = Vec::with_capacity(SEED_BATCH);
@@ -124,18 +124,5 @@ fn seed(rt: &tokio::runtime::Handle, store_dir: &Path, devices: usize) -> Result
         }
     }
     rt.block_on(store.flush())?;
-    Ok(())
-}
-
-/// The bytes of every file under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+    Ok(store.size_on_disk())
 }
