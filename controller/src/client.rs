@@ -99,6 +99,11 @@ impl ApiClient {
         self.send(self.http.get(self.url(&format!("/api/v1/rollouts/{id}")))).await
     }
 
+    /// A rollout's status without its jobs: what a poll needs.
+    pub async fn rollout_counts(&self, id: &str) -> Result<RolloutStatus, ControllerError> {
+        self.send(self.http.get(self.url(&format!("/api/v1/rollouts/{id}?jobs=false")))).await
+    }
+
     pub async fn plan(&self, req: &RolloutRequest) -> Result<Plan, ControllerError> {
         self.post(&self.url("/api/v1/rollouts/plan"), req).await
     }

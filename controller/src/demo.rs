@@ -195,7 +195,7 @@ async fn rollouts(
         api.operate(&id, crate::engine::Action::Start, &req).await?;
         let bar = progress_bar(opts.devices as u64, &id);
         let status = loop {
-            let s = api.rollout(&id).await?;
+            let s = api.rollout_counts(&id).await?;
             let done = opts.devices - s.open();
             bar.set_position(done as u64);
             bar.set_message(state_line(&s.rollout.state, s.rollout.waves.len()));
@@ -233,7 +233,7 @@ async fn rollouts(
                 .and_then(|i| i.hardware_levels.as_ref())
                 .map_or("none".into(), |l| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             s.rollout.state.name().to_string(),
-            s.jobs.len().to_string(),
+            s.devices().to_string(),
             c(Outcome::Succeeded).to_string(),
             c(Outcome::RejectedHardware).to_string(),
             c(Outcome::RejectedSoftware).to_string(),

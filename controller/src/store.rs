@@ -50,9 +50,9 @@ impl Store {
     /// Hands every stored record to `each`, rollouts before their jobs, for the engine to start from. One
     /// record at a time: a large fleet's store is never held twice in memory.
     pub fn load(&self, mut each: impl FnMut(Record)) -> Result<(), ControllerError> {
-        load_tree(&self.devices, &mut each, Record::Device)?;
+        load_tree(&self.devices, &mut each, |d| Record::Device(Box::new(d)))?;
         load_tree(&self.images, &mut each, Record::Image)?;
-        load_tree(&self.rollouts, &mut each, Record::Rollout)?;
+        load_tree(&self.rollouts, &mut each, |r| Record::Rollout(Box::new(r)))?;
         load_tree(&self.jobs, &mut each, Record::Job)?;
         load_tree(&self.audit, &mut each, Record::Audit)?;
         Ok(())
@@ -66,31 +66,25 @@ impl Store {
     /// the rollout that owns it, so a new rollout is never restored without its jobs (a job whose rollout is
     /// missing is ignored at start-up); a part of a wave's jobs marked `sent` is sent again, which the devices
     /// answer from their journals. Nothing outside heard of any of it: the core acts only after the flush.
-    pub fn put<'a>(&self, records: impl IntoIterator<Item = &'a Record>) -> Result<(), ControllerError> {
-        // In tree order: jobs, devices, images, rollouts, audit.
-        let mut batches: [Vec<(Vec<u8>, Vec<u8>)>; 5] = Default::default();
-        for r in records {
-            let (i, key, value) = match r {
-                Record::Job(j) => (0, format!("{}/{}", j.rollout, j.device).into_bytes(), json(j)),
-                Record::Device(d) => (1, d.id.to_string().into_bytes(), json(d)),
-                Record::Image(img) => (2, img.sha256.to_string().into_bytes(), json(img)),
-                Record::Rollout(ro) => (3, ro.id.to_string().into_bytes(), json(ro)),
-                // Big-endian sequence numbers keep the log in order.
-                Record::Audit(a) => (4, a.seq.to_be_bytes().to_vec(), json(a)),
-            };
-            let value = value.map_err(|detail| ControllerError::StoreEncode {
-                key: String::from_utf8_lossy(&key).into_owned(),
-                detail,
-            })?;
-            batches[i].push((key, value));
-        }
+    pub fn put(&self, records: &[Record]) -> Result<(), ControllerError> {
         let trees = [&self.jobs, &self.devices, &self.images, &self.rollouts, &self.audit];
-        for (tree, records) in trees.into_iter().zip(batches) {
-            for chunk in records.chunks(BATCH_RECORDS) {
-                let mut batch = sled::Batch::default();
-                for (key, value) in chunk {
-                    batch.insert(key.as_slice(), value.as_slice());
+        for (i, tree) in trees.into_iter().enumerate() {
+            // Encoded a sled batch at a time: a wave of a million jobs is never held as JSON all at once.
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            for (key, value) in records.iter().filter_map(|r| encode(r, i)) {
+                let value = value.map_err(|detail| ControllerError::StoreEncode {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    detail,
+                })?;
+                batch.insert(key, value);
+                in_batch += 1;
+                if in_batch == BATCH_RECORDS {
+                    tree.apply_batch(std::mem::take(&mut batch))?;
+                    in_batch = 0;
                 }
+            }
+            if in_batch > 0 {
                 tree.apply_batch(batch)?;
             }
         }
@@ -117,6 +111,21 @@ impl Store {
 /// A record's JSON. Nothing is written when it cannot be encoded: an empty value would read back as corrupt.
 fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     serde_json::to_vec(value).map_err(|e| e.to_string())
+}
+
+/// A record's key and value in tree `tree` (the order of [`Store::put`]: jobs, devices, images, rollouts,
+/// audit), or `None` if it belongs to another tree.
+#[allow(clippy::type_complexity)]
+fn encode(record: &Record, tree: usize) -> Option<(Vec<u8>, Result<Vec<u8>, String>)> {
+    Some(match (record, tree) {
+        (Record::Job(j), 0) => (format!("{}/{}", j.rollout, j.device).into_bytes(), json(j)),
+        (Record::Device(d), 1) => (d.id.to_string().into_bytes(), json(d)),
+        (Record::Image(img), 2) => (img.sha256.to_string().into_bytes(), json(img)),
+        (Record::Rollout(ro), 3) => (ro.id.to_string().into_bytes(), json(ro)),
+        // Big-endian sequence numbers keep the log in order.
+        (Record::Audit(a), 4) => (a.seq.to_be_bytes().to_vec(), json(a)),
+        _ => return None,
+    })
 }
 
 fn load_tree<T: DeserializeOwned>(
@@ -150,12 +159,12 @@ mod tests {
         let devices: Vec<Record> = (0..n)
             .map(|i| {
                 let name = format!("phone-{i:05}");
-                Record::Device(Device {
+                Record::Device(Box::new(Device {
                     id: id(&name),
                     hello: Some(hello(&name, 2, "V3 R1.0.0")),
                     online: false,
                     last_seen: i as u64,
-                })
+                }))
             })
             .collect();
         store.put(&devices).unwrap();

@@ -122,6 +122,20 @@ fn snapshots_of_tables_json_and_yaml() {
     insta::assert_snapshot!("rollout_status_table", out);
     insta::assert_snapshot!("rollout_list_table", c.ok(&["rollout", "list"]));
     insta::assert_snapshot!("rollout_status_yaml", c.ok(&["rollout", "status", &r, "-o", "yaml"]));
+
+    // What `status --wait` and `watch` poll: the same status without every device's job.
+    let (code, full) = c.get(&format!("/api/v1/rollouts/{r}"));
+    assert_eq!(code, 200, "{full}");
+    let (code, counts) = c.get(&format!("/api/v1/rollouts/{r}?jobs=false"));
+    assert_eq!(code, 200, "{counts}");
+    let full: serde_json::Value = serde_json::from_str(&full).unwrap();
+    let counts: serde_json::Value = serde_json::from_str(&counts).unwrap();
+    assert_eq!(full["jobs"].as_array().map(Vec::len), Some(2), "{full}");
+    assert_eq!(counts["jobs"], serde_json::json!([]), "{counts}");
+    assert_eq!(counts["counts"], full["counts"]);
+    assert_eq!(counts["waves"], full["waves"]);
+    let (code, bad) = c.get(&format!("/api/v1/rollouts/{r}?jobs=maybe"));
+    assert_eq!(code, 400, "{bad}");
 }
 
 /// `--log-format json`: one JSON object per line, and a device's job logs inside a `job` span that names the

@@ -317,18 +317,19 @@ pub async fn run(cmd: RolloutCmd, api: ApiClient, actor: &str) -> Result<(), Con
         RolloutCmd::Retry(a) => (Action::Retry, a),
         RolloutCmd::Approve(a) => (Action::Approve, a),
         RolloutCmd::Status { id, output, wait } => {
-            let mut status = api.rollout(&id).await?;
-            if wait && !settled(&status) {
-                let bar = super::output::progress_bar(status.jobs.len() as u64, &id);
+            if wait {
+                // Polled by its counts alone; every job is fetched once, when it has settled.
+                let mut status = api.rollout_counts(&id).await?;
+                let bar = super::output::progress_bar(status.devices() as u64, &id);
                 while !settled(&status) {
-                    bar.set_position((status.jobs.len() - status.open()) as u64);
+                    bar.set_position((status.devices() - status.open()) as u64);
                     bar.set_message(state_line(&status.rollout.state, status.rollout.waves.len()));
                     tokio::time::sleep(Duration::from_millis(300)).await;
-                    status = api.rollout(&id).await?;
+                    status = api.rollout_counts(&id).await?;
                 }
                 bar.finish_and_clear();
             }
-            return emit(&status, output, print_status);
+            return emit(&api.rollout(&id).await?, output, print_status);
         }
         RolloutCmd::Watch { id } => return watch(&api, &id).await,
         RolloutCmd::List { output } => {
@@ -542,7 +543,7 @@ async fn watch(api: &ApiClient, id: &str) -> Result<(), ControllerError> {
     let mut bars: Vec<indicatif::ProgressBar> = Vec::new();
     let mut last = String::new();
     loop {
-        let s = api.rollout(id).await?;
+        let s = api.rollout_counts(id).await?;
         let line = state_line(&s.rollout.state, s.rollout.waves.len());
         let c = |o| s.counts.get(&o).copied().unwrap_or(0);
         let counts = format!(

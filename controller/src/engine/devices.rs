@@ -37,7 +37,7 @@ impl Engine {
         };
         let device = Device { id: id.clone(), hello: Some(hello), online: true, last_seen: now };
         self.devices.insert(id.clone(), device.clone());
-        fx.put(Record::Device(device.clone()));
+        fx.put(Record::Device(Box::new(device.clone())));
         // A device asks for its pending work by saying hello: send again what it has not finished.
         let owed: Vec<RolloutId> = self
             .rollouts
@@ -88,7 +88,7 @@ impl Engine {
         live.tallies[wave].add(Outcome::Pending);
         live.queues[wave].push_back(device.clone());
         fx.put(Record::Job(job.clone()));
-        fx.put(Record::Rollout(live.rollout.clone()));
+        fx.put(Record::Rollout(Box::new(live.rollout.clone())));
         live.jobs.insert(device.clone(), job);
     }
 
@@ -98,7 +98,7 @@ impl Engine {
         if device.online != p.online {
             device.online = p.online;
             device.last_seen = now;
-            fx.put(Record::Device(device.clone()));
+            fx.put(Record::Device(Box::new(device.clone())));
         }
     }
 

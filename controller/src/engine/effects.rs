@@ -5,13 +5,14 @@ use bindwave_proto::wire::{Command, DeviceId};
 use crate::model::{AuditEntry, Device, Image, Job, Rollout};
 
 /// A record to persist.
-// Records live for one batch; boxing the large ones would add an allocation each for nothing.
-#[allow(clippy::large_enum_variant)]
+///
+/// The rare large ones are boxed, so that a record is the size of a job: a wave of a million jobs is a million
+/// records in one batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    Device(Device),
+    Device(Box<Device>),
     Image(Image),
-    Rollout(Rollout),
+    Rollout(Box<Rollout>),
     Job(Job),
     Audit(AuditEntry),
 }

@@ -183,7 +183,7 @@ impl Engine {
         let soak = live.rollout.waves[wave].gates.soak_secs * 1000;
         live.rollout.waves[wave].passed_at = Some(now);
         live.rollout.state = RolloutState::Active { wave, stage: Stage::Soaking { until: now + soak } };
-        fx.put(Record::Rollout(live.rollout.clone()));
+        fx.put(Record::Rollout(Box::new(live.rollout.clone())));
     }
 
     /// A wave's soak is over: the next wave starts (or waits for approval), or after the last the rollout is
@@ -193,7 +193,7 @@ impl Engine {
         if wave + 1 >= live.rollout.waves.len() {
             live.rollout.state = RolloutState::Finished;
             live.rollout.ended_at = Some(now);
-            fx.put(Record::Rollout(live.rollout.clone()));
+            fx.put(Record::Rollout(Box::new(live.rollout.clone())));
             self.record(now, SYSTEM, "finish", Some(n), "every wave passed its gates".into(), fx);
             return;
         }
@@ -206,7 +206,7 @@ impl Engine {
             wave: next,
             stage: if approval { Stage::AwaitingApproval } else { Stage::Updating },
         };
-        fx.put(Record::Rollout(live.rollout.clone()));
+        fx.put(Record::Rollout(Box::new(live.rollout.clone())));
         let why = if approval { "waits for approval" } else { "started" };
         self.record(now, SYSTEM, "wave", Some(n), format!("wave {} {why}", next + 1), fx);
     }
@@ -255,13 +255,13 @@ impl Engine {
         match action {
             GateAction::Pause => {
                 live.rollout.state = RolloutState::Paused { wave, stage, cause };
-                fx.put(Record::Rollout(live.rollout.clone()));
+                fx.put(Record::Rollout(Box::new(live.rollout.clone())));
                 self.record(now, actor, "pause", Some(n), text, fx);
             }
             GateAction::Abort => {
                 live.rollout.state = RolloutState::Aborted { cause };
                 live.rollout.ended_at = Some(now);
-                fx.put(Record::Rollout(live.rollout.clone()));
+                fx.put(Record::Rollout(Box::new(live.rollout.clone())));
                 self.cancel_pending(n, now, fx);
                 self.record(now, actor, "abort", Some(n), text, fx);
             }

@@ -34,7 +34,7 @@ impl Engine {
                     wave: 0,
                     stage: if approval { Stage::AwaitingApproval } else { Stage::Updating },
                 };
-                fx.put(Record::Rollout(live.rollout.clone()));
+                fx.put(Record::Rollout(Box::new(live.rollout.clone())));
             }
             (Action::Pause, RolloutState::Active { wave, stage }) => {
                 self.stop(n, wave, stage, operator, GateAction::Pause, actor, now, fx);
@@ -51,7 +51,7 @@ impl Engine {
                 let t = live.total();
                 live.rollout.baseline = Baseline { failed: t.failed(), finished: t.finished(), rejected: t.rejected() };
                 live.rollout.state = RolloutState::Active { wave, stage };
-                fx.put(Record::Rollout(live.rollout.clone()));
+                fx.put(Record::Rollout(Box::new(live.rollout.clone())));
                 if matches!(cause, Cause::SuccessGate { .. }) {
                     // The operator accepts the wave as it is.
                     self.pass_wave(n, wave, now, fx);
@@ -62,7 +62,7 @@ impl Engine {
                 live.rollout.waves[wave].approved_by = Some(actor.to_string());
                 live.rollout.waves[wave].started_at = Some(now);
                 live.rollout.state = RolloutState::Active { wave, stage: Stage::Updating };
-                fx.put(Record::Rollout(live.rollout.clone()));
+                fx.put(Record::Rollout(Box::new(live.rollout.clone())));
             }
             (Action::Retry, RolloutState::Active { .. } | RolloutState::Paused { .. } | RolloutState::Finished) => {
                 self.retry(n, now, fx);
@@ -90,7 +90,7 @@ impl Engine {
             let last = live.rollout.waves.len().saturating_sub(1);
             live.rollout.state = RolloutState::Active { wave: last, stage: Stage::Updating };
             live.rollout.ended_at = None;
-            fx.put(Record::Rollout(live.rollout.clone()));
+            fx.put(Record::Rollout(Box::new(live.rollout.clone())));
         }
         for (device, wave) in again {
             let Some(live) = self.rollouts.get_mut(&n) else { return };

@@ -208,7 +208,7 @@ impl Engine {
             ended_at: None,
         };
         let mut live = Live::new(rollout.clone());
-        fx.put(Record::Rollout(rollout.clone()));
+        fx.put(Record::Rollout(Box::new(rollout.clone())));
         let mut order = 0u32;
         for (w, planned) in plan.waves.iter().enumerate() {
             for device in &planned.devices {

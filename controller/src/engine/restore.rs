@@ -8,16 +8,16 @@ impl Engine {
     pub fn restore(&mut self, record: Record) {
         match record {
             Record::Device(d) => {
-                self.devices.insert(d.id.clone(), d);
+                self.devices.insert(d.id.clone(), *d);
             }
             Record::Image(i) => {
                 self.images.insert(i.sha256.clone(), i);
             }
             Record::Rollout(r) => match self.rollouts.get_mut(&r.id) {
                 // A later version of a rollout keeps the jobs already restored.
-                Some(live) if live.rollout.waves.len() == r.waves.len() => live.rollout = r,
+                Some(live) if live.rollout.waves.len() == r.waves.len() => live.rollout = *r,
                 _ => {
-                    self.rollouts.insert(r.id, Live::new(r));
+                    self.rollouts.insert(r.id, Live::new(*r));
                 }
             },
             Record::Job(j) => {

@@ -516,7 +516,7 @@ fn restoring_the_records_rebuilds_the_same_state() {
     let mut records = Vec::new();
     let keep = |fx: Effects, records: &mut Vec<Record>| records.extend(fx.persist);
     for d in e.devices.values() {
-        records.push(Record::Device(d.clone()));
+        records.push(Record::Device(Box::new(d.clone())));
     }
     records.push(Record::Image(image()));
     let (_, fx) = e

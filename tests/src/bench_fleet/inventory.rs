@@ -112,12 +112,12 @@ fn seed(rt: &tokio::runtime::Handle, store_dir: &Path, devices: usize) -> Result
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64)?;
     let mut batch = Vec::with_capacity(SEED_BATCH);
     for phone in 0..devices {
-        batch.push(Record::Device(Device {
+        batch.push(Record::Device(Box::new(Device {
             id: DeviceId::new(device_id(phone))?,
             hello: Some(hello_of(phone, FACTORY)?),
             online: false,
             last_seen: now,
-        }));
+        })));
         if batch.len() == SEED_BATCH || phone + 1 == devices {
             store.put(&batch)?;
             batch.clear();
