@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bindwave_proto::compat::{decide, Decision, Rejection};
-use bindwave_proto::wire::DeviceId;
-use bindwave_proto::{BindHeader, DeviceProfile};
+use bindwave_proto::wire::{DeviceId, Hello};
+use bindwave_proto::{BindHeader, DeviceProfile, HardwareLevel, SoftwareVersion};
 use serde::{Deserialize, Serialize};
 
 use super::{Effects, Engine, EngineError, Live, Record};
@@ -75,6 +75,66 @@ impl SplitMix64 {
     }
 }
 
+/// The header the rule sees for an image: its version and hardware levels (the rule reads nothing else).
+fn prediction_header(image: &Image) -> BindHeader {
+    BindHeader::new(image.software_version.clone(), image.hardware_levels.clone(), image.payload_len, [0; 32])
+}
+
+/// A device as the rule sees it, from its hello.
+fn profile(hello: &Hello) -> DeviceProfile {
+    DeviceProfile {
+        hardware_level: hello.hardware_level,
+        minimum_software_version: hello.minimum_software_version.clone(),
+    }
+}
+
+/// What the rule predicts for one (hardware level, minimum software version) pair, with the rejection's
+/// text, made once.
+enum Expected {
+    Install,
+    InstallWithOverride,
+    RejectedHardware(String),
+    RejectedSoftware(String),
+}
+
+impl Expected {
+    fn of(decision: Decision) -> Expected {
+        match decision {
+            Decision::Proceed { overridden: None, .. } => Expected::Install,
+            Decision::Proceed { overridden: Some(_), .. } => Expected::InstallWithOverride,
+            Decision::Reject { rejection: r @ Rejection::HardwareLevelIncompatible { .. }, .. } => {
+                Expected::RejectedHardware(r.to_string())
+            }
+            Decision::Reject { rejection: r @ Rejection::SoftwareLevelBelowMinimum { .. }, .. } => {
+                Expected::RejectedSoftware(r.to_string())
+            }
+        }
+    }
+}
+
+impl Prediction {
+    fn count(&mut self, expected: &Expected) {
+        let reason = match expected {
+            Expected::Install => return self.install += 1,
+            Expected::InstallWithOverride => return self.install_with_override += 1,
+            Expected::RejectedHardware(reason) => {
+                self.rejected_hardware += 1;
+                reason
+            }
+            Expected::RejectedSoftware(reason) => {
+                self.rejected_software += 1;
+                reason
+            }
+        };
+        match self.reasons.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                self.reasons.insert(reason.clone(), 1);
+            }
+        }
+    }
+}
+
 impl Engine {
     /// Plans a rollout without creating it: the targets, drawn into waves, and what the inventory predicts.
     ///
@@ -98,11 +158,10 @@ impl Engine {
         rng.shuffle(&mut targets);
 
         // The canary: the first of each cohort in the shuffled order.
-        let cohort = |d: &Device| d.hello.as_ref().map(|h| (h.hardware_level, h.software_version.clone()));
         let mut seen = BTreeSet::new();
         let (mut canary, mut rest): (Vec<&Device>, Vec<&Device>) = (Vec::new(), Vec::new());
         for d in targets {
-            if seen.insert(cohort(d)) {
+            if seen.insert(d.hello.as_ref().map(|h| (h.hardware_level, &h.software_version))) {
                 canary.push(d);
             } else {
                 rest.push(d);
@@ -134,23 +193,23 @@ impl Engine {
         if taken < total {
             waves.push((ordered[taken..].to_vec(), spec.gates.clone()));
         }
+        // The rule reads a device's hardware level and minimum software version alone: it is decided once
+        // for each pair among the targets, not once a device.
+        let header = prediction_header(&image);
+        let mut decided: BTreeMap<(HardwareLevel, &SoftwareVersion), Expected> = BTreeMap::new();
         let waves = waves
             .into_iter()
             .map(|(devices, gates)| {
                 let mut prediction = Prediction::default();
                 for d in &devices {
-                    match self.predict(&image, &d.id, spec.override_compat) {
-                        None => prediction.unknown += 1,
-                        Some(Decision::Proceed { overridden: None, .. }) => prediction.install += 1,
-                        Some(Decision::Proceed { overridden: Some(_), .. }) => prediction.install_with_override += 1,
-                        Some(Decision::Reject { rejection, .. }) => {
-                            match rejection {
-                                Rejection::HardwareLevelIncompatible { .. } => prediction.rejected_hardware += 1,
-                                Rejection::SoftwareLevelBelowMinimum { .. } => prediction.rejected_software += 1,
-                            }
-                            *prediction.reasons.entry(rejection.to_string()).or_default() += 1;
-                        }
-                    }
+                    let Some(hello) = d.hello.as_ref() else {
+                        prediction.unknown += 1;
+                        continue;
+                    };
+                    let expected = decided
+                        .entry((hello.hardware_level, &hello.minimum_software_version))
+                        .or_insert_with(|| Expected::of(decide(&header, &profile(hello), spec.override_compat)));
+                    prediction.count(expected);
                 }
                 PlannedWave { devices: devices.iter().map(|d| d.id.clone()).collect(), gates, prediction }
             })
@@ -162,13 +221,7 @@ impl Engine {
     /// not said hello.
     pub fn predict(&self, image: &Image, device: &DeviceId, override_compat: bool) -> Option<Decision> {
         let hello = self.devices.get(device)?.hello.as_ref()?;
-        let header =
-            BindHeader::new(image.software_version.clone(), image.hardware_levels.clone(), image.payload_len, [0; 32]);
-        let profile = DeviceProfile {
-            hardware_level: hello.hardware_level,
-            minimum_software_version: hello.minimum_software_version.clone(),
-        };
-        Some(decide(&header, &profile, override_compat))
+        Some(decide(&prediction_header(image), &profile(hello), override_compat))
     }
 
     /// Plans a rollout and creates it, with a pending job per device, under the next free id.

@@ -127,6 +127,63 @@ fn the_canary_covers_every_cohort_and_the_draw_is_reproducible() {
     assert_eq!((p.install, p.rejected_hardware), (24, 36));
 }
 
+/// The plan decides the rule once per (hardware level, minimum version) pair: its counts and reasons are those
+/// of the rule applied to each device, for an image with hardware levels and one without, with and without
+/// Override, and devices that never said hello count as unknown.
+#[test]
+fn a_plans_prediction_is_the_rule_applied_to_each_device() {
+    let mut e = Engine::new("http://x");
+    for i in 0..90 {
+        let mut h = hello(&format!("d{i:03}"), [2, 3, 4][i % 3], "V3 R2.0.0");
+        h.minimum_software_version = ["V3 R1.0.0", "V3 R4.0.0", "V3 R9.0.0", "V3 R3.18.0"][i % 4].parse().unwrap();
+        e.handle(Input::Hello(h), 0).unwrap();
+    }
+    e.devices.insert(id("silent"), Device { id: id("silent"), hello: None, online: false, last_seen: 0 });
+    let with_levels = image();
+    let mut without_levels = image();
+    without_levels.sha256 = ImageId::parse(&"ef".repeat(32)).unwrap();
+    without_levels.hardware_levels = None;
+    for img in [with_levels, without_levels] {
+        e.handle(Input::AddImage(img.clone()), 0).unwrap();
+        for override_compat in [false, true] {
+            let mut s = spec(&["10%", "50%"], Gates::default());
+            s.image = img.sha256.to_string();
+            s.override_compat = override_compat;
+            let plan = e.plan(&s, 7).unwrap();
+            for wave in &plan.waves {
+                let mut expected = Prediction::default();
+                for d in &wave.devices {
+                    match e.predict(&img, d, override_compat) {
+                        None => expected.unknown += 1,
+                        Some(bindwave_proto::compat::Decision::Proceed { overridden, .. }) => match overridden {
+                            None => expected.install += 1,
+                            Some(_) => expected.install_with_override += 1,
+                        },
+                        Some(bindwave_proto::compat::Decision::Reject { rejection, .. }) => {
+                            match rejection {
+                                bindwave_proto::compat::Rejection::HardwareLevelIncompatible { .. } => {
+                                    expected.rejected_hardware += 1
+                                }
+                                bindwave_proto::compat::Rejection::SoftwareLevelBelowMinimum { .. } => {
+                                    expected.rejected_software += 1
+                                }
+                            }
+                            *expected.reasons.entry(rejection.to_string()).or_default() += 1;
+                        }
+                    }
+                }
+                assert_eq!(
+                    wave.prediction, expected,
+                    "image levels {:?}, override {override_compat}",
+                    img.hardware_levels
+                );
+            }
+            let unknown: usize = plan.waves.iter().map(|w| w.prediction.unknown).sum();
+            assert_eq!(unknown, 1);
+        }
+    }
+}
+
 #[test]
 fn counts_and_duplicate_wave_sizes() {
     let e = fleet(10);
