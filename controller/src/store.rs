@@ -15,6 +15,13 @@ use crate::ControllerError;
 /// cache serves writes alone: sled's default (1 GiB) would keep a copy of a large fleet's store resident for
 /// nothing.
 const CACHE_BYTES: u64 = 64 << 20;
+/// How long opening the store waits for another process's lock on it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// sled reports a held lock as an `Other` error whose text carries the `WouldBlock` of the failed `flock`.
+fn locked(e: &std::io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
 
 /// Records in one sled batch. sled keeps every version of the nodes a batch touches until the batch ends: one
 /// batch of 100,000 records took 500 MB, batches of 1,000 take 50 MB, in the same time (measured with sled
@@ -31,12 +38,24 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens the store in `dir`. A lock held by another process is waited for up to [`LOCK_WAIT`]: a controller
+    /// that is restarted may start while the one before it is still exiting (and sled's background thread
+    /// keeps the lock a moment past the last handle's drop, within one process too).
     pub fn open(dir: &Path) -> Result<Self, ControllerError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| ControllerError::StoreOpen { path: dir.to_path_buf(), source })?;
+        let config = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES);
+        let waited = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || locked(&e) => {
+                    if waited.elapsed() >= LOCK_WAIT {
+                        return Err(ControllerError::StoreOpen { path: dir.to_path_buf(), source: sled::Error::Io(e) });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(source) => return Err(ControllerError::StoreOpen { path: dir.to_path_buf(), source }),
+            }
+        };
         Ok(Store {
             devices: db.open_tree("devices")?,
             images: db.open_tree("images")?,
@@ -149,6 +168,18 @@ mod tests {
     use super::*;
     use crate::engine::testkit::{hello, id};
     use crate::model::Device;
+
+    /// A store another handle holds is waited for, then refused with the error that names the directory.
+    #[test]
+    fn a_store_held_elsewhere_is_refused_after_a_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = Store::open(dir.path()).unwrap();
+        let t0 = std::time::Instant::now();
+        let e = Store::open(dir.path()).err().expect("a second open of a held store");
+        assert!(t0.elapsed() >= LOCK_WAIT, "refused after {:?}, before the wait was over", t0.elapsed());
+        assert!(matches!(e, ControllerError::StoreOpen { .. }), "{e:?}");
+        assert!(e.to_string().contains("another `bindwave serve`"), "{e}");
+    }
 
     /// More records than one sled batch holds come back whole, each once.
     #[test]
