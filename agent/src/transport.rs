@@ -17,12 +17,16 @@ use crate::AgentError;
 pub const FLEET_IDLE_CONNECTIONS: usize = 32;
 /// How long a simulated fleet keeps an idle connection.
 pub const FLEET_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP(S) requests a simulated fleet has under way at once, over all its phones. The rest wait for a turn.
+pub const FLEET_REQUESTS_AT_ONCE: usize = 64;
 
 /// The clients a download uses. Cheap to clone: a whole simulated fleet shares one.
 #[derive(Clone)]
 pub struct Transport {
     pub(crate) http: reqwest::Client,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// A simulated fleet's turns ([`FLEET_REQUESTS_AT_ONCE`]); a phone has none.
+    turns: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Transport {
@@ -34,16 +38,30 @@ impl Transport {
     /// For a simulated fleet that shares one transport: its phones share a small pool of idle connections to
     /// each file server ([`FLEET_IDLE_CONNECTIONS`], closed after [`FLEET_IDLE_TIMEOUT`]), so a wave of
     /// downloads reuses connections instead of opening one a phone, and memory stays bounded whatever the fleet's
-    /// size. With `proxy`, every HTTP(S) request goes through that proxy (`http://host:port`, a simulator's
-    /// throttle).
+    /// size. At most [`FLEET_REQUESTS_AT_ONCE`] requests are under way at once; the others wait for a turn. Ten
+    /// thousand phones in one process would otherwise open a connection each as a wave starts, past the
+    /// server's connection cap (and the process's open-files limit), and spend the wave refused and backing
+    /// off; real phones each have their own sockets. With `proxy`, every HTTP(S) request goes through that
+    /// proxy (`http://host:port`, a simulator's throttle), without turns: its phones are few and slow on
+    /// purpose, and must not keep each other waiting past their time limit.
     pub fn for_fleet(ca_file: Option<&Path>, proxy: Option<&str>) -> Result<Transport, AgentError> {
-        Self::build(ca_file, |b| {
+        let mut transport = Self::build(ca_file, |b| {
             let b = b.pool_max_idle_per_host(FLEET_IDLE_CONNECTIONS).pool_idle_timeout(FLEET_IDLE_TIMEOUT);
             match proxy {
                 Some(url) => Ok(b.proxy(reqwest::Proxy::all(url)?)),
                 None => Ok(b.no_proxy()),
             }
-        })
+        })?;
+        if proxy.is_none() {
+            transport.turns = Some(Arc::new(tokio::sync::Semaphore::new(FLEET_REQUESTS_AT_ONCE)));
+        }
+        Ok(transport)
+    }
+
+    /// Waits for a turn to make an HTTP(S) request, held until the permit is dropped: none for a phone.
+    pub(crate) async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        // The semaphore is never closed, so acquiring never fails.
+        self.turns.clone()?.acquire_owned().await.ok()
     }
 
     fn build(
@@ -63,7 +81,7 @@ impl Transport {
         let http = more(builder)
             .and_then(reqwest::ClientBuilder::build)
             .map_err(|e| AgentError::HttpClient(crate::error::chain(&e)))?;
-        Ok(Transport { http, tls: Arc::new(tls) })
+        Ok(Transport { http, tls: Arc::new(tls), turns: None })
     }
 }
 

@@ -35,6 +35,12 @@ use crate::ControllerError;
 
 /// The most inputs one batch takes before it commits.
 const MAX_BATCH: usize = 4096;
+/// A batch that must be flushed and holds fewer inputs than this waits up to [`LINGER`] for more: a flush and
+/// its wake-ups cost the same for one input as for a thousand, so a fleet's reports are taken in fewer, larger
+/// commits (measured over a 10,000-phone rollout: about 870 store flushes instead of 1,900; BENCHMARKS.md).
+const LINGER_BELOW: usize = 64;
+/// The longest a small batch waits for more inputs before it commits.
+const LINGER: Duration = Duration::from_millis(1);
 /// How often the core checks deadlines.
 const TICK: Duration = Duration::from_secs(1);
 /// Device messages that may wait for the core before the link stops reading from the broker.
@@ -450,6 +456,18 @@ impl CoreLoop {
                     break;
                 }
                 n += 1;
+            }
+            if n < LINGER_BELOW && !batch.effects.persist.is_empty() {
+                let until = tokio::time::Instant::now() + LINGER;
+                while n < MAX_BATCH {
+                    let next = match events.try_recv() {
+                        Ok(ev) => Some(ev),
+                        Err(_) => tokio::time::timeout_at(until, events.recv()).await.ok().flatten(),
+                    };
+                    let Some(ev) = next else { break };
+                    self.on_link(ev, &mut batch);
+                    n += 1;
+                }
             }
             self.metrics.batch_inputs.observe(n as f64);
             self.commit(batch, &mut owed).await?;

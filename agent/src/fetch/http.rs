@@ -18,6 +18,8 @@ impl Download<'_> {
         progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
         offset: u64,
     ) -> Option<Stop> {
+        // A simulated fleet's turn, held through the body (a phone's own transport has no turns).
+        let _turn = self.transport.turn().await;
         let mut req = self.transport.http.get(&self.cmd.url);
         if let Some((user, password)) = self.credentials {
             req = req.basic_auth(user, password.as_ref());
