@@ -361,7 +361,7 @@ async fn rollout_status(
                 .map(|(i, (w, t))| WaveStatus { number: i + 1, wave: w.clone(), counts: t.to_map() })
                 .collect();
             let mut jobs: Vec<Job> = match q.jobs {
-                true => e.jobs_of(&id).cloned().collect(),
+                true => e.jobs_of(&id).collect(),
                 false => Vec::new(),
             };
             jobs.sort_by_key(|j| j.order);

@@ -8,12 +8,14 @@ mod gates;
 mod ids;
 mod job;
 mod job_json;
+mod members;
 mod rollout;
 mod spec;
 
 pub use gates::{GateAction, GateOverrides, Gates};
 pub use ids::{ImageId, JobId, RolloutId};
 pub use job::{Counts, Job, JobPhase, Outcome, Tally};
+pub use members::{Members, MEMBERS_PER_RECORD};
 pub use rollout::{Baseline, Cause, CauseKind, Rollout, RolloutState, RolloutStateKind, Stage, Wave};
 pub use spec::{RolloutSpec, TargetFilter, WaveSize, WaveSpec};
 

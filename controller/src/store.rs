@@ -1,6 +1,6 @@
 //! Records on disk, in sled.
 //!
-//! One tree per kind of record (devices, images, rollouts, jobs, audit), JSON values (readable with any sled tool, and versionable). The service
+//! One tree per kind of record (devices, images, rollouts, members, jobs, audit), JSON values (readable with any sled tool, and versionable). The service
 //! writes each batch of changes and flushes once for the batch (group commit) before it acts on them.
 
 use std::path::Path;
@@ -33,6 +33,7 @@ pub struct Store {
     devices: sled::Tree,
     images: sled::Tree,
     rollouts: sled::Tree,
+    members: sled::Tree,
     jobs: sled::Tree,
     audit: sled::Tree,
 }
@@ -60,33 +61,36 @@ impl Store {
             devices: db.open_tree("devices")?,
             images: db.open_tree("images")?,
             rollouts: db.open_tree("rollouts")?,
+            members: db.open_tree("members")?,
             jobs: db.open_tree("jobs")?,
             audit: db.open_tree("audit")?,
             db,
         })
     }
 
-    /// Hands every stored record to `each`, rollouts before their jobs, for the engine to start from. One
+    /// Hands every stored record to `each`, rollouts before their members and members before their jobs, for the
+    /// engine to start from. One
     /// record at a time: a large fleet's store is never held twice in memory.
     pub fn load(&self, mut each: impl FnMut(Record)) -> Result<(), ControllerError> {
         load_tree(&self.devices, &mut each, |d| Record::Device(Box::new(d)))?;
         load_tree(&self.images, &mut each, Record::Image)?;
         load_tree(&self.rollouts, &mut each, |r| Record::Rollout(Box::new(r)))?;
+        load_tree(&self.members, &mut each, Record::Members)?;
         load_tree(&self.jobs, &mut each, Record::Job)?;
         load_tree(&self.audit, &mut each, Record::Audit)?;
         Ok(())
     }
 
-    /// Writes records, in sled batches of at most [`BATCH_RECORDS`] per tree: jobs, then devices, images,
-    /// rollouts and audit entries. Not durable until [`Store::flush`].
+    /// Writes records, in sled batches of at most [`BATCH_RECORDS`] per tree: jobs, members, then devices,
+    /// images, rollouts and audit entries. Not durable until [`Store::flush`].
     ///
     /// A crash before the flush may keep part of what was written: sled writes in the background too, and a
-    /// batch is atomic within one tree only. The order makes every such part harmless. A job is written before
-    /// the rollout that owns it, so a new rollout is never restored without its jobs (a job whose rollout is
-    /// missing is ignored at start-up); a part of a wave's jobs marked `sent` is sent again, which the devices
+    /// batch is atomic within one tree only. The order makes every such part harmless. Jobs and members are
+    /// written before the rollout that owns them, so a new rollout is never restored without its members (what
+    /// belongs to a missing rollout is ignored at start-up); a part of a wave's jobs marked `sent` is sent again, which the devices
     /// answer from their journals. Nothing outside heard of any of it: the core acts only after the flush.
     pub fn put(&self, records: &[Record]) -> Result<(), ControllerError> {
-        let trees = [&self.jobs, &self.devices, &self.images, &self.rollouts, &self.audit];
+        let trees = [&self.jobs, &self.members, &self.devices, &self.images, &self.rollouts, &self.audit];
         for (i, tree) in trees.into_iter().enumerate() {
             // Encoded a sled batch at a time: a wave of a million jobs is never held as JSON all at once.
             let mut batch = sled::Batch::default();
@@ -132,17 +136,19 @@ fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     serde_json::to_vec(value).map_err(|e| e.to_string())
 }
 
-/// A record's key and value in tree `tree` (the order of [`Store::put`]: jobs, devices, images, rollouts,
-/// audit), or `None` if it belongs to another tree.
+/// A record's key and value in tree `tree` (the order of [`Store::put`]: jobs, members, devices, images,
+/// rollouts, audit), or `None` if it belongs to another tree.
 #[allow(clippy::type_complexity)]
 fn encode(record: &Record, tree: usize) -> Option<(Vec<u8>, Result<Vec<u8>, String>)> {
     Some(match (record, tree) {
         (Record::Job(j), 0) => (format!("{}/{}", j.rollout, j.device).into_bytes(), json(j)),
-        (Record::Device(d), 1) => (d.id.to_string().into_bytes(), json(d)),
-        (Record::Image(img), 2) => (img.sha256.to_string().into_bytes(), json(img)),
-        (Record::Rollout(ro), 3) => (ro.id.to_string().into_bytes(), json(ro)),
+        // Zero-padded plan order keeps a rollout's members in order.
+        (Record::Members(m), 1) => (format!("{}/{:010}", m.rollout, m.first).into_bytes(), json(m)),
+        (Record::Device(d), 2) => (d.id.to_string().into_bytes(), json(d)),
+        (Record::Image(img), 3) => (img.sha256.to_string().into_bytes(), json(img)),
+        (Record::Rollout(ro), 4) => (ro.id.to_string().into_bytes(), json(ro)),
         // Big-endian sequence numbers keep the log in order.
-        (Record::Audit(a), 4) => (a.seq.to_be_bytes().to_vec(), json(a)),
+        (Record::Audit(a), 5) => (a.seq.to_be_bytes().to_vec(), json(a)),
         _ => return None,
     })
 }

@@ -15,6 +15,7 @@
 //! until the controller answers with [`Command::Ack`] for that job. Progress reports may be lost harmlessly.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,9 +35,11 @@ pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 pub const MAX_PACKET_SIZE: usize = 256 * 1024;
 
 /// A device's id: 1-64 characters of `A-Z a-z 0-9 . _ -`, so it is safe in a topic and a file name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct DeviceId(String);
+///
+/// Shared, not copied, by a clone: a controller holding a million devices names each in its inventory, in
+/// every rollout it belongs to and in their dispatch queues, and a clone is a count, not an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceId(Arc<str>);
 
 impl DeviceId {
     pub fn new(id: impl Into<String>) -> Result<Self, ProtoError> {
@@ -54,7 +57,7 @@ impl DeviceId {
         };
         match reason {
             Some(reason) => Err(ProtoError::InvalidDeviceId { input: id, reason }),
-            None => Ok(DeviceId(id)),
+            None => Ok(DeviceId(id.into())),
         }
     }
 
@@ -73,6 +76,12 @@ impl std::str::FromStr for DeviceId {
     type Err = ProtoError;
     fn from_str(s: &str) -> Result<Self, ProtoError> {
         DeviceId::new(s)
+    }
+}
+
+impl Serialize for DeviceId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

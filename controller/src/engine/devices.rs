@@ -15,7 +15,10 @@ use crate::model::{Device, Job, JobId, JobPhase, Millis, Outcome, RolloutId};
 
 impl Engine {
     pub(super) fn on_hello(&mut self, mut hello: Hello, now: Millis, fx: &mut Effects) -> Reply {
-        let id = hello.device_id.clone();
+        // A known device keeps the id its inventory, rollouts and queues already share.
+        let id =
+            self.devices.get_key_value(&hello.device_id).map_or_else(|| hello.device_id.clone(), |(k, _)| k.clone());
+        hello.device_id = id.clone();
         let known = self.devices.get(&id).and_then(|d| d.hello.as_ref());
         let reply = match known {
             Some(old) if old.hardware_level != hello.hardware_level => {
@@ -57,7 +60,7 @@ impl Engine {
             .filter(|(_, l)| {
                 l.rollout.targets.follow
                     && !l.rollout.state.is_over()
-                    && !l.jobs.contains_key(&id)
+                    && !l.has_member(&id)
                     && l.rollout.targets.matches(&device)
             })
             .map(|(n, _)| *n)
@@ -73,7 +76,8 @@ impl Engine {
     fn join(&mut self, n: RolloutId, device: &DeviceId, now: Millis, fx: &mut Effects) {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         let Some(wave) = live.rollout.waves.len().checked_sub(1) else { return };
-        let order = live.jobs.values().map(|j| j.order + 1).max().unwrap_or(0);
+        let order = live.next_order;
+        live.next_order += 1;
         let job = Job {
             rollout: n,
             device: device.clone(),
@@ -124,7 +128,7 @@ impl Engine {
             ack(fx);
             return refused(Refused::UnknownJob, format!("report for job {job_id} of an unknown rollout"));
         };
-        let Some(job) = live.jobs.get(&device) else {
+        let Some(job) = live.job(&device) else {
             ack(fx);
             return refused(Refused::UnknownJob, format!("report for job {job_id}: the device is not in rollout {n}"));
         };
@@ -193,8 +197,10 @@ impl Engine {
         let Some((rollout, rest)) = text.split_once('-') else { return false };
         let Some(live) = RolloutId::parse(rollout).and_then(|n| self.rollouts.get(&n)) else { return false };
         let candidates = [Some(rest), rest.rsplit_once('.').map(|(d, _)| d)];
-        candidates.into_iter().flatten().filter_map(|d| DeviceId::new(d).ok()).any(|d| {
-            live.jobs.get(&d).is_some_and(|j| JobId::parse(text, &d).is_some_and(|id| id.attempt() == j.attempt))
-        })
+        candidates
+            .into_iter()
+            .flatten()
+            .filter_map(|d| DeviceId::new(d).ok())
+            .any(|d| live.job(&d).is_some_and(|j| JobId::parse(text, &d).is_some_and(|id| id.attempt() == j.attempt)))
     }
 }

@@ -2,7 +2,7 @@
 
 use bindwave_proto::wire::{Command, DeviceId};
 
-use crate::model::{AuditEntry, Device, Image, Job, Rollout};
+use crate::model::{AuditEntry, Device, Image, Job, Members, Rollout};
 
 /// A record to persist.
 ///
@@ -14,6 +14,8 @@ pub enum Record {
     Image(Image),
     Rollout(Box<Rollout>),
     Job(Job),
+    /// Devices of a new rollout, none of them commanded yet: their jobs are implied, not written.
+    Members(Members),
     Audit(AuditEntry),
 }
 

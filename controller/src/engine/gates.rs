@@ -220,7 +220,7 @@ impl Engine {
         for w in 0..=wave {
             while in_flight < limit {
                 let Some(device) = live.queues[w].pop_front() else { break };
-                if live.jobs.get(&device).is_some_and(|j| j.phase == JobPhase::Pending) {
+                if live.is_pending(&device) {
                     picked.push(device);
                     in_flight += 1;
                 }
@@ -268,11 +268,16 @@ impl Engine {
         }
     }
 
-    /// Devices not yet commanded are cancelled.
+    /// Devices not yet commanded are cancelled: those never commanded by the rollout's abort itself (counted,
+    /// not written: their jobs are implied), those waiting for a retry by a record each.
     fn cancel_pending(&mut self, n: RolloutId, now: Millis, fx: &mut Effects) {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         for q in &mut live.queues {
             q.clear();
+        }
+        for place in live.unsent.values() {
+            live.tallies[place.wave as usize].remove(Outcome::Pending);
+            live.tallies[place.wave as usize].add(Outcome::Cancelled);
         }
         let pending: Vec<DeviceId> =
             live.jobs.values().filter(|j| j.phase == JobPhase::Pending).map(|j| j.device.clone()).collect();

@@ -27,6 +27,7 @@
 //! actions; `devices` takes hello, presence and report messages; `queries` are the read-only views;
 //! `restore` rebuilds the engine from stored records.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bindwave_proto::wire::{Command, DeviceId, Hello, Presence, Report, UpdateCommand};
@@ -99,17 +100,37 @@ pub enum Reply {
 #[derive(Debug, Clone)]
 struct Live {
     rollout: Rollout,
+    /// The jobs that exist: every device commanded, and a device that joined or is retried.
     jobs: BTreeMap<DeviceId, Job>,
+    /// Members planned at create and never commanded: their jobs are implied (pending, or cancelled once the
+    /// rollout is aborted), and written only when first commanded. Never in `jobs` too.
+    unsent: BTreeMap<DeviceId, Place>,
     /// Per wave: outcome counts.
     tallies: Vec<Tally>,
     /// Per wave: devices waiting for their command, in plan order.
     queues: Vec<VecDeque<DeviceId>>,
+    /// The plan order the next device to join takes.
+    next_order: u32,
+}
+
+/// A member's wave and plan order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    wave: u32,
+    order: u32,
 }
 
 impl Live {
     fn new(rollout: Rollout) -> Live {
         let n = rollout.waves.len();
-        Live { rollout, jobs: BTreeMap::new(), tallies: vec![Tally::default(); n], queues: vec![VecDeque::new(); n] }
+        Live {
+            rollout,
+            jobs: BTreeMap::new(),
+            unsent: BTreeMap::new(),
+            tallies: vec![Tally::default(); n],
+            queues: vec![VecDeque::new(); n],
+            next_order: 0,
+        }
     }
 
     /// Outcome counts of the whole rollout.
@@ -119,6 +140,68 @@ impl Live {
             t.merge(w);
         }
         t
+    }
+
+    /// What an unsent member's job is: pending, or cancelled by the rollout's abort.
+    fn unsent_phase(&self) -> JobPhase {
+        match self.rollout.state {
+            crate::model::RolloutState::Aborted { .. } => JobPhase::Cancelled,
+            _ => JobPhase::Pending,
+        }
+    }
+
+    /// The job an unsent member has by implication.
+    fn unsent_job(&self, device: &DeviceId, place: Place) -> Job {
+        let updated_at = match self.unsent_phase() {
+            JobPhase::Cancelled => self.rollout.ended_at.unwrap_or(self.rollout.created_at),
+            _ => self.rollout.created_at,
+        };
+        Job {
+            rollout: self.rollout.id,
+            device: device.clone(),
+            wave: place.wave as usize,
+            order: place.order,
+            attempt: 1,
+            phase: self.unsent_phase(),
+            sent_at: None,
+            updated_at,
+        }
+    }
+
+    /// A device's job in this rollout, written or implied.
+    fn job(&self, device: &DeviceId) -> Option<Cow<'_, Job>> {
+        match self.jobs.get(device) {
+            Some(job) => Some(Cow::Borrowed(job)),
+            None => self.unsent.get(device).map(|p| Cow::Owned(self.unsent_job(device, *p))),
+        }
+    }
+
+    /// Makes an implied job a written one (in `jobs`): what is about to change it.
+    fn materialize(&mut self, device: &DeviceId) {
+        if let Some(place) = self.unsent.remove(device) {
+            let job = self.unsent_job(device, place);
+            self.jobs.insert(device.clone(), job);
+        }
+    }
+
+    /// Whether a device belongs to this rollout.
+    fn has_member(&self, device: &DeviceId) -> bool {
+        self.jobs.contains_key(device) || self.unsent.contains_key(device)
+    }
+
+    /// Whether a device waits for a command of this rollout.
+    fn is_pending(&self, device: &DeviceId) -> bool {
+        match self.jobs.get(device) {
+            Some(job) => job.phase == JobPhase::Pending,
+            None => self.unsent.contains_key(device) && self.unsent_phase() == JobPhase::Pending,
+        }
+    }
+
+    /// Every job, written or implied, by device.
+    fn all_jobs(&self) -> impl Iterator<Item = Cow<'_, Job>> + '_ {
+        let written = self.jobs.iter().map(|(d, j)| (d, Cow::Borrowed(j)));
+        let implied = self.unsent.iter().map(|(d, p)| (d, Cow::Owned(self.unsent_job(d, *p))));
+        merge_by_key(written, implied).map(|(_, j)| j)
     }
 
     /// The command for a device's current job.
@@ -141,6 +224,19 @@ impl Live {
         });
         Some((device.clone(), command))
     }
+}
+
+/// Two iterators ordered by disjoint keys, as one in key order.
+fn merge_by_key<K: Ord, V>(
+    a: impl Iterator<Item = (K, V)>,
+    b: impl Iterator<Item = (K, V)>,
+) -> impl Iterator<Item = (K, V)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((ka, _)), Some((kb, _))) if kb < ka => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// The rollout engine: the fleet, the images and the rollouts, with the state derived from them.
@@ -236,6 +332,7 @@ impl Engine {
     /// Changes a job's phase, keeping the tallies and deadlines in step, and records it.
     fn set_phase(&mut self, n: RolloutId, device: &DeviceId, phase: JobPhase, now: Millis, fx: &mut Effects) {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
+        live.materialize(device);
         let Some(job) = live.jobs.get_mut(device) else { return };
         let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs * 1000;
         if let (true, false, Some(sent)) = (job.phase.in_flight(), phase.in_flight(), job.sent_at) {

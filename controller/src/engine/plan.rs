@@ -7,10 +7,10 @@ use bindwave_proto::wire::{DeviceId, Hello};
 use bindwave_proto::{BindHeader, DeviceProfile, HardwareLevel, SoftwareVersion};
 use serde::{Deserialize, Serialize};
 
-use super::{Effects, Engine, EngineError, Live, Record};
+use super::{Effects, Engine, EngineError, Live, Place, Record};
 use crate::model::{
-    Baseline, Device, Gates, Image, Job, JobPhase, Millis, Outcome, Rollout, RolloutId, RolloutSpec, RolloutState,
-    Wave, WaveSize, WaveSpec,
+    Baseline, Device, Gates, Image, Members, Millis, Outcome, Rollout, RolloutId, RolloutSpec, RolloutState, Wave,
+    WaveSize, WaveSpec, MEMBERS_PER_RECORD,
 };
 
 /// A rollout's plan: who is in which wave, and what the inventory predicts they will say.
@@ -262,26 +262,20 @@ impl Engine {
         };
         let mut live = Live::new(rollout.clone());
         fx.put(Record::Rollout(Box::new(rollout.clone())));
+        // The members are written a few thousand to a record; each one's job is implied until first commanded.
         let mut order = 0u32;
         for (w, planned) in plan.waves.iter().enumerate() {
-            for device in &planned.devices {
-                let job = Job {
-                    rollout: id,
-                    device: device.clone(),
-                    wave: w,
-                    order,
-                    attempt: 1,
-                    phase: JobPhase::Pending,
-                    sent_at: None,
-                    updated_at: now,
-                };
-                order += 1;
-                live.tallies[w].add(Outcome::Pending);
-                live.queues[w].push_back(device.clone());
-                fx.put(Record::Job(job.clone()));
-                live.jobs.insert(device.clone(), job);
+            for chunk in planned.devices.chunks(MEMBERS_PER_RECORD) {
+                fx.put(Record::Members(Members { rollout: id, wave: w, first: order, devices: chunk.to_vec() }));
+                for device in chunk {
+                    live.tallies[w].add(Outcome::Pending);
+                    live.queues[w].push_back(device.clone());
+                    live.unsent.insert(device.clone(), Place { wave: w as u32, order });
+                    order += 1;
+                }
             }
         }
+        live.next_order = order;
         self.rollouts.insert(id, live);
         let waves: Vec<String> = plan.waves.iter().map(|w| w.devices.len().to_string()).collect();
         let mut text = format!("waves of {} devices, seed {}", waves.join(", "), plan.seed);

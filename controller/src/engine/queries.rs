@@ -46,9 +46,9 @@ impl Engine {
         self.rollouts.get(id).map(|l| &l.rollout)
     }
 
-    /// A rollout's jobs, by device.
-    pub fn jobs_of(&self, id: &RolloutId) -> impl Iterator<Item = &Job> {
-        self.rollouts.get(id).into_iter().flat_map(|l| l.jobs.values())
+    /// A rollout's jobs, by device: those written, and those its members never commanded have by implication.
+    pub fn jobs_of(&self, id: &RolloutId) -> impl Iterator<Item = Job> + '_ {
+        self.rollouts.get(id).into_iter().flat_map(|l| l.all_jobs()).map(std::borrow::Cow::into_owned)
     }
 
     /// Outcome counts of a whole rollout.

@@ -1,14 +1,19 @@
 //! Start-up: the engine rebuilt from its stored records, and the commands still owed.
 
-use super::{Effects, Engine, Live, Record};
+use super::{Effects, Engine, Live, Place, Record};
 use crate::model::{Job, JobPhase};
 
 impl Engine {
-    /// Loads a stored record at start-up. Rollouts before their jobs.
+    /// Loads a stored record at start-up: rollouts before their members, members before their jobs.
     pub fn restore(&mut self, record: Record) {
         match record {
             Record::Device(d) => {
-                self.devices.insert(d.id.clone(), *d);
+                let mut d = *d;
+                // One id, shared by the record and its hello (and later by the device's jobs and queues).
+                if let Some(hello) = d.hello.as_mut().filter(|h| h.device_id == d.id) {
+                    hello.device_id = d.id.clone();
+                }
+                self.devices.insert(d.id.clone(), d);
             }
             Record::Image(i) => {
                 self.images.insert(i.sha256.clone(), i);
@@ -20,12 +25,26 @@ impl Engine {
                     self.rollouts.insert(r.id, Live::new(*r));
                 }
             },
+            Record::Members(m) => {
+                let Some(live) = self.rollouts.get_mut(&m.rollout) else { return };
+                if m.wave >= live.tallies.len() {
+                    return;
+                }
+                for (order, device) in (m.first..).zip(m.devices) {
+                    if !live.jobs.contains_key(&device) {
+                        let device = self.devices.get_key_value(&device).map_or(device, |(k, _)| k.clone());
+                        live.unsent.insert(device, Place { wave: m.wave as u32, order });
+                    }
+                }
+            }
             Record::Job(j) => {
                 let n = j.rollout;
                 let Some(live) = self.rollouts.get_mut(&n) else { return };
                 if j.wave >= live.tallies.len() {
                     return;
                 }
+                // A written job replaces the one its membership implied.
+                live.unsent.remove(&j.device);
                 let deadline = |job: &Job| {
                     let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs * 1000;
                     job.sent_at.filter(|_| job.phase.in_flight()).map(|sent| (sent + timeout, n, job.device.clone()))
@@ -47,20 +66,34 @@ impl Engine {
         }
     }
 
-    /// Call once after every record is restored: rebuilds the dispatch queues in plan order, and returns the
-    /// commands still owed (every job sent and not finished), with nothing to persist. Devices ignore a repeat
-    /// of a job in hand and answer a repeat of a finished one with its outcome.
+    /// Call once after every record is restored: counts the members never commanded, rebuilds the dispatch
+    /// queues in plan order, and returns the commands still owed (every job sent and not finished), with
+    /// nothing to persist. Devices ignore a repeat of a job in hand and answer a repeat of a finished one with
+    /// its outcome.
     pub fn resume(&mut self) -> Effects {
         self.audit.sort_by_key(|a| a.seq);
         for live in self.rollouts.values_mut() {
-            let mut pending: Vec<&Job> = live.jobs.values().filter(|j| j.phase == JobPhase::Pending).collect();
-            pending.sort_by_key(|j| (j.wave, j.order));
+            let implied = live.unsent_phase().outcome();
+            for place in live.unsent.values() {
+                live.tallies[place.wave as usize].add(implied);
+            }
+            let written =
+                live.jobs.values().filter(|j| j.phase == JobPhase::Pending).map(|j| (j.wave, j.order, &j.device));
+            let implied = live
+                .unsent
+                .iter()
+                .filter(|_| implied == crate::model::Outcome::Pending)
+                .map(|(d, p)| (p.wave as usize, p.order, d));
+            let mut pending: Vec<_> = written.chain(implied).collect();
+            pending.sort_by_key(|(wave, order, _)| (*wave, *order));
             for q in &mut live.queues {
                 q.clear();
             }
-            for j in pending {
-                live.queues[j.wave].push_back(j.device.clone());
+            for (wave, _, device) in pending {
+                live.queues[wave].push_back(device.clone());
             }
+            let orders = live.jobs.values().map(|j| j.order).chain(live.unsent.values().map(|p| p.order));
+            live.next_order = orders.max().map_or(0, |o| o + 1);
         }
         let mut owed = Effects::default();
         for live in self.rollouts.values() {

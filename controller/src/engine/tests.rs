@@ -449,7 +449,7 @@ fn out_of_order_and_misaddressed_reports_change_nothing() {
     let mut e = fleet(2);
     let r = create(&mut e, spec(&["100%"], Gates::default()));
     op(&mut e, &r, Action::Start, 1).unwrap();
-    let jobs: Vec<Job> = e.jobs_of(&r).cloned().collect();
+    let jobs: Vec<Job> = e.jobs_of(&r).collect();
     let at = |p| Report { progress: Some(p), ..report(&jobs[0].id().to_string(), JobState::Downloading) };
     let progress = |e: &Engine| e.jobs_of(&r).find(|j| j.device == jobs[0].device).unwrap().phase.clone();
     // Progress is kept in memory and shown, never written: no record to persist.
@@ -499,7 +499,7 @@ fn a_success_on_another_version_or_none_is_a_version_mismatch_failure() {
     let mut e = fleet(2);
     let r = create(&mut e, spec(&["100%"], Gates::default()));
     op(&mut e, &r, Action::Start, 1).unwrap();
-    let jobs: Vec<Job> = e.jobs_of(&r).cloned().collect();
+    let jobs: Vec<Job> = e.jobs_of(&r).collect();
     let wrong = Report { running_version: Some("V3 R1.0.0".parse().unwrap()), ..succeeded(&jobs[0].id().to_string()) };
     let (_, fx) = e.handle(Input::Report(jobs[0].device.clone(), wrong), 2).unwrap();
     assert_eq!(acks(&fx), 1);
@@ -615,6 +615,77 @@ fn restoring_the_records_rebuilds_the_same_state() {
     assert_eq!(create(&mut restored, spec(&["100%"], Gates::default())), RolloutId::from(2));
 }
 
+/// An engine restored from `records`, as at start-up.
+fn replay(records: &[Record]) -> Engine {
+    let mut restored = Engine::new("http://ctl:8080/");
+    for r in records.iter().cloned() {
+        restored.restore(r);
+    }
+    restored.resume();
+    restored
+}
+
+/// Creating a rollout writes its members a few thousand to a record, not a job per device: a member's job is
+/// implied until its first command writes it. A restore from those records, at every step (created, started,
+/// an outcome, a device joining, aborted), shows the same jobs, counts and queues as the engine that wrote them.
+#[test]
+fn a_rollouts_members_are_written_in_records_of_thousands_and_their_jobs_only_once_commanded() {
+    let n = crate::model::MEMBERS_PER_RECORD + 5;
+    let mut e = fleet(n);
+    let mut records: Vec<Record> = e.devices.values().map(|d| Record::Device(Box::new(d.clone()))).collect();
+    records.push(Record::Image(image()));
+    let mut targets = spec(&["1%", "100%"], Gates { max_concurrent: Some(3), ..Gates::default() });
+    targets.targets.follow = true;
+    let (_, fx) = e.handle(Input::CreateRollout { spec: targets, seed: 7, actor: "a".into() }, 1).unwrap();
+    let members: usize = fx.persist.iter().map(|r| if let Record::Members(m) = r { m.devices.len() } else { 0 }).sum();
+    let written = fx.persist.iter().filter(|r| matches!(r, Record::Job(_))).count();
+    assert_eq!((members, written), (n, 0), "members in records, and no job record at create");
+    assert!(fx.persist.len() < 10, "{} records for {n} devices", fx.persist.len());
+    records.extend(fx.persist);
+    let r = RolloutId::from(1);
+    let same = |e: &Engine, records: &[Record], step: &str| {
+        let restored = replay(records);
+        assert_eq!(restored.jobs_of(&r).collect::<Vec<_>>(), e.jobs_of(&r).collect::<Vec<_>>(), "{step}");
+        assert_eq!(restored.wave_tallies(&r), e.wave_tallies(&r), "{step}");
+        let queues = |e: &Engine| e.rollouts[&r].queues.clone();
+        assert_eq!(queues(&restored), queues(e), "{step}");
+        assert_eq!(restored.rollouts[&r].next_order, e.rollouts[&r].next_order, "{step}");
+    };
+    same(&e, &records, "created");
+    assert_eq!(e.tally(&r).get(Outcome::Pending), n);
+
+    // Started: the three commanded have a job record each, and nobody else.
+    let fx = op(&mut e, &r, Action::Start, 2).unwrap();
+    let sent: Vec<&Job> =
+        fx.persist.iter().filter_map(|r| if let Record::Job(j) = r { Some(j) } else { None }).collect();
+    assert_eq!(sent.len(), 3);
+    assert!(sent.iter().all(|j| j.phase == JobPhase::Sent && j.attempt == 1), "{sent:?}");
+    records.extend(fx.persist);
+    same(&e, &records, "started");
+
+    let j = e.jobs_of(&r).find(|j| j.phase.in_flight()).unwrap();
+    records.extend(e.handle(Input::Report(j.device.clone(), succeeded(&j.id().to_string())), 3).unwrap().1.persist);
+    same(&e, &records, "an outcome");
+
+    // A newcomer joins the last wave after every planned member.
+    let (_, fx) = e.handle(Input::Hello(hello("new-1", 3, "V3 R1.0.0")), 4).unwrap();
+    records.extend(fx.persist);
+    let joined = e.jobs_of(&r).find(|j| j.device == id("new-1")).unwrap();
+    assert_eq!((joined.wave, joined.order, joined.phase.clone()), (1, n as u32, JobPhase::Pending));
+    same(&e, &records, "joined");
+
+    // Aborted: the never-commanded are cancelled by the abort itself, with no record each.
+    let never = e.jobs_of(&r).filter(|j| j.sent_at.is_none()).count();
+    assert!(never > n - 10, "{never}");
+    let fx = op(&mut e, &r, Action::Abort, 5).unwrap();
+    let cancelled = fx.persist.iter().filter(|r| matches!(r, Record::Job(j) if j.phase == JobPhase::Cancelled)).count();
+    assert_eq!(cancelled, 1, "only the newcomer's written job: {:?}", fx.persist.len());
+    records.extend(fx.persist);
+    assert_eq!(e.tally(&r).get(Outcome::Cancelled), never);
+    assert!(e.jobs_of(&r).filter(|j| j.sent_at.is_none()).all(|j| j.phase == JobPhase::Cancelled && j.updated_at == 5));
+    same(&e, &records, "aborted");
+}
+
 /// The blast radius: with an image that fails on every device, the devices that ever receive it are at most
 /// wave 1 plus those already in flight when the gate trips (wave 1 itself, here), whatever the fleet, waves,
 /// thresholds and concurrency.
@@ -637,7 +708,7 @@ fn a_bad_image_never_gets_past_its_first_wave() {
                     let mut now = 2;
                     // Devices fail one by one, in any order, until nothing is in flight.
                     loop {
-                        let next = e.jobs_of(&r).find(|j| j.phase.in_flight()).cloned();
+                        let next = e.jobs_of(&r).find(|j| j.phase.in_flight());
                         let Some(j) = next else { break };
                         e.handle(Input::Report(j.device.clone(), failed(&j.id().to_string())), now).unwrap();
                         now += 1;
