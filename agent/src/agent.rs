@@ -145,15 +145,15 @@ impl Agent {
         let profile = config.profile(&identity);
         let hello = Hello {
             device_id: id.clone(),
-            part_number: config.part_number.clone(),
+            part_number: config.part_number.as_str().into(),
             hardware_level: identity.hardware_level,
             hardware_level_source: identity.source,
             hardware_level_conflict: identity.conflict,
             software_version: running,
             minimum_software_version: profile.minimum_software_version.clone(),
-            agent_version: crate::AGENT_VERSION.to_string(),
-            model: config.model.clone(),
-            labels: config.labels.clone(),
+            agent_version: crate::AGENT_VERSION.into(),
+            model: config.model.as_deref().map(Into::into),
+            labels: config.labels.iter().map(|l| l.as_str().into()).collect(),
         };
         let mut driver = Driver {
             core: Core::new(hello, config.health.configured()),

@@ -77,10 +77,19 @@ pub struct RolloutStatus {
     pub image: Option<Image>,
     pub counts: Counts,
     pub waves: Vec<WaveStatus>,
-    /// Every device's job, in plan order; empty when asked for without them (`?jobs=false`).
+    /// A page of the devices' jobs, in plan order (`?limit=`, at most [`JOBS_PAGE_MAX`], default
+    /// [`JOBS_PAGE`], after the plan order `?after=`); empty when asked for without them (`?jobs=false`).
     #[serde(default)]
     pub jobs: Vec<Job>,
+    /// The `after` of the next page of jobs; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u32>,
 }
+
+/// Jobs in a page of a rollout's status, unless asked for another number.
+pub const JOBS_PAGE: usize = 1_000;
+/// The most jobs one page holds: one answer is copied in the core task, and held whole in memory.
+pub const JOBS_PAGE_MAX: usize = 10_000;
 
 impl RolloutStatus {
     /// Devices without an outcome yet.
@@ -337,6 +346,10 @@ struct StatusQuery {
     /// rollout over a million devices answers in microseconds instead of seconds, and the core is not held.
     #[serde(default = "with_jobs")]
     jobs: bool,
+    /// Jobs in the page, 1 to [`JOBS_PAGE_MAX`].
+    limit: Option<usize>,
+    /// The page starts after this plan order (the `next` of the page before).
+    after: Option<u32>,
 }
 
 fn with_jobs() -> bool {
@@ -349,6 +362,12 @@ async fn rollout_status(
     Query(q): Query<StatusQuery>,
 ) -> ApiResult<RolloutStatus> {
     let id = rollout_id(&id)?;
+    let limit = q.limit.unwrap_or(JOBS_PAGE);
+    if !(1..=JOBS_PAGE_MAX).contains(&limit) {
+        return Err(ControllerError::BadRequest(format!(
+            "limit={limit}: a page holds 1 to {JOBS_PAGE_MAX} jobs; follow `next` for the rest"
+        )));
+    }
     let status = core
         .query(move |e| {
             let rollout = e.rollout(&id).cloned().ok_or_else(|| EngineError::UnknownRollout(id.to_string()))?;
@@ -360,12 +379,11 @@ async fn rollout_status(
                 .enumerate()
                 .map(|(i, (w, t))| WaveStatus { number: i + 1, wave: w.clone(), counts: t.to_map() })
                 .collect();
-            let mut jobs: Vec<Job> = match q.jobs {
-                true => e.jobs_of(&id).collect(),
-                false => Vec::new(),
+            let (jobs, next) = match q.jobs {
+                true => e.jobs_page(&id, q.after, limit),
+                false => (Vec::new(), None),
             };
-            jobs.sort_by_key(|j| j.order);
-            Ok::<_, EngineError>(RolloutStatus { counts: e.tally(&id).to_map(), waves, jobs, rollout, image })
+            Ok::<_, EngineError>(RolloutStatus { counts: e.tally(&id).to_map(), waves, jobs, next, rollout, image })
         })
         .await??;
     Ok(Json(status))

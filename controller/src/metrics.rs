@@ -362,7 +362,7 @@ impl Metrics {
         for d in engine.devices() {
             let (model, level, version) = match &d.hello {
                 Some(h) => (
-                    h.model.clone().unwrap_or_else(|| "unknown".into()),
+                    h.model.as_deref().unwrap_or("unknown").to_string(),
                     h.hardware_level.0.to_string(),
                     h.software_version.to_string(),
                 ),

@@ -155,7 +155,7 @@ mod tests {
                 minimum_software_version: "1.0".parse().unwrap(),
                 agent_version: "t".into(),
                 model: model.map(Into::into),
-                labels: labels.iter().map(|l| l.to_string()).collect(),
+                labels: labels.iter().map(|l| (*l).into()).collect(),
             }),
             online: true,
             last_seen: 0,

@@ -20,9 +20,12 @@ pub const MAX_PARTS: usize = 8;
 /// The longest version string accepted.
 pub const MAX_LEN: usize = 64;
 
+/// A version: its numeric parts, held inline (no allocation: a controller holds two for each of a million
+/// devices), and its spelling.
 #[derive(Debug, Clone)]
 pub struct SoftwareVersion {
-    parts: Vec<u32>,
+    parts: [u32; MAX_PARTS],
+    len: u8,
     style: Style,
 }
 
@@ -37,13 +40,14 @@ enum Style {
 impl SoftwareVersion {
     /// The numeric parts, as written.
     pub fn parts(&self) -> &[u32] {
-        &self.parts
+        &self.parts[..usize::from(self.len)]
     }
 
     /// The parts without trailing zeros: what equality, ordering and hashing use.
     fn significant(&self) -> &[u32] {
-        let end = self.parts.iter().rposition(|&p| p != 0).map_or(0, |i| i + 1);
-        &self.parts[..end]
+        let parts = self.parts();
+        let end = parts.iter().rposition(|&p| p != 0).map_or(0, |i| i + 1);
+        &parts[..end]
     }
 }
 
@@ -78,7 +82,9 @@ impl FromStr for SoftwareVersion {
         if parts.len() > MAX_PARTS {
             return Err(err("more than 8 numeric parts"));
         }
-        Ok(SoftwareVersion { parts, style })
+        let mut inline = [0; MAX_PARTS];
+        inline[..parts.len()].copy_from_slice(&parts);
+        Ok(SoftwareVersion { parts: inline, len: parts.len() as u8, style })
     }
 }
 
@@ -99,9 +105,10 @@ fn number(s: &str) -> Result<u32, &'static str> {
 impl fmt::Display for SoftwareVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let join = |parts: &[u32]| parts.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
-        match self.style {
-            Style::VersionRelease => write!(f, "V{} R{}", self.parts[0], join(&self.parts[1..])),
-            Style::Dotted => f.write_str(&join(&self.parts)),
+        let parts = self.parts();
+        match (self.style, parts) {
+            (Style::VersionRelease, [major, rest @ ..]) => write!(f, "V{major} R{}", join(rest)),
+            _ => f.write_str(&join(parts)),
         }
     }
 }
@@ -121,7 +128,7 @@ impl Hash for SoftwareVersion {
 
 impl Ord for SoftwareVersion {
     fn cmp(&self, other: &Self) -> Ordering {
-        let (a, b) = (&self.parts, &other.parts);
+        let (a, b) = (self.parts(), other.parts());
         (0..a.len().max(b.len()))
             .map(|i| a.get(i).copied().unwrap_or(0).cmp(&b.get(i).copied().unwrap_or(0)))
             .find(|o| o.is_ne())

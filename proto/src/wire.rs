@@ -156,24 +156,32 @@ impl LevelSource {
     }
 }
 
+/// Text a fleet repeats (part numbers, models, agent versions, labels): shared, so that a controller holding a
+/// million hellos can keep each distinct text once.
+pub type Shared = Arc<str>;
+
 /// A device introduces itself, retained, every time it connects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub device_id: DeviceId,
-    pub part_number: String,
+    pub part_number: Shared,
     pub hardware_level: HardwareLevel,
     pub hardware_level_source: LevelSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware_level_conflict: Option<LevelConflict>,
     pub software_version: SoftwareVersion,
     pub minimum_software_version: SoftwareVersion,
-    pub agent_version: String,
+    pub agent_version: Shared,
     /// The phone model, e.g. `CP400`, if the agent is configured with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<Shared>,
     /// Operator-defined labels (`site=munich`, `pilot`), for targeting rollouts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "no_labels")]
+    pub labels: Arc<[Shared]>,
+}
+
+fn no_labels(labels: &[Shared]) -> bool {
+    labels.is_empty()
 }
 
 /// Whether a device is connected. The device publishes `online: true` retained; its last will publishes
@@ -624,7 +632,7 @@ mod tests {
             minimum_software_version: "V3 R1.0.0".parse().unwrap(),
             agent_version: "0.1.0".into(),
             model: Some("CP400".into()),
-            labels: vec!["site=munich".into()],
+            labels: ["site=munich".into()].into(),
         };
         let golden = json!({
             "device_id": "phone-0001",

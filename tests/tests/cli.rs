@@ -136,6 +136,26 @@ fn snapshots_of_tables_json_and_yaml() {
     assert_eq!(counts["waves"], full["waves"]);
     let (code, bad) = c.get(&format!("/api/v1/rollouts/{r}?jobs=maybe"));
     assert_eq!(code, 400, "{bad}");
+
+    // Jobs come in pages, in plan order: each page names the `after` of the next, the last names none.
+    let page = |query: &str| {
+        let (code, body) = c.get(&format!("/api/v1/rollouts/{r}?{query}"));
+        assert_eq!(code, 200, "{query}: {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let first = page("limit=1");
+    assert_eq!(first["jobs"].as_array().map(Vec::len), Some(1), "{first}");
+    assert_eq!(first["jobs"][0], full["jobs"][0]);
+    let after = first["next"].as_u64().expect("a next page");
+    let second = page(&format!("limit=1&after={after}"));
+    assert_eq!(second["jobs"][0], full["jobs"][1]);
+    assert!(second.get("next").is_none(), "{second}");
+    assert!(full.get("next").is_none(), "{full}");
+    for limit in ["0", "10001"] {
+        let (code, bad) = c.get(&format!("/api/v1/rollouts/{r}?limit={limit}"));
+        assert_eq!(code, 400, "{bad}");
+        assert!(bad.contains("1 to 10000 jobs"), "{bad}");
+    }
 }
 
 /// `--log-format json`: one JSON object per line, and a device's job logs inside a `job` span that names the

@@ -23,7 +23,7 @@ fn hello() -> Hello {
         minimum_software_version: version("V3 R1.0.0"),
         agent_version: "0.1.0".into(),
         model: None,
-        labels: Vec::new(),
+        labels: [].into(),
     }
 }
 

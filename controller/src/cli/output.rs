@@ -63,8 +63,8 @@ pub(crate) fn print_devices(devices: &[crate::model::Device]) {
         t.row([
             d.id.to_string(),
             if d.online { "yes" } else { "no" }.into(),
-            h.and_then(|h| h.model.clone()).unwrap_or_else(|| "-".into()),
-            h.map_or("-".into(), |h| h.part_number.clone()),
+            h.and_then(|h| h.model.as_deref()).unwrap_or("-").to_string(),
+            h.map_or("-".into(), |h| h.part_number.to_string()),
             h.map_or("-".into(), |h| h.hardware_level.to_string()),
             h.map_or("-".into(), |h| h.software_version.to_string()),
             h.map_or("-".into(), |h| h.minimum_software_version.to_string()),

@@ -19,6 +19,7 @@ impl Engine {
         let id =
             self.devices.get_key_value(&hello.device_id).map_or_else(|| hello.device_id.clone(), |(k, _)| k.clone());
         hello.device_id = id.clone();
+        self.interner.hello(&mut hello);
         let known = self.devices.get(&id).and_then(|d| d.hello.as_ref());
         let reply = match known {
             Some(old) if old.hardware_level != hello.hardware_level => {
@@ -78,6 +79,7 @@ impl Engine {
         let Some(wave) = live.rollout.waves.len().checked_sub(1) else { return };
         let order = live.next_order;
         live.next_order += 1;
+        live.by_order.push((order, device.clone()));
         let job = Job {
             rollout: n,
             device: device.clone(),

@@ -39,6 +39,7 @@ mod devices;
 mod effects;
 mod error;
 pub mod gates;
+mod intern;
 mod operate;
 pub mod plan;
 mod queries;
@@ -109,6 +110,8 @@ struct Live {
     tallies: Vec<Tally>,
     /// Per wave: devices waiting for their command, in plan order.
     queues: Vec<VecDeque<DeviceId>>,
+    /// Every member by plan order (the order of its job): a page of jobs is found without a scan.
+    by_order: Vec<(u32, DeviceId)>,
     /// The plan order the next device to join takes.
     next_order: u32,
 }
@@ -129,6 +132,7 @@ impl Live {
             unsent: BTreeMap::new(),
             tallies: vec![Tally::default(); n],
             queues: vec![VecDeque::new(); n],
+            by_order: Vec::new(),
             next_order: 0,
         }
     }
@@ -251,6 +255,8 @@ pub struct Engine {
     audit: Vec<AuditEntry>,
     /// Which images may be rolled out.
     release: ReleasePolicy,
+    /// The texts the devices' hellos share.
+    interner: intern::Interner,
 }
 
 /// The actor of what the gates decide on their own.
@@ -267,6 +273,7 @@ impl Engine {
             deadlines: BTreeSet::new(),
             audit: Vec::new(),
             release: ReleasePolicy::default(),
+            interner: intern::Interner::default(),
         }
     }
 

@@ -271,6 +271,7 @@ impl Engine {
                     live.tallies[w].add(Outcome::Pending);
                     live.queues[w].push_back(device.clone());
                     live.unsent.insert(device.clone(), Place { wave: w as u32, order });
+                    live.by_order.push((order, device.clone()));
                     order += 1;
                 }
             }

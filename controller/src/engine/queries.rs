@@ -51,6 +51,17 @@ impl Engine {
         self.rollouts.get(id).into_iter().flat_map(|l| l.all_jobs()).map(std::borrow::Cow::into_owned)
     }
 
+    /// A page of a rollout's jobs in plan order: at most `limit`, after plan order `after` (from the start
+    /// without it), and the `after` of the next page if there is one.
+    pub fn jobs_page(&self, id: &RolloutId, after: Option<u32>, limit: usize) -> (Vec<Job>, Option<u32>) {
+        let Some(live) = self.rollouts.get(id) else { return (Vec::new(), None) };
+        let start = after.map_or(0, |a| live.by_order.partition_point(|(o, _)| *o <= a));
+        let page = &live.by_order[start..(start.saturating_add(limit)).min(live.by_order.len())];
+        let jobs: Vec<Job> = page.iter().filter_map(|(_, d)| live.job(d).map(std::borrow::Cow::into_owned)).collect();
+        let next = (start + page.len() < live.by_order.len()).then(|| page.last().map(|(o, _)| *o)).flatten();
+        (jobs, next)
+    }
+
     /// Outcome counts of a whole rollout.
     pub fn tally(&self, id: &RolloutId) -> Tally {
         self.rollouts.get(id).map(Live::total).unwrap_or_default()

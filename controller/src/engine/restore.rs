@@ -10,8 +10,11 @@ impl Engine {
             Record::Device(d) => {
                 let mut d = *d;
                 // One id, shared by the record and its hello (and later by the device's jobs and queues).
-                if let Some(hello) = d.hello.as_mut().filter(|h| h.device_id == d.id) {
-                    hello.device_id = d.id.clone();
+                if let Some(hello) = d.hello.as_mut() {
+                    if hello.device_id == d.id {
+                        hello.device_id = d.id.clone();
+                    }
+                    self.interner.hello(hello);
                 }
                 self.devices.insert(d.id.clone(), d);
             }
@@ -92,8 +95,10 @@ impl Engine {
             for (wave, _, device) in pending {
                 live.queues[wave].push_back(device.clone());
             }
-            let orders = live.jobs.values().map(|j| j.order).chain(live.unsent.values().map(|p| p.order));
-            live.next_order = orders.max().map_or(0, |o| o + 1);
+            let written = live.jobs.values().map(|j| (j.order, j.device.clone()));
+            live.by_order = written.chain(live.unsent.iter().map(|(d, p)| (p.order, d.clone()))).collect();
+            live.by_order.sort_unstable();
+            live.next_order = live.by_order.last().map_or(0, |(o, _)| o + 1);
         }
         let mut owed = Effects::default();
         for live in self.rollouts.values() {

@@ -13,7 +13,7 @@ pub(crate) fn id(s: &str) -> DeviceId {
 pub(crate) fn hello(device: &str, level: u16, version: &str) -> Hello {
     Hello {
         device_id: id(device),
-        part_number: format!("P{level}"),
+        part_number: format!("P{level}").into(),
         hardware_level: HardwareLevel(level),
         hardware_level_source: LevelSource::PartNumber,
         hardware_level_conflict: None,
@@ -21,7 +21,7 @@ pub(crate) fn hello(device: &str, level: u16, version: &str) -> Hello {
         minimum_software_version: "V3 R1.0.0".parse().unwrap(),
         agent_version: "test".into(),
         model: None,
-        labels: vec![],
+        labels: [].into(),
     }
 }
 

@@ -650,6 +650,21 @@ fn a_rollouts_members_are_written_in_records_of_thousands_and_their_jobs_only_on
         let queues = |e: &Engine| e.rollouts[&r].queues.clone();
         assert_eq!(queues(&restored), queues(e), "{step}");
         assert_eq!(restored.rollouts[&r].next_order, e.rollouts[&r].next_order, "{step}");
+        assert_eq!(restored.rollouts[&r].by_order, e.rollouts[&r].by_order, "{step}");
+        // Pages of jobs follow one another in plan order, and together are every job once.
+        let (mut paged, mut after) = (Vec::new(), None);
+        loop {
+            let (page, next) = e.jobs_page(&r, after, 1_000);
+            assert!(page.len() <= 1_000);
+            paged.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let mut all: Vec<Job> = e.jobs_of(&r).collect();
+        all.sort_by_key(|j| j.order);
+        assert_eq!(paged, all, "{step}");
     };
     same(&e, &records, "created");
     assert_eq!(e.tally(&r).get(Outcome::Pending), n);

@@ -45,11 +45,11 @@ impl TargetFilter {
                 && self.software_versions.is_empty()
                 && self.labels.is_empty();
         };
-        (self.part_numbers.is_empty() || self.part_numbers.contains(&h.part_number))
-            && (self.models.is_empty() || h.model.as_ref().is_some_and(|m| self.models.contains(m)))
+        (self.part_numbers.is_empty() || self.part_numbers.iter().any(|p| **p == *h.part_number))
+            && (self.models.is_empty() || h.model.as_ref().is_some_and(|m| self.models.iter().any(|x| **x == **m)))
             && (self.hardware_levels.is_empty() || self.hardware_levels.contains(&h.hardware_level))
             && (self.software_versions.is_empty() || self.software_versions.contains(&h.software_version))
-            && self.labels.iter().all(|l| h.labels.contains(l))
+            && self.labels.iter().all(|l| h.labels.iter().any(|x| **x == **l))
     }
 }
 

@@ -27,15 +27,15 @@ pub fn hello_of(phone: usize, version: &str) -> Result<Hello> {
     let (model, part, level) = MODELS[phone % MODELS.len()];
     Ok(Hello {
         device_id: DeviceId::new(device_id(phone))?,
-        part_number: part.to_string(),
+        part_number: part.into(),
         hardware_level: HardwareLevel(level),
         hardware_level_source: LevelSource::PartNumber,
         hardware_level_conflict: None,
         software_version: version.parse()?,
         minimum_software_version: MINIMUMS[phone % MINIMUMS.len()].parse()?,
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: Some(model.to_string()),
-        labels: vec![SITES[phone % SITES.len()].to_string()],
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        model: Some(model.into()),
+        labels: [SITES[phone % SITES.len()].into()].into(),
     })
 }
 
