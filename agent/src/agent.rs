@@ -312,14 +312,14 @@ impl Driver {
 
     async fn on_job(&mut self, event: JobEvent) -> Result<(), AgentError> {
         match event {
-            JobEvent::Progress(report) => self.handle(Input::Progress(report)).await,
+            JobEvent::Progress(report) => self.handle(Input::Progress(*report)).await,
             JobEvent::Installed { pending, ack } => {
-                self.handle(Input::Installed(pending)).await?;
+                self.handle(Input::Installed(*pending)).await?;
                 // Journaled: the job may go on to the restart.
                 let _ = ack.send(());
                 Ok(())
             }
-            JobEvent::Done(report) => self.handle(Input::Done(report)).await,
+            JobEvent::Done(report) => self.handle(Input::Done(*report)).await,
         }
     }
 
@@ -411,7 +411,7 @@ impl Driver {
         self.spawn(
             async move {
                 let report = check_health(&health, &slots, &pending, &factory).await;
-                let _ = tx.send(JobEvent::Done(report));
+                let _ = tx.send(JobEvent::Done(Box::new(report)));
             }
             .instrument(span),
         );

@@ -71,9 +71,10 @@ fn now() -> u64 {
 }
 
 /// What the indicator is told: a new state, or new counts of refused commands (written to `status.json`
-/// with the state, without running the indicator command: nothing changed on the phone).
+/// with the state, without running the indicator command: nothing changed on the phone). Boxed, as the job's
+/// events are: a channel keeps a block of 32 messages from its start.
 enum Shown {
-    State(Status),
+    State(Box<Status>),
     Refused(RefusedCounts),
 }
 
@@ -95,7 +96,7 @@ impl Indicator {
                 let mut next = Some(first);
                 while let Some(shown) = next.take().or_else(|| rx.try_recv().ok()) {
                     match shown {
-                        Shown::State(s) => (status, changed) = (s, true),
+                        Shown::State(s) => (status, changed) = (*s, true),
                         Shown::Refused(counts) => refused = counts,
                     }
                 }
@@ -131,7 +132,7 @@ impl Indicator {
     }
 
     pub fn show(&self, status: Status) {
-        let _ = self.tx.send(Shown::State(status));
+        let _ = self.tx.send(Shown::State(Box::new(status)));
     }
 
     /// New counts of refused commands, for `status.json`.

@@ -19,14 +19,16 @@ use crate::transport::Transport;
 use crate::trust::ReleaseTrust;
 
 /// What the running job tells the loop.
+///
+/// Boxed: a channel keeps a block of 32 messages from its start, and a simulated fleet keeps a channel a phone.
 pub(crate) enum JobEvent {
-    Progress(Report),
+    Progress(Box<Report>),
     /// Installed and switched: journal it, then answer on `ack`, before the restart.
     Installed {
-        pending: AwaitingHealth,
+        pending: Box<AwaitingHealth>,
         ack: oneshot::Sender<()>,
     },
-    Done(Report),
+    Done(Box<Report>),
 }
 
 /// The span a job runs in: every line logged about the job carries its id, its rollout and the phone, so one
@@ -71,7 +73,7 @@ impl Job {
             if let Ok(mut s) = seen.lock() {
                 *s = state;
             }
-            drop(tx.send(JobEvent::Progress(progress(&job_id, state, percent))))
+            drop(tx.send(JobEvent::Progress(Box::new(progress(&job_id, state, percent)))))
         };
         let resolved = resolve(&cmd, self.access.as_ref());
         let credentials = match (&self.access, cmd.use_defaults) {
@@ -145,7 +147,7 @@ impl Job {
                         let pending =
                             AwaitingHealth { job_id: cmd.job_id.clone(), installed: active, previous, override_used };
                         let (ack, acked) = oneshot::channel();
-                        let _ = self.tx.send(JobEvent::Installed { pending: pending.clone(), ack });
+                        let _ = self.tx.send(JobEvent::Installed { pending: Box::new(pending.clone()), ack });
                         let _ = acked.await;
                         on_progress(JobState::Restarting, None);
                         if let Some(reboot) = &self.health.reboot_command {
@@ -166,7 +168,7 @@ impl Job {
                 }
             }
         };
-        let _ = self.tx.send(JobEvent::Done(report));
+        let _ = self.tx.send(JobEvent::Done(Box::new(report)));
     }
 }
 
