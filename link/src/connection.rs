@@ -50,9 +50,10 @@ pub enum LinkEvent {
 }
 
 /// A QoS 1 message the broker waits to hear acknowledged: until [`Delivery::ack`], a resumed session gets it
-/// again.
+/// again. Boxed: the link's channel keeps a block of 32 events from its start, and a simulated fleet keeps a
+/// link a phone.
 #[derive(Debug)]
-pub struct Delivery(rumqttc::Publish);
+pub struct Delivery(Box<rumqttc::Publish>);
 
 impl Delivery {
     /// Acknowledges the message to the broker. It never waits: when the link's request queue is full, the
@@ -196,7 +197,7 @@ pub fn connect(opts: LinkOptions) -> Result<Link, LinkError> {
                 Ok(Event::Incoming(Packet::Publish(mut p))) => {
                     // The delivery keeps only what acknowledges it: the packet id and QoS.
                     let (topic, payload) = (std::mem::take(&mut p.topic), std::mem::take(&mut p.payload).to_vec());
-                    LinkEvent::Message { topic, payload, delivery: manual_acks.then_some(Delivery(p)) }
+                    LinkEvent::Message { topic, payload, delivery: manual_acks.then(|| Delivery(Box::new(p))) }
                 }
                 Ok(_) => continue,
                 Err(e) => {
