@@ -33,7 +33,9 @@ impl Engine {
                 if m.wave >= live.tallies.len() {
                     return;
                 }
-                for (order, device) in (m.first..).zip(m.devices) {
+                for (i, device) in m.devices.into_iter().enumerate() {
+                    // A damaged record's places past the last plan order are not members.
+                    let Some(order) = u32::try_from(i).ok().and_then(|i| m.first.checked_add(i)) else { break };
                     if !live.jobs.contains_key(&device) {
                         let device = self.devices.get_key_value(&device).map_or(device, |(k, _)| k.clone());
                         live.unsent.insert(device, Place { wave: m.wave as u32, order });
@@ -76,16 +78,16 @@ impl Engine {
     pub fn resume(&mut self) -> Effects {
         self.audit.sort_by_key(|a| a.seq);
         for live in self.rollouts.values_mut() {
-            let implied = live.unsent_phase().outcome();
+            let unsent_outcome = live.unsent_phase().outcome();
             for place in live.unsent.values() {
-                live.tallies[place.wave as usize].add(implied);
+                live.tallies[place.wave as usize].add(unsent_outcome);
             }
             let written =
                 live.jobs.values().filter(|j| j.phase == JobPhase::Pending).map(|j| (j.wave, j.order, &j.device));
             let implied = live
                 .unsent
                 .iter()
-                .filter(|_| implied == crate::model::Outcome::Pending)
+                .filter(|_| unsent_outcome == crate::model::Outcome::Pending)
                 .map(|(d, p)| (p.wave as usize, p.order, d));
             let mut pending: Vec<_> = written.chain(implied).collect();
             pending.sort_by_key(|(wave, order, _)| (*wave, *order));
