@@ -27,7 +27,11 @@ use crate::trust::ReleaseTrust;
 use crate::AgentError;
 use bindwave_link::{LinkEvent, LinkOptions, LinkSizes};
 
-pub struct Agent {
+/// One phone's agent, built and not yet running. Boxed: a future that runs it holds it until it starts (a
+/// simulated fleet keeps one a phone).
+pub struct Agent(Box<Parts>);
+
+struct Parts {
     config: AgentConfig,
     identity: Identity,
     release: ReleaseTrust,
@@ -50,7 +54,7 @@ impl Agent {
         let release = config.trust.release()?;
         let keys = config.trust.controller()?;
         let trust = CommandTrust::new(keys, config.device_id.clone(), config.trust.insecure_lab);
-        Ok(Agent {
+        Ok(Agent(Box::new(Parts {
             config,
             identity,
             release,
@@ -59,43 +63,56 @@ impl Agent {
             durability: Durability::Full,
             link_sizes: None,
             observer: None,
-        })
+        })))
     }
 
     /// Shares one set of download clients among many agents (the demo runs a whole fleet in one process).
     pub fn with_transport(mut self, transport: Transport) -> Self {
-        self.transport = Some(transport);
+        self.0.transport = Some(transport);
         self
     }
 
     /// Writes the state without syncing it: for simulated phones, many to a disk (see [`Durability`]). A phone's
     /// config cannot ask for this.
     pub fn with_durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
+        self.0.durability = durability;
         self
     }
 
     /// Other sizes for the MQTT link's queues and buffers (a simulated fleet runs thousands of links).
     pub fn with_link_sizes(mut self, sizes: LinkSizes) -> Self {
-        self.link_sizes = Some(sizes);
+        self.0.link_sizes = Some(sizes);
         self
     }
 
     /// Tells `observer` every state the phone shows (what its indicator shows), in order: a simulator watches
     /// for the moment to cut a phone's power.
     pub fn with_observer(mut self, observer: mpsc::UnboundedSender<(JobState, Option<u8>)>) -> Self {
-        self.observer = Some(observer);
+        self.0.observer = Some(observer);
         self
     }
 
     pub fn device_id(&self) -> &DeviceId {
-        &self.config.device_id
+        &self.0.config.device_id
     }
 
     /// Runs until `shutdown` completes. Returns early only if the state directory is unusable. Dropped before
     /// then, it stops at once with everything it runs (its link and its job), as a phone that loses power.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-        let Agent { config, identity, release, trust, transport, durability, link_sizes, observer } = self;
+        // What is set up is not held across an await: the future a phone's whole life runs in stays small (a
+        // simulated fleet keeps one a phone).
+        let Started { mut driver, found, events, jobs, id, offline } = self.start()?;
+        let result = driver.run(found, events, jobs, shutdown).await;
+        // A clean goodbye: the last will only fires when the broker loses us.
+        let _ = driver.client.publish(TopicKind::Presence.topic(&id), QoS::AtLeastOnce, true, offline).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), driver.client.disconnect()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        result
+    }
+
+    /// Opens the state, connects the link and builds the driver, with nothing awaited.
+    fn start(self) -> Result<Started, AgentError> {
+        let Parts { config, identity, release, trust, transport, durability, link_sizes, observer } = *self.0;
         if release.insecure_lab() {
             tracing::warn!(
                 device = %config.device_id,
@@ -155,7 +172,7 @@ impl Agent {
             model: config.model.as_deref().map(Into::into),
             labels: config.labels.iter().map(|l| l.as_str().into()).collect(),
         };
-        let mut driver = Driver {
+        let driver = Driver {
             core: Core::new(hello, config.health.configured()),
             trust,
             refusals: Refusals::default(),
@@ -176,13 +193,18 @@ impl Agent {
             tasks: JoinSet::new(),
             link_task: link.task,
         };
-        let result = driver.run(found, link.events, job_rx, shutdown).await;
-        // A clean goodbye: the last will only fires when the broker loses us.
-        let _ = driver.client.publish(TopicKind::Presence.topic(&id), QoS::AtLeastOnce, true, offline).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), driver.client.disconnect()).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        result
+        Ok(Started { driver, found, events: link.events, jobs: job_rx, id, offline })
     }
+}
+
+/// An agent set up, ready to run.
+struct Started {
+    driver: Driver,
+    found: Found,
+    events: mpsc::Receiver<LinkEvent>,
+    jobs: mpsc::UnboundedReceiver<JobEvent>,
+    id: DeviceId,
+    offline: Vec<u8>,
 }
 
 /// Deletes the downloads of every job but the one in hand (a partial file and its validator).

@@ -200,7 +200,7 @@ impl Fleet {
             // Refused here, not later in the task: a config the agent cannot run with is the simulator's bug.
             drop(phone.agent()?);
             let stop = stop_rx.clone();
-            tasks.push(tokio::spawn(phone.live(*fault, options.clone(), stop)));
+            tasks.push(tokio::spawn(Box::new(phone).live(*fault, options.clone(), stop)));
         }
         Ok(Fleet { stop, tasks, state_root: state_root.to_path_buf(), faults, _throttle: throttle })
     }
@@ -246,8 +246,9 @@ impl Phone {
     }
 
     /// Runs the phone until the fleet stops, with its fault.
+    /// Boxed: the phone's future holds it for the phone's life, and the fleet keeps one a phone.
     async fn live(
-        self,
+        self: Box<Self>,
         fault: Option<Fault>,
         options: FleetOptions,
         stop: watch::Receiver<bool>,
@@ -283,7 +284,7 @@ impl Phone {
             }
             _ => {}
         }
-        self.into_agent()?.run(stopped(stop)).await
+        (*self).into_agent()?.run(stopped(stop)).await
     }
 }
 
