@@ -77,8 +77,7 @@ impl Engine {
     fn join(&mut self, n: RolloutId, device: &DeviceId, now: Millis, fx: &mut Effects) {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         let Some(wave) = live.rollout.waves.len().checked_sub(1) else { return };
-        let order = live.next_order;
-        live.next_order += 1;
+        let order = live.next_order();
         live.by_order.push((order, device.clone()));
         let job = Job {
             rollout: n,

@@ -112,8 +112,6 @@ struct Live {
     queues: Vec<VecDeque<DeviceId>>,
     /// Every member by plan order (the order of its job): a page of jobs is found without a scan.
     by_order: Vec<(u32, DeviceId)>,
-    /// The plan order the next device to join takes.
-    next_order: u32,
 }
 
 /// A member's wave and plan order.
@@ -133,7 +131,6 @@ impl Live {
             tallies: vec![Tally::default(); n],
             queues: vec![VecDeque::new(); n],
             by_order: Vec::new(),
-            next_order: 0,
         }
     }
 
@@ -144,6 +141,11 @@ impl Live {
             t.merge(w);
         }
         t
+    }
+
+    /// The plan order the next device to join takes: after every member's.
+    fn next_order(&self) -> u32 {
+        self.by_order.last().map_or(0, |(o, _)| o + 1)
     }
 
     /// What an unsent member's job is: pending, or cancelled by the rollout's abort.

@@ -276,7 +276,6 @@ impl Engine {
                 }
             }
         }
-        live.next_order = order;
         self.rollouts.insert(id, live);
         let waves: Vec<String> = plan.waves.iter().map(|w| w.devices.len().to_string()).collect();
         let mut text = format!("waves of {} devices, seed {}", waves.join(", "), plan.seed);

@@ -58,7 +58,8 @@ impl Engine {
         let start = after.map_or(0, |a| live.by_order.partition_point(|(o, _)| *o <= a));
         let page = &live.by_order[start..(start.saturating_add(limit)).min(live.by_order.len())];
         let jobs: Vec<Job> = page.iter().filter_map(|(_, d)| live.job(d).map(std::borrow::Cow::into_owned)).collect();
-        let next = (start + page.len() < live.by_order.len()).then(|| page.last().map(|(o, _)| *o)).flatten();
+        let more = start + page.len() < live.by_order.len();
+        let next = page.last().map(|(o, _)| *o).filter(|_| more);
         (jobs, next)
     }
 

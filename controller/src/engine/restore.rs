@@ -100,7 +100,6 @@ impl Engine {
             let written = live.jobs.values().map(|j| (j.order, j.device.clone()));
             live.by_order = written.chain(live.unsent.iter().map(|(d, p)| (p.order, d.clone()))).collect();
             live.by_order.sort_unstable();
-            live.next_order = live.by_order.last().map_or(0, |(o, _)| o + 1);
         }
         let mut owed = Effects::default();
         for live in self.rollouts.values() {

@@ -649,7 +649,7 @@ fn a_rollouts_members_are_written_in_records_of_thousands_and_their_jobs_only_on
         assert_eq!(restored.wave_tallies(&r), e.wave_tallies(&r), "{step}");
         let queues = |e: &Engine| e.rollouts[&r].queues.clone();
         assert_eq!(queues(&restored), queues(e), "{step}");
-        assert_eq!(restored.rollouts[&r].next_order, e.rollouts[&r].next_order, "{step}");
+        assert_eq!(restored.rollouts[&r].next_order(), e.rollouts[&r].next_order(), "{step}");
         assert_eq!(restored.rollouts[&r].by_order, e.rollouts[&r].by_order, "{step}");
         // Pages of jobs follow one another in plan order, and together are every job once.
         let (mut paged, mut after) = (Vec::new(), None);
