@@ -157,7 +157,7 @@ impl Agent {
         let link = bindwave_link::connect(opts)?;
 
         let (job_tx, job_rx) = mpsc::unbounded_channel();
-        let indicator = Indicator::start(config.indicator.clone(), state_dir.join("status.json"), durability);
+        let indicator = Indicator::start(config.indicator.clone(), state_dir.join("status.json"));
         indicator.show(Status::idle());
         let profile = config.profile(&identity);
         let hello = Hello {
