@@ -2,10 +2,11 @@
 //!
 //! A phone always runs with [`Durability::Full`]: every file that must survive a power cut (the journal, the slot
 //! records, a staged payload, a partial download) is synced, and so is its directory after a rename. The
-//! files that only show the current state (`status.json`, the indicator file) are replaced atomically without a
-//! sync, as the agent writes them again at every start (`indicator.rs`). There is no config key to turn that off. Only a simulator that runs thousands of agents on one disk
-//! asks for [`Durability::NoSync`] ([`crate::Agent::with_durability`]): its phones never lose power, and a
-//! benchmark should measure the controller, not one disk's fsync queue.
+//! files that only show the current state (`status.json`, the indicator file) are replaced atomically without
+//! a sync, as the agent writes them again at every start (`indicator.rs`). There is no config key to turn
+//! that off. Only a simulator that runs thousands of agents on one disk asks for [`Durability::NoSync`]
+//! ([`crate::Agent::with_durability`]): its phones never lose power, and a benchmark should measure the
+//! controller, not one disk's fsync queue.
 
 use std::fs::{self, File};
 use std::io::Write;
