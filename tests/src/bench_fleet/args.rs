@@ -38,6 +38,12 @@ pub struct Args {
     /// Devices in the controller's store for the inventory measurement.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub inventory: u64,
+    /// The stripped agent the agent measurement runs (`bench/fleet.sh` builds it).
+    #[arg(long, default_value = "target/release-agent/bindwave-agent")]
+    pub agent: PathBuf,
+    /// The size of the large bind the agent downloads, verifies and installs, in GiB.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub agent_bind_gib: u32,
     #[command(subcommand)]
     pub command: Option<Sub>,
 }
@@ -81,6 +87,9 @@ pub enum Measure {
     Storm,
     /// A controller holding `--inventory` devices: store size, start-up, memory, plan, status, /metrics.
     Inventory,
+    /// The agent: binary size, idle RSS, bytes read for a rejected bind, and download + verify of a large
+    /// bind against `curl -s URL | sha256sum`, with its peak RSS.
+    Agent,
 }
 
 impl Args {

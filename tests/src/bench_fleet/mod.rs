@@ -1,6 +1,7 @@
 //! The fleet benchmark: what it runs, in which order, and the table it prints. Each measurement is a module
 //! of its own; `report` turns their figures into rows.
 
+mod agent;
 pub mod args;
 mod broker;
 mod controller;
@@ -215,6 +216,22 @@ pub fn run(args: Args) -> Result<bool> {
         }
     }
 
+    let mut agent_table = None;
+    if args.wants(Measure::Agent) {
+        eprintln!("bench-fleet: the agent, with a {} GiB bind", args.agent_bind_gib);
+        match agent::run(&args.agent, args.agent_bind_gib) {
+            Ok(f) => {
+                eprint!("{}", f.table);
+                agent_table = Some(f);
+            }
+            Err(e) => {
+                let msg = format!("the agent: {e:#}");
+                eprintln!("bench-fleet: FAILED {msg}");
+                failures.push(msg);
+            }
+        }
+    }
+
     let command: Vec<String> = std::env::args().collect();
     println!();
     println!("bench-fleet, {started} UTC, {} cores, load average at start {}", cores(), load.trim());
@@ -224,6 +241,11 @@ pub fn run(args: Args) -> Result<bool> {
     println!();
     if !rows.is_empty() {
         print!("{}", report::render(&rows));
+    }
+    if let Some(f) = &agent_table {
+        println!();
+        println!("the agent ({}, every target {}):", args.agent.display(), if f.all_met { "met" } else { "NOT met" });
+        print!("{}", f.table);
     }
     if !skipped.is_empty() || !failures.is_empty() {
         println!();
@@ -271,6 +293,13 @@ fn rollout_rows(phones: usize, broker: &'static str, f: &rollout::RolloutFigures
             Against::Nothing,
         ),
         Row::new("rollout: controller CPU", phones, broker, secs(f.controller_cpu), Against::Nothing),
+        Row::new(
+            "rollout: controller CPU per phone",
+            phones,
+            broker,
+            format!("{:.2} ms", f.controller_cpu * 1000.0 / phones.max(1) as f64),
+            Against::Nothing,
+        ),
         Row::new("rollout: controller peak RSS", phones, broker, mib(f.controller_peak_kib), Against::Nothing),
         Row::new("rollout: simulator CPU", phones, broker, secs(f.simulator_cpu), Against::Nothing),
         Row::new(
