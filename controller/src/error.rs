@@ -15,8 +15,15 @@ pub enum ControllerError {
     InvalidBind(Reason),
     #[error("invalid request: {0}")]
     BadRequest(String),
-    #[error("cannot open the store in {path} (is another `bindwave serve` using this data directory?)")]
+    #[error("cannot open the store in {path}: {source} (is another `bindwave serve` using this data directory?)")]
     StoreOpen { path: PathBuf, source: sled::Error },
+    /// The store's files are damaged: refused rather than started from older records.
+    #[error(
+        "the store in {path} is damaged: {detail}. Nothing was started on it. Restore the data directory from a \
+         backup, or move {path} aside and start again on an empty store: the phones announce themselves with their \
+         next hello, and rollouts and images must be created again"
+    )]
+    StoreDamaged { path: PathBuf, detail: String },
     #[error("store operation failed")]
     Store(#[from] sled::Error),
     #[error("cannot encode record {key} for the store: {detail} (this is a bug; please report it with the log)")]

@@ -1,12 +1,24 @@
 //! Records on disk, in sled.
 //!
-//! One tree per kind of record (devices, images, rollouts, members, jobs, audit), JSON values (readable with any sled tool, and versionable). The service
-//! writes each batch of changes and flushes once for the batch (group commit) before it acts on them.
+//! One tree per kind of record (devices, images, rollouts, members, jobs, audit), JSON values (readable with
+//! any sled tool, and versionable). The service writes each batch of changes and flushes once for the batch
+//! (group commit) before it acts on them.
+//!
+//! Damage is refused, never restored as older data. sled checks each log entry's CRC at start-up, but it takes
+//! the first bad entry for the torn end of a crash and starts from the entries before it: a few flipped bytes in
+//! the middle of its `db` file would roll the store back without a word. So every flush also writes a
+//! generation number into the store, and at most once a second the flushed generation goes to a marker file
+//! beside sled's own ([`generation`]); a store that opens at an older generation than its marker has lost
+//! records it once made durable, and is refused as damaged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+mod generation;
 
 use crate::engine::Record;
 use crate::ControllerError;
@@ -29,7 +41,13 @@ fn locked(e: &std::io::Error) -> bool {
 const BATCH_RECORDS: usize = 1_000;
 
 pub struct Store {
+    dir: PathBuf,
     db: sled::Db,
+    meta: sled::Tree,
+    /// The generation of the last flush.
+    generation: AtomicU64,
+    /// The marker file's writer, which keeps it at most a second behind.
+    marker: Arc<generation::Marker>,
     devices: sled::Tree,
     images: sled::Tree,
     rollouts: sled::Tree,
@@ -54,10 +72,28 @@ impl Store {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Err(source) => return Err(ControllerError::StoreOpen { path: dir.to_path_buf(), source }),
+                Err(source) => return Err(damaged_or_unopened(dir, source)),
             }
         };
+        let meta = db.open_tree("meta").map_err(|e| damaged_or_unopened(dir, e))?;
+        let stored = generation::read_stored(&meta)
+            .map_err(|detail| ControllerError::StoreDamaged { path: dir.to_path_buf(), detail })?;
+        let marked = generation::read_marker(dir)?;
+        if stored < marked {
+            return Err(ControllerError::StoreDamaged {
+                path: dir.to_path_buf(),
+                detail: format!(
+                    "its records end at generation {stored}, but generation {marked} was made durable before \
+                     ({}): sled started from older records, which is what damage to its `db` file looks like",
+                    generation::MARKER
+                ),
+            });
+        }
         Ok(Store {
+            dir: dir.to_path_buf(),
+            meta,
+            generation: AtomicU64::new(stored),
+            marker: Arc::new(generation::Marker::new(marked)),
             devices: db.open_tree("devices")?,
             images: db.open_tree("images")?,
             rollouts: db.open_tree("rollouts")?,
@@ -72,12 +108,13 @@ impl Store {
     /// engine to start from. One
     /// record at a time: a large fleet's store is never held twice in memory.
     pub fn load(&self, mut each: impl FnMut(Record)) -> Result<(), ControllerError> {
-        load_tree(&self.devices, &mut each, |d| Record::Device(Box::new(d)))?;
-        load_tree(&self.images, &mut each, Record::Image)?;
-        load_tree(&self.rollouts, &mut each, |r| Record::Rollout(Box::new(r)))?;
-        load_tree(&self.members, &mut each, Record::Members)?;
-        load_tree(&self.jobs, &mut each, Record::Job)?;
-        load_tree(&self.audit, &mut each, Record::Audit)?;
+        let dir = &self.dir;
+        load_tree(dir, &self.devices, &mut each, |d| Record::Device(Box::new(d)))?;
+        load_tree(dir, &self.images, &mut each, Record::Image)?;
+        load_tree(dir, &self.rollouts, &mut each, |r| Record::Rollout(Box::new(r)))?;
+        load_tree(dir, &self.members, &mut each, Record::Members)?;
+        load_tree(dir, &self.jobs, &mut each, Record::Job)?;
+        load_tree(dir, &self.audit, &mut each, Record::Audit)?;
         Ok(())
     }
 
@@ -114,9 +151,16 @@ impl Store {
         Ok(())
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable, with the next generation; then, at most once a second and off
+    /// this task, records that generation in the marker file.
     pub async fn flush(&self) -> Result<(), ControllerError> {
+        let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.meta.insert(generation::KEY, &g.to_be_bytes())?;
         self.db.flush_async().await?;
+        if self.marker.claim() {
+            let (marker, dir) = (self.marker.clone(), self.dir.clone());
+            tokio::task::spawn_blocking(move || marker.write(&dir, g));
+        }
         Ok(())
     }
 
@@ -128,6 +172,25 @@ impl Store {
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// An error from opening sled: a lock held elsewhere is [`ControllerError::StoreOpen`]; a file sled cannot
+/// read is damage.
+fn damaged_or_unopened(dir: &Path, source: sled::Error) -> ControllerError {
+    match source {
+        sled::Error::Corruption { .. } => ControllerError::StoreDamaged {
+            path: dir.to_path_buf(),
+            detail: "sled found a damaged entry in its files (`conf` or `db`)".into(),
+        },
+        sled::Error::Io(e)
+            if !locked(&e)
+                && e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::PermissionDenied =>
+        {
+            ControllerError::StoreDamaged { path: dir.to_path_buf(), detail: e.to_string() }
+        }
+        source => ControllerError::StoreOpen { path: dir.to_path_buf(), source },
     }
 }
 
@@ -153,16 +216,22 @@ fn encode(record: &Record, tree: usize) -> Option<(Vec<u8>, Result<Vec<u8>, Stri
     })
 }
 
+/// Reads one tree; a record sled cannot read back, or one that is not the JSON of its kind, is damage.
 fn load_tree<T: DeserializeOwned>(
+    dir: &Path,
     tree: &sled::Tree,
     each: &mut impl FnMut(Record),
     wrap: fn(T) -> Record,
 ) -> Result<(), ControllerError> {
+    let name = String::from_utf8_lossy(&tree.name()).into_owned();
     for item in tree.iter() {
-        let (key, value) = item?;
-        let record = serde_json::from_slice(&value).map_err(|e| ControllerError::StoreCorrupt {
-            key: String::from_utf8_lossy(&key).into_owned(),
-            detail: e.to_string(),
+        let (key, value) = item.map_err(|e| match damaged_or_unopened(dir, e) {
+            ControllerError::StoreOpen { source, .. } => ControllerError::Store(source),
+            damaged => damaged,
+        })?;
+        let record = serde_json::from_slice(&value).map_err(|e| ControllerError::StoreDamaged {
+            path: dir.to_path_buf(),
+            detail: format!("record {}/{} is unreadable ({e})", name, String::from_utf8_lossy(&key)),
         })?;
         each(wrap(record));
     }
@@ -185,6 +254,97 @@ mod tests {
         assert!(t0.elapsed() >= LOCK_WAIT, "refused after {:?}, before the wait was over", t0.elapsed());
         assert!(matches!(e, ControllerError::StoreOpen { .. }), "{e:?}");
         assert!(e.to_string().contains("another `bindwave serve`"), "{e}");
+    }
+
+    fn devices(n: usize, seen: u64) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                let name = format!("phone-{i:05}");
+                Record::Device(Box::new(Device {
+                    id: id(&name),
+                    hello: Some(hello(&name, 2, "V3 R1.0.0")),
+                    online: false,
+                    last_seen: seen,
+                }))
+            })
+            .collect()
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    /// Writes `rounds` generations of the same devices, the last one a second after the one before so that the
+    /// marker holds it, and closes the store.
+    fn written(dir: &Path, rounds: u64) {
+        rt().block_on(async {
+            let store = Store::open(dir).unwrap();
+            for round in 1..=rounds {
+                if round == rounds {
+                    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+                }
+                store.put(&devices(300, round)).unwrap();
+                store.flush().await.unwrap();
+            }
+            // The marker's write runs on the blocking pool: let it finish.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        });
+    }
+
+    /// A store that opens at an older generation than its marker says was durable is refused as damaged, with
+    /// what to do.
+    #[test]
+    fn a_store_behind_its_marker_is_refused_as_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path(), 3);
+        let marker = std::fs::read_to_string(dir.path().join(generation::MARKER)).unwrap();
+        assert_eq!(marker.trim(), "3");
+        assert!(Store::open(dir.path()).is_ok(), "an undamaged store opens");
+        std::fs::write(dir.path().join(generation::MARKER), "7\n").unwrap();
+        let e = Store::open(dir.path()).err().expect("a store behind its marker");
+        assert!(matches!(e, ControllerError::StoreDamaged { .. }), "{e:?}");
+        let msg = e.to_string();
+        for words in ["is damaged", "generation 3", "generation 7", "from a backup", "start again"] {
+            assert!(msg.contains(words), "{words:?} not in: {msg}");
+        }
+    }
+
+    /// Bytes flipped in the middle of sled's `db` file (which sled alone restores as older records), truncated
+    /// files, and a garbled marker: each is refused as damage, never taken for a held lock.
+    #[test]
+    fn damaged_files_are_refused_as_damage_never_opened_on_older_records() {
+        type Damage = fn(&Path);
+        let flip: Damage = |dir| {
+            let path = dir.join("db");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let mid = bytes.len() / 2;
+            for b in &mut bytes[mid..mid + 8] {
+                *b ^= 0xff;
+            }
+            std::fs::write(&path, bytes).unwrap();
+        };
+        let truncate_db: Damage = |dir| {
+            let f = std::fs::OpenOptions::new().write(true).open(dir.join("db")).unwrap();
+            f.set_len(f.metadata().unwrap().len() / 3).unwrap();
+        };
+        let truncate_conf: Damage = |dir| {
+            let f = std::fs::OpenOptions::new().write(true).open(dir.join("conf")).unwrap();
+            f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+        };
+        let garble_marker: Damage = |dir| std::fs::write(dir.join(generation::MARKER), "twelve").unwrap();
+        for (what, damage) in [
+            ("flipped db", flip),
+            ("truncated db", truncate_db),
+            ("truncated conf", truncate_conf),
+            ("marker", garble_marker),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            written(dir.path(), 3);
+            damage(dir.path());
+            let e = Store::open(dir.path()).err().unwrap_or_else(|| panic!("{what}: the damaged store opened"));
+            assert!(matches!(e, ControllerError::StoreDamaged { .. }), "{what}: {e:?}");
+            assert!(!e.to_string().contains("another `bindwave serve`"), "{what}: {e}");
+        }
     }
 
     /// More records than one sled batch holds come back whole, each once.

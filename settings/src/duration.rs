@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 
+/// The longest duration a setting or a flag takes: a year. Anything longer is a slip of the keyboard (a soak
+/// of `18446744073709551s`), and every duration times a thousand (milliseconds) stays far inside a `u64`.
+pub const MAX_SECS: u64 = 365 * 24 * 3600;
+
 /// Seconds, at least 1.
 pub fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_any(Amount { unit: Unit::Secs, min: 1 })
@@ -27,12 +31,19 @@ pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 /// A duration in words or a number, as a `Duration`: for flags (`--soak 1h30m`, `--soak 90`).
+/// At most [`MAX_SECS`].
 pub fn parse_secs(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    if let Ok(n) = text.parse::<u64>() {
-        return Ok(n);
+    let n = match text.parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(text)
+            .map(|d| d.as_secs())
+            .map_err(|e| format!("{text:?} is not a duration: {e}"))?,
+    };
+    if n > MAX_SECS {
+        return Err(format!("{text:?} is longer than a year, the longest duration Bindwave takes"));
     }
-    humantime::parse_duration(text).map(|d| d.as_secs()).map_err(|e| format!("{text:?} is not a duration: {e}"))
+    Ok(n)
 }
 
 #[derive(Clone, Copy)]
@@ -48,7 +59,11 @@ struct Amount {
 
 impl Amount {
     fn whole<E: de::Error>(&self, n: u64, unexpected: de::Unexpected) -> Result<u64, E> {
-        if n >= self.min {
+        let max = match self.unit {
+            Unit::Secs => MAX_SECS,
+            Unit::Millis => MAX_SECS * 1000,
+        };
+        if (self.min..=max).contains(&n) {
             Ok(n)
         } else {
             Err(E::invalid_value(unexpected, self))
@@ -64,7 +79,11 @@ impl<'de> Visitor<'de> for Amount {
             Unit::Secs => ("seconds", "\"30s\" or \"6h\""),
             Unit::Millis => ("milliseconds", "\"500ms\" or \"2s\""),
         };
-        write!(f, "a whole number of {unit} of at least {}, or a duration such as {example}", self.min)
+        let max = match self.unit {
+            Unit::Secs => MAX_SECS,
+            Unit::Millis => MAX_SECS * 1000,
+        };
+        write!(f, "a whole number of {unit} from {} to {max} (a year), or a duration such as {example}", self.min)
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
@@ -116,11 +135,15 @@ mod tests {
         assert_eq!(t("t = \"1h30m\"").unwrap().t, 5400);
         assert_eq!(t("t = 1\nms = \"2s\"").unwrap().ms, 2000);
         assert_eq!(t("t = 1\nms = 500").unwrap().ms, 500);
-        for bad in ["t = 0", "t = -1", "t = \"soon\"", "t = \"1.5s\""] {
+        for bad in ["t = 0", "t = -1", "t = \"soon\"", "t = \"1.5s\"", "t = 31536001", "t = \"400days\""] {
             assert!(t(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_secs("1h30m"), Ok(5400));
         assert_eq!(parse_secs("90"), Ok(90));
         assert!(parse_secs("later").is_err());
+        assert_eq!(parse_secs("365days"), Ok(MAX_SECS));
+        let long = parse_secs("18446744073709551s").unwrap_err();
+        assert!(long.contains("longer than a year"), "{long}");
+        assert!(parse_secs("18446744073709551615").is_err());
     }
 }

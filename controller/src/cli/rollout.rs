@@ -246,8 +246,13 @@ pub fn parse_ratio(s: &str) -> Result<f64, String> {
 
 /// `90s`, `30m`, `2h`, `1d`, or plain seconds; returns seconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
-    bindwave_settings::duration::parse_secs(s)
-        .map_err(|_| format!("{:?} is not a duration: use e.g. 90s, 30m, 2h or 1h30m", s.trim()))
+    bindwave_settings::duration::parse_secs(s).map_err(|e| {
+        if e.contains("longer than") {
+            e
+        } else {
+            format!("{:?} is not a duration: use e.g. 90s, 30m, 2h or 1h30m", s.trim())
+        }
+    })
 }
 
 fn parse_action(s: &str) -> Result<GateAction, String> {
@@ -609,6 +614,8 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), 90);
         assert_eq!(parse_duration("2h").unwrap(), 7200);
         assert!(parse_duration("soon").is_err());
+        let e = parse_duration("18446744073709551s").unwrap_err();
+        assert!(e.contains("longer than a year"), "{e}");
         let (n, o) = parse_wave_gates("2:soak=1h,success=99%,approval=true,max-concurrent=5,rejection=20%").unwrap();
         assert_eq!((n, o.soak_secs, o.approval, o.max_concurrent), (2, Some(3600), Some(true), Some(5)));
         assert_eq!(o.rejection_ratio, Some(0.2));

@@ -180,9 +180,9 @@ impl Engine {
     /// A wave passed (or an operator let it through): it soaks.
     pub(super) fn pass_wave(&mut self, n: RolloutId, wave: usize, now: Millis, fx: &mut Effects) {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
-        let soak = live.rollout.waves[wave].gates.soak_secs * 1000;
+        let soak = live.rollout.waves[wave].gates.soak_secs.saturating_mul(1000);
         live.rollout.waves[wave].passed_at = Some(now);
-        live.rollout.state = RolloutState::Active { wave, stage: Stage::Soaking { until: now + soak } };
+        live.rollout.state = RolloutState::Active { wave, stage: Stage::Soaking { until: now.saturating_add(soak) } };
         fx.put(Record::Rollout(Box::new(live.rollout.clone())));
     }
 

@@ -343,13 +343,13 @@ impl Engine {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         live.materialize(device);
         let Some(job) = live.jobs.get_mut(device) else { return };
-        let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs * 1000;
+        let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs.saturating_mul(1000);
         if let (true, false, Some(sent)) = (job.phase.in_flight(), phase.in_flight(), job.sent_at) {
-            self.deadlines.remove(&(sent + timeout, n, device.clone()));
+            self.deadlines.remove(&(sent.saturating_add(timeout), n, device.clone()));
         }
         if phase == JobPhase::Sent {
             job.sent_at = Some(now);
-            self.deadlines.insert((now + timeout, n, device.clone()));
+            self.deadlines.insert((now.saturating_add(timeout), n, device.clone()));
         }
         live.tallies[job.wave].remove(job.phase.outcome());
         live.tallies[job.wave].add(phase.outcome());

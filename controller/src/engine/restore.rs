@@ -51,8 +51,10 @@ impl Engine {
                 // A written job replaces the one its membership implied.
                 live.unsent.remove(&j.device);
                 let deadline = |job: &Job| {
-                    let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs * 1000;
-                    job.sent_at.filter(|_| job.phase.in_flight()).map(|sent| (sent + timeout, n, job.device.clone()))
+                    let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs.saturating_mul(1000);
+                    job.sent_at
+                        .filter(|_| job.phase.in_flight())
+                        .map(|sent| (sent.saturating_add(timeout), n, job.device.clone()))
                 };
                 // A later version of a job replaces the earlier one.
                 if let Some(old) = live.jobs.get(&j.device) {

@@ -119,12 +119,36 @@ impl Gates {
         if let Some(r) = self.rejection_ratio {
             ratio("rejection_ratio", r)?;
         }
-        if self.device_timeout_secs == 0 {
-            return Err("device_timeout_secs must be at least 1".into());
+        let max = bindwave_settings::duration::MAX_SECS;
+        if !(1..=max).contains(&self.device_timeout_secs) {
+            return Err(format!(
+                "device_timeout_secs must be from 1 to {max} (a year), not {}",
+                self.device_timeout_secs
+            ));
+        }
+        if self.soak_secs > max {
+            return Err(format!("soak_secs must be at most {max} (a year), not {}", self.soak_secs));
         }
         if self.max_concurrent == Some(0) {
             return Err("max_concurrent must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durations past a year are refused by name, whichever way they came (a flag, the API, a scenario).
+    #[test]
+    fn durations_are_bounded() {
+        let max = bindwave_settings::duration::MAX_SECS;
+        assert!(Gates { soak_secs: max, device_timeout_secs: max, ..Gates::default() }.validate().is_ok());
+        let e = Gates { soak_secs: 18_446_744_073_709_551, ..Gates::default() }.validate().unwrap_err();
+        assert!(e.contains("soak_secs must be at most"), "{e}");
+        let e = Gates { device_timeout_secs: u64::MAX, ..Gates::default() }.validate().unwrap_err();
+        assert!(e.contains("device_timeout_secs must be from 1"), "{e}");
+        assert!(Gates { device_timeout_secs: 0, ..Gates::default() }.validate().is_err());
     }
 }
