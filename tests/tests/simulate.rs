@@ -152,3 +152,34 @@ fn a_phone_off_the_network_for_a_while_updates_when_it_comes_back() {
     assert!(fleet.log_text().contains("simulated: back on the network"));
     assert!(online(&c).contains(&away));
 }
+
+/// Phones killed together with a controller that embeds the broker: their last wills died with the broker,
+/// and only the controller comes back. It does not show them online from its store: online state is
+/// re-established after a restart, and none of them re-establishes it. Phones started again come back online.
+#[test]
+fn phones_that_died_with_the_broker_are_not_shown_online_after_a_restart() {
+    const PHONES: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = Controller::start(d);
+    let simulate = |c: &Controller| {
+        let mut cmd = Command::new(bin("bindwave"));
+        cmd.args(["simulate", "--devices", &PHONES.to_string(), "--broker", &c.mqtt, "--state", "nosync"])
+            .arg("--state-dir")
+            .arg(d.join("fleet"))
+            .arg("--controller-key")
+            .arg(c.data_dir.join("controller.key.pub"));
+        Proc::spawn("fleet", cmd, d)
+    };
+    let mut fleet = simulate(&c);
+    wait_until(Duration::from_secs(60), "every phone online", || online(&c).len() == PHONES);
+    fleet.kill();
+    c.restart(d);
+    let devices = c.json(&["device", "list", "-o", "json"]);
+    assert_eq!(devices.as_array().map(Vec::len), Some(PHONES), "the inventory is kept: {devices:#}");
+    assert_eq!(online(&c), Vec::<String>::new(), "dead phones shown online after the restart");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(online(&c), Vec::<String>::new(), "dead phones came back online by themselves");
+    let _fleet = simulate(&c);
+    wait_until(Duration::from_secs(60), "the phones back online", || online(&c).len() == PHONES);
+}

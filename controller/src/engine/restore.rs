@@ -9,6 +9,11 @@ impl Engine {
         match record {
             Record::Device(d) => {
                 let mut d = *d;
+                // Online state is re-established after a restart, never restored: a phone that died while no
+                // broker could publish its last will would stay online forever. Each phone that is still
+                // there says so again: the embedded broker starts empty and every phone reconnects with its
+                // hello; an external broker hands the controller each phone's retained presence.
+                d.online = false;
                 // One id, shared by the record and its hello (and later by the device's jobs and queues).
                 if let Some(hello) = d.hello.as_mut() {
                     if hello.device_id == d.id {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use bindwave_proto::wire::{Command, DeviceId, JobState, Report};
+use bindwave_proto::wire::{Command, DeviceId, JobState, Presence, Report};
 use bindwave_proto::HardwareLevel;
 
 use super::plan::Prediction;
@@ -613,6 +613,25 @@ fn restoring_the_records_rebuilds_the_same_state() {
     assert_eq!(updates(&a), updates(&b));
     // Numbering continues.
     assert_eq!(create(&mut restored, spec(&["100%"], Gates::default())), RolloutId::from(2));
+}
+
+/// A device stored online comes back offline: online state is re-established by the broker after a restart
+/// (a hello or a presence), never restored from the store, where a phone that died with its broker would stay
+/// online for good.
+#[test]
+fn a_restart_forgets_who_was_online_until_each_device_says_so_again() {
+    let e = fleet(3);
+    assert!(e.devices().all(|d| d.online));
+    let records: Vec<Record> = e.devices().map(|d| Record::Device(Box::new(d.clone()))).collect();
+    let mut restored = replay(&records);
+    assert!(restored.devices().all(|d| !d.online), "restored online");
+    let first = restored.devices().next().unwrap().id.clone();
+    restored.handle(Input::Hello(hello(first.as_str(), 3, "V3 R1.0.0")), 10).unwrap();
+    let online: Vec<_> = restored.devices().filter(|d| d.online).map(|d| d.id.clone()).collect();
+    assert_eq!(online, vec![first.clone()]);
+    let second = restored.devices().find(|d| d.id != first).unwrap().id.clone();
+    restored.handle(Input::Presence(second.clone(), Presence { online: true }), 11).unwrap();
+    assert_eq!(restored.devices().filter(|d| d.online).count(), 2);
 }
 
 /// An engine restored from `records`, as at start-up.
