@@ -42,6 +42,8 @@ pub mod gates;
 mod intern;
 mod operate;
 pub mod plan;
+#[cfg(test)]
+mod properties;
 mod queries;
 mod refused;
 pub mod release;
