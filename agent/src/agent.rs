@@ -171,6 +171,7 @@ impl Agent {
             agent_version: crate::AGENT_VERSION.into(),
             model: config.model.as_deref().map(Into::into),
             labels: config.labels.iter().map(|l| l.as_str().into()).collect(),
+            heartbeat_secs: Some(u32::try_from(config.heartbeat_secs).unwrap_or(u32::MAX)),
         };
         let driver = Driver {
             core: Core::new(hello, config.health.configured()),
@@ -264,6 +265,10 @@ impl Driver {
         self.handle(Input::Restarted(found)).await?;
         let mut resend = tokio::time::interval(Duration::from_secs(self.config.report_retry_secs.max(1)));
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let beat = Duration::from_secs(self.config.heartbeat_secs.max(1));
+        // The first beat one period after the start: the connect publishes the presence itself.
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -271,6 +276,7 @@ impl Driver {
                 Some(event) = events.recv() => self.on_link(event).await?,
                 Some(job) = jobs.recv() => self.on_job(job).await?,
                 _ = resend.tick() => self.handle(Input::RetryTick).await?,
+                _ = heartbeat.tick() => self.handle(Input::HeartbeatTick).await?,
                 _ = tokio::time::sleep(Duration::from_millis(50)), if self.unsubscribed => self.subscribe(),
             }
         }

@@ -156,6 +156,7 @@ mod tests {
                 agent_version: "t".into(),
                 model: model.map(Into::into),
                 labels: labels.iter().map(|l| (*l).into()).collect(),
+                heartbeat_secs: None,
             }),
             online: true,
             last_seen: 0,

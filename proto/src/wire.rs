@@ -178,7 +178,15 @@ pub struct Hello {
     /// Operator-defined labels (`site=munich`, `pilot`), for targeting rollouts.
     #[serde(default, skip_serializing_if = "no_labels")]
     pub labels: Arc<[Shared]>,
+    /// Seconds between the phone's heartbeats (its retained presence, published again). A phone silent for
+    /// [`HEARTBEATS_MISSED`] of them is taken as gone, whether or not its last will arrived. `None`: a phone
+    /// that sends none (an older agent), whose presence follows its last will alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_secs: Option<u32>,
 }
+
+/// Heartbeats a phone may miss before it is taken as gone.
+pub const HEARTBEATS_MISSED: u64 = 3;
 
 fn no_labels(labels: &[Shared]) -> bool {
     labels.is_empty()
@@ -633,6 +641,7 @@ mod tests {
             agent_version: "0.1.0".into(),
             model: Some("CP400".into()),
             labels: ["site=munich".into()].into(),
+            heartbeat_secs: Some(300),
         };
         let golden = json!({
             "device_id": "phone-0001",
@@ -643,16 +652,18 @@ mod tests {
             "minimum_software_version": "V3 R1.0.0",
             "agent_version": "0.1.0",
             "model": "CP400",
-            "labels": ["site=munich"]
+            "labels": ["site=munich"],
+            "heartbeat_secs": 300
         });
         assert_eq!(serde_json::to_value(&hello).unwrap(), golden);
         assert_eq!(Hello::from_json(golden.to_string().as_bytes()).unwrap(), hello);
-        // A hello from an agent without model and labels still reads.
+        // A hello from an agent without model, labels and heartbeat still reads.
         let mut older = golden.clone();
-        older.as_object_mut().unwrap().remove("model");
-        older.as_object_mut().unwrap().remove("labels");
+        for key in ["model", "labels", "heartbeat_secs"] {
+            older.as_object_mut().unwrap().remove(key);
+        }
         let h = Hello::from_json(older.to_string().as_bytes()).unwrap();
-        assert_eq!((h.model, h.labels.len()), (None, 0));
+        assert_eq!((h.model, h.labels.len(), h.heartbeat_secs), (None, 0, None));
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub struct AgentConfig {
     /// Seconds between repeats of a final report the controller has not acknowledged yet.
     #[serde(default = "default_report_retry_secs", deserialize_with = "secs")]
     pub report_retry_secs: u64,
+    /// Seconds between heartbeats: the phone publishes its presence again, so that the controller can tell it
+    /// is there even when a broker restart lost its last will. Its hello says how often; the controller takes
+    /// a phone silent for three heartbeats as offline.
+    #[serde(default = "default_heartbeat_secs", deserialize_with = "secs")]
+    pub heartbeat_secs: u64,
     /// How hard a download tries before the job fails.
     #[serde(default)]
     pub download: DownloadSettings,
@@ -261,6 +266,11 @@ impl BrokerSettings {
 
 fn default_report_retry_secs() -> u64 {
     10
+}
+
+/// Five minutes: 10,000 phones make 33 small retained publishes a second.
+fn default_heartbeat_secs() -> u64 {
+    300
 }
 
 /// A count of at least 1 (serde's own `NonZeroU32` says what it takes).

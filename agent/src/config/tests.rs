@@ -240,8 +240,8 @@ fn durations_may_be_written_in_words() {
     let m = messages(&check_with(&GOOD.replace("[broker]", "report_retry_secs = 0\n[broker]"), &[]));
     assert_eq!(
         m,
-        ["line 7, column 1: `report_retry_secs` must be a whole number of seconds of at least 1, or a duration such \
-          as \"30s\" or \"6h\", e.g. 10; found the number 0"]
+        ["line 7, column 1: `report_retry_secs` must be a whole number of seconds from 1 to 31536000 (a year), or a \
+          duration such as \"30s\" or \"6h\", e.g. 10; found the number 0"]
     );
 }
 

@@ -24,7 +24,8 @@
 //! - **One job at a time, none twice.** A repeat of the job in hand (or of one queued) is ignored; a repeat of a
 //!   finished job is answered with its recorded outcome; other commands wait their turn.
 //! - **What must arrive is sent again.** Publishing never waits for the broker; unacknowledged final reports go
-//!   out on every connect and every retry tick, hello and presence on every connect.
+//!   out on every connect and every retry tick, hello and presence on every connect, and the presence again
+//!   at every heartbeat (a broker restart may have lost the last will that would have said the phone left).
 
 mod recover;
 #[cfg(test)]
@@ -61,6 +62,8 @@ pub enum Input {
     Done(Report),
     /// Time to repeat the final reports the controller has not acknowledged.
     RetryTick,
+    /// Time for a heartbeat: the presence again, so the controller knows the phone is there.
+    HeartbeatTick,
 }
 
 /// What the driver does, in the order given.
@@ -168,6 +171,11 @@ impl Core {
             Input::RetryTick => {
                 if self.connected {
                     publish_unacked(journal, &mut out);
+                }
+            }
+            Input::HeartbeatTick => {
+                if self.connected {
+                    out.push(Action::Publish(Message::Presence(Presence { online: true })));
                 }
             }
         }

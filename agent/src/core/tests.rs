@@ -24,6 +24,7 @@ fn hello() -> Hello {
         agent_version: "0.1.0".into(),
         model: None,
         labels: [].into(),
+        heartbeat_secs: None,
     }
 }
 
@@ -219,6 +220,17 @@ fn a_connect_subscribes_and_publishes_hello_presence_and_every_unacknowledged_re
     );
     assert_eq!(p.on(Input::Disconnected("broker gone".into())), []);
     assert_eq!(p.on(Input::RetryTick), [], "nothing is published while the link is down");
+}
+
+/// A heartbeat publishes the presence again while the link is up, and nothing while it is down.
+#[test]
+fn a_heartbeat_publishes_the_presence_again_while_connected() {
+    let mut p = Phone::new(false);
+    assert_eq!(p.on(Input::HeartbeatTick), [], "nothing before the link is up");
+    p.on(Input::Connected);
+    assert_eq!(p.on(Input::HeartbeatTick), [Action::Publish(Message::Presence(Presence { online: true }))]);
+    p.on(Input::Disconnected("broker gone".into()));
+    assert_eq!(p.on(Input::HeartbeatTick), []);
 }
 
 #[test]

@@ -41,6 +41,7 @@ impl Engine {
         };
         let device = Device { id: id.clone(), hello: Some(hello), online: true, last_seen: now };
         self.devices.insert(id.clone(), device.clone());
+        self.heard(&id, now);
         fx.put(Record::Device(Box::new(device.clone())));
         // A device asks for its pending work by saying hello: send again what it has not finished.
         let owed: Vec<RolloutId> = self
@@ -100,14 +101,18 @@ impl Engine {
     pub(super) fn on_presence(&mut self, id: DeviceId, p: Presence, now: Millis, fx: &mut Effects) {
         let device =
             self.devices.entry(id.clone()).or_insert_with(|| Device { id, hello: None, online: false, last_seen: now });
+        // A presence that repeats what is known is a heartbeat: kept in memory, not written.
         if device.online != p.online {
             device.online = p.online;
             device.last_seen = now;
             fx.put(Record::Device(Box::new(device.clone())));
         }
+        let id = device.id.clone();
+        self.heard(&id, now);
     }
 
     pub(super) fn on_report(&mut self, device: DeviceId, report: Report, now: Millis, fx: &mut Effects) -> Reply {
+        self.heard(&device, now);
         let ack = |fx: &mut Effects| {
             if report.state.is_final() {
                 fx.send(device.clone(), Command::Ack { job_id: report.job_id.clone() });

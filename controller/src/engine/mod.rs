@@ -40,6 +40,7 @@ mod effects;
 mod error;
 pub mod gates;
 mod intern;
+mod liveness;
 mod operate;
 pub mod plan;
 #[cfg(test)]
@@ -261,6 +262,8 @@ pub struct Engine {
     release: ReleasePolicy,
     /// The texts the devices' hellos share.
     interner: intern::Interner,
+    /// When the online devices' heartbeat deadlines are next checked; `None` while no online device beats.
+    liveness_at: Option<Millis>,
 }
 
 /// The actor of what the gates decide on their own.
@@ -278,6 +281,7 @@ impl Engine {
             audit: Vec::new(),
             release: ReleasePolicy::default(),
             interner: intern::Interner::default(),
+            liveness_at: None,
         }
     }
 
@@ -317,6 +321,7 @@ impl Engine {
                 Reply::Stopped(self.emergency_stop(&actor, &reason, abort, now, &mut fx))
             }
             Input::Tick => {
+                self.check_liveness(now, &mut fx);
                 self.tick(now, &mut fx);
                 Reply::None
             }

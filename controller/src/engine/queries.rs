@@ -79,13 +79,13 @@ impl Engine {
         self.audit.iter().filter(move |a| rollout.is_none() || a.rollout == rollout)
     }
 
-    /// The earliest moment a [`Input::Tick`](super::Input::Tick) can change anything: a device deadline or the
-    /// end of a soak.
+    /// The earliest moment a [`Input::Tick`](super::Input::Tick) can change anything: a device deadline, the
+    /// end of a soak, or the next check of the devices' heartbeats.
     pub fn next_deadline(&self) -> Option<Millis> {
         let soak = self.rollouts.values().filter_map(|l| match l.rollout.state {
             RolloutState::Active { stage: Stage::Soaking { until }, .. } => Some(until),
             _ => None,
         });
-        self.deadlines.iter().next().map(|(d, ..)| *d).into_iter().chain(soak).min()
+        self.deadlines.iter().next().map(|(d, ..)| *d).into_iter().chain(soak).chain(self.liveness_at).min()
     }
 }

@@ -22,6 +22,7 @@ pub(crate) fn hello(device: &str, level: u16, version: &str) -> Hello {
         agent_version: "test".into(),
         model: None,
         labels: [].into(),
+        heartbeat_secs: None,
     }
 }
 

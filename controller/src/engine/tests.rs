@@ -784,3 +784,35 @@ fn a_retry_after_the_last_wave_reopens_the_rollout_until_the_retried_devices_fin
     assert_eq!(state(&e, &r), RolloutState::Finished);
     assert_eq!(e.tally(&r).get(Outcome::Succeeded), 10);
 }
+
+/// A device that beats and falls silent for three heartbeats is taken offline (its last will lost); one that
+/// keeps beating, by presence or report, stays online; one that sends no heartbeat follows its will alone.
+#[test]
+fn a_device_silent_for_three_heartbeats_goes_offline() {
+    let mut e = Engine::new("http://ctl:8080/");
+    let beating = |name: &str| Hello { heartbeat_secs: Some(10), ..hello(name, 3, "V3 R1.0.0") };
+    for h in [beating("quiet"), beating("alive"), hello("old-agent", 3, "V3 R1.0.0")] {
+        e.handle(Input::Hello(h), 0).unwrap();
+    }
+    let online = |e: &Engine| e.devices().filter(|d| d.online).map(|d| d.id.to_string()).collect::<Vec<_>>();
+    let mut written = Vec::new();
+    for t in (5..=60).step_by(5) {
+        let now = t * 1000;
+        e.handle(Input::Presence(id("alive"), Presence { online: true }), now).unwrap();
+        if e.next_deadline().is_some_and(|d| d <= now) {
+            let (_, fx) = e.handle(Input::Tick, now).unwrap();
+            written.extend(fx.persist.into_iter().filter_map(|r| match r {
+                Record::Device(d) => Some((t, d.id.to_string(), d.online)),
+                _ => None,
+            }));
+        }
+        if t <= 30 {
+            assert_eq!(online(&e), ["alive", "old-agent", "quiet"], "at {t} s");
+        }
+    }
+    assert_eq!(online(&e), ["alive", "old-agent"]);
+    assert_eq!(written, [(35, "quiet".to_string(), false)], "taken offline once, within a scan of its deadline");
+    // It comes back with its hello.
+    e.handle(Input::Hello(beating("quiet")), 61_000).unwrap();
+    assert_eq!(online(&e), ["alive", "old-agent", "quiet"]);
+}

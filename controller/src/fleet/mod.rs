@@ -82,6 +82,8 @@ pub fn phone_config(
             client_key: None,
         },
         report_retry_secs: 5,
+        // The agent's default.
+        heartbeat_secs: 300,
         download: Default::default(),
         access: None,
         hardware_probe: None,

@@ -36,6 +36,7 @@ pub fn hello_of(phone: usize, version: &str) -> Result<Hello> {
         agent_version: env!("CARGO_PKG_VERSION").into(),
         model: Some(model.into()),
         labels: [SITES[phone % SITES.len()].into()].into(),
+        heartbeat_secs: Some(300),
     })
 }
 
