@@ -256,7 +256,8 @@ mod tests {
         assert!(e.to_string().contains("another `bindwave serve`"), "{e}");
     }
 
-    fn devices(n: usize, seen: u64) -> Vec<Record> {
+    /// `n` device records, device `i` last seen at `seen(i)`.
+    fn devices(n: usize, seen: impl Fn(usize) -> u64) -> Vec<Record> {
         (0..n)
             .map(|i| {
                 let name = format!("phone-{i:05}");
@@ -264,7 +265,7 @@ mod tests {
                     id: id(&name),
                     hello: Some(hello(&name, 2, "V3 R1.0.0")),
                     online: false,
-                    last_seen: seen,
+                    last_seen: seen(i),
                 }))
             })
             .collect()
@@ -283,7 +284,7 @@ mod tests {
                 if round == rounds {
                     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
                 }
-                store.put(&devices(300, round)).unwrap();
+                store.put(&devices(300, |_| round)).unwrap();
                 store.flush().await.unwrap();
             }
             // The marker's write runs on the blocking pool: let it finish.
@@ -353,17 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let n = BATCH_RECORDS * 2 + 1;
-        let devices: Vec<Record> = (0..n)
-            .map(|i| {
-                let name = format!("phone-{i:05}");
-                Record::Device(Box::new(Device {
-                    id: id(&name),
-                    hello: Some(hello(&name, 2, "V3 R1.0.0")),
-                    online: false,
-                    last_seen: i as u64,
-                }))
-            })
-            .collect();
+        let devices = devices(n, |i| i as u64);
         store.put(&devices).unwrap();
         drop(store);
         let mut loaded = Vec::new();
