@@ -84,7 +84,12 @@ impl FromStr for SoftwareVersion {
         }
         let mut inline = [0; MAX_PARTS];
         inline[..parts.len()].copy_from_slice(&parts);
-        Ok(SoftwareVersion { parts: inline, len: parts.len() as u8, style })
+        let v = SoftwareVersion { parts: inline, len: parts.len() as u8, style };
+        // Written out (`V3 R3.18.0`, spaced), a version must read back: every store and message holds it so.
+        if input.len() + 2 > MAX_LEN && v.to_string().len() > MAX_LEN {
+            return Err(err("longer than 64 characters when written as `V<n> R<n>.<n>...`"));
+        }
+        Ok(v)
     }
 }
 
@@ -212,5 +217,17 @@ mod tests {
         let back: SoftwareVersion = serde_json::from_str(&json).unwrap();
         assert_eq!(back, v("V3 R3.18.0"));
         assert!(serde_json::from_str::<SoftwareVersion>("\"garbage\"").is_err());
+    }
+
+    /// Found by the version fuzz target: 64 characters without the space between `V` and `R` read, but written
+    /// out with it they were 65, and did not read back.
+    #[test]
+    fn a_version_that_would_not_read_back_once_written_is_refused() {
+        let tight = "V333333R360330300.63363133.33363200.633316.63333.33363300.633166";
+        assert_eq!(tight.len(), 64);
+        let e = tight.parse::<SoftwareVersion>().unwrap_err().to_string();
+        assert!(e.contains("when written"), "{e}");
+        let short: SoftwareVersion = "V3R3.18.0".parse().unwrap();
+        assert_eq!(short.to_string().parse::<SoftwareVersion>().unwrap(), short);
     }
 }
