@@ -175,19 +175,16 @@ impl Store {
     }
 }
 
-/// An error from opening sled: a lock held elsewhere is [`ControllerError::StoreOpen`]; a file sled cannot
-/// read is damage.
+/// An error from opening sled: a file sled cannot read (a bad entry, a file cut short) is damage; anything else
+/// (a lock held elsewhere, permissions, a full disk) is [`ControllerError::StoreOpen`], with sled's own words.
 fn damaged_or_unopened(dir: &Path, source: sled::Error) -> ControllerError {
+    use std::io::ErrorKind::{InvalidData, UnexpectedEof};
     match source {
         sled::Error::Corruption { .. } => ControllerError::StoreDamaged {
             path: dir.to_path_buf(),
             detail: "sled found a damaged entry in its files (`conf` or `db`)".into(),
         },
-        sled::Error::Io(e)
-            if !locked(&e)
-                && e.kind() != std::io::ErrorKind::WouldBlock
-                && e.kind() != std::io::ErrorKind::PermissionDenied =>
-        {
+        sled::Error::Io(e) if matches!(e.kind(), InvalidData | UnexpectedEof) => {
             ControllerError::StoreDamaged { path: dir.to_path_buf(), detail: e.to_string() }
         }
         source => ControllerError::StoreOpen { path: dir.to_path_buf(), source },
