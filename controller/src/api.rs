@@ -187,6 +187,7 @@ pub fn router(core: Core, options: ApiOptions) -> Router {
         .route("/api/v1/rollouts/{id}/{action}", post(operate))
         .route("/api/v1/stop", post(emergency_stop))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/backup", get(backup))
         .route("/binds/{file}", get(download_bind))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(ApiError { error: "no such endpoint".into() })) })
         .layer(axum::middleware::from_fn_with_state(options, authenticate))
@@ -458,6 +459,34 @@ async fn audit(State(core): State<Core>, Query(q): Query<AuditQuery>) -> ApiResu
         Some(None) => Vec::new(),
     };
     Ok(Json(entries))
+}
+
+/// `GET /api/v1/backup`'s query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupQuery {
+    /// Leave the images' binds out (for binds kept elsewhere, or a copy of the records alone).
+    #[serde(default)]
+    pub without_images: bool,
+}
+
+/// A consistent copy of the live controller, as a tar archive (see [`crate::backup`]); admin only, for it
+/// holds the controller's keys.
+async fn backup(State(core): State<Core>, Query(q): Query<BackupQuery>) -> Result<Response, ControllerError> {
+    let (file, size, manifest) = crate::backup::take(&core, !q.without_images).await?;
+    tracing::info!(
+        generation = manifest.generation,
+        records = manifest.records.values().sum::<u64>(),
+        images = if manifest.images_included { manifest.images.len() } else { 0 },
+        bytes = size,
+        "backup taken"
+    );
+    let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .header(header::CONTENT_LENGTH, size)
+        .header(header::CONTENT_DISPOSITION, "attachment; filename=\"bindwave-backup.tar\"")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|e| ControllerError::CoreStopped(e.to_string()).into_response()))
 }
 
 /// Takes a bind as the request body, streaming it to disk while the shared verifier checks it, and stores

@@ -15,7 +15,13 @@ pub enum ControllerError {
     InvalidBind(Reason),
     #[error("invalid request: {0}")]
     BadRequest(String),
-    #[error("cannot open the store in {path}: {source} (is another `bindwave serve` using this data directory?)")]
+    /// Another process holds the store's lock.
+    #[error(
+        "the store in {path} is in use by another process (is another `bindwave serve` using this data \
+         directory?): {source}"
+    )]
+    StoreLocked { path: PathBuf, source: sled::Error },
+    #[error("cannot open the store in {path}: {source}")]
     StoreOpen { path: PathBuf, source: sled::Error },
     /// The store's files are damaged: refused rather than started from older records.
     #[error(
@@ -30,6 +36,9 @@ pub enum ControllerError {
     StoreEncode { key: String, detail: String },
     #[error("stored record {key} is unreadable: {detail}")]
     StoreCorrupt { key: String, detail: String },
+    /// A backup archive that cannot be written or restored: what is wrong with it, and what to do.
+    #[error("backup {path}: {detail}")]
+    Backup { path: PathBuf, detail: String },
     #[error("cannot {action} {path}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("the payload {path} is empty: a bind carries a firmware image (check the file given to `image pack`)")]

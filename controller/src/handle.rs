@@ -23,6 +23,8 @@ pub(crate) enum Request {
     Act { input: Input, reply: ReplyTo },
     /// Read state.
     Query(QueryFn),
+    /// Copy the store's records into a file, between two batches (`bindwave backup`).
+    Backup { to: PathBuf, reply: oneshot::Sender<Result<crate::store::backup::Exported, ControllerError>> },
 }
 
 /// A handle the HTTP API uses to reach the core.
@@ -31,6 +33,8 @@ pub struct Core {
     tx: mpsc::Sender<Request>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) images_dir: PathBuf,
+    /// The data directory, whose files a backup copies.
+    pub(crate) data_dir: PathBuf,
     /// Which uploaded binds are added.
     pub(crate) images: Arc<crate::images::ImagePolicy>,
 }
@@ -40,16 +44,23 @@ impl Core {
     pub(crate) fn new(
         tx: mpsc::Sender<Request>,
         metrics: Arc<Metrics>,
-        images_dir: PathBuf,
+        data_dir: PathBuf,
         images: crate::images::ImagePolicy,
     ) -> Core {
-        Core { tx, metrics, images_dir, images: Arc::new(images) }
+        Core { tx, metrics, images_dir: data_dir.join("images"), data_dir, images: Arc::new(images) }
     }
 
     /// Applies an input; answers once its effects are durable.
     pub async fn act(&self, input: Input) -> Result<Reply, ControllerError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::Act { input, reply }).await.map_err(|_| ControllerError::ShuttingDown)?;
+        rx.await.map_err(|_| ControllerError::ShuttingDown)?
+    }
+
+    /// Copies every record of the store into the file `to`, as the store is between two batches.
+    pub async fn export(&self, to: PathBuf) -> Result<crate::store::backup::Exported, ControllerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Backup { to, reply }).await.map_err(|_| ControllerError::ShuttingDown)?;
         rx.await.map_err(|_| ControllerError::ShuttingDown)?
     }
 

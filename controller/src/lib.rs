@@ -11,6 +11,7 @@
 //!   without it (`--no-default-features`) links none of the phone's code.
 
 pub mod api;
+pub mod backup;
 pub mod broker;
 pub mod certs;
 pub mod cli;

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use bindwave_proto::wire::{
 };
 use bindwave_proto::PublicKey;
 use rumqttc::{AsyncClient, QoS};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::broker::acl::{Identity, CONTROLLER_IDENTITY};
@@ -30,6 +30,7 @@ use crate::handle::{Core, QueryFn, ReplyTo, Request};
 use crate::keys::SigningKey;
 use crate::metrics::Metrics;
 use crate::model::{JobId, JobPhase};
+use crate::store::backup::Exported;
 use crate::store::Store;
 use crate::ControllerError;
 
@@ -158,6 +159,11 @@ impl Service {
             command_key.to_line(),
         );
         // After the store's lock: no other controller is uploading into this directory.
+        let work = opts.data_dir.join(crate::backup::WORK_DIR);
+        if work.exists() {
+            // Backups that were being put together when the controller stopped.
+            std::fs::remove_dir_all(&work).map_err(crate::error::io_err("remove", &work))?;
+        }
         let removed = crate::api::remove_unfinished_uploads(&images_dir)?;
         if removed > 0 {
             tracing::info!(removed, dir = %images_dir.display(), "removed unfinished uploads");
@@ -251,7 +257,7 @@ impl Service {
 
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let core = Core::new(tx, metrics.clone(), images_dir, opts.images.clone());
+        let core = Core::new(tx, metrics.clone(), opts.data_dir.clone(), opts.images.clone());
 
         let core_loop = CoreLoop {
             engine,
@@ -415,6 +421,7 @@ struct Batch {
     effects: Effects,
     replies: Vec<(ReplyTo, Result<Reply, ControllerError>)>,
     queries: Vec<QueryFn>,
+    backups: Vec<(PathBuf, oneshot::Sender<Result<Exported, ControllerError>>)>,
     connected: bool,
 }
 
@@ -484,6 +491,7 @@ impl CoreLoop {
                 batch.replies.push((reply, result));
             }
             Request::Query(q) => batch.queries.push(q),
+            Request::Backup { to, reply } => batch.backups.push((to, reply)),
         }
     }
 
@@ -607,7 +615,7 @@ impl CoreLoop {
     }
 
     async fn commit(&mut self, batch: Batch, owed: &mut Effects) -> Result<(), ControllerError> {
-        let Batch { effects, replies, queries, connected } = batch;
+        let Batch { effects, replies, queries, backups, connected } = batch;
         if connected {
             for kind in [TopicKind::Presence, TopicKind::Reports, TopicKind::Hello] {
                 self.outbox.push_front(Outgoing::Subscribe(kind));
@@ -639,7 +647,22 @@ impl CoreLoop {
         for q in queries {
             q(&self.engine);
         }
+        // After the flush and before the next batch: the store holds what the engine knows, and only this task
+        // writes it.
+        for (to, reply) in backups {
+            let _ = reply.send(self.export(&to));
+        }
         Ok(())
+    }
+
+    /// Writes the store's records into the file `to`, synced.
+    fn export(&self, to: &Path) -> Result<Exported, ControllerError> {
+        let file = std::fs::File::create(to).map_err(crate::error::io_err("create", to))?;
+        let mut out = std::io::BufWriter::new(file);
+        let exported = self.store.export(&mut out)?;
+        let file = out.into_inner().map_err(|e| crate::error::io_err("write", to)(e.into_error()))?;
+        file.sync_all().map_err(crate::error::io_err("sync", to))?;
+        Ok(exported)
     }
 
     /// Hands the link as much of the outbox as it takes now, in order; the rest waits for the next turn.

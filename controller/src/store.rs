@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod backup;
 mod generation;
 
 use crate::engine::Record;
@@ -68,7 +69,10 @@ impl Store {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || locked(&e) => {
                     if waited.elapsed() >= LOCK_WAIT {
-                        return Err(ControllerError::StoreOpen { path: dir.to_path_buf(), source: sled::Error::Io(e) });
+                        return Err(ControllerError::StoreLocked {
+                            path: dir.to_path_buf(),
+                            source: sled::Error::Io(e),
+                        });
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
@@ -164,6 +168,12 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the marker of the last flush now, rather than within a second: for a store closed at once and
+    /// moved (a restore).
+    pub fn mark_now(&self) {
+        self.marker.write(&self.dir, self.generation.load(Ordering::Relaxed));
+    }
+
     /// The operators' tokens, in a tree of their own that the HTTP API reads apart from the core.
     pub fn tokens(&self) -> Result<crate::token_store::TokenStore, ControllerError> {
         Ok(crate::token_store::TokenStore::new(self.db.open_tree("tokens")?))
@@ -176,7 +186,7 @@ impl Store {
 }
 
 /// An error from opening sled: a file sled cannot read (a bad entry, a file cut short) is damage; anything else
-/// (a lock held elsewhere, permissions, a full disk) is [`ControllerError::StoreOpen`], with sled's own words.
+/// (permissions, a full disk) is [`ControllerError::StoreOpen`], with sled's own words.
 fn damaged_or_unopened(dir: &Path, source: sled::Error) -> ControllerError {
     use std::io::ErrorKind::{InvalidData, UnexpectedEof};
     match source {
@@ -249,7 +259,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         let e = Store::open(dir.path()).err().expect("a second open of a held store");
         assert!(t0.elapsed() >= LOCK_WAIT, "refused after {:?}, before the wait was over", t0.elapsed());
-        assert!(matches!(e, ControllerError::StoreOpen { .. }), "{e:?}");
+        assert!(matches!(e, ControllerError::StoreLocked { .. }), "{e:?}");
         assert!(e.to_string().contains("another `bindwave serve`"), "{e}");
     }
 

@@ -10,6 +10,7 @@ use crate::client::ApiClient;
 use crate::table::Table;
 use crate::{images, ControllerError};
 
+mod backup;
 mod certs;
 mod config_check;
 mod device;
@@ -162,6 +163,36 @@ pub enum Command {
     Audit {
         #[arg(long)]
         rollout: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Download a consistent copy of the live controller (records, keys, certificates, images) into one file.
+    #[command(after_help = "Examples:\n  bindwave backup --out bindwave-2026-12-03.tar\n  \
+        bindwave backup --out records.tar --without-images   # binds kept elsewhere\n\n\
+        The controller keeps working while it is taken: the store is copied between two batches. The file holds \
+        the controller's command key, broker secret and CA keys: keep it as safe as the data directory. Needs an \
+        admin token.")]
+    Backup {
+        /// The file to write (a tar archive; written whole or not at all).
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave the images' binds out.
+        #[arg(long)]
+        without_images: bool,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Make a new data directory from a backup; then `bindwave serve` on it carries on where the backup was.
+    #[command(after_help = "Examples:\n  bindwave restore bindwave-2026-12-03.tar --data-dir /var/lib/bindwave\n\n\
+        The data directory must be new or empty. Phones reconnect to the restored controller with the credentials \
+        and keys they had, and rollouts go on from the backup's moment: jobs sent since are sent again, and the \
+        phones answer them from their journals.")]
+    Restore {
+        /// The backup file (`bindwave backup --out`).
+        file: PathBuf,
+        /// The data directory to write (new, or empty).
+        #[arg(long, env = "BINDWAVE_DATA_DIR", default_value = "bindwave-data")]
+        data_dir: PathBuf,
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -562,6 +593,8 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             }
             Ok(())
         }
+        Command::Backup { out, without_images, output } => backup::backup(api()?, &out, without_images, output).await,
+        Command::Restore { file, data_dir, output } => backup::restore(&file, &data_dir, output).await,
         Command::Audit { rollout, output } => {
             let entries = api()?.audit(rollout.as_deref()).await?;
             emit(&entries, output, |entries| {
