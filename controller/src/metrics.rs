@@ -99,6 +99,8 @@ pub struct Metrics {
     pub store_flush_seconds: Histogram,
     pub store_records_written: IntCounter,
     pub store_size: IntGauge,
+    /// How far the wall clock is ahead of the controller's steady time (negative: behind).
+    pub clock_step: IntGauge,
     pub batch_inputs: Histogram,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
@@ -203,6 +205,11 @@ impl Metrics {
             ),
             store_records_written: r.counter("bindwave_store_records_written_total", "Records written to the store."),
             store_size: r.gauge("bindwave_store_size_bytes", "Size of the store on disk."),
+            clock_step: r.gauge(
+                "bindwave_clock_step_seconds",
+                "How far the wall clock is ahead of the controller's steady time (negative: behind); not zero after \
+                 the wall clock jumped while the controller runs.",
+            ),
             batch_inputs: r.histogram(
                 "bindwave_core_batch_inputs",
                 "Inputs (device messages, requests) handled per commit of the core.",

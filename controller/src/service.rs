@@ -44,6 +44,8 @@ const LINGER_BELOW: usize = 64;
 const LINGER: Duration = Duration::from_millis(1);
 /// How often the core checks deadlines.
 const TICK: Duration = Duration::from_secs(1);
+/// A difference between the wall clock and the controller's time that counts as a jump, in milliseconds.
+const CLOCK_JUMP: i64 = 2_000;
 /// Device messages that may wait for the core before the link stops reading from the broker.
 const LINK_EVENTS: usize = 2 * MAX_BATCH;
 /// How soon the core tries again to hand the link what it could not take.
@@ -146,6 +148,14 @@ impl Service {
         let images_dir = opts.data_dir.join("images");
         std::fs::create_dir_all(&images_dir).map_err(crate::error::io_err("create", &images_dir))?;
         let store = Store::open(&opts.data_dir.join("store"))?;
+        let set_back = crate::clock::not_before(store.last_time());
+        if set_back > 0 {
+            tracing::warn!(
+                by_secs = set_back / 1000,
+                "the wall clock is behind the last time the store recorded: it was set back while the controller was \
+                 stopped; the controller's time carries on from the store's, and soaks and time limits are not stretched"
+            );
+        }
         let key_path = opts.data_dir.join("controller.key");
         let (signer, made) = SigningKey::load_or_create(&key_path)?;
         let command_key = signer.public();
@@ -268,6 +278,7 @@ impl Service {
             signer,
             command_ttl: opts.command_ttl,
             refusals: RefusalLog::default(),
+            clock_step: 0,
         };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
 
@@ -407,6 +418,8 @@ struct CoreLoop {
     command_ttl: Duration,
     /// When each kind of refused input was last logged.
     refusals: RefusalLog,
+    /// The wall clock's jump from the controller's time, as last reported (ms).
+    clock_step: i64,
 }
 
 /// What the core hands the link.
@@ -445,6 +458,7 @@ impl CoreLoop {
                 Some(req) = requests.recv() => self.on_request(req, &mut batch),
                 _ = ticks.tick() => {
                     self.metrics.store_size.set(self.store.size_on_disk() as i64);
+                    self.watch_clock();
                     if self.engine.next_deadline().is_some_and(|d| d <= now_millis()) {
                         self.apply(Input::Tick, &mut batch);
                     }
@@ -478,6 +492,21 @@ impl CoreLoop {
             }
             self.metrics.batch_inputs.observe(n as f64);
             self.commit(batch, &mut owed).await?;
+        }
+    }
+
+    /// Reports a jump of the wall clock (beyond [`CLOCK_JUMP`] since the last report): the controller's time
+    /// does not follow it while it runs (see [`crate::clock`]).
+    fn watch_clock(&mut self) {
+        let step = crate::clock::step();
+        self.metrics.clock_step.set((step as f64 / 1000.0).round() as i64);
+        if (step - self.clock_step).abs() >= CLOCK_JUMP {
+            tracing::warn!(
+                wall_ahead_secs = (step as f64 / 1000.0).round() as i64,
+                "the wall clock jumped: soaks, time limits and liveness go on in the controller's steady time; the \
+                 times it records take up the wall clock's at its next start"
+            );
+            self.clock_step = step;
         }
     }
 
@@ -609,7 +638,8 @@ impl CoreLoop {
 
     /// The command as it goes out: signed for its device, valid for its own time limit or `command_ttl`.
     fn sign(&self, device: &DeviceId, command: &Command) -> CommandMessage {
-        let expires_at = expiry(command, self.command_ttl, now_millis());
+        // The phones compare the expiry with their own clocks: it is wall time.
+        let expires_at = expiry(command, self.command_ttl, crate::clock::wall_millis());
         let signature = self.signer.sign(&signed_message(device, command, expires_at));
         CommandMessage { command: command.clone(), expires_at: Some(expires_at), signature: Some(signature) }
     }

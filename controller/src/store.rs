@@ -28,6 +28,8 @@ use crate::ControllerError;
 /// cache serves writes alone: sled's default (1 GiB) would keep a copy of a large fleet's store resident for
 /// nothing.
 const CACHE_BYTES: u64 = 64 << 20;
+/// The key, in the `meta` tree, of the controller's time at each flush.
+const TIME_KEY: &[u8] = b"time";
 /// How long opening the store waits for another process's lock on it.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -47,6 +49,8 @@ pub struct Store {
     meta: sled::Tree,
     /// The generation of the last flush.
     generation: AtomicU64,
+    /// The controller's time at the last flush before this store was opened.
+    last_time: u64,
     /// The marker file's writer, which keeps it at most a second behind.
     marker: Arc<generation::Marker>,
     devices: sled::Tree,
@@ -93,8 +97,15 @@ impl Store {
                 ),
             });
         }
+        let last_time = meta
+            .get(TIME_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
         Ok(Store {
             dir: dir.to_path_buf(),
+            last_time,
             meta,
             generation: AtomicU64::new(stored),
             marker: Arc::new(generation::Marker::new(marked)),
@@ -160,12 +171,19 @@ impl Store {
     pub async fn flush(&self) -> Result<(), ControllerError> {
         let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.meta.insert(generation::KEY, &g.to_be_bytes())?;
+        self.meta.insert(TIME_KEY, &crate::clock::now_millis().to_be_bytes())?;
         self.db.flush_async().await?;
         if self.marker.claim() {
             let (marker, dir) = (self.marker.clone(), self.dir.clone());
             tokio::task::spawn_blocking(move || marker.write(&dir, g));
         }
         Ok(())
+    }
+
+    /// The controller's time at the last flush before this store was opened (0 for a new store): its time
+    /// never starts behind it ([`crate::clock::not_before`]).
+    pub fn last_time(&self) -> u64 {
+        self.last_time
     }
 
     /// Writes the marker of the last flush now, rather than within a second: for a store closed at once and

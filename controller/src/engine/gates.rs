@@ -194,7 +194,10 @@ impl Engine {
             live.rollout.state = RolloutState::Finished;
             live.rollout.ended_at = Some(now);
             fx.put(Record::Rollout(Box::new(live.rollout.clone())));
-            self.record(now, SYSTEM, "finish", Some(n), "every wave passed its gates".into(), fx);
+            let outcomes = live.total().to_map().into_iter().filter(|(_, count)| *count > 0);
+            let outcomes: Vec<String> = outcomes.map(|(o, count)| format!("{}={count}", o.as_str())).collect();
+            let why = format!("every wave passed its gates; outcomes: {}", outcomes.join(" "));
+            self.record(now, SYSTEM, "finish", Some(n), why, fx);
             return;
         }
         let next = wave + 1;
