@@ -5,8 +5,8 @@
 //! time is the wall clock read once, when it starts, carried forward by the monotonic clock; and never earlier
 //! than the last time the store recorded ([`not_before`]), so that it does not run backwards across a restart
 //! either. A jump of the wall clock while the controller runs is measured ([`step`]) and reported, and taken
-//! up at its next start. What the phones compare with their own clocks (a command's expiry) uses the wall
-//! clock itself ([`wall_millis`]).
+//! up at its next start. What the phones compare with their own clocks (a command's expiry) counts from the
+//! later of the two ([`wall_millis`]): after a jump either may be the true one.
 //!
 //! A forward jump while the controller is stopped cannot be told from the time it was stopped, and counts as
 //! elapsed, as that time does.

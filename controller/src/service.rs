@@ -638,8 +638,9 @@ impl CoreLoop {
 
     /// The command as it goes out: signed for its device, valid for its own time limit or `command_ttl`.
     fn sign(&self, device: &DeviceId, command: &Command) -> CommandMessage {
-        // The phones compare the expiry with their own clocks: it is wall time.
-        let expires_at = expiry(command, self.command_ttl, crate::clock::wall_millis());
+        // The phones compare the expiry with their own clocks. After a jump of the wall clock, either clock may be
+        // the true one: the later of the two never sends a command that has expired by the true time.
+        let expires_at = expiry(command, self.command_ttl, now_millis().max(crate::clock::wall_millis()));
         let signature = self.signer.sign(&signed_message(device, command, expires_at));
         CommandMessage { command: command.clone(), expires_at: Some(expires_at), signature: Some(signature) }
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod chaos;
 pub mod cluster;
 pub mod measure;
 
@@ -136,6 +137,8 @@ pub struct Controller {
     pub lab: bool,
     /// More `bindwave serve` flags, kept for a restart.
     serve_args: Vec<String>,
+    /// Environment variables the controller runs with, kept for a restart.
+    env: Vec<(String, String)>,
 }
 
 /// The lab setting the harness's controllers run with unless a test says otherwise: most tests roll out
@@ -160,14 +163,14 @@ impl Controller {
 
     /// Starts with more `bindwave` flags before `serve` (`--log-format json`, ...).
     pub fn start_args(dir: &Path, extra: &[&str]) -> Controller {
-        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra, true, &[LAB_IMAGES.to_string()])
+        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, extra, true, &[LAB_IMAGES.to_string()], &[])
     }
 
     /// Starts with these `bindwave serve` flags instead of the harness's `--allow-unsigned-images`
     /// (`--release-key release.key.pub`, ...), in lab mode.
     pub fn start_serving(dir: &Path, serve_args: &[&str]) -> Controller {
         let serve_args: Vec<String> = serve_args.iter().map(ToString::to_string).collect();
-        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, &[], true, &serve_args)
+        Self::launch(dir, &dir.join("controller"), 0, Some(0), None, &[], true, &serve_args, &[])
     }
 
     /// Starts with the secure defaults: the embedded broker over TLS with the development CA it makes in its
@@ -186,7 +189,17 @@ impl Controller {
             rest.push(LAB_IMAGES.to_string());
         }
         let mqtt_port = broker.is_none().then_some(0);
-        Self::launch(dir, &dir.join("controller"), 0, mqtt_port, broker.as_deref(), &[], false, &rest)
+        Self::launch(dir, &dir.join("controller"), 0, mqtt_port, broker.as_deref(), &[], false, &rest, &[])
+    }
+
+    /// Starts in lab mode with these environment variables (kept for restarts: `LD_PRELOAD` of a fake clock, ...)
+    /// and these `bindwave serve` flags, on an external broker if given.
+    pub fn start_lab_env(dir: &Path, env: &[(&str, &str)], broker: Option<&str>, serve_args: &[&str]) -> Controller {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut args: Vec<String> = serve_args.iter().map(ToString::to_string).collect();
+        args.push(LAB_IMAGES.to_string());
+        let mqtt_port = broker.is_none().then_some(0);
+        Self::launch(dir, &dir.join("controller"), 0, mqtt_port, broker, &[], true, &args, &env)
     }
 
     /// The CA a secure embedded broker's certificate chains to (made at its first start).
@@ -239,7 +252,7 @@ impl Controller {
         }
         // A test may ask for lab mode itself.
         let lab = args.iter().any(|a| a == "--insecure-lab");
-        Self::launch(dir, data_dir, 0, Some(0), None, &[], lab, &args)
+        Self::launch(dir, data_dir, 0, Some(0), None, &[], lab, &args, &[])
     }
 
     /// Starts again on the same ports and data directory, as after a restart.
@@ -247,7 +260,7 @@ impl Controller {
         self.proc.kill();
         let broker = (!self.embedded).then(|| self.mqtt.clone());
         let mqtt_port = self.embedded.then(|| port_of(&self.mqtt));
-        let (lab, serve_args) = (self.lab, self.serve_args.clone());
+        let (lab, serve_args, env) = (self.lab, self.serve_args.clone(), self.env.clone());
         *self = Self::launch(
             dir,
             &self.data_dir.clone(),
@@ -257,6 +270,7 @@ impl Controller {
             &[],
             lab,
             &serve_args,
+            &env,
         );
     }
 
@@ -268,7 +282,7 @@ impl Controller {
         mqtt_port: Option<u16>,
         broker: Option<&str>,
     ) -> Controller {
-        Self::launch(dir, data_dir, http_port, mqtt_port, broker, &[], true, &[LAB_IMAGES.to_string()])
+        Self::launch(dir, data_dir, http_port, mqtt_port, broker, &[], true, &[LAB_IMAGES.to_string()], &[])
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -281,9 +295,11 @@ impl Controller {
         extra: &[&str],
         lab: bool,
         serve_args: &[String],
+        env: &[(String, String)],
     ) -> Controller {
         install_controller_key(data_dir);
         let mut cmd = Command::new(bin("bindwave"));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.args(extra);
         cmd.arg("serve").arg("--data-dir").arg(data_dir).arg("--http-listen").arg(format!("127.0.0.1:{http_port}"));
         if lab && !serve_args.iter().any(|a| a == "--insecure-lab") {
@@ -319,6 +335,7 @@ impl Controller {
             embedded,
             lab,
             serve_args: serve_args.to_vec(),
+            env: env.to_vec(),
         };
         if lab {
             wait_until(Duration::from_secs(30), "the controller to answer /healthz", || {
