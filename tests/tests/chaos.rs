@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bindwave_tests::chaos::checks::{check_run, payload_sha256, Expected};
 use bindwave_tests::chaos::proxy::{Faults, Proxy};
+use bindwave_tests::chaos::watch::Sends;
 use bindwave_tests::chaos::{report, Dice, Scale};
 use bindwave_tests::{bin, port_of, wait_until, Controller, Mosquitto, Phone, Proc};
 use serde_json::Value;
@@ -137,6 +138,7 @@ fn mosquitto_restarted_mid_rollout_loses_nothing() {
     let (_fleet, fleet) = simulate(d, &c, scale.phones, &m.url.clone(), &[]);
     wait_online(&c, scale.phones);
     let image = c.pack_and_add(d, "fw", VERSION, None);
+    let sends = Sends::watch(&m.url);
     let r = create(&c, &image, &["--waves", "5%,25%,100%", "--soak", "3s", "--max-concurrent", "50"]);
     let mut dice = Dice::new(2);
     let mut restarts = 0;
@@ -159,8 +161,9 @@ fn mosquitto_restarted_mid_rollout_loses_nothing() {
         "Mosquitto restart",
         &format!(
             "{} phones, Mosquitto killed and restarted {restarts} times; failed before the retry {failed}; \
-             outcomes {}; every check held",
+             commands sent again after a reconnect {}; outcomes {}; every check held",
             scale.phones,
+            sends.totals().1,
             checked.outcomes_line()
         ),
     );
@@ -193,6 +196,7 @@ fn agents_killed_mid_download_and_mid_install_lose_nothing() {
     let mut agents: Vec<Proc> = ids.iter().map(|id| phone(id)).collect();
     wait_online(&c, scale.phones);
     let image = c.pack_and_add(d, "fw", VERSION, None);
+    let sends = Sends::watch(&c.mqtt);
     let r = create(&c, &image, &["--waves", "10%,100%", "--max-concurrent", "40"]);
     let mut dice = Dice::new(4);
     let (mut kills, mut mid_job) = (0, 0);
@@ -224,8 +228,10 @@ fn agents_killed_mid_download_and_mid_install_lose_nothing() {
         "agents killed",
         &format!(
             "{sims} simulated phones (10% power cuts mid-update) and {} real agents SIGKILLed {kills} times ({mid_job} \
-             mid-job, downloads at 40 kB/s); failed before the retry {failed}; outcomes {}; every check held",
+             mid-job, downloads at 40 kB/s); failed before the retry {failed}; commands sent again after a \
+             reconnect {}; outcomes {}; every check held",
             scale.real_agents,
+            sends.totals().1,
             checked.outcomes_line()
         ),
     );
@@ -245,6 +251,7 @@ fn a_download_server_that_drops_stalls_and_cuts_files_short_loses_nothing() {
     let (_fleet, fleet) = simulate(d, &c, scale.phones, &c.mqtt.clone(), &[]);
     wait_online(&c, scale.phones);
     let image = c.pack_and_add(d, "fw", VERSION, None);
+    let sends = Sends::watch(&c.mqtt);
     let r = create(&c, &image, &["--waves", "10%,100%", "--max-concurrent", "100"]);
     let failed = {
         // The faults last until the rollout first finishes; the retry after it meets a sound server.
@@ -267,11 +274,15 @@ fn a_download_server_that_drops_stalls_and_cuts_files_short_loses_nothing() {
     let checked = check_run(&c, &r, &expected, &|device| fleet.join(device));
     let (stats, failed) = failed;
     assert!(stats.dropped > 0 && stats.stalled > 0 && stats.short > 0, "not every fault happened: {stats:?}");
+    // No phone reconnected and nothing restarted: each job (a retry is a job of its own) was sent once.
+    let (jobs, again) = sends.totals();
+    assert_eq!(again, 0, "jobs sent more than once: {:?}", sends.repeated());
+    assert_eq!(jobs, scale.phones as u64 + checked.retried, "jobs heard on the broker");
     report(
         "download server faults",
         &format!(
             "{} phones; {} downloads passed, {} dropped mid-body, {} stalled 8 s then dropped, {} cut short; failed \
-             before the retry {failed}; outcomes {}; every check held",
+             before the retry {failed}; every job sent once; outcomes {}; every check held",
             scale.phones,
             stats.passed,
             stats.dropped,
@@ -312,6 +323,7 @@ fn clock_jumps_on_the_controller_neither_end_soaks_early_nor_hang_them() {
     let (_fleet, fleet) = simulate(d, &c, scale.phones, &c.mqtt.clone(), &[]);
     wait_online(&c, scale.phones);
     let image = c.pack_and_add(d, "fw", VERSION, None);
+    let sends = Sends::watch(&c.mqtt);
     let soak = format!("{SOAK}s");
     let r = create(&c, &image, &["--waves", "10%,30%,100%", "--soak", &soak, "--device-timeout", "5m"]);
     let stage = |c: &Controller| {
@@ -366,11 +378,12 @@ fn clock_jumps_on_the_controller_neither_end_soaks_early_nor_hang_them() {
         "clock jumps",
         &format!(
             "{} phones; wall clock +2 h and back during a {SOAK} s soak (it lasted {:.1} s), -2 h across a \
-             controller SIGKILL during the next (it lasted {:.1} s); no phone offline, no job timed out; outcomes {}; \
-             every check held",
+             controller SIGKILL during the next (it lasted {:.1} s); no phone offline, no job timed out; commands \
+             sent again after the restart {}; outcomes {}; every check held",
             scale.phones,
             first.as_secs_f64(),
             second.as_secs_f64(),
+            sends.totals().1,
             checked.outcomes_line()
         ),
     );

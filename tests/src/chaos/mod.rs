@@ -7,6 +7,7 @@
 
 pub mod checks;
 pub mod proxy;
+pub mod watch;
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy)]
