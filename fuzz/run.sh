@@ -3,12 +3,12 @@
 # that turns an unbounded allocation into a failure. Needs the nightly toolchain and cargo-fuzz
 # (`cargo install cargo-fuzz --locked`).
 #   fuzz/run.sh                      # 10,000,000 executions of each target (the figures in RELIABILITY.md)
-#   FUZZ_SECONDS=12 fuzz/run.sh      # a time-boxed smoke of each (what CI runs)
+#   FUZZ_SECONDS=10 fuzz/run.sh      # a time-boxed smoke of each (what CI runs)
 #   fuzz/run.sh messages version     # only these
 set -euo pipefail
 cd "$(dirname "$0")/.."
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(bind_header verifier version messages agent_config)
+[ ${#targets[@]} -gt 0 ] || targets=(bind_header verifier version messages agent_config controller_config)
 if [ -n "${FUZZ_SECONDS:-}" ]; then
   budget=(-max_total_time="$FUZZ_SECONDS")
 else
