@@ -126,8 +126,12 @@ pub struct Machine<'a> {
 /// Checks the text of a config file: syntax (with line and column), unknown keys (with the nearest known
 /// key), types, then meanings.
 pub fn parse(text: &str, machine: &Machine) -> Result<ServeFile, Vec<Problem>> {
-    let schema = schema()?;
-    finish(bindwave_settings::read::<ServeFile>(&schema, Style::Flat, text, &[]), machine)
+    parse_with(&schema()?, text, machine)
+}
+
+/// [`parse`] with the [`schema`] made once, for a caller that reads many files.
+pub fn parse_with(schema: &Schema, text: &str, machine: &Machine) -> Result<ServeFile, Vec<Problem>> {
+    finish(bindwave_settings::read::<ServeFile>(schema, Style::Flat, text, &[]), machine)
 }
 
 /// The checks of meaning on what read, then every problem or the values.

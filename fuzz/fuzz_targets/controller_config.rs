@@ -4,8 +4,14 @@
 //! data_dir is a directory) are given a machine that touches nothing.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use bindwave_controller_config::Machine;
+use bindwave_settings::Schema;
 use libfuzzer_sys::fuzz_target;
+
+/// The schema is the same for every input: built once.
+static SCHEMA: OnceLock<Schema> = OnceLock::new();
 
 /// Key lines are read as the controller reads them; key files are not opened.
 const NOTHING: Machine<'static> = Machine {
@@ -18,7 +24,8 @@ const NOTHING: Machine<'static> = Machine {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Err(problems) = bindwave_controller_config::parse(text, &NOTHING) {
+    let schema = SCHEMA.get_or_init(|| bindwave_controller_config::schema().expect("the controller's schema"));
+    if let Err(problems) = bindwave_controller_config::parse_with(schema, text, &NOTHING) {
         for p in &problems {
             let _ = p.to_string();
         }

@@ -252,7 +252,9 @@ fn a_download_server_that_drops_stalls_and_cuts_files_short_loses_nothing() {
     wait_online(&c, scale.phones);
     let image = c.pack_and_add(d, "fw", VERSION, None);
     let sends = Sends::watch(&c.mqtt);
-    let r = create(&c, &image, &["--waves", "10%,100%", "--max-concurrent", "100"]);
+    // A download that fails fast (a short file) ends before the sound ones: the failure gate waits for 50
+    // outcomes before it judges, so that the first few are not the whole story.
+    let r = create(&c, &image, &["--waves", "10%,100%", "--max-concurrent", "100", "--failure-min", "50"]);
     let failed = {
         // The faults last until the rollout first finishes; the retry after it meets a sound server.
         let start = Instant::now();
