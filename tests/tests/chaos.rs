@@ -184,6 +184,8 @@ fn agents_killed_mid_download_and_mid_install_lose_nothing() {
     let agents_dir = d.join("agents");
     let ids: Vec<String> = (1..=scale.real_agents).map(|i| format!("agent-{i:02}")).collect();
     let table = [("S30817-S7710-A101", 3)];
+    // The phone's installer takes two seconds, so that a kill can land mid-install as well as mid-download.
+    let installer = "[installer]\ncommand = [\"sh\", \"-c\", \"sleep 2\"]\n";
     let phone = |id: &str| {
         Phone {
             id,
@@ -191,7 +193,7 @@ fn agents_killed_mid_download_and_mid_install_lose_nothing() {
             software_version: "V3 R1.0.0",
             minimum_software_version: "V3 R1.0.0",
         }
-        .start(&agents_dir, &c.mqtt, &table)
+        .start_with(&agents_dir, &c.mqtt, &table, installer)
     };
     let mut agents: Vec<Proc> = ids.iter().map(|id| phone(id)).collect();
     wait_online(&c, scale.phones);
@@ -199,20 +201,48 @@ fn agents_killed_mid_download_and_mid_install_lose_nothing() {
     let sends = Sends::watch(&c.mqtt);
     let r = create(&c, &image, &["--waves", "10%,100%", "--max-concurrent", "40"]);
     let mut dice = Dice::new(4);
-    let (mut kills, mut mid_job) = (0, 0);
-    for _ in 0..scale.agent_kills {
+    // Each real agent is SIGKILLed whenever its last report (a report newer than the one it was last killed on)
+    // says it is downloading, up to `agent_kills` times, and once when it says it is installing; each time it
+    // is started again at once.
+    struct Killed {
+        downloading: usize,
+        installing: usize,
+        on: Value,
+    }
+    let mut killed: Vec<Killed> =
+        ids.iter().map(|_| Killed { downloading: 0, installing: 0, on: Value::Null }).collect();
+    let (mut mid_download, mut mid_install) = (0, 0);
+    let start = Instant::now();
+    let owed = |k: &Killed| k.downloading < scale.agent_kills || k.installing < 1;
+    while killed.iter().any(owed) && start.elapsed() < Duration::from_secs(300) {
+        let s = status(&c, &r);
+        if s["rollout"]["state"] == "finished" {
+            break;
+        }
         for (i, id) in ids.iter().enumerate() {
-            std::thread::sleep(dice.millis(100, 900));
-            let s = status(&c, &r);
-            let job = s["jobs"].as_array().unwrap().iter().find(|j| j["device"] == id.as_str()).cloned();
-            if job.is_some_and(|j| matches!(j["phase"]["phase"].as_str(), Some("sent" | "running"))) {
-                mid_job += 1;
+            let Some(job) = s["jobs"].as_array().unwrap().iter().find(|j| j["device"] == id.as_str()) else { continue };
+            let k = &mut killed[i];
+            if job["updated_at"] == k.on || job["phase"]["phase"] != "running" {
+                continue;
             }
+            match job["phase"]["state"].as_str() {
+                Some("downloading" | "verifying") if k.downloading < scale.agent_kills => {
+                    k.downloading += 1;
+                    mid_download += 1;
+                }
+                Some("installing") if k.installing < 1 => {
+                    k.installing += 1;
+                    mid_install += 1;
+                }
+                _ => continue,
+            }
+            k.on = job["updated_at"].clone();
             agents[i].kill();
-            kills += 1;
             agents[i] = phone(id);
         }
+        std::thread::sleep(dice.millis(150, 500));
     }
+    let kills = mid_download + mid_install;
     let failed = run_to_end(&c, &r, Duration::from_secs(600));
     let expected =
         Expected { version: VERSION, payload_sha256: &payload_sha256(&d.join("fw.img")), phones: scale.phones };
@@ -223,13 +253,13 @@ fn agents_killed_mid_download_and_mid_install_lose_nothing() {
             fleet.join(device)
         }
     });
-    assert!(mid_job > 0, "no agent was killed mid-job");
+    assert!(mid_download > 0 && mid_install > 0, "killed {mid_download} mid-download and {mid_install} mid-install");
     report(
         "agents killed",
         &format!(
-            "{sims} simulated phones (10% power cuts mid-update) and {} real agents SIGKILLed {kills} times ({mid_job} \
-             mid-job, downloads at 40 kB/s); failed before the retry {failed}; commands sent again after a \
-             reconnect {}; outcomes {}; every check held",
+            "{sims} simulated phones (10% power cuts mid-update) and {} real agents SIGKILLed {kills} times \
+             ({mid_download} mid-download at 40 kB/s, {mid_install} mid-install); failed before the retry {failed}; \
+             commands sent again after a reconnect {}; outcomes {}; every check held",
             scale.real_agents,
             sends.totals().1,
             checked.outcomes_line()
