@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use bindwave_tests::chaos::checks::{check_run, payload_sha256, Expected};
 use bindwave_tests::{assert_success, bin, run, wait_until, Controller, Proc};
 use serde_json::Value;
 
@@ -81,35 +82,21 @@ fn a_backup_restored_into_a_new_controller_carries_the_rollout_on() {
     c.data_dir = restored.clone();
     c.restart(d);
     let start = std::time::Instant::now();
-    let s = loop {
+    loop {
         let s = status(&c, &r);
         if s["rollout"]["state"] == "finished" {
-            break s;
+            break;
         }
         assert!(start.elapsed() < Duration::from_secs(120), "the restored controller did not finish: {s:#}");
         std::thread::sleep(Duration::from_millis(300));
-    };
-    // Every phone has one outcome, and it is what the phone runs: the simulated fleet holds phones whose minimum
-    // software level is above the bind's, which reject it.
-    let jobs = s["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), N);
-    let mut installed = 0;
-    for j in jobs {
-        let device = j["device"].as_str().unwrap();
-        let active: Value =
-            serde_json::from_slice(&std::fs::read(fleet_dir.join(device).join("active")).unwrap_or_default())
-                .unwrap_or(Value::Null);
-        match j["phase"]["phase"].as_str().unwrap() {
-            "succeeded" => {
-                installed += 1;
-                assert_eq!(active["version"], "V3 R3.18.0", "{device}");
-                assert_eq!(active["slot"], "b", "{device} installed more than once");
-            }
-            "rejected" => assert!(active.is_null(), "{device} was rejected but switched slots"),
-            other => panic!("{device} ended {other}: {j:#}"),
-        }
     }
-    assert!(installed > N / 2, "{installed} of {N} installed: {:#}", s["counts"]);
+    // Every phone has one outcome, and it is what the phone runs (the simulated fleet holds phones whose
+    // minimum software level is above the bind's, which reject it); the API, the metrics and the audit log
+    // agree.
+    let expected = Expected { version: "V3 R3.18.0", payload_sha256: &payload_sha256(&d.join("fw.img")), phones: N };
+    let checked = check_run(&c, &r, &expected, &|device| fleet_dir.join(device));
+    let installed = checked.outcomes.get("succeeded").copied().unwrap_or(0);
+    assert!(installed > N as u64 / 2, "{installed} of {N} installed: {:?}", checked.outcomes);
     // The audit log came along: the rollout's creation and start are in it, from before the backup.
     let audit = c.json(&["audit", "--rollout", &r, "-o", "json"]);
     let actions: Vec<&str> = audit.as_array().unwrap().iter().filter_map(|a| a["action"].as_str()).collect();
