@@ -31,9 +31,14 @@ fn init_tracing(log: &LogArgs) {
     use tracing_subscriber::EnvFilter;
     let filter = match (&log.log_level, std::env::var("RUST_LOG")) {
         (Some(level), _) => EnvFilter::try_new(level).map_err(drop),
-        (None, Ok(env)) if !env.trim().is_empty() => EnvFilter::try_new(&env).map_err(|e| {
-            eprintln!("warning: RUST_LOG={env:?} is not a log filter ({e}); logging at info");
-        }),
+        // ASCII first: tracing-subscriber's parser panics on some non-ASCII filters.
+        (None, Ok(env)) if !env.trim().is_empty() => {
+            let parsed = match env.is_ascii() {
+                true => EnvFilter::try_new(&env).map_err(|e| e.to_string()),
+                false => Err("a log filter is ASCII".to_string()),
+            };
+            parsed.map_err(|e| eprintln!("warning: RUST_LOG={env:?} is not a log filter ({e}); logging at info"))
+        }
         _ => Ok(EnvFilter::new("info")),
     }
     .unwrap_or_else(|_| EnvFilter::new("info"));

@@ -472,20 +472,17 @@ pub struct BackupQuery {
 /// A consistent copy of the live controller, as a tar archive (see [`crate::backup`]); admin only, for it
 /// holds the controller's keys.
 async fn backup(State(core): State<Core>, Query(q): Query<BackupQuery>) -> Result<Response, ControllerError> {
-    let (file, size, manifest) = crate::backup::take(&core, !q.without_images).await?;
+    let (manifest, body) = crate::backup::take(&core, !q.without_images).await?;
     tracing::info!(
         generation = manifest.generation,
         records = manifest.records.values().sum::<u64>(),
         images = if manifest.images_included { manifest.images.len() } else { 0 },
-        bytes = size,
         "backup taken"
     );
-    let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024);
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
-        .header(header::CONTENT_LENGTH, size)
         .header(header::CONTENT_DISPOSITION, "attachment; filename=\"bindwave-backup.tar\"")
-        .body(Body::from_stream(stream))
+        .body(body)
         .unwrap_or_else(|e| ControllerError::CoreStopped(e.to_string()).into_response()))
 }
 

@@ -170,9 +170,9 @@ impl ApiClient {
         self.send(req).await
     }
 
-    /// Downloads a backup of the controller into `out`: written to `<out>.partial` (owner-only: it holds the
-    /// controller's keys) and renamed once whole. Returns its size.
-    pub async fn backup(&self, out: &Path, without_images: bool) -> Result<u64, ControllerError> {
+    /// Downloads a backup of the controller into the new file `into` (owner-only: it holds the controller's
+    /// keys). Returns its size. A download that breaks off is an error; the caller removes what was written.
+    pub async fn backup(&self, into: &Path, without_images: bool) -> Result<u64, ControllerError> {
         use tokio::io::AsyncWriteExt;
         let query = crate::api::BackupQuery { without_images };
         let resp = self.http.get(self.url("/api/v1/backup")).query(&query).send().await;
@@ -185,16 +185,11 @@ impl ApiClient {
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
             return Err(ControllerError::Api { status, message });
         }
-        let expected = resp.content_length();
-        let partial = out.with_file_name(format!(
-            "{}.partial",
-            out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into())
-        ));
         let mut opts = tokio::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let mut file = opts.open(&partial).await.map_err(crate::error::io_err("create", &partial))?;
+        let mut file = opts.open(into).await.map_err(crate::error::io_err("create", into))?;
         let mut written = 0u64;
         loop {
             let chunk = resp.chunk().await.map_err(|e| ControllerError::Unreachable {
@@ -202,17 +197,10 @@ impl ApiClient {
                 detail: format!("the backup's download broke off after {written} bytes ({e}); take it again"),
             })?;
             let Some(chunk) = chunk else { break };
-            file.write_all(&chunk).await.map_err(crate::error::io_err("write", &partial))?;
+            file.write_all(&chunk).await.map_err(crate::error::io_err("write", into))?;
             written += chunk.len() as u64;
         }
-        if expected.is_some_and(|n| n != written) {
-            return Err(ControllerError::Unreachable {
-                url: self.base.clone(),
-                detail: format!("the backup's download ended after {written} of {expected:?} bytes; take it again"),
-            });
-        }
-        file.sync_all().await.map_err(crate::error::io_err("sync", &partial))?;
-        tokio::fs::rename(&partial, out).await.map_err(crate::error::io_err("rename into place", out))?;
+        file.sync_all().await.map_err(crate::error::io_err("sync", into))?;
         Ok(written)
     }
 

@@ -9,10 +9,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Engine, Input, Reply};
 use crate::metrics::Metrics;
+use crate::store::backup::Exported;
 use crate::ControllerError;
 
 /// Where the core sends an input's answer.
 pub(crate) type ReplyTo = oneshot::Sender<Result<Reply, ControllerError>>;
+/// Where the core sends a backup's records file back, filled.
+pub(crate) type ExportTo = oneshot::Sender<Result<(Exported, std::fs::File), ControllerError>>;
 /// A read, run against the engine between batches.
 pub(crate) type QueryFn = Box<dyn FnOnce(&Engine) + Send>;
 
@@ -23,8 +26,8 @@ pub(crate) enum Request {
     Act { input: Input, reply: ReplyTo },
     /// Read state.
     Query(QueryFn),
-    /// Copy the store's records into a file, between two batches (`bindwave backup`).
-    Backup { to: PathBuf, reply: oneshot::Sender<Result<crate::store::backup::Exported, ControllerError>> },
+    /// Copy the store's records into a file, between two batches (`bindwave backup`); the file comes back.
+    Backup { to: std::fs::File, reply: ExportTo },
 }
 
 /// A handle the HTTP API uses to reach the core.
@@ -57,8 +60,9 @@ impl Core {
         rx.await.map_err(|_| ControllerError::ShuttingDown)?
     }
 
-    /// Copies every record of the store into the file `to`, as the store is between two batches.
-    pub async fn export(&self, to: PathBuf) -> Result<crate::store::backup::Exported, ControllerError> {
+    /// Copies every record of the store into the file `to`, as the store is between two batches, and hands the
+    /// file back.
+    pub async fn export(&self, to: std::fs::File) -> Result<(Exported, std::fs::File), ControllerError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::Backup { to, reply }).await.map_err(|_| ControllerError::ShuttingDown)?;
         rx.await.map_err(|_| ControllerError::ShuttingDown)?

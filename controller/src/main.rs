@@ -45,7 +45,12 @@ fn main() -> ExitCode {
         .or_else(|| env("RUST_LOG"))
         .or_else(|| env("BINDWAVE_LOG_LEVEL"))
         .unwrap_or_else(|| "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+    // ASCII first: tracing-subscriber's parser panics on some non-ASCII filters (RUST_LOG is not checked before).
+    let parsed = match filter.is_ascii() {
+        true => tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| e.to_string()),
+        false => Err("a log filter is ASCII".to_string()),
+    };
+    let filter = parsed.unwrap_or_else(|e| {
         eprintln!("warning: log filter {filter:?} is not valid ({e}); logging warnings only");
         tracing_subscriber::EnvFilter::new("warn")
     });

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,14 +19,14 @@ use bindwave_proto::wire::{
 };
 use bindwave_proto::PublicKey;
 use rumqttc::{AsyncClient, QoS};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::broker::acl::{Identity, CONTROLLER_IDENTITY};
 use crate::broker::{BrokerAccess, BrokerConfig, EmbeddedBroker};
 use crate::clock::now_millis;
 use crate::engine::{Effects, Engine, Input, Record, Refusal, RefusalLog, Refused, Reply};
-use crate::handle::{Core, QueryFn, ReplyTo, Request};
+use crate::handle::{Core, ExportTo, QueryFn, ReplyTo, Request};
 use crate::keys::SigningKey;
 use crate::metrics::Metrics;
 use crate::model::{JobId, JobPhase};
@@ -44,6 +44,9 @@ const LINGER_BELOW: usize = 64;
 const LINGER: Duration = Duration::from_millis(1);
 /// How often the core checks deadlines.
 const TICK: Duration = Duration::from_secs(1);
+/// How far behind the store's last write a wall clock may start and still be taken for one set back while the
+/// controller was stopped (beyond it, the controller's own clock was wrong, and the wall clock is taken): a day.
+const MAX_SET_BACK: u64 = 24 * 3_600_000;
 /// A difference between the wall clock and the controller's time that counts as a jump, in milliseconds.
 const CLOCK_JUMP: i64 = 2_000;
 /// Device messages that may wait for the core before the link stops reading from the broker.
@@ -148,10 +151,16 @@ impl Service {
         let images_dir = opts.data_dir.join("images");
         std::fs::create_dir_all(&images_dir).map_err(crate::error::io_err("create", &images_dir))?;
         let store = Store::open(&opts.data_dir.join("store"))?;
-        let set_back = crate::clock::not_before(store.last_time());
-        if set_back > 0 {
+        let ahead = store.last_time().saturating_sub(crate::clock::wall_millis());
+        if ahead > MAX_SET_BACK {
+            tracing::error!(
+                ahead_hours = ahead / 3_600_000,
+                "the store's last write is more than a day ahead of the wall clock: the clock the controller ran on \
+                 was wrong; taking the wall clock's time (a soak under way lasts longer by as much)"
+            );
+        } else if crate::clock::not_before(store.last_time()) > 0 {
             tracing::warn!(
-                by_secs = set_back / 1000,
+                by_secs = ahead / 1000,
                 "the wall clock is behind the last time the store recorded: it was set back while the controller was \
                  stopped; the controller's time carries on from the store's, and soaks and time limits are not stretched"
             );
@@ -278,7 +287,7 @@ impl Service {
             signer,
             command_ttl: opts.command_ttl,
             refusals: RefusalLog::default(),
-            clock_step: 0,
+            clock_step: crate::clock::step(),
         };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
 
@@ -434,7 +443,7 @@ struct Batch {
     effects: Effects,
     replies: Vec<(ReplyTo, Result<Reply, ControllerError>)>,
     queries: Vec<QueryFn>,
-    backups: Vec<(PathBuf, oneshot::Sender<Result<Exported, ControllerError>>)>,
+    backups: Vec<(std::fs::File, ExportTo)>,
     connected: bool,
 }
 
@@ -681,19 +690,20 @@ impl CoreLoop {
         // After the flush and before the next batch: the store holds what the engine knows, and only this task
         // writes it.
         for (to, reply) in backups {
-            let _ = reply.send(self.export(&to));
+            let _ = reply.send(self.export(to));
         }
         Ok(())
     }
 
-    /// Writes the store's records into the file `to`, synced.
-    fn export(&self, to: &Path) -> Result<Exported, ControllerError> {
-        let file = std::fs::File::create(to).map_err(crate::error::io_err("create", to))?;
-        let mut out = std::io::BufWriter::new(file);
+    /// Writes the store's records into the file `to`, and hands it back.
+    fn export(&self, to: std::fs::File) -> Result<(Exported, std::fs::File), ControllerError> {
+        let mut out = std::io::BufWriter::new(to);
         let exported = self.store.export(&mut out)?;
-        let file = out.into_inner().map_err(|e| crate::error::io_err("write", to)(e.into_error()))?;
-        file.sync_all().map_err(crate::error::io_err("sync", to))?;
-        Ok(exported)
+        let file = out.into_inner().map_err(|e| ControllerError::Backup {
+            path: self.store.dir().to_path_buf(),
+            detail: format!("cannot write the store's records for a backup: {}", e.error()),
+        })?;
+        Ok((exported, file))
     }
 
     /// Hands the link as much of the outbox as it takes now, in order; the rest waits for the next turn.

@@ -197,6 +197,11 @@ impl Store {
         Ok(crate::token_store::TokenStore::new(self.db.open_tree("tokens")?))
     }
 
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

@@ -7,15 +7,24 @@ use super::output::{emit, Format};
 use crate::client::ApiClient;
 use crate::ControllerError;
 
-/// Downloads a backup into `out`, reads it back through, and says what it holds.
+/// Downloads a backup into `out`, reads it back through, and says what it holds. It is written to
+/// `<out>.partial` and renamed to `out` only once it has read back whole: `out` is a whole backup or untouched.
 pub(super) async fn backup(
     api: ApiClient,
     out: &Path,
     without_images: bool,
     output: Format,
 ) -> Result<(), ControllerError> {
-    let bytes = api.backup(out, without_images).await?;
-    let manifest = crate::backup::inspect(out)?;
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
+    let partial = out.with_file_name(format!("{name}.partial"));
+    let taken = async {
+        let bytes = api.backup(&partial, without_images).await?;
+        let manifest = crate::backup::inspect(&partial)?;
+        std::fs::rename(&partial, out).map_err(crate::error::io_err("rename into place", out))?;
+        Ok::<_, ControllerError>((bytes, manifest))
+    }
+    .await;
+    let (bytes, manifest) = taken.inspect_err(|_| drop(std::fs::remove_file(&partial)))?;
     let summary = serde_json::json!({ "file": out, "bytes": bytes, "manifest": manifest });
     emit(&summary, output, |_| {
         println!("wrote {} ({})", out.display(), size(bytes));
@@ -40,10 +49,10 @@ pub(super) async fn restore(file: &Path, data_dir: &Path, output: Format) -> Res
         println!("restored {} into {}", file.display(), r.data_dir.display());
         println!("  records: {}", counts(&r.records));
         println!("  files:   {}, images: {}", r.files, r.images);
-        let missing = r.manifest.images.len() - r.images;
-        if missing > 0 {
+        if r.images_left_out > 0 {
             println!(
-                "  {missing} image(s) were left out of the backup: copy their binds into {}",
+                "  {} image(s) were left out of the backup: copy their binds into {}",
+                r.images_left_out,
                 r.data_dir.join("images").display()
             );
         }

@@ -70,7 +70,7 @@ impl Store {
                     .map_err(|e| damaged(self, name, &format!("is not JSON ({e})")))?;
                 let line = serde_json::to_vec(&LineOut { tree: name, value: &raw })
                     .map_err(|e| ControllerError::StoreEncode { key: name.into(), detail: e.to_string() })?;
-                out.write_all(&line).and_then(|()| out.write_all(b"\n")).map_err(|e| write_failed(&e))?;
+                out.write_all(&line).and_then(|()| out.write_all(b"\n")).map_err(|e| write_failed(self, &e))?;
                 n += 1;
             }
             counts.insert(name.to_string(), n);
@@ -132,8 +132,8 @@ fn damaged(store: &Store, tree: &str, what: &str) -> ControllerError {
     ControllerError::StoreDamaged { path: store.dir.clone(), detail: format!("a record of {tree} {what}") }
 }
 
-fn write_failed(e: &std::io::Error) -> ControllerError {
-    ControllerError::BadRequest(format!("cannot write the backup's records: {e}"))
+fn write_failed(store: &Store, e: &std::io::Error) -> ControllerError {
+    ControllerError::Backup { path: store.dir.clone(), detail: format!("cannot copy the store's records: {e}") }
 }
 
 #[cfg(test)]
