@@ -1,6 +1,6 @@
 //! The chaos suite: a rollout to a simulated fleet (and real agents) over a real broker, through what a bad
 //! week does to a phone fleet, each run ending with the same checks (`bindwave_tests::chaos::checks`): one
-//! true outcome per phone, no half-written image, no job acted on twice, and the API, the metrics and the audit
+//! true outcome per phone, no half-written image, no job installed twice, and the API, the metrics and the audit
 //! log agreeing.
 //!
 //! Bounded by default (200 phones, 5 controller kills, ...: what CI has time for); `BINDWAVE_CHAOS=full` runs
