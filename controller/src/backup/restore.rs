@@ -144,7 +144,9 @@ async fn unpack(archive: &Path, staging: &Path) -> Result<(Manifest, Counts, usi
             let first = rel.split('/').next().unwrap_or("");
             let dest = inside(rel)
                 .filter(|_| !NOT_FILES.contains(&first) && m.files.iter().any(|f| f == rel))
-                .ok_or_else(|| refuse(format!("holds {name:?}, which its manifest does not name as a file")))?;
+                .ok_or_else(|| {
+                    refuse(format!("holds {name:?}, which is not one of the data directory's files its manifest names"))
+                })?;
             let mode = entry.header().mode().unwrap_or(0o600) & 0o777;
             let size = entry.size();
             write_entry(&mut entry, &staging.join(dest), size, mode, None)
@@ -231,6 +233,59 @@ fn write_entry(entry: &mut impl Read, dest: &Path, size: u64, mode: u32, sha: Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hand-made archive: the manifest `manifest` (with counts of no records), the empty records, and
+    /// `entries` (name, bytes).
+    fn crafted(dir: &Path, files: &[&str], images: &[&str], entries: &[(&str, &[u8])]) -> PathBuf {
+        let counts: Counts = crate::store::backup::TREES.iter().map(|t| (t.to_string(), 0)).collect();
+        let manifest = Manifest {
+            format: super::super::FORMAT.into(),
+            created_at: 0,
+            controller_version: "test".into(),
+            generation: 0,
+            records: counts,
+            files: files.iter().map(ToString::to_string).collect(),
+            images: images.iter().map(ToString::to_string).collect(),
+            images_included: true,
+        };
+        let path = dir.join("crafted.tar");
+        let mut tar = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        let json = serde_json::to_vec(&manifest).unwrap();
+        for (name, bytes) in [(MANIFEST, &json[..]), (RECORDS, &b""[..])].into_iter().chain(entries.iter().copied()) {
+            let mut header = super::super::entry_header(bytes.len() as u64, 0o600, 0);
+            tar.append_data(&mut header, name, bytes).unwrap();
+        }
+        tar.finish().unwrap();
+        path
+    }
+
+    /// A file entry aimed at the store or the images, one the manifest does not name, and a bind the manifest
+    /// does not name are each refused, and nothing is left behind.
+    #[test]
+    fn an_archive_that_writes_where_its_manifest_does_not_say_is_refused() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "a".repeat(64);
+        let bind = format!("images/{sha}.bind");
+        let cases: [(&[&str], &[&str], (&str, &[u8]), &str); 4] = [
+            (
+                &["store/snap.0"],
+                &[],
+                ("files/store/snap.0", b"x"),
+                "not one of the data directory's files its manifest names",
+            ),
+            (&[], &[], ("files/broker.secret", b"x"), "not one of the data directory's files its manifest names"),
+            (&[], &[], (&bind, b"x"), "not the bind of an image its manifest names"),
+            (&[], &[&sha], (&bind, b"x"), "the bind is damaged"),
+        ];
+        for (files, images, entry, words) in cases {
+            let archive = crafted(dir.path(), files, images, &[entry]);
+            let target = dir.path().join("restored");
+            let e = rt.block_on(restore(&archive, &target)).unwrap_err().to_string();
+            assert!(e.contains(words), "{words:?} not in: {e}");
+            assert!(!target.exists() && !dir.path().join(".restored.restoring").exists(), "left behind: {e}");
+        }
+    }
 
     #[test]
     fn only_plain_paths_inside_are_taken() {
