@@ -267,7 +267,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sha = "a".repeat(64);
         let bind = format!("images/{sha}.bind");
-        let cases: [(&[&str], &[&str], (&str, &[u8]), &str); 4] = [
+        /// Files and images the manifest names, the one entry beside them, and what the refusal says.
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], (&'a str, &'a [u8]), &'a str);
+        let cases: [Case; 4] = [
             (
                 &["store/snap.0"],
                 &[],
