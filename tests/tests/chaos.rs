@@ -98,7 +98,8 @@ fn a_controller_killed_again_and_again_mid_rollout_loses_nothing() {
     let (_fleet, fleet) = simulate(d, &c, scale.phones, &mqtt, &["--crash-mid-update", "5%", "--fail-install", "2%"]);
     wait_online(&c, scale.phones);
     let image = c.pack_and_add(d, "fw", VERSION, None);
-    let r = create(&c, &image, &["--waves", "2%,10%,25%,50%,100%", "--soak", "2s", "--max-concurrent", "50"]);
+    // Long enough for every kill to land mid-rollout: five waves, each soaking 4 s, 25 phones at a time.
+    let r = create(&c, &image, &["--waves", "2%,10%,25%,50%,100%", "--soak", "4s", "--max-concurrent", "25"]);
     let mut dice = Dice::new(1);
     let mut kills = 0;
     while kills < scale.controller_kills {
