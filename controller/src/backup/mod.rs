@@ -196,6 +196,15 @@ fn data_files(data_dir: &Path) -> Result<Vec<String>, ControllerError> {
     Ok(out)
 }
 
+/// A directory (and its parents) only its owner may enter: backups and restores hold the controller's keys.
+fn private_dir(dir: &Path) -> Result<(), ControllerError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(crate::error::io_err("create", dir))
+}
+
 /// Reads the manifest from the archive's first entry.
 fn read_manifest(
     entry: &mut impl Read,

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{read_manifest, Manifest, FILES, IMAGES, MANIFEST, NOT_FILES, RECORDS};
+use super::{private_dir, read_manifest, Manifest, FILES, IMAGES, MANIFEST, NOT_FILES, RECORDS};
 use crate::store::backup::Counts;
 use crate::store::Store;
 use crate::ControllerError;
@@ -66,10 +66,22 @@ pub async fn restore(archive: &Path, data_dir: &Path) -> Result<Restored, Contro
             })
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
+            remove_staging(&staging);
             Err(e)
         }
     }
+}
+
+/// Removes what a refused restore built. sled's background thread may still write a file into the store a
+/// moment after its last handle is dropped, so the removal is tried again for up to a second.
+fn remove_staging(staging: &Path) {
+    for _ in 0..20 {
+        if std::fs::remove_dir_all(staging).is_ok() || !staging.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    tracing::warn!(path = %staging.display(), "cannot remove what the refused restore wrote: remove it by hand");
 }
 
 /// Gives `staging` and everything in it the mode and owner of the directory it replaces.
@@ -98,15 +110,6 @@ fn take_ownership(staging: &Path, of: &std::fs::Metadata) -> Result<(), Controll
     #[cfg(not(unix))]
     let _ = (staging, of);
     Ok(())
-}
-
-/// A new directory only its owner may enter.
-fn private_dir(dir: &Path) -> Result<(), ControllerError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(crate::error::io_err("create", dir))
 }
 
 /// Unpacks the archive into `staging`: its store, its files and its images, each checked.

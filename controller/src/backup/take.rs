@@ -7,7 +7,7 @@ use std::path::Path;
 
 use axum::body::Body;
 
-use super::{write_archive, Manifest, WORK_DIR};
+use super::{private_dir, write_archive, Manifest, WORK_DIR};
 use crate::handle::Core;
 use crate::ControllerError;
 
@@ -89,15 +89,6 @@ impl Write for ChannelWriter {
             self.send()
         }
     }
-}
-
-/// A directory only its owner may enter.
-fn private_dir(dir: &Path) -> Result<(), ControllerError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(crate::error::io_err("create", dir))
 }
 
 /// A new file only its owner may read, open for reading and writing.
