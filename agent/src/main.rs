@@ -33,9 +33,10 @@ fn init_tracing(log: &LogArgs) {
         (Some(level), _) => EnvFilter::try_new(level).map_err(drop),
         // ASCII first: tracing-subscriber's parser panics on some non-ASCII filters.
         (None, Ok(env)) if !env.trim().is_empty() => {
-            let parsed = match env.is_ascii() {
+            // Nor span or field filters: their values compile to regular expressions of unbounded size.
+            let parsed = match env.is_ascii() && !env.contains(['[', ']', '{', '}']) {
                 true => EnvFilter::try_new(&env).map_err(|e| e.to_string()),
-                false => Err("a log filter is ASCII".to_string()),
+                false => Err("a log filter is ASCII, without span or field filters".to_string()),
             };
             parsed.map_err(|e| eprintln!("warning: RUST_LOG={env:?} is not a log filter ({e}); logging at info"))
         }

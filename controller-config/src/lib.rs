@@ -162,7 +162,17 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>, machine: &Mach
     if let Some(level) = &file.log_level {
         // ASCII first: tracing-subscriber's filter parser slices by the trimmed text's offsets and panics on a
         // directive that starts with blanks and holds a non-ASCII character (found by the fuzzer).
-        if !level.is_ascii() || tracing_subscriber::EnvFilter::try_new(level).is_err() {
+        // No span or field filters either: their values compile to regular expressions, and the fuzzer found a
+        // 300-byte one whose automaton took more than 64 MiB.
+        if level.contains(['[', ']', '{', '}']) {
+            out.problem(
+                &["log_level"],
+                format!(
+                    "{level:?} has a span or field filter ([...] or {{...}}), which is not taken: give levels and \
+                     targets, e.g. info,bindwave=debug"
+                ),
+            );
+        } else if !level.is_ascii() || tracing_subscriber::EnvFilter::try_new(level).is_err() {
             out.problem(
                 &["log_level"],
                 format!("{level:?} is not a log level or filter (try info, debug, or bindwave=debug)"),
@@ -306,6 +316,13 @@ mod tests {
     fn a_log_filter_that_is_not_ascii_is_a_problem_not_a_panic() {
         let m = messages("log_level = \",,\t\tbindwave\u{ffff}=debug\"\n");
         assert!(m.iter().any(|m| m.starts_with("log_level:") && m.contains("not a log level")), "{m:?}");
+    }
+
+    /// The fuzzer's second find: a field filter whose value compiled to an automaton of more than 64 MiB.
+    #[test]
+    fn a_log_filter_with_span_or_field_filters_is_a_problem() {
+        let m = messages("log_level = \"bindwave[{f=a|b}]=debug\"\n");
+        assert!(m.iter().any(|m| m.starts_with("log_level:") && m.contains("span or field filter")), "{m:?}");
     }
 
     #[test]

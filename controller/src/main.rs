@@ -46,9 +46,10 @@ fn main() -> ExitCode {
         .or_else(|| env("BINDWAVE_LOG_LEVEL"))
         .unwrap_or_else(|| "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error".into());
     // ASCII first: tracing-subscriber's parser panics on some non-ASCII filters (RUST_LOG is not checked before).
-    let parsed = match filter.is_ascii() {
+    // Nor span or field filters: their values compile to regular expressions of unbounded size.
+    let parsed = match filter.is_ascii() && !filter.contains(['[', ']', '{', '}']) {
         true => tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| e.to_string()),
-        false => Err("a log filter is ASCII".to_string()),
+        false => Err("a log filter is ASCII, without span or field filters".to_string()),
     };
     let filter = parsed.unwrap_or_else(|e| {
         eprintln!("warning: log filter {filter:?} is not valid ({e}); logging warnings only");
