@@ -29,20 +29,15 @@ fn main() -> ExitCode {
 /// Logs to stderr, as text or JSON lines; the filter from --log-level, else RUST_LOG, else info.
 fn init_tracing(log: &LogArgs) {
     use tracing_subscriber::EnvFilter;
+    // --log-level was checked by its parser (cli::parse_log_level); RUST_LOG is checked here.
     let filter = match (&log.log_level, std::env::var("RUST_LOG")) {
-        (Some(level), _) => EnvFilter::try_new(level).map_err(drop),
-        // ASCII first: tracing-subscriber's parser panics on some non-ASCII filters.
+        (Some(level), _) => bindwave_settings::log_filter(level).ok(),
         (None, Ok(env)) if !env.trim().is_empty() => {
-            // Nor span or field filters: their values compile to regular expressions of unbounded size.
-            let parsed = match env.is_ascii() && !env.contains(['[', ']', '{', '}']) {
-                true => EnvFilter::try_new(&env).map_err(|e| e.to_string()),
-                false => Err("a log filter is ASCII, without span or field filters".to_string()),
-            };
-            parsed.map_err(|e| eprintln!("warning: RUST_LOG={env:?} is not a log filter ({e}); logging at info"))
+            bindwave_settings::log_filter(&env).map_err(|e| eprintln!("warning: RUST_LOG: {e}; logging at info")).ok()
         }
-        _ => Ok(EnvFilter::new("info")),
+        _ => None,
     }
-    .unwrap_or_else(|_| EnvFilter::new("info"));
+    .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match log.log_format {
         LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),

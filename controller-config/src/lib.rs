@@ -160,23 +160,8 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>, machine: &Mach
         }
     }
     if let Some(level) = &file.log_level {
-        // ASCII first: tracing-subscriber's filter parser slices by the trimmed text's offsets and panics on a
-        // directive that starts with blanks and holds a non-ASCII character (found by the fuzzer).
-        // No span or field filters either: their values compile to regular expressions, and the fuzzer found a
-        // 300-byte one whose automaton took more than 64 MiB.
-        if level.contains(['[', ']', '{', '}']) {
-            out.problem(
-                &["log_level"],
-                format!(
-                    "{level:?} has a span or field filter ([...] or {{...}}), which is not taken: give levels and \
-                     targets, e.g. info,bindwave=debug"
-                ),
-            );
-        } else if !level.is_ascii() || tracing_subscriber::EnvFilter::try_new(level).is_err() {
-            out.problem(
-                &["log_level"],
-                format!("{level:?} is not a log level or filter (try info, debug, or bindwave=debug)"),
-            );
+        if let Err(e) = bindwave_settings::log_filter(level) {
+            out.problem(&["log_level"], e.to_string());
         }
     }
     for entry in file.release_keys.iter().flatten() {

@@ -45,14 +45,8 @@ fn main() -> ExitCode {
         .or_else(|| env("RUST_LOG"))
         .or_else(|| env("BINDWAVE_LOG_LEVEL"))
         .unwrap_or_else(|| "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error".into());
-    // ASCII first: tracing-subscriber's parser panics on some non-ASCII filters (RUST_LOG is not checked before).
-    // Nor span or field filters: their values compile to regular expressions of unbounded size.
-    let parsed = match filter.is_ascii() && !filter.contains(['[', ']', '{', '}']) {
-        true => tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| e.to_string()),
-        false => Err("a log filter is ASCII, without span or field filters".to_string()),
-    };
-    let filter = parsed.unwrap_or_else(|e| {
-        eprintln!("warning: log filter {filter:?} is not valid ({e}); logging warnings only");
+    let filter = bindwave_settings::log_filter(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: {e}; logging warnings only");
         tracing_subscriber::EnvFilter::new("warn")
     });
     let format = format.or_else(|| match env("BINDWAVE_LOG_FORMAT").as_deref() {

@@ -14,6 +14,7 @@ mod check;
 mod de;
 pub mod duration;
 mod error;
+mod log_filter;
 mod overrides;
 mod problem;
 mod schema;
@@ -23,6 +24,7 @@ mod words;
 
 pub use check::{read, read_table, Outcome};
 pub use error::SettingsError;
+pub use log_filter::log_filter;
 pub use overrides::{is_secret, Override, REDACTED};
 pub use problem::{list_problems, Origin, Problem, Style};
 pub use schema::Schema;
