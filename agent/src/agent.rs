@@ -172,6 +172,7 @@ impl Agent {
             model: config.model.as_deref().map(Into::into),
             labels: config.labels.iter().map(|l| l.as_str().into()).collect(),
             heartbeat_secs: Some(u32::try_from(config.heartbeat_secs).unwrap_or(u32::MAX)),
+            timezone: config.timezone.as_deref().map(Into::into),
         };
         let driver = Driver {
             core: Core::new(hello, config.health.configured()),
@@ -192,6 +193,7 @@ impl Agent {
             durability,
             observer,
             tasks: JoinSet::new(),
+            cancel: None,
             link_task: link.task,
         };
         Ok(Started { driver, found, events: link.events, jobs: job_rx, id, offline })
@@ -244,6 +246,9 @@ struct Driver {
     observer: Option<mpsc::UnboundedSender<(JobState, Option<u8>)>>,
     /// The job's task and the health check's: they stop with the driver.
     tasks: JoinSet<()>,
+    /// The running job's id and its cancel flag, which it reads before each step of its download and before
+    /// it installs.
+    cancel: Option<(String, tokio::sync::watch::Sender<bool>)>,
     link_task: JoinHandle<()>,
 }
 
@@ -360,7 +365,7 @@ impl Driver {
             match action {
                 Action::Persist(change) => match self.journal.save() {
                     Ok(()) => {}
-                    Err(e) if matches!(change, Change::Begin(_)) => {
+                    Err(e) if matches!(change, Change::Begin(_) | Change::Downloaded(_)) => {
                         tracing::error!("cannot record the job in hand: {e}")
                     }
                     Err(e) => return Err(e),
@@ -378,6 +383,11 @@ impl Driver {
                 }
                 Action::Start(cmd) => self.start(cmd),
                 Action::CheckHealth(pending) => self.check_health(pending),
+                Action::Cancel(job_id) => {
+                    if let Some((_, stop)) = self.cancel.as_ref().filter(|(j, _)| *j == job_id) {
+                        let _ = stop.send(true);
+                    }
+                }
             }
         }
         Ok(())
@@ -425,6 +435,11 @@ impl Driver {
             durability: self.durability,
             running: self.core.running().clone(),
             tx: self.job_tx.clone(),
+            cancel: {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                self.cancel = Some((cmd.job_id.clone(), stop));
+                stopped
+            },
         };
         let span = job_span(&cmd.job_id, &cmd.rollout_id, &self.config.device_id);
         self.spawn(job.run(cmd).instrument(span));

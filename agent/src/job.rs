@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bindwave_proto::wire::{DeviceId, JobState, Reason, Report, UpdateCommand};
 use bindwave_proto::{DeviceProfile, SoftwareVersion};
-use tokio::sync::{mpsc, oneshot};
+use bindwave_proto::window::{install_at, InstallAt};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{AccessSettings, HealthSettings, Identity, InstallerSettings};
 use crate::core::progress;
@@ -60,11 +61,23 @@ pub(crate) struct Job {
     /// The version that runs as the job starts: the running version of a job that fails.
     pub running: SoftwareVersion,
     pub tx: mpsc::UnboundedSender<JobEvent>,
+    /// Set by the controller's cancel: the job stops if it has not begun to install.
+    pub cancel: watch::Receiver<bool>,
 }
 
 impl Job {
     /// Works the job to its end and sends its final report.
     pub(crate) async fn run(self, cmd: UpdateCommand) {
+        let report = self.work(&cmd).await;
+        let _ = self.tx.send(JobEvent::Done(Box::new(report)));
+    }
+
+    /// The job's final report: what became of it, or `cancelled` if the cancel came before the install began.
+    async fn work(&self, cmd: &UpdateCommand) -> Report {
+        let cancelled = || Report {
+            running_version: Some(self.running.clone()),
+            ..progress(&cmd.job_id, JobState::Cancelled, None)
+        };
         let tx = self.tx.clone();
         let job_id = cmd.job_id.clone();
         let stage = std::sync::Arc::new(std::sync::Mutex::new(JobState::Received));
@@ -75,7 +88,7 @@ impl Job {
             }
             drop(tx.send(JobEvent::Progress(Box::new(progress(&job_id, state, percent)))))
         };
-        let resolved = resolve(&cmd, self.access.as_ref());
+        let resolved = resolve(cmd, self.access.as_ref());
         let credentials = match (&self.access, cmd.use_defaults) {
             (Some(a), true) => a.user.clone().map(|u| (u, a.password.clone())),
             _ => None,
@@ -97,7 +110,18 @@ impl Job {
                     self.durability,
                     &mut on_progress,
                 );
-                match tokio::time::timeout(self.limit.saturating_sub(elapsed), fetching).await {
+                let limited = tokio::time::timeout(self.limit.saturating_sub(elapsed), fetching);
+                let mut cancel = self.cancel.clone();
+                let outcome = tokio::select! {
+                    outcome = limited => outcome,
+                    () = until_cancelled(&mut cancel) => {
+                        // Stopped: the partial download goes, its retries with it; nothing was installed.
+                        crate::fetch::remove(&crate::fetch::download_path(&self.download_dir, &cmd.job_id));
+                        tracing::info!(job = %cmd.job_id, "cancelled by the controller before the install");
+                        return cancelled();
+                    }
+                };
+                match outcome {
                     Ok(fetched) => fetched,
                     Err(_) => {
                         // Abandoned: the partial download goes, nothing was installed.
@@ -135,6 +159,19 @@ impl Job {
             }
             Fetched::Failed(reason) => final_report(JobState::Failed, &self.running, Some(reason), false),
             Fetched::Verified { verified, file, override_used } => {
+                match self.wait_for_window(cmd, &mut on_progress).await {
+                    Waited::Install => {}
+                    Waited::Cancelled => {
+                        crate::fetch::remove(&file);
+                        tracing::info!(job = %cmd.job_id, "cancelled by the controller before the install");
+                        return cancelled();
+                    }
+                    Waited::Passed(reason) => {
+                        crate::fetch::remove(&file);
+                        tracing::warn!(job = %cmd.job_id, "{reason}");
+                        return final_report(JobState::Failed, &self.running, Some(reason), false);
+                    }
+                }
                 on_progress(JobState::Installing, None);
                 let previous = self.slots.active().ok().flatten();
                 let version = verified.header.software_version.clone();
@@ -168,7 +205,55 @@ impl Job {
                 }
             }
         };
-        let _ = self.tx.send(JobEvent::Done(Box::new(report)));
+        report
+    }
+
+    /// Holds a verified bind until an install window of the command is open (at once if it carries none),
+    /// reporting `downloaded` while it waits; the wall clock is read again at least every minute, so a clock
+    /// set while waiting is followed. The cancel flag is read last, so an install that begins was not
+    /// cancelled before.
+    async fn wait_for_window(
+        &self,
+        cmd: &UpdateCommand,
+        on_progress: &mut (dyn FnMut(JobState, Option<u8>) + Send),
+    ) -> Waited {
+        let mut cancel = self.cancel.clone();
+        let mut reported = false;
+        loop {
+            if *cancel.borrow() {
+                return Waited::Cancelled;
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let wait = match install_at(&cmd.install_windows, now) {
+                InstallAt::Now => return Waited::Install,
+                InstallAt::Passed { last_until } => return Waited::Passed(Reason::InstallWindowsPassed { last_until }),
+                InstallAt::At(at) => Duration::from_secs(at.saturating_sub(now).clamp(1, 60)),
+            };
+            if !reported {
+                tracing::info!(job = %cmd.job_id, "downloaded and verified; installing when the window opens");
+                on_progress(JobState::Downloaded, None);
+                reported = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = until_cancelled(&mut cancel) => {}
+            }
+        }
+    }
+}
+
+/// What waiting for the install window came to.
+enum Waited {
+    Install,
+    Cancelled,
+    /// Every window the command carried has passed.
+    Passed(Reason),
+}
+
+/// Returns once the job is cancelled (never, if the driver that could cancel it is gone).
+async fn until_cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

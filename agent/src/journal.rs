@@ -49,6 +49,9 @@ pub enum Change {
     Ack(String),
     /// The controller asked for this finished job again, so it lacks the outcome: it is pending again.
     Resend(String),
+    /// The job in hand is downloaded and verified, waiting for its install window: its time limit, which
+    /// bounds the download, starts again from here for the read-back of its file after a restart.
+    Downloaded(String),
 }
 
 /// What the journal holds. Pure: the time a job begins is an argument.
@@ -80,6 +83,12 @@ impl Records {
             Change::RecordFinal(report) => self.record_final(report),
             Change::Ack(job_id) => return self.ack(job_id),
             Change::Resend(job_id) => return self.resend(job_id),
+            Change::Downloaded(job_id) => {
+                if self.current.as_ref().is_none_or(|c| c.job_id != *job_id) {
+                    return false;
+                }
+                self.current_since = Some(unix_secs(now));
+            }
         }
         true
     }
@@ -88,7 +97,7 @@ impl Records {
     fn begin(&mut self, cmd: &UpdateCommand, now: SystemTime) {
         let same = self.current.as_ref().is_some_and(|c| c.job_id == cmd.job_id);
         if !same || self.current_since.is_none() {
-            self.current_since = Some(now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+            self.current_since = Some(unix_secs(now));
         }
         self.current = Some(cmd.clone());
     }
@@ -155,6 +164,10 @@ impl Records {
     pub fn finished(&self, job_id: &str) -> Option<&Report> {
         self.history.iter().find(|r| r.job_id == job_id)
     }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The records in `journal.json`.
@@ -319,6 +332,7 @@ mod tests {
             override_compat: false,
             use_defaults: false,
             timeout_secs: None,
+            install_windows: vec![],
         };
         let mut j = Journal::open(dir.path(), Durability::Full).unwrap();
         assert!(j.current_since().is_none());

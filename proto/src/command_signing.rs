@@ -6,7 +6,7 @@
 //! ```text
 //!  "bindwave command v1\0"
 //!  text   device id        (from the topic: not in the JSON, but signed, so a command for A fails on B)
-//!  text   command type     ("update" | "ack")
+//!  text   command type     ("update" | "ack" | "cancel")
 //!  text   job id
 //!  update only:
 //!    text   rollout id
@@ -16,12 +16,17 @@
 //!    u8     override        (0 | 1)
 //!    u8     use_defaults    (0 | 1)
 //!    opt    timeout_secs    (0, or 1 and the u64)
+//!    only if it has install windows:
+//!      u32    count, then each window's from and until (u64 each)
 //!  u64    expires_at       (unix seconds)
 //!
 //!  text = u32 length (big endian) + UTF-8 bytes;  u64 = 8 bytes big endian;  opt = u8 tag [+ u64]
 //! ```
 //!
-//! The command type comes before the fields that depend on it, so an ack can never read as an update.
+//! The command type comes before the fields that depend on it, so an ack can never read as an update. The
+//! install windows are written only when there are some: a command without them signs the same bytes as
+//! before they existed, and one with them is longer, so the two never meet; an agent that predates windows
+//! refuses a command that has them (its signature does not verify there) rather than install outside them.
 
 use crate::wire::{Command, CommandKind, DeviceId, UpdateCommand};
 
@@ -45,6 +50,7 @@ pub fn signed_message(device: &DeviceId, command: &Command, expires_at: u64) -> 
             override_compat,
             use_defaults,
             timeout_secs,
+            install_windows,
         }) => {
             text(&mut out, job_id);
             text(&mut out, rollout_id);
@@ -60,8 +66,17 @@ pub fn signed_message(device: &DeviceId, command: &Command, expires_at: u64) -> 
                     out.extend_from_slice(&t.to_be_bytes());
                 }
             }
+            if !install_windows.is_empty() {
+                // Bounded by the message size limit, far below 4 billion windows.
+                let count = u32::try_from(install_windows.len()).unwrap_or(u32::MAX);
+                out.extend_from_slice(&count.to_be_bytes());
+                for w in install_windows {
+                    out.extend_from_slice(&w.from.to_be_bytes());
+                    out.extend_from_slice(&w.until.to_be_bytes());
+                }
+            }
         }
-        Command::Ack { job_id } => text(&mut out, job_id),
+        Command::Ack { job_id } | Command::Cancel { job_id } => text(&mut out, job_id),
     }
     out.extend_from_slice(&expires_at.to_be_bytes());
     out
@@ -79,6 +94,7 @@ mod tests {
     use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
     use super::*;
+    use crate::window::InstallWindow;
     use crate::{PublicKey, Signature, TrustedKeys, Untrusted};
 
     fn key() -> Ed25519KeyPair {
@@ -106,6 +122,7 @@ mod tests {
             override_compat: false,
             use_defaults: false,
             timeout_secs: Some(1800),
+            install_windows: vec![InstallWindow { from: 1_800_000_000, until: 1_800_003_600 }],
         }
     }
 
@@ -131,6 +148,10 @@ mod tests {
             ("use_defaults", Box::new(|u| u.use_defaults = true)),
             ("timeout_secs", Box::new(|u| u.timeout_secs = None)),
             ("timeout_secs value", Box::new(|u| u.timeout_secs = Some(1801))),
+            ("install_windows", Box::new(|u| u.install_windows.clear())),
+            ("install window from", Box::new(|u| u.install_windows[0].from -= 1)),
+            ("install window until", Box::new(|u| u.install_windows[0].until += 1)),
+            ("another install window", Box::new(|u| u.install_windows.push(u.install_windows[0]))),
         ];
         for (name, change) in changes {
             let mut u = update();
@@ -154,6 +175,28 @@ mod tests {
         let other = Command::Ack { job_id: "r1-phone-1.2".into() };
         assert!(keys.verify(&signed_message(&d, &other, exp), Some(&sig)).is_err());
         assert!(keys.verify(&signed_message(&device("phone-2"), &ack, exp), Some(&sig)).is_err());
+    }
+
+    /// A cancel is signed as a cancel: the same job's ack (or its cancel for another phone) does not verify.
+    #[test]
+    fn a_cancel_is_not_an_ack() {
+        let (d, exp) = (device("phone-1"), 1_800_000_000);
+        let cancel = Command::Cancel { job_id: "r1-phone-1".into() };
+        let sig = sign(&d, &cancel, exp);
+        let keys = trusted();
+        assert!(keys.verify(&signed_message(&d, &cancel, exp), Some(&sig)).is_ok());
+        let ack = Command::Ack { job_id: "r1-phone-1".into() };
+        assert!(keys.verify(&signed_message(&d, &ack, exp), Some(&sig)).is_err());
+        assert!(keys.verify(&signed_message(&device("phone-2"), &cancel, exp), Some(&sig)).is_err());
+    }
+
+    /// A command without install windows signs the bytes it signed before windows existed.
+    #[test]
+    fn a_command_without_windows_signs_what_it_always_signed() {
+        let u = UpdateCommand { install_windows: vec![], ..update() };
+        let message = signed_message(&device("p"), &Command::Update(u), 7);
+        let tail = [&[1u8][..], &1800u64.to_be_bytes(), &7u64.to_be_bytes()].concat();
+        assert!(message.ends_with(&tail), "timeout_secs then expires_at, nothing between");
     }
 
     /// Length prefixes keep field boundaries: moving bytes from one text field to the next changes the message.

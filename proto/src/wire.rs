@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compat::Rejection;
 use crate::signature::Untrusted;
+use crate::window::InstallWindow;
 use crate::{HardwareLevel, KeyId, ProtoError, Signature, SoftwareVersion};
 
 /// The prefix of every topic of this wire version.
@@ -183,6 +184,10 @@ pub struct Hello {
     /// that sends none (an older agent), whose presence follows its last will alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_secs: Option<u32>,
+    /// The phone's time zone, an IANA name (`Europe/Berlin`), if it is configured with one: a rollout's
+    /// maintenance windows are in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<Shared>,
 }
 
 /// Heartbeats a phone may miss before it is taken as gone.
@@ -208,6 +213,11 @@ pub enum Command {
     Update(UpdateCommand),
     /// The controller has recorded the final report of this job: stop repeating it.
     Ack {
+        job_id: String,
+    },
+    /// Stop this job if it has not switched slots yet: its download and retries end, its partial file is
+    /// removed, and it reports `cancelled`. A job past the switch reports its true outcome instead.
+    Cancel {
         job_id: String,
     },
 }
@@ -258,6 +268,10 @@ pub struct UpdateCommand {
     /// download then too (or sooner, by its own limit), and reports `timed_out` instead of working on unseen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Install only inside one of these (download and verify at once, then wait, reporting `downloaded`);
+    /// none: install as soon as verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install_windows: Vec<InstallWindow>,
 }
 
 /// The states of a job on a device, in order.
@@ -281,6 +295,8 @@ pub enum JobState {
     Received,
     Downloading,
     Verifying,
+    /// Downloaded and verified; waiting for an install window.
+    Downloaded,
     Installing,
     /// Installed; restarting into the new version and checking its health.
     Restarting,
@@ -289,11 +305,16 @@ pub enum JobState {
     Failed,
     /// Installed, but the health check failed: the phone switched back to its previous version.
     RolledBack,
+    /// Stopped by the controller's cancel before the install switched slots: the phone runs what it ran.
+    Cancelled,
 }
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Rejected | JobState::Failed | JobState::RolledBack)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Rejected | JobState::Failed | JobState::RolledBack | JobState::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -384,6 +405,12 @@ pub enum Reason {
     /// The bind is signed by a key this phone does not trust.
     UntrustedKey {
         key_id: KeyId,
+    },
+    /// Every install window the command carried has passed before the phone could install (it was off, or
+    /// its download took past them): nothing was installed.
+    InstallWindowsPassed {
+        /// When the last of them ended (Unix seconds).
+        last_until: u64,
     },
     /// The device reported success, but does not run the image's version: the controller does not count it
     /// as a success.
@@ -483,6 +510,11 @@ impl fmt::Display for Reason {
                 f,
                 "signed by key {key_id}, which this phone does not trust; add its public key to [trust] keys \
                  (nothing was installed)"
+            ),
+            Reason::InstallWindowsPassed { last_until } => write!(
+                f,
+                "every install window of the command had passed (the last ended at {last_until}, Unix time) before \
+                 the phone could install; nothing was installed, and a new command brings new windows"
             ),
             Reason::VersionMismatch { expected, running: Some(running) } => write!(
                 f,
@@ -642,6 +674,7 @@ mod tests {
             model: Some("CP400".into()),
             labels: ["site=munich".into()].into(),
             heartbeat_secs: Some(300),
+            timezone: Some("Europe/Berlin".into()),
         };
         let golden = json!({
             "device_id": "phone-0001",
@@ -653,17 +686,18 @@ mod tests {
             "agent_version": "0.1.0",
             "model": "CP400",
             "labels": ["site=munich"],
-            "heartbeat_secs": 300
+            "heartbeat_secs": 300,
+            "timezone": "Europe/Berlin"
         });
         assert_eq!(serde_json::to_value(&hello).unwrap(), golden);
         assert_eq!(Hello::from_json(golden.to_string().as_bytes()).unwrap(), hello);
-        // A hello from an agent without model, labels and heartbeat still reads.
+        // A hello from an agent without model, labels, heartbeat and time zone still reads.
         let mut older = golden.clone();
-        for key in ["model", "labels", "heartbeat_secs"] {
+        for key in ["model", "labels", "heartbeat_secs", "timezone"] {
             older.as_object_mut().unwrap().remove(key);
         }
         let h = Hello::from_json(older.to_string().as_bytes()).unwrap();
-        assert_eq!((h.model, h.labels.len(), h.heartbeat_secs), (None, 0, None));
+        assert_eq!((h.model, h.labels.len(), h.heartbeat_secs, h.timezone), (None, 0, None, None));
     }
 
     #[test]
@@ -677,6 +711,7 @@ mod tests {
             override_compat: false,
             use_defaults: false,
             timeout_secs: None,
+            install_windows: vec![],
         });
         let golden = json!({
             "type": "update",
@@ -695,6 +730,11 @@ mod tests {
         assert!(matches!(limited, Command::Update(UpdateCommand { timeout_secs: Some(1800), .. })));
         let ack = Command::Ack { job_id: "r1-phone-0001".into() };
         assert_eq!(serde_json::to_value(&ack).unwrap(), json!({"type": "ack", "job_id": "r1-phone-0001"}));
+        let cancel = Command::Cancel { job_id: "r1-phone-0001".into() };
+        assert_eq!(serde_json::to_value(&cancel).unwrap(), json!({"type": "cancel", "job_id": "r1-phone-0001"}));
+        let staged = Command::from_json(br#"{"type":"update","job_id":"j","rollout_id":"r","url":"u","size":1,"sha256":"00","override":false,"install_windows":[{"from":100,"until":200}]}"#).unwrap();
+        let Command::Update(staged) = staged else { panic!("{staged:?}") };
+        assert_eq!(staged.install_windows, [InstallWindow { from: 100, until: 200 }]);
     }
 
     /// A signed command on the wire: the command's fields, its expiry and the signature beside them. The
@@ -713,6 +753,7 @@ mod tests {
             override_compat: false,
             use_defaults: false,
             timeout_secs: Some(1800),
+            install_windows: vec![],
         });
         let expires_at = 1_800_000_000;
         let message = crate::command_signing::signed_message(&id("phone-0001"), &command, expires_at);
@@ -856,7 +897,10 @@ mod tests {
         let ack = Command::Ack { job_id: "j".into() };
         let kind: &'static str = CommandKind::from(&ack).into();
         assert_eq!(kind, serde_json::to_value(&ack).unwrap()["type"]);
-        assert_eq!(CommandKind::VARIANTS.len(), 2, "a command is missing here");
+        let cancel = Command::Cancel { job_id: "j".into() };
+        let kind: &'static str = CommandKind::from(&cancel).into();
+        assert_eq!(kind, serde_json::to_value(&cancel).unwrap()["type"]);
+        assert_eq!(CommandKind::VARIANTS.len(), 3, "a command is missing here");
         let (v, level) = ("V3 R1.0.0".parse::<SoftwareVersion>().unwrap(), HardwareLevel(3));
         let detail = String::from("d");
         let every = [
@@ -879,6 +923,7 @@ mod tests {
             Reason::Unsigned,
             Reason::SignatureInvalid { key_id: KeyId([1; 8]) },
             Reason::UntrustedKey { key_id: KeyId([2; 8]) },
+            Reason::InstallWindowsPassed { last_until: 9 },
             Reason::VersionMismatch { expected: "V3 R2.0.0".parse().unwrap(), running: None },
         ];
         let codes: std::collections::BTreeSet<&str> = every.iter().map(Reason::code).collect();

@@ -89,6 +89,11 @@ pub(super) fn check(config: &AgentConfig, schema: &Schema, out: &mut Outcome<Age
             out.problem(&["access", "server"], "`server` in [access] is empty: give the file server's host name");
         }
     }
+    if let Some(zone) = &config.timezone {
+        if let Err(why) = zone_name(zone) {
+            out.problem(&["timezone"], why);
+        }
+    }
     for key in config.minimum_software_versions.keys() {
         let why = match key.trim().parse::<u16>() {
             Ok(n) if n.to_string() == *key => continue,
@@ -101,9 +106,41 @@ pub(super) fn check(config: &AgentConfig, schema: &Schema, out: &mut Outcome<Age
     probe_usable
 }
 
+/// Whether `zone` reads as an IANA time zone name (`Europe/Berlin`, `America/Argentina/Buenos_Aires`, `UTC`).
+/// Only its form: the phone carries no zone database; the controller, which has one, looks it up and falls
+/// back to the rollout's zone for a name it does not know.
+fn zone_name(zone: &str) -> Result<(), String> {
+    let formed = !zone.is_empty()
+        && zone.len() <= 64
+        && zone.split('/').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        });
+    match formed {
+        true => Ok(()),
+        false => Err(format!("timezone {zone:?} is not an IANA time zone name: use one such as \"Europe/Berlin\" or \"UTC\"")),
+    }
+}
+
 /// May the phone talk plain `mqtt://` to its broker? Only in lab mode, once the config has a `[trust]` section
 /// with `insecure_lab`; until then every config may, as before.
 // TODO(trust): return `config.trust.insecure_lab` when `[trust]` lands.
 fn plain_mqtt_allowed(_config: &AgentConfig) -> bool {
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zone_name;
+
+    #[test]
+    fn time_zones_are_checked_for_their_form() {
+        for ok in ["Europe/Berlin", "UTC", "America/Argentina/Buenos_Aires", "Etc/GMT+5", "America/Port-au-Prince"] {
+            assert!(zone_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Europe/", "/Berlin", "Europe Berlin", "../etc/passwd", "Ürope/Berlin", &"A".repeat(65)] {
+            let e = zone_name(bad).unwrap_err();
+            assert!(e.contains("IANA time zone name"), "{bad}: {e}");
+        }
+    }
 }

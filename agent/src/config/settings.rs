@@ -33,6 +33,10 @@ pub struct AgentConfig {
     /// Labels reported in hello for targeting, e.g. `["site=munich", "pilot"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// The phone's time zone, an IANA name (`Europe/Berlin`), reported in hello: rollouts' maintenance windows
+    /// are in it. Without it, a rollout's own `--timezone` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     pub state_dir: PathBuf,
     pub broker: BrokerSettings,
     /// Seconds between repeats of a final report the controller has not acknowledged yet.

@@ -123,6 +123,7 @@ fn a_job_limit_is_the_shorter_of_the_agents_and_the_commands() {
         override_compat: false,
         use_defaults: false,
         timeout_secs: None,
+        install_windows: vec![],
     };
     assert_eq!(d.limit_for(&cmd).as_secs(), 600);
     cmd.timeout_secs = Some(60);

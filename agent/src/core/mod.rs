@@ -82,6 +82,10 @@ pub enum Action {
     Start(UpdateCommand),
     /// Run the health check of an install made before the restart (its end comes back as [`Input::Done`]).
     CheckHealth(AwaitingHealth),
+    /// Ask the job in hand to stop if it has not begun to install. The job answers with its final report:
+    /// `cancelled`, or, once the install has begun, its true outcome. A job that is not running (an install
+    /// awaiting its health check) does not hear it.
+    Cancel(String),
 }
 
 /// A message the agent publishes.
@@ -162,7 +166,12 @@ impl Core {
             }
             Input::Command(Command::Update(cmd)) => self.update(cmd, journal, now, &mut out),
             Input::Command(Command::Ack { job_id }) => change(journal, Change::Ack(job_id), now, &mut out),
+            Input::Command(Command::Cancel { job_id }) => self.cancel(job_id, journal, now, &mut out),
             Input::Progress(report) => {
+                if report.state == JobState::Downloaded {
+                    // Verified and waiting for its window: a restart reads the file back under a fresh limit.
+                    change(journal, Change::Downloaded(report.job_id.clone()), now, &mut out);
+                }
                 out.push(Action::Show(report.clone()));
                 out.push(Action::Publish(Message::Report(report)));
             }
@@ -214,6 +223,31 @@ impl Core {
         tracing::info!(device = %self.hello.device_id, job = %cmd.job_id, url = %cmd.url, "update command");
         self.queue.push_back(cmd);
         self.start_next(journal, now, out);
+    }
+
+    /// The controller cancels a job: the job in hand is asked to stop (it answers), a queued one is dropped,
+    /// a finished one's true outcome is sent again, and one never heard of is recorded as cancelled, so that
+    /// its command, arriving late, is answered and not run.
+    fn cancel(&mut self, job_id: String, journal: &mut Records, now: SystemTime, out: &mut Vec<Action>) {
+        if self.current.as_deref() == Some(job_id.as_str()) {
+            tracing::info!(device = %self.hello.device_id, job = %job_id, "cancel: stopping the job in hand");
+            out.push(Action::Cancel(job_id));
+            return;
+        }
+        if journal.finished(&job_id).is_some() {
+            change(journal, Change::Resend(job_id), now, out);
+            publish_unacked(journal, out);
+            return;
+        }
+        self.queue.retain(|q| q.job_id != job_id);
+        tracing::info!(device = %self.hello.device_id, job = %job_id, "cancel: the job had not started");
+        let report = Report {
+            running_version: Some(self.hello.software_version.clone()),
+            ..progress(&job_id, JobState::Cancelled, None)
+        };
+        change(journal, Change::RecordFinal(report.clone()), now, out);
+        out.push(Action::Show(report.clone()));
+        out.push(Action::Publish(Message::Report(report)));
     }
 
     fn done(&mut self, report: Report, journal: &mut Records, now: SystemTime, out: &mut Vec<Action>) {

@@ -25,6 +25,7 @@ fn hello() -> Hello {
         model: None,
         labels: [].into(),
         heartbeat_secs: None,
+        timezone: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn cmd(job: &str) -> UpdateCommand {
         override_compat: false,
         use_defaults: false,
         timeout_secs: None,
+        install_windows: vec![],
     }
 }
 
@@ -373,4 +375,87 @@ fn a_replayed_signed_command_verifies_but_installs_nothing_again() {
     let actions = p.on(Input::Command(replayed.command));
     assert!(!actions.iter().any(|a| matches!(a, Action::Start(_))), "{actions:?}");
     assert!(matches!(actions.last(), Some(Action::Publish(Message::Report(r))) if r.state == JobState::Succeeded));
+}
+
+fn cancel(job: &str) -> Input {
+    Input::Command(Command::Cancel { job_id: job.into() })
+}
+
+fn cancelled(job: &str) -> Report {
+    Report { running_version: Some(version("V3 R3.0.0")), ..progress(job, JobState::Cancelled, None) }
+}
+
+/// The job in hand is asked to stop, and answers itself: the core cannot know whether its install has begun.
+#[test]
+fn a_cancel_of_the_job_in_hand_goes_to_the_job_which_answers() {
+    let mut p = Phone::new(false);
+    p.command("j1");
+    assert_eq!(p.on(cancel("j1")), [Action::Cancel("j1".into())]);
+    assert_eq!(p.journal.current(), Some(&cmd("j1")), "still in hand until the job answers");
+    let ended = p.on(Input::Done(cancelled("j1")));
+    assert_eq!(ended[0], Action::Persist(Change::RecordFinal(cancelled("j1"))));
+    assert_eq!(unacked(&p.journal), ["j1"], "the cancelled outcome is repeated until acknowledged");
+    assert_eq!(p.command("j1"), [Action::Publish(Message::Report(cancelled("j1")))], "a late repeat: the outcome");
+}
+
+#[test]
+fn a_cancel_of_a_queued_job_drops_it_and_reports_cancelled() {
+    let mut p = Phone::new(false);
+    p.command("j1");
+    p.command("j2");
+    assert_eq!(
+        p.on(cancel("j2")),
+        [
+            Action::Persist(Change::RecordFinal(cancelled("j2"))),
+            Action::Show(cancelled("j2")),
+            Action::Publish(Message::Report(cancelled("j2"))),
+        ]
+    );
+    let ended = p.on(Input::Done(outcome("j1", JobState::Succeeded, "V3 R3.0.0")));
+    assert!(!ended.iter().any(|a| matches!(a, Action::Start(_))), "j2 never starts: {ended:?}");
+}
+
+/// A cancel that comes after the outcome (the install switched first) is answered with the true outcome.
+#[test]
+fn a_cancel_of_a_finished_job_sends_its_true_outcome_again() {
+    let mut p = Phone::new(false);
+    p.command("j1");
+    let report = outcome("j1", JobState::Succeeded, "V3 R3.18.0");
+    p.on(Input::Done(report.clone()));
+    p.on(Input::Command(Command::Ack { job_id: "j1".into() }));
+    let answered = p.on(cancel("j1"));
+    assert_eq!(published(&answered), [&Message::Report(report)], "never a false cancelled");
+}
+
+/// A cancel that overtakes its command: the job is recorded as cancelled, and the command, arriving late, is
+/// answered with that outcome instead of being run.
+#[test]
+fn a_cancel_before_its_command_keeps_the_command_from_running() {
+    let mut p = Phone::new(false);
+    p.on(cancel("j1"));
+    assert_eq!(unacked(&p.journal), ["j1"]);
+    let late = p.command("j1");
+    assert!(!late.iter().any(|a| matches!(a, Action::Start(_))), "{late:?}");
+    assert_eq!(published(&late), [&Message::Report(cancelled("j1"))]);
+}
+
+/// `downloaded` is shown, published, and journaled: a restart reads the file back under a fresh time limit.
+#[test]
+fn a_downloaded_job_restarts_its_time_limit_for_the_read_back() {
+    let mut p = Phone::new(false);
+    p.command("j1");
+    let began = p.journal.current_since();
+    let downloaded = progress("j1", JobState::Downloaded, None);
+    let actions = p.on(Input::Progress(downloaded.clone()));
+    assert_eq!(
+        actions,
+        [
+            Action::Persist(Change::Downloaded("j1".into())),
+            Action::Show(downloaded.clone()),
+            Action::Publish(Message::Report(downloaded)),
+        ]
+    );
+    assert!(p.journal.current_since() > began, "{:?} after {began:?}", p.journal.current_since());
+    let stale = p.on(Input::Progress(progress("j9", JobState::Downloaded, None)));
+    assert!(!stale.iter().any(|a| matches!(a, Action::Persist(_))), "not the job in hand: {stale:?}");
 }

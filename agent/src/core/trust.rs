@@ -201,6 +201,7 @@ mod tests {
             override_compat,
             use_defaults: false,
             timeout_secs: Some(600),
+            install_windows: vec![],
         })
     }
 
