@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bindwave_proto::window::{install_at, InstallAt};
 use bindwave_proto::wire::{DeviceId, JobState, Reason, Report, UpdateCommand};
 use bindwave_proto::{DeviceProfile, SoftwareVersion};
-use bindwave_proto::window::{install_at, InstallAt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{AccessSettings, HealthSettings, Identity, InstallerSettings};

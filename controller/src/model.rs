@@ -157,6 +157,7 @@ mod tests {
                 model: model.map(Into::into),
                 labels: labels.iter().map(|l| (*l).into()).collect(),
                 heartbeat_secs: None,
+                timezone: None,
             }),
             online: true,
             last_seen: 0,

@@ -377,7 +377,7 @@ impl Service {
 fn expiry(command: &Command, ttl: Duration, now: crate::model::Millis) -> u64 {
     let life = match command {
         Command::Update(u) => u.timeout_secs.map_or(ttl, Duration::from_secs),
-        Command::Ack { .. } => ttl,
+        Command::Ack { .. } | Command::Cancel { .. } => ttl,
     };
     (now / 1000).saturating_add(life.as_secs().max(1))
 }
@@ -762,6 +762,7 @@ mod tests {
                 override_compat: false,
                 use_defaults: false,
                 timeout_secs,
+                install_windows: Vec::new(),
             })
         };
         let now = 1_000_000_500; // milliseconds

@@ -39,6 +39,7 @@ fn a_phone_that_leaves_without_its_will(url: &str, device: &str) {
             model: None,
             labels: [].into(),
             heartbeat_secs: Some(HEARTBEAT_SECS),
+            timezone: None,
         };
         let presence = Presence { online: true };
         client

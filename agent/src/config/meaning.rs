@@ -118,7 +118,9 @@ fn zone_name(zone: &str) -> Result<(), String> {
         });
     match formed {
         true => Ok(()),
-        false => Err(format!("timezone {zone:?} is not an IANA time zone name: use one such as \"Europe/Berlin\" or \"UTC\"")),
+        false => Err(format!(
+            "timezone {zone:?} is not an IANA time zone name: use one such as \"Europe/Berlin\" or \"UTC\""
+        )),
     }
 }
 

@@ -167,6 +167,8 @@ impl Engine {
             }
             (JobState::Succeeded, _, None) => return Reply::None,
             (JobState::Rejected, Some(reason), v) => JobPhase::Rejected { reason, running_version: v },
+            // Stopped by a cancel before its install began: the device runs what it ran.
+            (JobState::Cancelled, _, _) => JobPhase::Cancelled,
             (JobState::Failed | JobState::RolledBack, Some(reason), v) => {
                 JobPhase::Failed { reason, running_version: v }
             }

@@ -230,6 +230,7 @@ impl Live {
             override_compat: self.rollout.override_compat,
             use_defaults: self.rollout.use_defaults,
             timeout_secs: Some(self.rollout.waves[job.wave].gates.device_timeout_secs),
+            install_windows: Vec::new(),
         });
         Some((device.clone(), command))
     }

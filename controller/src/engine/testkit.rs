@@ -23,6 +23,7 @@ pub(crate) fn hello(device: &str, level: u16, version: &str) -> Hello {
         model: None,
         labels: [].into(),
         heartbeat_secs: None,
+        timezone: None,
     }
 }
 

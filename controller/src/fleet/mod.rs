@@ -71,6 +71,7 @@ pub fn phone_config(
         hardware_levels: MODELS.iter().map(|(_, p, l)| (p.to_string(), HardwareLevel(*l))).collect(),
         model: Some(model.to_string()),
         labels: vec![SITES[i % SITES.len()].to_string()],
+        timezone: None,
         state_dir: state_root.join(device_id(i)),
         broker: BrokerSettings {
             url,

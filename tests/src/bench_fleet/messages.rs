@@ -37,6 +37,7 @@ pub fn hello_of(phone: usize, version: &str) -> Result<Hello> {
         model: Some(model.into()),
         labels: [SITES[phone % SITES.len()].into()].into(),
         heartbeat_secs: Some(300),
+        timezone: None,
     })
 }
 
@@ -108,6 +109,7 @@ pub fn update_command(phone: usize, job: &str, rollout: &str, url: &str, size: u
         override_compat: false,
         use_defaults: false,
         timeout_secs: Some(1800),
+        install_windows: Vec::new(),
     });
     signed(phone, &command)
 }
@@ -143,10 +145,10 @@ pub fn prepared(phones: usize) -> Result<Prepared> {
     Ok(Prepared { bind_size, commands, acks })
 }
 
-/// The job id of an update command, or of an ack (`None` for what is neither).
+/// The job id of an update command, or of an ack or cancel (`None` for what is none of them).
 pub fn command_job(payload: &[u8]) -> Option<(bool, String)> {
     match bindwave_proto::wire::CommandMessage::from_json(payload).ok()?.command {
         Command::Update(u) => Some((true, u.job_id)),
-        Command::Ack { job_id } => Some((false, job_id)),
+        Command::Ack { job_id } | Command::Cancel { job_id } => Some((false, job_id)),
     }
 }
