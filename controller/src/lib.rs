@@ -1,7 +1,8 @@
 //! The Bindwave controller: device inventory, images, rollouts, the HTTP API, metrics, the embedded MQTT
 //! broker, and the operators' CLI.
 //!
-//! - [`engine`]: the rollout engine, a pure state machine over [`model`] records.
+//! - [`engine`]: the rollout engine, a pure state machine over [`model`] records; [`schedule`] is when its
+//!   commands may go (maintenance windows in the phones' time zones, rates and ramps), pure too.
 //! - [`service`]: the engine wrapped in IO: MQTT link, group-committed [`store`], the [`api`], which reaches
 //!   the core task through its [`handle`]; [`clock`] is the only place that reads the time.
 //! - [`broker`]: the embedded rmqtt broker: TLS, authenticated clients, a lane per device ([`broker::acl`]).
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod model;
 #[cfg(test)]
 mod scenarios;
+pub mod schedule;
 pub mod service;
 pub mod store;
 mod table;
