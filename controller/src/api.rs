@@ -412,7 +412,8 @@ async fn create_rollout(
     Json(req): Json<RolloutRequest>,
 ) -> ApiResult<Rollout> {
     check_override(&req.spec)?;
-    let input = Input::CreateRollout { spec: req.spec, seed: rand::random(), actor: caller.actor(&req.actor) };
+    let input =
+        Input::CreateRollout { spec: Box::new(req.spec), seed: rand::random(), actor: caller.actor(&req.actor) };
     match core.act(input).await? {
         Reply::Rollout(r) => Ok(Json(r)),
         _ => Err(ControllerError::BadRequest("unexpected reply".into())),

@@ -155,7 +155,7 @@ async fn rollouts(
         sizes
             .iter()
             .filter_map(|s| s.parse::<WaveSize>().ok())
-            .map(|size| WaveSpec { size, gates: Default::default() })
+            .map(|size| WaveSpec { size, gates: Default::default(), schedule: Default::default() })
             .collect()
     };
     let gates = Gates { failure_min_finished: 3, device_timeout_secs: 120, ..Gates::default() };
@@ -182,6 +182,8 @@ async fn rollouts(
             targets: TargetFilter::default(),
             waves: waves(&["5%", "25%", "100%"]),
             gates: gates.clone(),
+            schedule: Default::default(),
+            timezone: None,
             override_compat: false,
             override_reason: None,
             use_defaults: false,

@@ -10,6 +10,7 @@ mod job;
 mod job_json;
 mod members;
 mod rollout;
+mod schedule;
 mod spec;
 
 pub use gates::{GateAction, GateOverrides, Gates};
@@ -17,6 +18,7 @@ pub use ids::{ImageId, JobId, RolloutId};
 pub use job::{Counts, Job, JobPhase, Outcome, Tally};
 pub use members::{Members, MEMBERS_PER_RECORD};
 pub use rollout::{Baseline, Cause, CauseKind, Rollout, RolloutState, RolloutStateKind, Stage, Wave};
+pub use schedule::{Schedule, ScheduleOverrides};
 pub use spec::{RolloutSpec, TargetFilter, WaveSize, WaveSpec};
 
 /// Milliseconds since the Unix epoch. The engine never reads a clock: callers pass `now`.

@@ -131,6 +131,8 @@ impl Run {
                     targets: TargetFilter::default(),
                     waves: vec![],
                     gates: Gates::default(),
+                    schedule: Default::default(),
+                    timezone: None,
                     override_compat: false,
                     override_reason: None,
                     use_defaults: false,
@@ -144,7 +146,11 @@ impl Run {
                         "waves" => {
                             spec.waves = v
                                 .split(',')
-                                .map(|s| WaveSpec { size: s.parse().unwrap(), gates: Default::default() })
+                                .map(|s| WaveSpec {
+                                    size: s.parse().unwrap(),
+                                    gates: Default::default(),
+                                    schedule: Default::default(),
+                                })
                                 .collect()
                         }
                         "success" => g.success_ratio = ratio(&v),
@@ -164,7 +170,7 @@ impl Run {
                 }
                 let (reply, _) = self
                     .engine
-                    .handle(Input::CreateRollout { spec, seed: 0, actor: "scenario".into() }, 0)
+                    .handle(Input::CreateRollout { spec: Box::new(spec), seed: 0, actor: "scenario".into() }, 0)
                     .unwrap_or_else(|e| panic!("{here}: {e}"));
                 let crate::engine::Reply::Rollout(r) = reply else { panic!("{here}: no rollout") };
                 self.rollout = Some(r.id);

@@ -455,7 +455,7 @@ impl CoreLoop {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ControllerError> {
         // Commands owed from before a restart go out once the broker is reachable (on the first connect).
-        let mut owed = self.engine.resume();
+        let mut owed = self.engine.resume(now_millis());
         // Device timeouts and soak times are checked every second.
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

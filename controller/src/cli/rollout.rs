@@ -13,9 +13,10 @@ use crate::client::ApiClient;
 use crate::engine::plan::Plan;
 use crate::engine::Action;
 use crate::model::{
-    GateAction, GateOverrides, Gates, JobPhase, Outcome, RolloutSpec, RolloutState, Stage, TargetFilter, WaveSize,
-    WaveSpec,
+    GateAction, GateOverrides, Gates, JobPhase, Outcome, RolloutSpec, RolloutState, Schedule, Stage, TargetFilter,
+    WaveSize, WaveSpec,
 };
+use crate::schedule::{Ramp, Rate, Window};
 use crate::table::Table;
 use crate::ControllerError;
 
@@ -164,6 +165,32 @@ pub struct RolloutArgs {
     /// Per-wave gate overrides, e.g. "1:soak=1h,success=100%" or "3:approval=true,max-concurrent=50".
     #[arg(long = "wave-gates", value_parser = parse_wave_gates)]
     pub wave_gates: Vec<(usize, GateOverrides)>,
+    /// Command phones only inside this maintenance window, in each phone's time zone (repeat for several),
+    /// e.g. "Mon-Fri 19:00-06:00" and "Sat,Sun 00:00-24:00". Phones also install only inside it.
+    #[arg(long = "window", value_name = "DAYS HH:MM-HH:MM")]
+    pub windows: Vec<Window>,
+    /// Phones download and verify when commanded, and install only inside this window (repeat for several):
+    /// download by day, install by night.
+    #[arg(long = "install-window", value_name = "DAYS HH:MM-HH:MM")]
+    pub install_windows: Vec<Window>,
+    /// The windows' time zone for phones whose hello names none (an IANA name, e.g. Europe/Berlin). Default: UTC.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Commands go out no faster than this in each wave, e.g. 100/min, 5/s, 1000/h.
+    #[arg(long)]
+    pub rate: Option<Rate>,
+    /// A rate that grows in each wave, capped by --rate: exponential:start=10/min,factor=2,every=50.
+    #[arg(long)]
+    pub ramp: Option<Ramp>,
+    /// A wave's own command window, replacing the rollout's for it (repeat), e.g. "2:Sat,Sun 00:00-24:00".
+    #[arg(long = "wave-window", value_parser = parse_indexed::<Window>, value_name = "WAVE:WINDOW")]
+    pub wave_windows: Vec<(usize, Window)>,
+    /// A wave's own install window, replacing the rollout's for it (repeat), e.g. "1:daily 00:00-24:00".
+    #[arg(long = "wave-install-window", value_parser = parse_indexed::<Window>, value_name = "WAVE:WINDOW")]
+    pub wave_install_windows: Vec<(usize, Window)>,
+    /// A wave's own rate, e.g. "1:10/min".
+    #[arg(long = "wave-rate", value_parser = parse_indexed::<Rate>, value_name = "WAVE:RATE")]
+    pub wave_rates: Vec<(usize, Rate)>,
     /// Install even where the phones' compatibility rule says no.
     #[arg(long = "override", requires = "reason")]
     pub override_compat: bool,
@@ -181,16 +208,29 @@ pub struct RolloutArgs {
 
 impl RolloutArgs {
     pub fn spec(&self) -> Result<RolloutSpec, ControllerError> {
-        let mut waves: Vec<WaveSpec> =
-            self.waves.iter().map(|s| WaveSpec { size: *s, gates: Default::default() }).collect();
+        let mut waves: Vec<WaveSpec> = self
+            .waves
+            .iter()
+            .map(|s| WaveSpec { size: *s, gates: Default::default(), schedule: Default::default() })
+            .collect();
+        fn wave<'a>(waves: &'a mut [WaveSpec], flag: &str, n: usize) -> Result<&'a mut WaveSpec, ControllerError> {
+            let count = waves.len();
+            waves.get_mut(n - 1).ok_or_else(|| {
+                ControllerError::BadRequest(format!("{flag} names wave {n}, but --waves has {count} waves"))
+            })
+        }
         for (n, o) in &self.wave_gates {
-            let w = waves.get_mut(n - 1).ok_or_else(|| {
-                ControllerError::BadRequest(format!(
-                    "--wave-gates names wave {n}, but --waves has {} waves",
-                    self.waves.len()
-                ))
-            })?;
-            w.gates = o.clone();
+            wave(&mut waves, "--wave-gates", *n)?.gates = o.clone();
+        }
+        for (n, w) in &self.wave_windows {
+            wave(&mut waves, "--wave-window", *n)?.schedule.windows.get_or_insert_with(Vec::new).push(*w);
+        }
+        for (n, w) in &self.wave_install_windows {
+            let install = &mut wave(&mut waves, "--wave-install-window", *n)?.schedule.install_windows;
+            install.get_or_insert_with(Vec::new).push(*w);
+        }
+        for (n, r) in &self.wave_rates {
+            wave(&mut waves, "--wave-rate", *n)?.schedule.rate = Some(*r);
         }
         Ok(RolloutSpec {
             image: self.image.clone(),
@@ -217,6 +257,13 @@ impl RolloutArgs {
                 max_concurrent: self.max_concurrent,
                 approval: self.approval,
             },
+            schedule: Schedule {
+                windows: self.windows.clone(),
+                install_windows: self.install_windows.clone(),
+                rate: self.rate,
+                ramp: self.ramp,
+            },
+            timezone: self.timezone.clone(),
             override_compat: self.override_compat,
             override_reason: self.override_compat.then(|| self.reason.clone()).flatten(),
             use_defaults: self.use_defaults,
@@ -264,6 +311,16 @@ fn parse_action(s: &str) -> Result<GateAction, String> {
 }
 
 /// `2:soak=1h,success=99%,approval=true`
+/// `WAVE:VALUE`, e.g. `2:Sat,Sun 00:00-24:00` or `1:10/min`.
+fn parse_indexed<T: std::str::FromStr<Err = String>>(s: &str) -> Result<(usize, T), String> {
+    let (n, rest) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected WAVE:VALUE, e.g. 2:Sat,Sun 00:00-24:00 or 1:10/min"))?;
+    let n: usize =
+        n.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| format!("{n:?} is not a wave number (1, 2, ...)"))?;
+    Ok((n, rest.parse()?))
+}
+
 fn parse_wave_gates(s: &str) -> Result<(usize, GateOverrides), String> {
     let (n, rest) = s.split_once(':').ok_or_else(|| format!("{s:?}: expected WAVE:KEY=VALUE,... e.g. 1:soak=1h"))?;
     let n: usize =

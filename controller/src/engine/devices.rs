@@ -51,7 +51,7 @@ impl Engine {
             .map(|(n, _)| *n)
             .collect();
         for n in owed {
-            if let Some((device, command)) = self.command_for(n, &id) {
+            if let Some((device, command)) = self.command_for(n, &id, now) {
                 fx.send(device, command);
             }
         }
@@ -76,6 +76,8 @@ impl Engine {
 
     /// Adds a device that appeared later to a following rollout's last wave.
     fn join(&mut self, n: RolloutId, device: &DeviceId, now: Millis, fx: &mut Effects) {
+        let Some(last) = self.rollouts.get(&n).and_then(|l| l.rollout.waves.len().checked_sub(1)) else { return };
+        let lane = self.lane_of(&self.rollouts[&n].rollout, last, device);
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         let Some(wave) = live.rollout.waves.len().checked_sub(1) else { return };
         let order = live.next_order();
@@ -89,10 +91,12 @@ impl Engine {
             phase: JobPhase::Pending,
             sent_at: None,
             updated_at: now,
+            deadline: None,
+            cancelling: false,
         };
         live.rollout.waves[wave].devices += 1;
         live.tallies[wave].add(Outcome::Pending);
-        live.queues[wave].push_back(device.clone());
+        live.queues[wave].push_back(device.clone(), lane);
         fx.put(Record::Job(job.clone()));
         fx.put(Record::Rollout(Box::new(live.rollout.clone())));
         live.jobs.insert(device.clone(), job);

@@ -5,6 +5,7 @@ use bindwave_proto::wire::DeviceId;
 
 use super::{Effects, Engine, Live, Record, SYSTEM};
 use crate::model::{Cause, GateAction, Gates, JobPhase, Millis, Outcome, RolloutId, RolloutState, Stage, Tally};
+use crate::schedule::{Openness, Pace};
 
 /// A gate's observed ratio beside its threshold (see [`Engine::gate_readings`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -201,6 +202,9 @@ impl Engine {
             return;
         }
         let next = wave + 1;
+        // Each wave is paced from its own first command.
+        live.pace = Pace::default();
+        live.wake_at = None;
         let approval = live.rollout.waves[next].gates.approval;
         if !approval {
             live.rollout.waves[next].started_at = Some(now);
@@ -214,24 +218,60 @@ impl Engine {
         self.record(now, SYSTEM, "wave", Some(n), format!("wave {} {why}", next + 1), fx);
     }
 
-    /// Sends commands to waiting devices of the started waves, up to the current wave's concurrency limit.
+    /// Sends commands to waiting devices of the started waves, up to the current wave's concurrency limit, at
+    /// its rate, to each device only while its window is open; notes when something held back may go.
+    /// Downloaded devices waiting for their install window hold no place in the concurrency limit: it bounds
+    /// the downloads, and the waves bound how many install.
     fn dispatch(&mut self, n: RolloutId, wave: usize, now: Millis, fx: &mut Effects) {
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         let limit = live.rollout.waves[wave].gates.max_concurrent.unwrap_or(usize::MAX);
+        let (rate, ramp) = (live.rollout.waves[wave].schedule.rate, live.rollout.waves[wave].schedule.ramp);
         let mut in_flight: usize = live.tallies[..=wave].iter().map(|t| t.get(Outcome::InProgress)).sum();
         let mut picked = Vec::new();
-        for w in 0..=wave {
-            while in_flight < limit {
-                let Some(device) = live.queues[w].pop_front() else { break };
-                if live.is_pending(&device) {
-                    picked.push(device);
-                    in_flight += 1;
+        let mut wake: Option<Millis> = None;
+        let unsent_pending = live.unsent_phase() == JobPhase::Pending;
+        let mut soonest = |at: Millis| wake = Some(wake.map_or(at, |w: Millis| w.min(at)));
+        'waves: for w in 0..=wave {
+            let windows = live.rollout.waves[w].schedule.windows.clone();
+            for lane in live.queues[w].lanes_mut() {
+                if in_flight >= limit {
+                    break 'waves;
+                }
+                if lane.devices.is_empty() {
+                    continue;
+                }
+                if !windows.is_empty() {
+                    match lane.openness(&windows, now) {
+                        Openness::Open { .. } => {}
+                        Openness::Closed { until } => {
+                            // No window within a week: look again in a day.
+                            soonest(until.unwrap_or(now.saturating_add(24 * 3600 * 1000)));
+                            continue;
+                        }
+                    }
+                }
+                while in_flight < limit {
+                    if !live.pace.ready(now) {
+                        soonest(live.pace.next_at());
+                        break 'waves;
+                    }
+                    let Some(device) = lane.devices.pop_front() else { break };
+                    let pending = match live.jobs.get(&device) {
+                        Some(job) => job.phase == JobPhase::Pending,
+                        None => unsent_pending && live.unsent.contains_key(&device),
+                    };
+                    if pending {
+                        live.pace.sent(now, rate, ramp);
+                        picked.push(device);
+                        in_flight += 1;
+                    }
                 }
             }
         }
+        live.wake_at = wake;
         for device in picked {
             self.set_phase(n, &device, JobPhase::Sent, now, fx);
-            if let Some((device, command)) = self.command_for(n, &device) {
+            if let Some((device, command)) = self.command_for(n, &device, now) {
                 fx.send(device, command);
             }
         }

@@ -28,11 +28,16 @@
 //! `restore` rebuilds the engine from stored records.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use bindwave_proto::window::InstallWindow;
 use bindwave_proto::wire::{Command, DeviceId, Hello, Presence, Report, UpdateCommand};
 
-use crate::model::{AuditEntry, Device, Image, ImageId, Job, JobPhase, Millis, Rollout, RolloutId, RolloutSpec, Tally};
+use crate::model::{
+    AuditEntry, Device, Image, ImageId, Job, JobPhase, Millis, Rollout, RolloutId, RolloutSpec, Schedule, Tally,
+};
+use crate::schedule::{Openness, Pace};
 
 mod action;
 mod devices;
@@ -46,6 +51,7 @@ pub mod plan;
 #[cfg(test)]
 mod properties;
 mod queries;
+mod queue;
 mod refused;
 pub mod release;
 mod restore;
@@ -72,7 +78,7 @@ pub enum Input {
     /// An operator added a verified bind.
     AddImage(Image),
     /// `seed` draws the wave members when the spec has none.
-    CreateRollout { spec: RolloutSpec, seed: u64, actor: String },
+    CreateRollout { spec: Box<RolloutSpec>, seed: u64, actor: String },
     /// An operator acts on a rollout.
     Operate { rollout: RolloutId, action: Action, actor: String, reason: String },
     /// Pause (or abort) every rollout that is under way.
@@ -111,8 +117,12 @@ struct Live {
     unsent: BTreeMap<DeviceId, Place>,
     /// Per wave: outcome counts.
     tallies: Vec<Tally>,
-    /// Per wave: devices waiting for their command, in plan order.
-    queues: Vec<VecDeque<DeviceId>>,
+    /// Per wave: devices waiting for their command, in plan order, by time zone where the wave has windows.
+    queues: Vec<queue::WaveQueue>,
+    /// The pace of the wave in progress (its rate and ramp).
+    pace: Pace,
+    /// When dispatch can next send something it holds back now (a window opening, the rate's next slot).
+    wake_at: Option<Millis>,
     /// Every member by plan order (the order of its job): a page of jobs is found without a scan.
     by_order: Vec<(u32, DeviceId)>,
 }
@@ -132,7 +142,9 @@ impl Live {
             jobs: BTreeMap::new(),
             unsent: BTreeMap::new(),
             tallies: vec![Tally::default(); n],
-            queues: vec![VecDeque::new(); n],
+            queues: vec![queue::WaveQueue::default(); n],
+            pace: Pace::default(),
+            wake_at: None,
             by_order: Vec::new(),
         }
     }
@@ -174,6 +186,8 @@ impl Live {
             phase: self.unsent_phase(),
             sent_at: None,
             updated_at,
+            deadline: None,
+            cancelling: false,
         }
     }
 
@@ -198,14 +212,6 @@ impl Live {
         self.jobs.contains_key(device) || self.unsent.contains_key(device)
     }
 
-    /// Whether a device waits for a command of this rollout.
-    fn is_pending(&self, device: &DeviceId) -> bool {
-        match self.jobs.get(device) {
-            Some(job) => job.phase == JobPhase::Pending,
-            None => self.unsent.contains_key(device) && self.unsent_phase() == JobPhase::Pending,
-        }
-    }
-
     /// Every job, written or implied, by device.
     fn all_jobs(&self) -> impl Iterator<Item = Cow<'_, Job>> + '_ {
         let written = self.jobs.iter().map(|(d, j)| (d, Cow::Borrowed(j)));
@@ -213,14 +219,26 @@ impl Live {
         merge_by_key(written, implied).map(|(_, j)| j)
     }
 
-    /// The command for a device's current job.
-    fn command_for(&self, device: &DeviceId, image: &Image, bind_url_base: &str) -> Option<Publish> {
+    /// The command for a device's current job at `now`: a cancel for a job being cancelled, else its update
+    /// with the install windows of the device's zone from now on.
+    fn command_for(
+        &self,
+        device: &DeviceId,
+        image: &Image,
+        bind_url_base: &str,
+        zone: &str,
+        now: Millis,
+    ) -> Option<Publish> {
         let job = self.jobs.get(device)?;
+        if job.cancelling {
+            return Some((device.clone(), Command::Cancel { job_id: job.id().to_string() }));
+        }
         let url = if self.rollout.use_defaults {
             format!("{}.bind", image.sha256)
         } else {
             format!("{bind_url_base}/binds/{}.bind", image.sha256)
         };
+        let wave = &self.rollout.waves[job.wave];
         let command = Command::Update(UpdateCommand {
             job_id: job.id().to_string(),
             rollout_id: self.rollout.id.to_string(),
@@ -229,11 +247,38 @@ impl Live {
             sha256: image.sha256.to_string(),
             override_compat: self.rollout.override_compat,
             use_defaults: self.rollout.use_defaults,
-            timeout_secs: Some(self.rollout.waves[job.wave].gates.device_timeout_secs),
-            install_windows: Vec::new(),
+            timeout_secs: Some(wave.gates.device_timeout_secs),
+            install_windows: install_windows(&wave.schedule, zone, now),
         });
         Some((device.clone(), command))
     }
+}
+
+/// How far ahead a command's install windows reach, and how many it carries at most: two weeks of windows let
+/// a phone that loses the broker after its download still install in its own night.
+const INSTALL_WINDOWS_AHEAD: Millis = 14 * 24 * 3600 * 1000;
+const MAX_INSTALL_WINDOWS: usize = 64;
+
+/// The install windows a command carries: the schedule's, in `zone`, from `now`, in Unix seconds; none when the
+/// schedule has none (the phone installs when verified).
+fn install_windows(schedule: &Schedule, zone: &str, now: Millis) -> Vec<InstallWindow> {
+    let windows = schedule.installs_in();
+    if windows.is_empty() {
+        return Vec::new();
+    }
+    let tz = crate::schedule::zone(zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let found = crate::schedule::occurrences(windows, &tz, now, now.saturating_add(INSTALL_WINDOWS_AHEAD));
+    let mut out: Vec<InstallWindow> = found
+        .into_iter()
+        .take(MAX_INSTALL_WINDOWS)
+        .map(|(from, until)| InstallWindow { from: from.div_ceil(1000), until: until / 1000 })
+        .collect();
+    if out.is_empty() {
+        // Weekly windows always open within two weeks; should none, the phone must not take the empty list
+        // for "install at once": one window long past says "not now".
+        out.push(InstallWindow { from: 0, until: 1 });
+    }
+    out
 }
 
 /// Two iterators ordered by disjoint keys, as one in key order.
@@ -313,7 +358,7 @@ impl Engine {
                 Reply::Image(image)
             }
             Input::CreateRollout { spec, seed, actor } => {
-                Reply::Rollout(self.create_rollout(spec, seed, actor, now, &mut fx)?)
+                Reply::Rollout(self.create_rollout(*spec, seed, actor, now, &mut fx)?)
             }
             Input::Operate { rollout, action, actor, reason } => {
                 Reply::Rollout(self.operate(rollout, action, &actor, &reason, now, &mut fx)?)
@@ -348,33 +393,97 @@ impl Engine {
 
     /// Changes a job's phase, keeping the tallies and deadlines in step, and records it.
     fn set_phase(&mut self, n: RolloutId, device: &DeviceId, phase: JobPhase, now: Millis, fx: &mut Effects) {
+        // When this device may install, were its bind verified now: the deadline counts from there.
+        let installs_from = match phase {
+            JobPhase::Sent | JobPhase::Running { state: bindwave_proto::wire::JobState::Downloaded, .. } => {
+                self.installs_from(n, device, now)
+            }
+            _ => now,
+        };
         let Some(live) = self.rollouts.get_mut(&n) else { return };
         live.materialize(device);
         let Some(job) = live.jobs.get_mut(device) else { return };
         let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs.saturating_mul(1000);
-        if let (true, false, Some(sent)) = (job.phase.in_flight(), phase.in_flight(), job.sent_at) {
-            self.deadlines.remove(&(sent.saturating_add(timeout), n, device.clone()));
+        let current = job.deadline.or_else(|| job.sent_at.map(|sent| sent.saturating_add(timeout)));
+        let deadline = match (&phase, current) {
+            _ if !phase.in_flight() => None,
+            (JobPhase::Sent, _) => Some(installs_from.saturating_add(timeout)),
+            // Downloaded, waiting for its window: the time limit counts from the window's opening.
+            (JobPhase::Running { state: bindwave_proto::wire::JobState::Downloaded, .. }, Some(d)) => {
+                Some(d.max(installs_from.saturating_add(timeout)))
+            }
+            (_, d) => d,
+        };
+        let was = current.filter(|_| job.phase.in_flight());
+        if was != deadline {
+            if let Some(d) = was {
+                self.deadlines.remove(&(d, n, device.clone()));
+            }
+            if let Some(d) = deadline {
+                self.deadlines.insert((d, n, device.clone()));
+            }
         }
+        let newly_downloaded = phase.outcome() == crate::model::Outcome::Downloaded
+            && job.phase.outcome() != crate::model::Outcome::Downloaded;
         if phase == JobPhase::Sent {
             job.sent_at = Some(now);
-            self.deadlines.insert((now.saturating_add(timeout), n, device.clone()));
+            job.cancelling = false;
         }
+        job.deadline = deadline;
         live.tallies[job.wave].remove(job.phase.outcome());
         live.tallies[job.wave].add(phase.outcome());
         job.phase = phase;
         job.updated_at = now;
         // Progress is news, not state: a job restored as `sent` after a restart is sent again on the device's
         // hello, and the device answers from its own journal. Writing it would cost a store record and a share
-        // of a flush for every progress report of every phone.
-        if !matches!(job.phase, JobPhase::Running { .. }) {
+        // of a flush for every progress report of every phone. A download waiting for its window is state:
+        // its deadline moved.
+        if !matches!(job.phase, JobPhase::Running { .. }) || newly_downloaded {
             fx.put(Record::Job(job.clone()));
         }
     }
 
+    /// When a device of rollout `n` may install, were its bind verified at `now`: now, or when its install
+    /// window next opens.
+    fn installs_from(&self, n: RolloutId, device: &DeviceId, now: Millis) -> Millis {
+        let Some(live) = self.rollouts.get(&n) else { return now };
+        let Some(job) = live.job(device) else { return now };
+        let windows = live.rollout.waves[job.wave].schedule.installs_in();
+        if windows.is_empty() {
+            return now;
+        }
+        let zone = self.zone_of(device, live.rollout.timezone.as_deref());
+        let tz = crate::schedule::zone(&zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        match crate::schedule::openness(windows, &tz, now) {
+            Openness::Open { .. } | Openness::Closed { until: None } => now,
+            Openness::Closed { until: Some(at) } => at,
+        }
+    }
+
+    /// The time zone a device's windows are in: the one its hello names, if the zone database knows it; else
+    /// the rollout's; else UTC.
+    fn zone_of(&self, device: &DeviceId, rollout_zone: Option<&str>) -> Arc<str> {
+        let reported = self.devices.get(device).and_then(|d| d.hello.as_ref()).and_then(|h| h.timezone.clone());
+        match reported {
+            Some(zone) if crate::schedule::zone(&zone).is_ok() => zone,
+            _ => Arc::from(rollout_zone.unwrap_or("UTC")),
+        }
+    }
+
+    /// The lane a device waits in, in wave `wave` of a rollout: its zone where the wave has windows, else the
+    /// one lane.
+    fn lane_of(&self, rollout: &Rollout, wave: usize, device: &DeviceId) -> Arc<str> {
+        match rollout.waves.get(wave).is_some_and(|w| !w.schedule.windows.is_empty()) {
+            true => self.zone_of(device, rollout.timezone.as_deref()),
+            false => Arc::from(""),
+        }
+    }
+
     /// The command for a device's current job in a rollout.
-    fn command_for(&self, n: RolloutId, device: &DeviceId) -> Option<Publish> {
+    fn command_for(&self, n: RolloutId, device: &DeviceId, now: Millis) -> Option<Publish> {
         let live = self.rollouts.get(&n)?;
         let image = self.images.get(&live.rollout.image)?;
-        live.command_for(device, image, &self.bind_url_base)
+        let zone = self.zone_of(device, live.rollout.timezone.as_deref());
+        live.command_for(device, image, &self.bind_url_base, &zone, now)
     }
 }

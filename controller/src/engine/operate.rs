@@ -93,12 +93,13 @@ impl Engine {
             fx.put(Record::Rollout(Box::new(live.rollout.clone())));
         }
         for (device, wave) in again {
+            let Some(lane) = self.rollouts.get(&n).map(|l| self.lane_of(&l.rollout, wave, &device)) else { return };
             let Some(live) = self.rollouts.get_mut(&n) else { return };
             let Some(job) = live.jobs.get_mut(&device) else { continue };
             // A new attempt is a new job id: the old attempt's outcome cannot be taken for this one's.
             job.attempt += 1;
             job.sent_at = None;
-            live.queues[wave].push_back(device.clone());
+            live.queues[wave].push_back(device.clone(), lane);
             self.set_phase(n, &device, JobPhase::Pending, now, fx);
         }
     }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Effects, Engine, EngineError, Live, Place, Record};
 use crate::model::{
-    Baseline, Device, Gates, Image, Members, Millis, Outcome, Rollout, RolloutId, RolloutSpec, RolloutState, Wave,
-    WaveSize, WaveSpec, MEMBERS_PER_RECORD,
+    Baseline, Device, Gates, Image, Members, Millis, Outcome, Rollout, RolloutId, RolloutSpec, RolloutState, Schedule,
+    Wave, WaveSize, WaveSpec, MEMBERS_PER_RECORD,
 };
 
 /// A rollout's plan: who is in which wave, and what the inventory predicts they will say.
@@ -33,6 +33,9 @@ pub struct PlannedWave {
     pub devices: Vec<DeviceId>,
     /// The rollout's gates with the wave's overrides.
     pub gates: Gates,
+    /// The rollout's schedule with the wave's overrides.
+    #[serde(default, skip_serializing_if = "Schedule::is_empty")]
+    pub schedule: Schedule,
     /// What the devices are expected to say.
     pub prediction: Prediction,
 }
@@ -146,6 +149,9 @@ impl Engine {
         self.release.check(&image)?;
         let seed = spec.seed.unwrap_or(seed);
         spec.gates.validate().map_err(EngineError::BadRequest)?;
+        if let Some(zone) = &spec.timezone {
+            crate::schedule::zone(zone).map_err(|e| EngineError::BadRequest(format!("timezone: {e}")))?;
+        }
         if let Some(unknown) = spec.targets.devices.iter().find(|d| !self.devices.contains_key(*d)) {
             return Err(EngineError::UnknownDevice(unknown.to_string()));
         }
@@ -170,7 +176,7 @@ impl Engine {
         let cohorts = canary.len();
 
         let specs = if spec.waves.is_empty() {
-            vec![WaveSpec { size: WaveSize::Percent(100.0), gates: Default::default() }]
+            vec![WaveSpec { size: WaveSize::Percent(100.0), gates: Default::default(), schedule: Default::default() }]
         } else {
             spec.waves.clone()
         };
@@ -186,12 +192,12 @@ impl Engine {
             let gates = spec.gates.with(&ws.gates);
             gates.validate().map_err(|e| EngineError::BadRequest(format!("wave {}: {e}", i + 1)))?;
             if reach > taken {
-                waves.push((ordered[taken..reach].to_vec(), gates));
+                waves.push((ordered[taken..reach].to_vec(), gates, spec.schedule.with(&ws.schedule)));
                 taken = reach;
             }
         }
         if taken < total {
-            waves.push((ordered[taken..].to_vec(), spec.gates.clone()));
+            waves.push((ordered[taken..].to_vec(), spec.gates.clone(), spec.schedule.clone()));
         }
         // The rule reads a device's hardware level and minimum software version alone: it is decided once
         // for each pair among the targets, not once a device.
@@ -199,7 +205,7 @@ impl Engine {
         let mut decided: BTreeMap<(HardwareLevel, &SoftwareVersion), Expected> = BTreeMap::new();
         let waves = waves
             .into_iter()
-            .map(|(devices, gates)| {
+            .map(|(devices, gates, schedule)| {
                 let mut prediction = Prediction::default();
                 for d in &devices {
                     let Some(hello) = d.hello.as_ref() else {
@@ -211,7 +217,7 @@ impl Engine {
                         .or_insert_with(|| Expected::of(decide(&header, &profile(hello), spec.override_compat)));
                     prediction.count(expected);
                 }
-                PlannedWave { devices: devices.iter().map(|d| d.id.clone()).collect(), gates, prediction }
+                PlannedWave { devices: devices.iter().map(|d| d.id.clone()).collect(), gates, schedule, prediction }
             })
             .collect();
         Ok(Plan { image, seed, cohorts, waves })
@@ -245,6 +251,7 @@ impl Engine {
                 .map(|w| Wave {
                     devices: w.devices.len(),
                     gates: w.gates.clone(),
+                    schedule: w.schedule.clone(),
                     started_at: None,
                     passed_at: None,
                     approved_by: None,
@@ -253,6 +260,7 @@ impl Engine {
             seed: plan.seed,
             override_compat: spec.override_compat,
             use_defaults: spec.use_defaults,
+            timezone: spec.timezone.clone(),
             state: RolloutState::Created,
             baseline: Baseline::default(),
             created_by: actor.clone(),
@@ -269,7 +277,7 @@ impl Engine {
                 fx.put(Record::Members(Members { rollout: id, wave: w, first: order, devices: chunk.to_vec() }));
                 for device in chunk {
                     live.tallies[w].add(Outcome::Pending);
-                    live.queues[w].push_back(device.clone());
+                    live.queues[w].push_back(device.clone(), self.lane_of(&live.rollout, w, device));
                     live.unsent.insert(device.clone(), Place { wave: w as u32, order });
                     live.by_order.push((order, device.clone()));
                     order += 1;
@@ -319,9 +327,11 @@ mod tests {
             targets: TargetFilter::default(),
             waves: ["10%", "50%"]
                 .iter()
-                .map(|s| WaveSpec { size: s.parse().unwrap(), gates: Default::default() })
+                .map(|s| WaveSpec { size: s.parse().unwrap(), gates: Default::default(), schedule: Default::default() })
                 .collect(),
             gates: Gates::default(),
+            schedule: Default::default(),
+            timezone: None,
             override_compat: false,
             override_reason: None,
             use_defaults: false,

@@ -75,7 +75,7 @@ impl Store {
                 e.restore(r.clone());
             }
         }
-        let owed = e.resume();
+        let owed = e.resume(0);
         (e, owed)
     }
 }
@@ -126,7 +126,7 @@ fn run(steps: Vec<Step>, waves: Vec<&'static str>, max_concurrent: Option<usize>
     store.put(&e.handle(Input::AddImage(image()), 0).unwrap().1);
     let gates = Gates { max_concurrent, soak_secs: 30, device_timeout_secs: 300, ..Gates::default() };
     let (reply, fx) =
-        e.handle(Input::CreateRollout { spec: spec(&waves, gates), seed: 3, actor: "a".into() }, 1).unwrap();
+        e.handle(Input::CreateRollout { spec: Box::new(spec(&waves, gates)), seed: 3, actor: "a".into() }, 1).unwrap();
     store.put(&fx);
     let r = match reply {
         super::Reply::Rollout(ro) => ro.id,

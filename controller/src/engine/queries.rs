@@ -86,6 +86,11 @@ impl Engine {
             RolloutState::Active { stage: Stage::Soaking { until }, .. } => Some(until),
             _ => None,
         });
-        self.deadlines.iter().next().map(|(d, ..)| *d).into_iter().chain(soak).chain(self.liveness_at).min()
+        // Dispatch held back by a closed window or the rate, in rollouts under way.
+        let wake = self.rollouts.values().filter_map(|l| match l.rollout.state {
+            RolloutState::Active { stage: Stage::Updating, .. } => l.wake_at,
+            _ => None,
+        });
+        self.deadlines.iter().next().map(|(d, ..)| *d).into_iter().chain(soak).chain(wake).chain(self.liveness_at).min()
     }
 }

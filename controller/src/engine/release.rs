@@ -64,7 +64,7 @@ mod tests {
         let mut e = fleet(3).with_release_policy(strict);
         let s = spec(&["100%"], Gates::default());
         assert!(matches!(e.plan(&s, 0), Err(EngineError::UntrustedImage { .. })));
-        let created = e.handle(Input::CreateRollout { spec: s.clone(), seed: 0, actor: "alice".into() }, 1);
+        let created = e.handle(Input::CreateRollout { spec: Box::new(s.clone()), seed: 0, actor: "alice".into() }, 1);
         assert!(matches!(created, Err(EngineError::UntrustedImage { .. })));
         assert_eq!(e.rollouts().count(), 0);
         // Added again, verified by the trusted key this time: it rolls out.

@@ -1,7 +1,12 @@
 //! Start-up: the engine rebuilt from its stored records, and the commands still owed.
 
+use std::sync::Arc;
+
+use bindwave_proto::wire::DeviceId;
+
 use super::{Effects, Engine, Live, Place, Record};
-use crate::model::{Job, JobPhase};
+use crate::model::{Job, JobPhase, Millis, RolloutId};
+use crate::schedule::Pace;
 
 impl Engine {
     /// Loads a stored record at start-up: rollouts before their members, members before their jobs.
@@ -57,9 +62,9 @@ impl Engine {
                 live.unsent.remove(&j.device);
                 let deadline = |job: &Job| {
                     let timeout = live.rollout.waves[job.wave].gates.device_timeout_secs.saturating_mul(1000);
-                    job.sent_at
-                        .filter(|_| job.phase.in_flight())
-                        .map(|sent| (sent.saturating_add(timeout), n, job.device.clone()))
+                    // A record written before jobs kept their deadline: the timeout after the command.
+                    let at = job.deadline.or_else(|| job.sent_at.map(|sent| sent.saturating_add(timeout)));
+                    at.filter(|_| job.phase.in_flight()).map(|d| (d, n, job.device.clone()))
                 };
                 // A later version of a job replaces the earlier one.
                 if let Some(old) = live.jobs.get(&j.device) {
@@ -79,16 +84,19 @@ impl Engine {
     }
 
     /// Call once after every record is restored: counts the members never commanded, rebuilds the dispatch
-    /// queues in plan order, and returns the commands still owed (every job sent and not finished), with
-    /// nothing to persist. Devices ignore a repeat of a job in hand and answer a repeat of a finished one with
-    /// its outcome.
-    pub fn resume(&mut self) -> Effects {
+    /// queues in plan order (in their time zones' lanes), and returns the commands still owed at `now` (every
+    /// job sent and not finished), with nothing to persist. Devices ignore a repeat of a job in hand and answer
+    /// a repeat of a finished one with its outcome.
+    pub fn resume(&mut self, now: Millis) -> Effects {
         self.audit.sort_by_key(|a| a.seq);
-        for live in self.rollouts.values_mut() {
+        let ids: Vec<RolloutId> = self.rollouts.keys().copied().collect();
+        for n in ids {
+            let Some(live) = self.rollouts.get_mut(&n) else { continue };
             let unsent_outcome = live.unsent_phase().outcome();
             for place in live.unsent.values() {
                 live.tallies[place.wave as usize].add(unsent_outcome);
             }
+            let live = &self.rollouts[&n];
             let written =
                 live.jobs.values().filter(|j| j.phase == JobPhase::Pending).map(|j| (j.wave, j.order, &j.device));
             let implied = live
@@ -98,21 +106,30 @@ impl Engine {
                 .map(|(d, p)| (p.wave as usize, p.order, d));
             let mut pending: Vec<_> = written.chain(implied).collect();
             pending.sort_by_key(|(wave, order, _)| (*wave, *order));
+            let queued: Vec<(usize, DeviceId, Arc<str>)> = pending
+                .into_iter()
+                .map(|(wave, _, d)| (wave, d.clone(), self.lane_of(&live.rollout, wave, d)))
+                .collect();
+            let Some(live) = self.rollouts.get_mut(&n) else { continue };
             for q in &mut live.queues {
                 q.clear();
             }
-            for (wave, _, device) in pending {
-                live.queues[wave].push_back(device.clone());
+            for (wave, device, lane) in queued {
+                live.queues[wave].push_back(device, lane);
+            }
+            // The wave in progress paces on from the commands it has sent (a ramp from the step they reached).
+            if let Some(wave) = live.rollout.state.wave() {
+                let sent = live.tallies[wave].total() - live.tallies[wave].get(crate::model::Outcome::Pending);
+                live.pace = Pace::resumed(sent as u64);
             }
             let written = live.jobs.values().map(|j| (j.order, j.device.clone()));
             live.by_order = written.chain(live.unsent.iter().map(|(d, p)| (p.order, d.clone()))).collect();
             live.by_order.sort_unstable();
         }
         let mut owed = Effects::default();
-        for live in self.rollouts.values() {
-            let Some(image) = self.images.get(&live.rollout.image) else { continue };
+        for (n, live) in &self.rollouts {
             for job in live.jobs.values().filter(|j| j.phase.in_flight()) {
-                if let Some((device, command)) = live.command_for(&job.device, image, &self.bind_url_base) {
+                if let Some((device, command)) = self.command_for(*n, &job.device, now) {
                     owed.send(device, command);
                 }
             }

@@ -81,8 +81,17 @@ pub(crate) fn spec(waves: &[&str], gates: Gates) -> RolloutSpec {
     RolloutSpec {
         image: "ababab".into(),
         targets: TargetFilter::default(),
-        waves: waves.iter().map(|w| WaveSpec { size: w.parse().unwrap(), gates: GateOverrides::default() }).collect(),
+        waves: waves
+            .iter()
+            .map(|w| WaveSpec {
+                size: w.parse().unwrap(),
+                gates: GateOverrides::default(),
+                schedule: Default::default(),
+            })
+            .collect(),
         gates,
+        schedule: Default::default(),
+        timezone: None,
         override_compat: false,
         override_reason: None,
         use_defaults: false,
@@ -101,7 +110,7 @@ pub(crate) fn fleet(n: usize) -> Engine {
 }
 
 pub(crate) fn create(e: &mut Engine, s: RolloutSpec) -> RolloutId {
-    match e.handle(Input::CreateRollout { spec: s, seed: 0, actor: "alice".into() }, 1).unwrap().0 {
+    match e.handle(Input::CreateRollout { spec: Box::new(s), seed: 0, actor: "alice".into() }, 1).unwrap().0 {
         Reply::Rollout(r) => r.id,
         other => panic!("{other:?}"),
     }

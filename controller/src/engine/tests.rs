@@ -579,7 +579,7 @@ fn restoring_the_records_rebuilds_the_same_state() {
     let (_, fx) = e
         .handle(
             Input::CreateRollout {
-                spec: spec(&["30%", "100%"], Gates { max_concurrent: Some(2), ..Gates::default() }),
+                spec: Box::new(spec(&["30%", "100%"], Gates { max_concurrent: Some(2), ..Gates::default() })),
                 seed: 0,
                 actor: "a".into(),
             },
@@ -596,7 +596,7 @@ fn restoring_the_records_rebuilds_the_same_state() {
     for r in records {
         restored.restore(r);
     }
-    let owed = updates(&restored.resume());
+    let owed = updates(&restored.resume(3));
     assert_eq!(restored.tally(&r1), e.tally(&r1));
     assert_eq!(restored.rollout(&r1), e.rollout(&r1));
     assert_eq!(restored.audit(None).count(), e.audit(None).count());
@@ -640,7 +640,7 @@ fn replay(records: &[Record]) -> Engine {
     for r in records.iter().cloned() {
         restored.restore(r);
     }
-    restored.resume();
+    restored.resume(0);
     restored
 }
 
@@ -655,7 +655,7 @@ fn a_rollouts_members_are_written_in_records_of_thousands_and_their_jobs_only_on
     records.push(Record::Image(image()));
     let mut targets = spec(&["1%", "100%"], Gates { max_concurrent: Some(3), ..Gates::default() });
     targets.targets.follow = true;
-    let (_, fx) = e.handle(Input::CreateRollout { spec: targets, seed: 7, actor: "a".into() }, 1).unwrap();
+    let (_, fx) = e.handle(Input::CreateRollout { spec: Box::new(targets), seed: 7, actor: "a".into() }, 1).unwrap();
     let members: usize = fx.persist.iter().map(|r| if let Record::Members(m) = r { m.devices.len() } else { 0 }).sum();
     let written = fx.persist.iter().filter(|r| matches!(r, Record::Job(_))).count();
     assert_eq!((members, written), (n, 0), "members in records, and no job record at create");

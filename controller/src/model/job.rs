@@ -56,6 +56,7 @@ impl JobPhase {
     pub fn outcome(&self) -> Outcome {
         match self {
             JobPhase::Pending => Outcome::Pending,
+            JobPhase::Running { state: JobState::Downloaded, .. } => Outcome::Downloaded,
             JobPhase::Sent | JobPhase::Running { .. } => Outcome::InProgress,
             JobPhase::Succeeded { .. } => Outcome::Succeeded,
             JobPhase::Rejected { reason: Reason::HardwareLevelIncompatible { .. }, .. } => Outcome::RejectedHardware,
@@ -87,6 +88,8 @@ impl JobPhase {
 pub enum Outcome {
     Pending,
     InProgress,
+    /// Downloaded and verified, waiting for the phone's install window.
+    Downloaded,
     Succeeded,
     RejectedHardware,
     RejectedSoftware,
@@ -123,6 +126,11 @@ pub struct Job {
     pub phase: JobPhase,
     pub sent_at: Option<Millis>,
     pub updated_at: Millis,
+    /// When an in-flight job times out: the wave's device timeout after its command, or, once downloaded
+    /// and waiting for its install window, after the window opens. `None` for a job not in flight.
+    pub deadline: Option<Millis>,
+    /// A cancel was sent: the device answers `cancelled`, or with its true outcome if its install had begun.
+    pub cancelling: bool,
 }
 
 impl Job {
@@ -134,7 +142,7 @@ impl Job {
 
 /// Counts per outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally([usize; 8]);
+pub struct Tally([usize; 9]);
 
 impl Tally {
     pub fn add(&mut self, o: Outcome) {
@@ -164,8 +172,14 @@ impl Tally {
     pub fn done(&self) -> usize {
         self.finished() + self.rejected() + self.get(Outcome::Cancelled)
     }
+    /// Devices without an outcome yet: waiting for their command, working on it, or downloaded and waiting for
+    /// their install window.
     pub fn open(&self) -> usize {
-        self.get(Outcome::Pending) + self.get(Outcome::InProgress)
+        self.get(Outcome::Pending) + self.in_flight()
+    }
+    /// Commanded devices without an outcome yet.
+    pub fn in_flight(&self) -> usize {
+        self.get(Outcome::InProgress) + self.get(Outcome::Downloaded)
     }
     pub fn merge(&mut self, other: &Tally) {
         for (a, b) in self.0.iter_mut().zip(other.0) {

@@ -19,6 +19,10 @@ struct JobJson<Id, D, P> {
     phase: P,
     sent_at: Option<Millis>,
     updated_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deadline: Option<Millis>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cancelling: bool,
 }
 
 impl Serialize for Job {
@@ -33,6 +37,8 @@ impl Serialize for Job {
             phase: &self.phase,
             sent_at: self.sent_at,
             updated_at: self.updated_at,
+            deadline: self.deadline,
+            cancelling: self.cancelling,
         }
         .serialize(s)
     }
@@ -50,6 +56,8 @@ impl<'de> Deserialize<'de> for Job {
             phase: j.phase,
             sent_at: j.sent_at,
             updated_at: j.updated_at,
+            deadline: j.deadline,
+            cancelling: j.cancelling,
         };
         let id = job.id().to_string();
         if j.id != id {
@@ -76,6 +84,8 @@ mod tests {
             phase: JobPhase::Sent,
             sent_at: Some(5),
             updated_at: 6,
+            deadline: None,
+            cancelling: false,
         };
         let golden = r#"{"id":"r12-phone-1.2","rollout":"r12","device":"phone-1","wave":1,"order":7,"attempt":2,"phase":{"phase":"sent"},"sent_at":5,"updated_at":6}"#;
         assert_eq!(serde_json::to_string(&job).unwrap(), golden);

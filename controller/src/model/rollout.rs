@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Gates, ImageId, Millis, RolloutId, TargetFilter};
+use super::{Gates, ImageId, Millis, RolloutId, Schedule, TargetFilter};
 
 /// One wave of a rollout: its size and the gates it runs under.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,6 +12,9 @@ pub struct Wave {
     /// Devices in this wave.
     pub devices: usize,
     pub gates: Gates,
+    /// When its commands may go and its phones install.
+    #[serde(default, skip_serializing_if = "Schedule::is_empty")]
+    pub schedule: Schedule,
     pub started_at: Option<Millis>,
     /// When the wave passed its gates (or was let through by an operator).
     pub passed_at: Option<Millis>,
@@ -155,6 +158,9 @@ pub struct Rollout {
     /// Commands carry only the file name, for the phones' default access settings.
     #[serde(default)]
     pub use_defaults: bool,
+    /// The windows' time zone for phones that report none (an IANA name); `None`: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     #[serde(flatten)]
     pub state: RolloutState,
     /// Counts when an operator last resumed: the thresholds count only what happened after.

@@ -6,7 +6,7 @@ use bindwave_proto::wire::DeviceId;
 use bindwave_proto::{HardwareLevel, SoftwareVersion};
 use serde::{Deserialize, Serialize};
 
-use super::{Device, GateOverrides, Gates};
+use super::{Device, GateOverrides, Gates, Schedule, ScheduleOverrides};
 
 /// Which devices a rollout targets. Every criterion given must hold; an empty filter is the whole fleet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,12 @@ pub struct WaveSpec {
     pub size: WaveSize,
     #[serde(default)]
     pub gates: GateOverrides,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub schedule: ScheduleOverrides,
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
 }
 
 /// What an operator asks for when creating a rollout.
@@ -124,6 +130,12 @@ pub struct RolloutSpec {
     pub waves: Vec<WaveSpec>,
     #[serde(default)]
     pub gates: Gates,
+    /// When commands go and phones install (windows, rate); each wave may override it.
+    #[serde(default, skip_serializing_if = "Schedule::is_empty")]
+    pub schedule: Schedule,
+    /// The time zone of the windows for phones that report none in their hello (an IANA name). Default: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     /// Install even where the phones' compatibility rule says no.
     #[serde(rename = "override", default)]
     pub override_compat: bool,
