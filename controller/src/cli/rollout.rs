@@ -57,9 +57,23 @@ pub enum RolloutCmd {
         after_help = "Examples:\n  bindwave rollout resume r1 --reason \"failures were a dead switch in site B\""
     )]
     Resume(ActionArgs),
-    /// Stop for good: devices not yet commanded are cancelled; commanded ones finish and are recorded.
-    #[command(after_help = "Examples:\n  bindwave rollout abort r1 --reason \"bad image, replaced by r2\"")]
-    Abort(ActionArgs),
+    /// Stop for good: devices not yet commanded are cancelled; commanded ones finish and are recorded (or, with
+    /// --cancel-in-flight, are told to stop too: `rollout cancel`).
+    #[command(after_help = "Examples:\n  bindwave rollout abort r1 --reason \"bad image, replaced by r2\"\n  \
+        bindwave rollout abort r1 --cancel-in-flight --reason \"wrong image\"")]
+    Abort {
+        #[command(flatten)]
+        args: ActionArgs,
+        /// Also tell commanded phones that have not begun to install to stop: they drop the download, report
+        /// `cancelled` and stay on their version. A phone already installing reports its true outcome.
+        #[arg(long)]
+        cancel_in_flight: bool,
+    },
+    /// Abort, and tell commanded phones that have not begun to install to stop: they drop the download and
+    /// its retries, report `cancelled` and stay on their version. A phone already installing reports its true
+    /// outcome.
+    #[command(after_help = "Examples:\n  bindwave rollout cancel r1 --reason \"wrong image for site B\"")]
+    Cancel(ActionArgs),
     /// Command failed and timed-out devices again (rejections are never retried).
     #[command(after_help = "Examples:\n  bindwave rollout retry r1 --reason \"file server was down\"")]
     Retry(ActionArgs),
@@ -375,7 +389,8 @@ pub async fn run(cmd: RolloutCmd, api: ApiClient, actor: &str) -> Result<(), Con
         RolloutCmd::Start(a) => (Action::Start, a),
         RolloutCmd::Pause(a) => (Action::Pause, a),
         RolloutCmd::Resume(a) => (Action::Resume, a),
-        RolloutCmd::Abort(a) => (Action::Abort, a),
+        RolloutCmd::Abort { args, cancel_in_flight: false } => (Action::Abort, args),
+        RolloutCmd::Abort { args, cancel_in_flight: true } | RolloutCmd::Cancel(args) => (Action::Cancel, args),
         RolloutCmd::Retry(a) => (Action::Retry, a),
         RolloutCmd::Approve(a) => (Action::Approve, a),
         RolloutCmd::Status { id, output, wait } => {

@@ -17,6 +17,9 @@ pub enum Action {
     Resume,
     /// Stop for good: devices not yet commanded are cancelled.
     Abort,
+    /// Abort, and tell the commanded devices to stop too: those that have not begun to install drop their
+    /// download and report `cancelled`; the others report their true outcome. Also on an aborted rollout.
+    Cancel,
     /// Command failed and timed-out devices again, as a new attempt.
     Retry,
     /// Let a wave that waits for approval start.

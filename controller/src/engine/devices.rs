@@ -195,9 +195,13 @@ impl Engine {
             }
         };
         let finished = phase.is_final();
+        // A download waiting for its install window frees its place in the concurrency limit.
+        let downloaded = phase.outcome() == crate::model::Outcome::Downloaded && job.phase.outcome() != phase.outcome();
         self.set_phase(n, &device, phase, now, fx);
         if finished {
             ack(fx);
+        }
+        if finished || downloaded {
             self.advance(n, now, fx);
         }
         Reply::None

@@ -56,6 +56,8 @@ mod refused;
 pub mod release;
 mod restore;
 #[cfg(test)]
+mod schedule_tests;
+#[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;

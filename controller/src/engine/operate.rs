@@ -45,6 +45,16 @@ impl Engine {
                 self.stop(n, wave, Stage::Updating, operator, GateAction::Abort, actor, now, fx);
                 return self.current(n);
             }
+            (Action::Cancel, s) if !matches!(s, RolloutState::Finished) => {
+                if !s.is_over() {
+                    let wave = s.wave().unwrap_or(0);
+                    self.stop(n, wave, Stage::Updating, operator, GateAction::Abort, actor, now, fx);
+                }
+                let sent = self.cancel_in_flight(n, now, fx);
+                let why = format!("{reason} (a cancel sent to {sent} commanded device(s))");
+                self.record(now, actor, action.as_str(), Some(n), why, fx);
+                return self.current(n);
+            }
             (Action::Resume, RolloutState::Paused { wave, stage, cause }) => {
                 let live = self.rollouts.get_mut(&n).ok_or_else(refuse)?;
                 // The thresholds watch what happens from now on.
@@ -102,6 +112,21 @@ impl Engine {
             live.queues[wave].push_back(device.clone(), lane);
             self.set_phase(n, &device, JobPhase::Pending, now, fx);
         }
+    }
+
+    /// Sends a cancel to every commanded device still owing an outcome (once: a job being cancelled is sent its
+    /// cancel again on the device's hello, not its update). Returns how many.
+    fn cancel_in_flight(&mut self, n: RolloutId, now: Millis, fx: &mut Effects) -> usize {
+        let Some(live) = self.rollouts.get_mut(&n) else { return 0 };
+        let mut sent = 0;
+        for job in live.jobs.values_mut().filter(|j| j.phase.in_flight() && !j.cancelling) {
+            job.cancelling = true;
+            job.updated_at = now;
+            fx.put(Record::Job(job.clone()));
+            fx.send(job.device.clone(), bindwave_proto::wire::Command::Cancel { job_id: job.id().to_string() });
+            sent += 1;
+        }
+        sent
     }
 
     /// Pauses (or with `abort` aborts) every rollout under way: active ones, and with `abort` paused ones

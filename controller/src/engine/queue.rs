@@ -27,10 +27,16 @@ pub(super) struct Lane {
 }
 
 impl PartialEq for WaveQueue {
-    /// The same devices in the same lanes; what a lane last found of its windows is not compared.
+    /// The same devices in the same lanes; empty lanes, and what a lane last found of its windows, aside.
     fn eq(&self, other: &WaveQueue) -> bool {
-        self.lanes.len() == other.lanes.len()
-            && self.lanes.iter().zip(&other.lanes).all(|(a, b)| a.zone == b.zone && a.devices == b.devices)
+        let lanes = |q: &WaveQueue| {
+            q.lanes
+                .iter()
+                .filter(|l| !l.devices.is_empty())
+                .map(|l| (l.zone.clone(), l.devices.clone()))
+                .collect::<Vec<_>>()
+        };
+        lanes(self) == lanes(other)
     }
 }
 
