@@ -4,17 +4,27 @@
 //!
 //! ```text
 //! # comment
-//! fleet 20 level=3 version=V3R1.0.0          # devices d000..d019 (prefix= to change)
-//! device x1 level=2 version=V3R1.0.0
+//! fleet 20 level=3 version=V3R1.0.0 zone=Europe/Berlin   # devices d000..d019 (prefix= to change; zone=
+//!                                                          #   the time zone their hello names)
+//! device x1 level=2 version=V3R1.0.0 zone=America/New_York
+//! window Mon-Fri 19:00-06:00               # the next rollout's command windows (repeat), before `rollout`
+//! install-window daily 22:00-05:00         # ... its install windows
+//! wave-window 2 Sat,Sun 00:00-24:00        # ... a wave's own command window
 //! rollout waves=10%,100% success=95% failure=10% failure-min=3 on-failure=pause soak=60
-//!         timeout=600 max=2 approval=true rejection=20% rejection-min=5 seed=1   (one line)
-//! at 1000 start|pause|resume|abort|retry|approve|tick|stop|stop-abort  [!error]
-//! at 2000 report WHO succeeded|failed|rejected-hw|rejected-sw|downloading
+//!         timeout=600 max=2 approval=true rejection=20% rejection-min=5 seed=1
+//!         timezone=Asia/Tokyo rate=60/min ramp=exponential:start=10/min,factor=2,every=5   (one line)
+//! at 1000 start|pause|resume|abort|cancel|retry|approve|tick|stop|stop-abort  [!error]
+//! at 2026-12-07T19:00:00Z tick                                (a time as milliseconds or in UTC)
+//! at 2000 report WHO succeeded|failed|rejected-hw|rejected-sw|downloading|downloaded|cancelled
 //!         WHO: a device id, `in-flight` (every device in flight), `in-flight:3` (the first three),
 //!              `timed-out`, `timed-out:1`
+//! at 2000 hello WHO                                           (the device says hello again)
 //! expect state=active wave=2 stage=updating|soaking|awaiting_approval cause=failure_threshold
 //! expect counts succeeded=2 failed=1 in_progress=8 ...    (outcome names as the API spells them)
 //! expect reached 10                                       (devices ever commanded)
+//! expect commanded d000,d001                              (devices ever commanded, exactly these)
+//! expect next 2026-12-07T18:00:00Z                        (when the engine next wants a tick; or `none`)
+//! expect sent cancel=2 update=0                           (commands of the step before, by type)
 //! ```
 
 use std::path::Path;
@@ -32,6 +42,22 @@ struct Run {
     engine: Engine,
     rollout: Option<RolloutId>,
     file: String,
+    /// The next rollout's schedule, as `window` lines give it.
+    schedule: crate::model::Schedule,
+    /// Per wave (1-based): command windows.
+    wave_windows: Vec<(usize, crate::schedule::Window)>,
+    /// The commands the last `at` step sent.
+    sent: Vec<bindwave_proto::wire::Command>,
+    /// The time zone each device's hello names.
+    zones: std::collections::BTreeMap<String, String>,
+}
+
+/// A time: milliseconds, or a UTC time (`2026-12-07T19:00:00Z`).
+fn time(text: &str) -> u64 {
+    text.parse::<u64>().unwrap_or_else(|_| {
+        let ts: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text:?} is not a time: {e}"));
+        ts.as_millisecond() as u64
+    })
 }
 
 fn kv(words: &[&str]) -> Vec<(String, String)> {
@@ -80,6 +106,8 @@ fn outcome_report(job: &str, what: &str) -> Report {
             ..base
         },
         "downloading" => Report { progress: Some(50), ..base },
+        "downloaded" => Report { state: JobState::Downloaded, ..base },
+        "cancelled" => Report { state: JobState::Cancelled, running_version: old, ..base },
         other => panic!("unknown report outcome {other:?}"),
     }
 }
@@ -87,6 +115,31 @@ fn outcome_report(job: &str, what: &str) -> Report {
 impl Run {
     fn at(&self, line: usize) -> String {
         format!("{}:{line}", self.file)
+    }
+
+    /// The (device, job id) pairs WHO names: a device, `in-flight`, `in-flight:N`, `timed-out`, `timed-out:N`.
+    fn pick(&self, r: &RolloutId, who: &str, here: &str) -> Vec<(String, String)> {
+        let (group, n) = who.split_once(':').map_or((who, usize::MAX), |(g, n)| (g, n.parse().unwrap()));
+        let pick = |f: &dyn Fn(&crate::model::Job) -> bool| -> Vec<(String, String)> {
+            self.engine
+                .jobs_of(r)
+                .filter(|j| f(j))
+                .take(n)
+                .map(|j| (j.device.to_string(), j.id().to_string()))
+                .collect()
+        };
+        match group {
+            "in-flight" => pick(&|j| j.phase.in_flight()),
+            "timed-out" => pick(&|j| j.phase == crate::model::JobPhase::TimedOut),
+            _ => {
+                let j = self
+                    .engine
+                    .jobs_of(r)
+                    .find(|j| j.device.as_str() == who)
+                    .unwrap_or_else(|| panic!("{here}: no job for {who}"));
+                vec![(j.device.to_string(), j.id().to_string())]
+            }
+        }
     }
 
     fn step(&mut self, line: usize, words: &[&str]) {
@@ -97,12 +150,17 @@ impl Run {
                 let get =
                     |k: &str, d: &str| opts.iter().find(|(key, _)| key == k).map_or(d.to_string(), |(_, v)| v.clone());
                 let prefix = get("prefix", "d");
+                let zone = opts.iter().find(|(k, _)| k == "zone").map(|(_, v)| v.clone());
                 for i in 0..n.parse::<usize>().unwrap() {
-                    let h = hello(
+                    let mut h = hello(
                         &format!("{prefix}{i:03}"),
                         get("level", "3").parse().unwrap(),
                         &get("version", "V3R1.0.0"),
                     );
+                    h.timezone = zone.as_deref().map(Into::into);
+                    if let Some(z) = &zone {
+                        self.zones.insert(h.device_id.to_string(), z.clone());
+                    }
                     self.engine.handle(Input::Hello(h), 0).unwrap();
                 }
             }
@@ -110,9 +168,22 @@ impl Run {
                 let opts = kv(rest);
                 let get =
                     |k: &str, d: &str| opts.iter().find(|(key, _)| key == k).map_or(d.to_string(), |(_, v)| v.clone());
-                self.engine
-                    .handle(Input::Hello(hello(id, get("level", "3").parse().unwrap(), &get("version", "V3R1.0.0"))), 0)
-                    .unwrap();
+                let mut h = hello(id, get("level", "3").parse().unwrap(), &get("version", "V3R1.0.0"));
+                if let Some((_, z)) = opts.iter().find(|(k, _)| k == "zone") {
+                    h.timezone = Some(z.as_str().into());
+                    self.zones.insert(id.to_string(), z.clone());
+                }
+                self.engine.handle(Input::Hello(h), 0).unwrap();
+            }
+            ["window", text @ ..] => {
+                self.schedule.windows.push(text.join(" ").parse().unwrap_or_else(|e| panic!("{here}: {e}")))
+            }
+            ["install-window", text @ ..] => {
+                self.schedule.install_windows.push(text.join(" ").parse().unwrap_or_else(|e| panic!("{here}: {e}")))
+            }
+            ["wave-window", n, text @ ..] => {
+                let w = text.join(" ").parse().unwrap_or_else(|e| panic!("{here}: {e}"));
+                self.wave_windows.push((n.parse().unwrap(), w));
             }
             ["rollout", rest @ ..] => {
                 let image = Image {
@@ -165,8 +236,16 @@ impl Run {
                         "max" => g.max_concurrent = Some(v.parse().unwrap()),
                         "approval" => g.approval = v.parse().unwrap(),
                         "seed" => spec.seed = Some(v.parse().unwrap()),
+                        "timezone" => spec.timezone = Some(v),
+                        "rate" => self.schedule.rate = Some(v.parse().unwrap_or_else(|e| panic!("{here}: {e}"))),
+                        "ramp" => self.schedule.ramp = Some(v.parse().unwrap_or_else(|e| panic!("{here}: {e}"))),
                         other => panic!("{here}: unknown rollout setting {other:?}"),
                     }
+                }
+                spec.schedule = std::mem::take(&mut self.schedule);
+                for (n, w) in std::mem::take(&mut self.wave_windows) {
+                    let wave = spec.waves.get_mut(n - 1).unwrap_or_else(|| panic!("{here}: no wave {n}"));
+                    wave.schedule.windows.get_or_insert_with(Vec::new).push(w);
                 }
                 let (reply, _) = self
                     .engine
@@ -176,14 +255,23 @@ impl Run {
                 self.rollout = Some(r.id);
             }
             ["at", t, rest @ ..] => {
-                let now: u64 = t.parse().unwrap();
+                let now = time(t);
                 let r = self.rollout.unwrap_or_else(|| panic!("{here}: no rollout yet"));
                 let (words, want_error) = match rest.last() {
                     Some(&"!error") => (&rest[..rest.len() - 1], true),
                     _ => (rest, false),
                 };
                 let result = match words {
-                    ["tick"] => self.engine.handle(Input::Tick, now).map(drop),
+                    ["tick"] => self.engine.handle(Input::Tick, now).map(|(_, fx)| fx),
+                    ["hello", who] => {
+                        let mut fx = crate::engine::Effects::default();
+                        for (device, _) in self.pick(&r, who, &here) {
+                            let mut h = hello(&device, 3, "V3R1.0.0");
+                            h.timezone = self.zones.get(&device).map(|z| z.as_str().into());
+                            fx.extend(self.engine.handle(Input::Hello(h), now).unwrap().1);
+                        }
+                        Ok(fx)
+                    }
                     ["stop"] | ["stop-abort"] => self
                         .engine
                         .handle(
@@ -194,38 +282,18 @@ impl Run {
                             },
                             now,
                         )
-                        .map(drop),
+                        .map(|(_, fx)| fx),
                     ["report", who, what] => {
-                        let targets: Vec<(String, String)> = {
-                            let (group, n) =
-                                who.split_once(':').map_or((*who, usize::MAX), |(g, n)| (g, n.parse().unwrap()));
-                            let pick = |f: &dyn Fn(&crate::model::Job) -> bool| -> Vec<(String, String)> {
-                                self.engine
-                                    .jobs_of(&r)
-                                    .filter(|j| f(j))
-                                    .take(n)
-                                    .map(|j| (j.device.to_string(), j.id().to_string()))
-                                    .collect()
-                            };
-                            match group {
-                                "in-flight" => pick(&|j| j.phase.in_flight()),
-                                "timed-out" => pick(&|j| j.phase == crate::model::JobPhase::TimedOut),
-                                _ => {
-                                    let j = self
-                                        .engine
-                                        .jobs_of(&r)
-                                        .find(|j| j.device.as_str() == *who)
-                                        .unwrap_or_else(|| panic!("{here}: no job for {who}"));
-                                    vec![(j.device.to_string(), j.id().to_string())]
-                                }
-                            }
-                        };
+                        let targets = self.pick(&r, who, &here);
+                        let mut fx = crate::engine::Effects::default();
                         for (device, job) in targets {
-                            self.engine
+                            let (_, more) = self
+                                .engine
                                 .handle(Input::Report(device.parse().unwrap(), outcome_report(&job, what)), now)
                                 .unwrap();
+                            fx.extend(more);
                         }
-                        Ok(())
+                        Ok(fx)
                     }
                     [action] => {
                         let action: Action = action.parse().unwrap_or_else(|e| panic!("{here}: {e}"));
@@ -239,11 +307,12 @@ impl Run {
                                 },
                                 now,
                             )
-                            .map(drop)
+                            .map(|(_, fx)| fx)
                     }
                     other => panic!("{here}: cannot read {other:?}"),
                 };
                 assert_eq!(result.is_err(), want_error, "{here}: {result:?}");
+                self.sent = result.map(|fx| fx.publish.into_iter().map(|(_, c)| c).collect()).unwrap_or_default();
             }
             ["expect", "counts", rest @ ..] => {
                 let tally = self.engine.tally(self.rollout.as_ref().unwrap());
@@ -258,6 +327,37 @@ impl Run {
                         "{here}: {k}; all counts {:?}",
                         tally.to_map()
                     );
+                }
+            }
+            ["expect", "commanded", list] => {
+                let mut got: Vec<String> = self
+                    .engine
+                    .jobs_of(self.rollout.as_ref().unwrap())
+                    .filter(|j| j.sent_at.is_some())
+                    .map(|j| j.device.to_string())
+                    .collect();
+                got.sort();
+                let mut want: Vec<String> = list.split(',').filter(|d| *d != "none").map(String::from).collect();
+                want.sort();
+                assert_eq!(got, want, "{here}: devices ever commanded");
+            }
+            ["expect", "next", at] => {
+                let want = (*at != "none").then(|| time(at));
+                let shown =
+                    |t: Option<u64>| t.map(|t| jiff::Timestamp::from_millisecond(t as i64).unwrap().to_string());
+                assert_eq!(shown(self.engine.next_deadline()), shown(want), "{here}: the next tick wanted");
+            }
+            ["expect", "sent", rest @ ..] => {
+                for (k, v) in kv(rest) {
+                    let n = self
+                        .sent
+                        .iter()
+                        .filter(|c| {
+                            let kind: &'static str = bindwave_proto::wire::CommandKind::from(*c).into();
+                            kind == k
+                        })
+                        .count();
+                    assert_eq!(n, v.parse::<usize>().unwrap(), "{here}: {k} commands; sent {:?}", self.sent);
                 }
             }
             ["expect", "reached", n] => {
@@ -294,7 +394,15 @@ impl Run {
 
 fn run_file(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
-    let mut run = Run { engine: Engine::new("http://ctl"), rollout: None, file: path.display().to_string() };
+    let mut run = Run {
+        engine: Engine::new("http://ctl"),
+        rollout: None,
+        file: path.display().to_string(),
+        schedule: Default::default(),
+        wave_windows: Vec::new(),
+        sent: Vec::new(),
+        zones: Default::default(),
+    };
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
