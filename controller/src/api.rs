@@ -23,7 +23,7 @@ use crate::clock::now_millis;
 use crate::engine::plan::Plan;
 use crate::engine::{Action, EngineError, Input, Refused, Reply};
 use crate::handle::Core;
-use crate::model::{AuditEntry, Counts, Device, Image, ImageId, Job, Outcome, Rollout, RolloutId, RolloutSpec, Wave};
+use crate::model::{AuditEntry, Counts, Device, Image, ImageId, Job, Rollout, RolloutId, RolloutSpec, Wave};
 use crate::token_store::TokenStore;
 use crate::tokens::{Access, Role, TokenInfo};
 use crate::ControllerError;
@@ -94,7 +94,7 @@ pub const JOBS_PAGE_MAX: usize = 10_000;
 impl RolloutStatus {
     /// Devices without an outcome yet.
     pub fn open(&self) -> usize {
-        self.counts.get(&Outcome::Pending).unwrap_or(&0) + self.counts.get(&Outcome::InProgress).unwrap_or(&0)
+        crate::model::open_in(&self.counts)
     }
 
     /// Devices in the rollout, from its counts (so also without its jobs).

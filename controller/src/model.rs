@@ -15,7 +15,7 @@ mod spec;
 
 pub use gates::{GateAction, GateOverrides, Gates};
 pub use ids::{ImageId, JobId, RolloutId};
-pub use job::{Counts, Job, JobPhase, Outcome, Tally};
+pub use job::{open_in, Counts, Job, JobPhase, Outcome, Tally};
 pub use members::{Members, MEMBERS_PER_RECORD};
 pub use rollout::{Baseline, Cause, CauseKind, Rollout, RolloutState, RolloutStateKind, Stage, Wave};
 pub use schedule::{Schedule, ScheduleOverrides};

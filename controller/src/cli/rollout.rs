@@ -435,7 +435,7 @@ fn print_list(list: &[crate::api::RolloutSummary]) {
             c(Outcome::RejectedHardware).to_string(),
             c(Outcome::RejectedSoftware).to_string(),
             (c(Outcome::Failed) + c(Outcome::TimedOut)).to_string(),
-            (c(Outcome::Pending) + c(Outcome::InProgress)).to_string(),
+            crate::model::open_in(&s.counts).to_string(),
         ]);
     }
     print!("{t}");
@@ -556,11 +556,22 @@ pub(crate) fn print_status(s: &RolloutStatus) {
         r.seed
     );
     println!("state: {}", state_line(&r.state, r.waves.len()));
-    let mut waves =
-        Table::new(["WAVE", "DEVICES", "SUCCEEDED", "REJ HW", "REJ SW", "FAILED", "TIMED OUT", "OPEN", "GATES"]);
+    let mut waves = Table::new([
+        "WAVE",
+        "DEVICES",
+        "SUCCEEDED",
+        "REJ HW",
+        "REJ SW",
+        "FAILED",
+        "TIMED OUT",
+        "CANCELLED",
+        "DOWNLOADED",
+        "OPEN",
+        "GATES",
+    ]);
     for w in &s.waves {
         let c = |o| w.counts.get(&o).copied().unwrap_or(0).to_string();
-        let open = w.counts.get(&Outcome::Pending).unwrap_or(&0) + w.counts.get(&Outcome::InProgress).unwrap_or(&0);
+        let open = crate::model::open_in(&w.counts);
         waves.row([
             w.number.to_string(),
             w.wave.devices.to_string(),
@@ -569,6 +580,8 @@ pub(crate) fn print_status(s: &RolloutStatus) {
             c(Outcome::RejectedSoftware),
             c(Outcome::Failed),
             c(Outcome::TimedOut),
+            c(Outcome::Cancelled),
+            c(Outcome::Downloaded),
             open.to_string(),
             gates_text(&w.wave.gates),
         ]);
@@ -624,13 +637,16 @@ async fn watch(api: &ApiClient, id: &str) -> Result<(), ControllerError> {
         let line = state_line(&s.rollout.state, s.rollout.waves.len());
         let c = |o| s.counts.get(&o).copied().unwrap_or(0);
         let counts = format!(
-            "succeeded {}  rejected hw {} sw {}  failed {}  timed out {}  in progress {}  pending {}",
+            "succeeded {}  rejected hw {} sw {}  failed {}  timed out {}  cancelled {}  in progress {}  downloaded {}  \
+             pending {}",
             c(Outcome::Succeeded),
             c(Outcome::RejectedHardware),
             c(Outcome::RejectedSoftware),
             c(Outcome::Failed),
             c(Outcome::TimedOut),
+            c(Outcome::Cancelled),
             c(Outcome::InProgress),
+            c(Outcome::Downloaded),
             c(Outcome::Pending)
         );
         header.set_message(format!("{}: {line}\n{counts}", s.rollout.id));
@@ -640,19 +656,18 @@ async fn watch(api: &ApiClient, id: &str) -> Result<(), ControllerError> {
             bars.push(b);
         }
         for (b, w) in bars.iter().zip(&s.waves) {
-            let done = w.wave.devices
-                - w.counts.get(&Outcome::Pending).unwrap_or(&0)
-                - w.counts.get(&Outcome::InProgress).unwrap_or(&0);
+            let done = w.wave.devices.saturating_sub(crate::model::open_in(&w.counts));
             b.set_prefix(w.number.to_string());
             b.set_length(w.wave.devices as u64);
             b.set_position(done as u64);
             let f = |o| w.counts.get(&o).copied().unwrap_or(0);
             b.set_message(format!(
-                "ok {} | rej {} | failed {} | in flight {}",
+                "ok {} | rej {} | failed {} | in flight {} | downloaded {}",
                 f(Outcome::Succeeded),
                 f(Outcome::RejectedHardware) + f(Outcome::RejectedSoftware),
                 f(Outcome::Failed) + f(Outcome::TimedOut),
-                f(Outcome::InProgress)
+                f(Outcome::InProgress),
+                f(Outcome::Downloaded)
             ));
         }
         if !tty && format!("{line} {counts}") != last {

@@ -193,3 +193,8 @@ impl Tally {
 
 /// Counts per outcome, as the API shows them.
 pub type Counts = BTreeMap<Outcome, usize>;
+
+/// Devices without an outcome yet among `counts`: pending, in progress, or downloaded and waiting.
+pub fn open_in(counts: &Counts) -> usize {
+    [Outcome::Pending, Outcome::InProgress, Outcome::Downloaded].iter().map(|o| counts.get(o).unwrap_or(&0)).sum()
+}
