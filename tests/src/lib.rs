@@ -511,11 +511,21 @@ impl Phone<'_> {
     /// Like [`Phone::start_with`], with more `[broker]` keys (`ca_file`, `username`, `password`, `client_cert`,
     /// `client_key`; see [`Controller::phone_login`]).
     pub fn start_login(&self, dir: &Path, broker: &str, login: &str, table: &[(&str, u16)], extra: &str) -> Proc {
+        self.start_full(dir, broker, login, table, extra, "")
+    }
+
+    /// Like [`Phone::start_with`], for a phone configured with a time zone.
+    pub fn start_zoned(&self, dir: &Path, broker: &str, table: &[(&str, u16)], extra: &str, zone: &str) -> Proc {
+        self.start_full(dir, broker, "", table, extra, &format!("timezone = {zone:?}\n"))
+    }
+
+    /// Like [`Phone::start_login`], with more top-level keys (`top`, TOML lines).
+    fn start_full(&self, dir: &Path, broker: &str, login: &str, table: &[(&str, u16)], extra: &str, top: &str) -> Proc {
         let state = dir.join(self.id);
         std::fs::create_dir_all(&state).expect("state dir");
         let mut toml = format!(
             "device_id = {:?}\npart_number = {:?}\nsoftware_version = {:?}\nminimum_software_version = {:?}\n\
-             state_dir = {:?}\nreport_retry_secs = 1\n\n[broker]\nurl = {:?}\n{login}\n[hardware_levels]\n",
+             state_dir = {:?}\nreport_retry_secs = 1\n{top}\n[broker]\nurl = {:?}\n{login}\n[hardware_levels]\n",
             self.id,
             self.part_number,
             self.software_version,
