@@ -392,7 +392,14 @@ async fn rollout_status(
 
 async fn plan_rollout(State(core): State<Core>, Json(req): Json<RolloutRequest>) -> ApiResult<Plan> {
     let seed = rand::random();
-    Ok(Json(core.query(move |e| e.plan(&req.spec, seed)).await??))
+    let now = crate::clock::now_millis();
+    let planned = core.query(move |e| {
+        e.plan(&req.spec, seed).map(|mut plan| {
+            plan.timing = Some(e.forecast(&plan, req.spec.timezone.as_deref(), now));
+            plan
+        })
+    });
+    Ok(Json(planned.await??))
 }
 
 /// An override bypasses the phones' compatibility rule: it needs a reason, which the audit log keeps.

@@ -38,14 +38,15 @@ fn phones(dir: &Path, c: &Controller) -> Vec<Proc> {
 fn settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.add_filter(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?Z?", "[time]");
+    s.add_filter(r"\d{4}-\d\d-\d\d \d\d:\d\dZ", "[minute]");
     s.add_filter(r"127\.0\.0\.1:\d+", "[addr]");
     s.add_filter(r"/tmp/\.tmp\w+", "[dir]");
     s.add_filter(
-        r#""(at|created_at|started_at|ended_at|passed_at|sent_at|updated_at|last_seen|added_at)": \d+"#,
+        r#""(at|created_at|started_at|ended_at|passed_at|sent_at|updated_at|last_seen|added_at|deadline|from|starts|ends)": \d+"#,
         r#""$1": "[ms]""#,
     );
     s.add_filter(
-        r"(?m)^(\s*(at|created_at|started_at|ended_at|passed_at|sent_at|updated_at|last_seen|added_at)): \d+$",
+        r"(?m)^(\s*(at|created_at|started_at|ended_at|passed_at|sent_at|updated_at|last_seen|added_at|deadline|from|starts|ends)): \d+$",
         "$1: [ms]",
     );
     s

@@ -493,9 +493,27 @@ fn print_plan(plan: &Plan) {
         plan.seed,
         plan.cohorts
     );
-    let mut t = Table::new(["WAVE", "DEVICES", "INSTALL", "OVERRIDE", "REJECT HW", "REJECT SW", "UNKNOWN", "GATES"]);
+    let mut t = Table::new([
+        "WAVE",
+        "DEVICES",
+        "INSTALL",
+        "OVERRIDE",
+        "REJECT HW",
+        "REJECT SW",
+        "UNKNOWN",
+        "STARTS",
+        "ENDS",
+        "GATES",
+        "SCHEDULE",
+    ]);
     for (i, w) in plan.waves.iter().enumerate() {
         let p = &w.prediction;
+        let timing = plan.timing.as_ref().and_then(|t| t.waves.get(i));
+        let when = |at: Option<Option<u64>>| match at {
+            Some(Some(ms)) => utc_minute(ms),
+            Some(None) => "never (no window opens)".into(),
+            None => "-".into(),
+        };
         t.row([
             (i + 1).to_string(),
             w.devices.len().to_string(),
@@ -504,10 +522,20 @@ fn print_plan(plan: &Plan) {
             p.rejected_hardware.to_string(),
             p.rejected_software.to_string(),
             p.unknown.to_string(),
+            when(timing.map(|t| t.starts)),
+            when(timing.map(|t| t.ends)),
             gates_text(&w.gates),
+            schedule_text(&w.schedule),
         ]);
     }
     print!("{t}");
+    if let Some(timing) = &plan.timing {
+        println!(
+            "\nexpected times in UTC, if started now: {} a phone ({}), every gate passing, approvals at once",
+            secs_text(timing.job_secs),
+            timing.job_basis
+        );
+    }
     let mut reasons = std::collections::BTreeMap::<&str, usize>::new();
     for w in &plan.waves {
         for (r, n) in &w.prediction.reasons {
@@ -519,6 +547,44 @@ fn print_plan(plan: &Plan) {
         for (r, n) in reasons {
             println!("  {n:>6}  {r}");
         }
+    }
+}
+
+/// `10 min`, `2 h`, `95 s`.
+fn secs_text(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// `2026-12-07 19:00Z`.
+fn utc_minute(ms: u64) -> String {
+    let Ok(ts) = jiff::Timestamp::from_millisecond(ms as i64) else { return ms.to_string() };
+    ts.strftime("%Y-%m-%d %H:%MZ").to_string()
+}
+
+/// A wave's windows and pace, in the words of their flags.
+fn schedule_text(s: &Schedule) -> String {
+    let mut parts = Vec::new();
+    let list = |w: &[Window]| w.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + ");
+    if !s.windows.is_empty() {
+        parts.push(format!("commands {}", list(&s.windows)));
+    }
+    if !s.install_windows.is_empty() {
+        parts.push(format!("installs {}", list(&s.install_windows)));
+    }
+    if let Some(r) = s.rate {
+        parts.push(format!("rate {r}"));
+    }
+    if let Some(r) = s.ramp {
+        parts.push(format!("ramp {r}"));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
     }
 }
 

@@ -24,7 +24,24 @@ pub struct Plan {
     pub cohorts: usize,
     /// The waves, in order.
     pub waves: Vec<PlannedWave>,
+    /// When each wave is expected to start and end (see [`Engine::forecast`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
 }
+
+/// When a plan's waves are expected to start and end, if created and started at `from`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub from: Millis,
+    /// The time a phone was taken to need from its command to its outcome...
+    pub job_secs: u64,
+    /// ...and where that came from: `median of N finished jobs`, or `assumed` (none finished yet).
+    pub job_basis: String,
+    pub waves: Vec<crate::schedule::forecast::WaveTiming>,
+}
+
+/// The time a phone is taken to need when no job has finished yet: ten minutes.
+const ASSUMED_JOB: Millis = 10 * 60 * 1000;
 
 /// One wave of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,7 +237,7 @@ impl Engine {
                 PlannedWave { devices: devices.iter().map(|d| d.id.clone()).collect(), gates, schedule, prediction }
             })
             .collect();
-        Ok(Plan { image, seed, cohorts, waves })
+        Ok(Plan { image, seed, cohorts, waves, timing: None })
     }
 
     /// What the compatibility rule predicts for `image` on a device, from its hello; `None` if the device has
@@ -228,6 +245,60 @@ impl Engine {
     pub fn predict(&self, image: &Image, device: &DeviceId, override_compat: bool) -> Option<Decision> {
         let hello = self.devices.get(device)?.hello.as_ref()?;
         Some(decide(&prediction_header(image), &profile(hello), override_compat))
+    }
+
+    /// When a plan's waves are expected to start and end if it is created and started at `now`: its windows in
+    /// each device's zone, its rate, concurrency limits and soaks played forward, each phone taking the median
+    /// time of the jobs that succeeded so far (or ten minutes), every gate passing, approvals given at once.
+    pub fn forecast(&self, plan: &Plan, timezone: Option<&str>, now: Millis) -> Timing {
+        let mut took: Vec<Millis> = self
+            .rollouts
+            .values()
+            .flat_map(|l| l.jobs.values())
+            .filter(|j| matches!(j.phase, crate::model::JobPhase::Succeeded { .. }))
+            .filter_map(|j| j.updated_at.checked_sub(j.sent_at?))
+            .collect();
+        let (job, job_basis) = match took.len() {
+            0 => (ASSUMED_JOB, "assumed".to_string()),
+            n => {
+                let mid = n / 2;
+                (*took.select_nth_unstable(mid).1, format!("median of {n} finished jobs"))
+            }
+        };
+        let lanes: Vec<Vec<(jiff::tz::TimeZone, usize)>> = plan
+            .waves
+            .iter()
+            .map(|w| {
+                if w.schedule.windows.is_empty() && w.schedule.install_windows.is_empty() {
+                    return vec![(jiff::tz::TimeZone::UTC, w.devices.len())];
+                }
+                let mut by_zone: BTreeMap<std::sync::Arc<str>, usize> = BTreeMap::new();
+                for d in &w.devices {
+                    *by_zone.entry(self.zone_of(d, timezone)).or_default() += 1;
+                }
+                by_zone
+                    .into_iter()
+                    .map(|(z, n)| (crate::schedule::zone(&z).unwrap_or(jiff::tz::TimeZone::UTC), n))
+                    .collect()
+            })
+            .collect();
+        let inputs: Vec<crate::schedule::forecast::WaveInput<'_>> = plan
+            .waves
+            .iter()
+            .zip(lanes)
+            .map(|(w, lanes)| crate::schedule::forecast::WaveInput {
+                lanes,
+                schedule: &w.schedule,
+                max_concurrent: w.gates.max_concurrent,
+                soak: w.gates.soak_secs.saturating_mul(1000),
+            })
+            .collect();
+        Timing {
+            from: now,
+            job_secs: job / 1000,
+            job_basis,
+            waves: crate::schedule::forecast::forecast(&inputs, now, job),
+        }
     }
 
     /// Plans a rollout and creates it, with a pending job per device, under the next free id.

@@ -239,3 +239,41 @@ fn a_restored_engine_keeps_its_lanes_and_deadlines() {
     let job = restored.jobs_of(&r).find(|j| j.device.as_str() == "d000").unwrap();
     assert_eq!(job.deadline, Some(t("2026-12-07T01:30:00Z")), "30 minutes from Berlin's 02:00");
 }
+
+/// `rollout plan` says when each wave is expected to start and end: here the canary's window opens in each
+/// phone's own zone, and the second wave waits for the first to end and soak.
+#[test]
+fn a_plan_says_when_its_waves_start_and_end_given_the_windows() {
+    let now = t("2026-12-07T12:00:00Z");
+    let mut e = fleet_in(&[Some("Europe/Berlin"), Some("Europe/Berlin"), Some("America/New_York"), None], now);
+    let schedule = Schedule { windows: windows(&["daily 01:00-05:00"]), ..Schedule::default() };
+    let gates = Gates { soak_secs: 3600, ..Gates::default() };
+    let spec = crate::model::RolloutSpec {
+        waves: spec(&["50%", "100%"], gates.clone()).waves,
+        ..scheduled(schedule, gates, None)
+    };
+    let plan = e.plan(&spec, 0).unwrap();
+    let timing = e.forecast(&plan, None, now);
+    assert_eq!((timing.job_secs, timing.job_basis.as_str()), (600, "assumed"));
+    let zones_of =
+        |w: usize| -> Vec<String> { plan.waves[w].devices.iter().map(|d| e.zone_of(d, None).to_string()).collect() };
+    // Whatever the draw, a wave starts when the first of its zones opens (Berlin 00:00, UTC 01:00, New York
+    // 06:00) and ends ten minutes after the last one opened.
+    let opens = |zone: &str| match zone {
+        "Europe/Berlin" => t("2026-12-08T00:00:00Z"),
+        "UTC" => t("2026-12-08T01:00:00Z"),
+        _ => t("2026-12-08T06:00:00Z"),
+    };
+    let first = zones_of(0).iter().map(|z| opens(z)).min().unwrap();
+    let last = zones_of(0).iter().map(|z| opens(z)).max().unwrap();
+    assert_eq!(timing.waves[0].starts, Some(first), "{:?}", zones_of(0));
+    assert_eq!(timing.waves[0].ends, Some(last + 10 * MINUTE));
+    assert!(timing.waves[1].starts.unwrap() >= last + 10 * MINUTE + HOUR, "after the soak: {timing:?}");
+    // Once a job has succeeded, its time is the estimate.
+    let r = create(&mut e, spec);
+    op(&mut e, &r, Action::Start, t("2026-12-08T00:00:00Z")).unwrap();
+    let sent = e.jobs_of(&r).find(|j| j.sent_at.is_some()).unwrap();
+    e.handle(Input::Report(sent.device.clone(), succeeded(&sent.id().to_string())), t("2026-12-08T00:04:00Z")).unwrap();
+    assert_eq!(e.forecast(&plan, None, now).job_basis, "median of 1 finished jobs");
+    assert_eq!(e.forecast(&plan, None, now).job_secs, 240);
+}
