@@ -28,7 +28,9 @@ fn main() -> ExitCode {
 
 /// Logs to stderr, as text or JSON lines; the filter from --log-level, else RUST_LOG, else info.
 fn init_tracing(log: &LogArgs) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     // --log-level was checked by its parser (cli::parse_log_level); RUST_LOG is checked here.
     let filter = match (&log.log_level, std::env::var("RUST_LOG")) {
         (Some(level), _) => bindwave_settings::log_filter(level).ok(),
@@ -37,11 +39,20 @@ fn init_tracing(log: &LogArgs) {
         }
         _ => None,
     }
-    .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let builder = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(std::io::stderr);
     let _ = match log.log_format {
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).finish().with(filter).try_init()
+        }
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .finish()
+            .with(filter)
+            .try_init(),
     };
 }
 

@@ -47,17 +47,19 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| "warn,rmqtt=error,rmqtt_net=error,rmqtt_retainer=error".into());
     let filter = bindwave_settings::log_filter(&filter).unwrap_or_else(|e| {
         eprintln!("warning: {e}; logging warnings only");
-        tracing_subscriber::EnvFilter::new("warn")
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
     });
     let format = format.or_else(|| match env("BINDWAVE_LOG_FORMAT").as_deref() {
         Some("json") => Some(LogFormat::Json),
         _ => None,
     });
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let logs = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(std::io::stderr);
     if format == Some(LogFormat::Json) {
-        logs.json().with_current_span(true).with_span_list(false).init();
+        logs.json().with_current_span(true).with_span_list(false).finish().with(filter).init();
     } else {
-        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).finish().with(filter).init();
     }
     // The runtime's threads hold the sockets: a controller that answers an upload early (401, 403, 413) and
     // closes must give the CLI a write error there, not a SIGPIPE that ends it without a word.

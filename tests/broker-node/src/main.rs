@@ -44,10 +44,18 @@ const GRPC_START: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let filter = bindwave_settings::log_filter(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: RUST_LOG: {e}; logging warnings only");
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
+    });
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(std::io::stderr)
+        .finish()
+        .with(filter)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
