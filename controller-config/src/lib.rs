@@ -13,7 +13,7 @@ use bindwave_settings::{Origin, Outcome, Problem, Schema, Style};
 use serde::{Deserialize, Serialize};
 
 /// The keys of the file, their environment variables and defaults, in the order `config check` shows them.
-pub const KEYS: [(&str, &str, &str); 23] = [
+pub const KEYS: [(&str, &str, &str); 24] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
     ("public_url", "BINDWAVE_PUBLIC_URL", "https://<http_listen> (http:// in lab mode)"),
@@ -37,6 +37,7 @@ pub const KEYS: [(&str, &str, &str); 23] = [
     ("max_upload_size", "BINDWAVE_MAX_UPLOAD_SIZE", "2147483648"),
     ("http_header_timeout_secs", "BINDWAVE_HTTP_HEADER_TIMEOUT_SECS", "10"),
     ("http_body_timeout_secs", "BINDWAVE_HTTP_BODY_TIMEOUT_SECS", "30"),
+    ("prometheus_url", "BINDWAVE_PROMETHEUS_URL", "(none: rollouts take no analysis gates)"),
 ];
 
 /// The file, as written. Every key is optional.
@@ -79,6 +80,8 @@ pub struct ServeFile {
     pub http_header_timeout_secs: Option<u64>,
     /// Seconds a request body may send nothing before the request ends.
     pub http_body_timeout_secs: Option<u64>,
+    /// The Prometheus that analysis gates query (`http://prometheus:9090`).
+    pub prometheus_url: Option<String>,
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
@@ -152,6 +155,11 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>, machine: &Mach
     if let Some(url) = &file.broker {
         if let Err(e) = bindwave_link::BrokerUrl::parse(url) {
             out.problem(&["broker"], e.to_string());
+        }
+    }
+    if let Some(url) = &file.prometheus_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+            out.problem(&["prometheus_url"], format!("{url:?} is not an http:// or https:// URL of a Prometheus"));
         }
     }
     if let Some(url) = &file.public_url {

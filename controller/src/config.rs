@@ -62,6 +62,7 @@ pub struct ServeSettings {
     pub max_upload_size: u64,
     pub http_header_timeout_secs: u64,
     pub http_body_timeout_secs: u64,
+    pub prometheus_url: Option<String>,
     /// Where each key's value came from.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -167,6 +168,7 @@ impl ServeSettings {
             max_upload_size,
             http_header_timeout_secs,
             http_body_timeout_secs,
+            prometheus_url,
         } = effective;
         let insecure_lab = insecure_lab.unwrap_or(false);
         // MQTT over TLS listens on 8883, plain MQTT (lab mode) on 1883, as IANA assigns them.
@@ -195,6 +197,7 @@ impl ServeSettings {
             max_upload_size: max_upload_size.unwrap_or(crate::service::DEFAULT_MAX_UPLOAD_SIZE),
             http_header_timeout_secs: http_header_timeout_secs.unwrap_or(crate::http_server::HEADER_TIMEOUT.as_secs()),
             http_body_timeout_secs: http_body_timeout_secs.unwrap_or(crate::http_server::BODY_TIMEOUT.as_secs()),
+            prometheus_url,
             sources,
         })
     }

@@ -70,6 +70,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
             ..BrokerConfig::default()
         }),
         public_url: None,
+        prometheus_url: None,
         images,
         command_ttl: crate::service::DEFAULT_COMMAND_TTL,
         login: BrokerLogin {

@@ -31,6 +31,7 @@ pub mod images;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+pub mod prometheus;
 #[cfg(test)]
 mod scenarios;
 pub mod schedule;

@@ -4,6 +4,7 @@ use bindwave_proto::wire::{DeviceId, Hello};
 use bindwave_proto::{HardwareLevel, SoftwareVersion};
 use serde::{Deserialize, Serialize};
 
+mod analysis;
 mod gates;
 mod ids;
 mod job;
@@ -13,6 +14,7 @@ mod rollout;
 mod schedule;
 mod spec;
 
+pub use analysis::{Analysis, Condition};
 pub use gates::{GateAction, GateOverrides, Gates};
 pub use ids::{ImageId, JobId, RolloutId};
 pub use job::{open_in, Counts, Job, JobPhase, Outcome, Tally};
@@ -88,6 +90,16 @@ mod tests {
             Cause::SuccessGate { wave: 0, succeeded: 0, eligible: 1, required: 1.0 },
             Cause::FailureThreshold { failed: 1, finished: 1, threshold: 0.1 },
             Cause::RejectionThreshold { rejected: 1, finished: 1, threshold: 0.1 },
+            Cause::AnalysisFailed {
+                wave: 0,
+                analysis: "a".into(),
+                query: "q".into(),
+                value: 1.0,
+                condition: "< 1".into(),
+                failures: 1,
+                limit: 0,
+            },
+            Cause::AnalysisInconclusive { wave: 0, analysis: "a".into(), query: "q".into(), detail: "d".into() },
         ];
         assert_eq!(causes.len(), Cause::COUNT, "a cause is missing here");
         for c in &causes {

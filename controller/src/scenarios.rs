@@ -25,6 +25,9 @@
 //! expect commanded d000,d001                              (devices ever commanded, exactly these)
 //! expect next 2026-12-07T18:00:00Z                        (when the engine next wants a tick; or `none`)
 //! expect sent cancel=2 update=0                           (commands of the step before, by type)
+//! analysis calls success=<0.01 interval=60 count=3 failure-limit=1 on-failure=abort   (before `rollout`)
+//! at 61500 measure calls 0.002|nodata|error               (answers the measurement the engine asked for)
+//! expect measuring 1                                      (measurements asked for and not answered)
 //! ```
 
 use std::path::Path;
@@ -50,6 +53,10 @@ struct Run {
     sent: Vec<bindwave_proto::wire::Command>,
     /// The time zone each device's hello names.
     zones: std::collections::BTreeMap<String, String>,
+    /// The next rollout's analyses.
+    analyses: Vec<crate::model::Analysis>,
+    /// Measurements the engine asked for and no step has answered.
+    asked: Vec<crate::engine::Measure>,
 }
 
 /// A time: milliseconds, or a UTC time (`2026-12-07T19:00:00Z`).
@@ -175,6 +182,20 @@ impl Run {
                 }
                 self.engine.handle(Input::Hello(h), 0).unwrap();
             }
+            ["analysis", name, rest @ ..] => {
+                let mut a = crate::model::Analysis::parse_inline(name, &format!("q({name}) < 1")).unwrap();
+                for (k, v) in kv(rest) {
+                    match k.as_str() {
+                        "success" => a.success = v.parse().unwrap_or_else(|e| panic!("{here}: {e}")),
+                        "interval" => a.interval_secs = v.parse().unwrap(),
+                        "count" => a.count = v.parse().unwrap(),
+                        "failure-limit" => a.failure_limit = v.parse().unwrap(),
+                        "on-failure" => a.on_failure = if v == "abort" { GateAction::Abort } else { GateAction::Pause },
+                        other => panic!("{here}: unknown analysis setting {other:?}"),
+                    }
+                }
+                self.analyses.push(a);
+            }
             ["window", text @ ..] => {
                 self.schedule.windows.push(text.join(" ").parse().unwrap_or_else(|e| panic!("{here}: {e}")))
             }
@@ -243,6 +264,7 @@ impl Run {
                     }
                 }
                 spec.schedule = std::mem::take(&mut self.schedule);
+                spec.gates.analyses = std::mem::take(&mut self.analyses);
                 for (n, w) in std::mem::take(&mut self.wave_windows) {
                     let wave = spec.waves.get_mut(n - 1).unwrap_or_else(|| panic!("{here}: no wave {n}"));
                     wave.schedule.windows.get_or_insert_with(Vec::new).push(w);
@@ -263,6 +285,22 @@ impl Run {
                 };
                 let result = match words {
                     ["tick"] => self.engine.handle(Input::Tick, now).map(|(_, fx)| fx),
+                    ["measure", name, value] => {
+                        let gates = &self.engine.rollout(&r).unwrap().waves;
+                        let at = self
+                            .asked
+                            .iter()
+                            .position(|m| gates[m.wave].gates.analyses[m.analysis].name == *name)
+                            .unwrap_or_else(|| panic!("{here}: no measurement of {name} was asked for"));
+                        let m = self.asked.remove(at);
+                        let result = match *value {
+                            "nodata" => crate::engine::Measured::NoData,
+                            "error" => crate::engine::Measured::Failed("scenario: connection refused".into()),
+                            v => crate::engine::Measured::Values(vec![v.parse().unwrap()]),
+                        };
+                        let input = Input::Measured { rollout: m.rollout, wave: m.wave, analysis: m.analysis, result };
+                        self.engine.handle(input, now).map(|(_, fx)| fx)
+                    }
                     ["hello", who] => {
                         let mut fx = crate::engine::Effects::default();
                         for (device, _) in self.pick(&r, who, &here) {
@@ -312,7 +350,9 @@ impl Run {
                     other => panic!("{here}: cannot read {other:?}"),
                 };
                 assert_eq!(result.is_err(), want_error, "{here}: {result:?}");
-                self.sent = result.map(|fx| fx.publish.into_iter().map(|(_, c)| c).collect()).unwrap_or_default();
+                let fx = result.unwrap_or_default();
+                self.asked.extend(fx.measure);
+                self.sent = fx.publish.into_iter().map(|(_, c)| c).collect();
             }
             ["expect", "counts", rest @ ..] => {
                 let tally = self.engine.tally(self.rollout.as_ref().unwrap());
@@ -360,6 +400,9 @@ impl Run {
                     assert_eq!(n, v.parse::<usize>().unwrap(), "{here}: {k} commands; sent {:?}", self.sent);
                 }
             }
+            ["expect", "measuring", n] => {
+                assert_eq!(self.asked.len(), n.parse::<usize>().unwrap(), "{here}: measurements asked for");
+            }
             ["expect", "reached", n] => {
                 let reached =
                     self.engine.jobs_of(self.rollout.as_ref().unwrap()).filter(|j| j.sent_at.is_some()).count();
@@ -402,6 +445,8 @@ fn run_file(path: &Path) {
         wave_windows: Vec::new(),
         sent: Vec::new(),
         zones: Default::default(),
+        analyses: Vec::new(),
+        asked: Vec::new(),
     };
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();

@@ -86,6 +86,8 @@ pub struct ServeOptions {
     pub mqtt: MqttMode,
     /// The base URL agents fetch binds from; defaults to `https://{http address}` (`http://` in lab mode).
     pub public_url: Option<String>,
+    /// The Prometheus analysis gates query; `None`: rollouts with analyses are refused.
+    pub prometheus_url: Option<String>,
     /// Which binds are added and rolled out: signed by a trusted release key, unless unsigned ones are
     /// allowed (a lab setting).
     pub images: crate::images::ImagePolicy,
@@ -260,7 +262,9 @@ impl Service {
                 if ids.is_empty() { "none".into() } else { ids.join(", ") }
             );
         }
-        let mut engine = Engine::new(public_url).with_release_policy(opts.images.release());
+        let mut engine = Engine::new(public_url)
+            .with_release_policy(opts.images.release())
+            .with_analysis(opts.prometheus_url.is_some());
         store.load(|record| engine.restore(record))?;
 
         // The client id is the controller's identity, which no device can have (brokers that check it refuse
@@ -288,6 +292,13 @@ impl Service {
             command_ttl: opts.command_ttl,
             refusals: RefusalLog::default(),
             clock_step: crate::clock::step(),
+            prometheus: match &opts.prometheus_url {
+                Some(url) => Some(crate::prometheus::Prometheus::new(url).map_err(|e| {
+                    ControllerError::BadRequest(format!("prometheus_url {url:?}: {}", crate::error_chain(&e)))
+                })?),
+                None => None,
+            },
+            measured: mpsc::channel(64),
         };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
 
@@ -429,6 +440,10 @@ struct CoreLoop {
     refusals: RefusalLog,
     /// The wall clock's jump from the controller's time, as last reported (ms).
     clock_step: i64,
+    /// Where analysis measurements are taken.
+    prometheus: Option<crate::prometheus::Prometheus>,
+    /// Measurements taken, on their way back to the engine.
+    measured: (mpsc::Sender<Input>, mpsc::Receiver<Input>),
 }
 
 /// What the core hands the link.
@@ -465,6 +480,7 @@ impl CoreLoop {
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
                 Some(ev) = events.recv() => self.on_link(ev, &mut batch),
                 Some(req) = requests.recv() => self.on_request(req, &mut batch),
+                Some(input) = self.measured.1.recv() => self.apply(input, &mut batch),
                 _ = ticks.tick() => {
                     self.metrics.store_size.set(self.store.size_on_disk() as i64);
                     self.watch_clock();
@@ -661,7 +677,7 @@ impl CoreLoop {
                 self.outbox.push_front(Outgoing::Subscribe(kind));
             }
         }
-        let Effects { persist, publish } = effects;
+        let Effects { persist, publish, measure } = effects;
         for record in &persist {
             log_record(record);
             if let Record::Rollout(r) = record {
@@ -684,6 +700,9 @@ impl CoreLoop {
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
+        for m in measure {
+            self.take_measurement(m);
+        }
         for q in queries {
             q(&self.engine);
         }
@@ -693,6 +712,21 @@ impl CoreLoop {
             let _ = reply.send(self.export(to));
         }
         Ok(())
+    }
+
+    /// Measures an analysis query in a task of its own, and hands the result back to the core.
+    fn take_measurement(&self, m: crate::engine::Measure) {
+        let tx = self.measured.0.clone();
+        let prometheus = self.prometheus.clone();
+        tokio::spawn(async move {
+            let result = match &prometheus {
+                Some(p) => p.measure(&m.query).await,
+                None => crate::engine::Measured::Failed("no prometheus_url is configured".into()),
+            };
+            tracing::info!(rollout = %m.rollout, wave = m.wave + 1, query = %m.query, ?result, "analysis measured");
+            let input = Input::Measured { rollout: m.rollout, wave: m.wave, analysis: m.analysis, result };
+            let _ = tx.send(input).await;
+        });
     }
 
     /// Writes the store's records into the file `to`, and hands it back.

@@ -285,6 +285,9 @@ pub struct ServeArgs {
     /// Seconds a request body may send nothing [default: 30].
     #[arg(long, value_name = "SECS")]
     pub http_body_timeout_secs: Option<u64>,
+    /// The Prometheus that analysis gates query, e.g. http://prometheus:9090.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -318,6 +321,7 @@ impl ServeArgs {
             max_upload_size: self.max_upload_size,
             http_header_timeout_secs: self.http_header_timeout_secs,
             http_body_timeout_secs: self.http_body_timeout_secs,
+            prometheus_url: self.prometheus_url.clone(),
         };
         crate::config::ServeSettings::load(self.config.as_deref(), &flags)
     }

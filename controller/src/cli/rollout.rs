@@ -176,6 +176,19 @@ pub struct RolloutArgs {
     /// Every wave waits for `rollout approve` before it starts.
     #[arg(long)]
     pub approval: bool,
+    /// An analysis gate: a PromQL query and the condition it must meet after each wave, e.g.
+    /// 'sum(rate(pbx_call_failures_total{site="munich"}[5m])) < 0.01' (repeat for several). Measured every
+    /// --analysis-every from the wave's pass through its soak (at least once); a failed measurement pauses the
+    /// rollout, one without data too. Needs `prometheus_url` in the controller's config.
+    #[arg(long = "analysis", value_name = "QUERY OP NUMBER")]
+    pub analyses: Vec<String>,
+    /// How often --analysis queries are measured.
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    pub analysis_every: u64,
+    /// Analyses defined in a TOML file, as [[analysis]] tables (name, query, success, interval_secs, count,
+    /// failure_limit, on_failure), added to the --analysis ones.
+    #[arg(long, value_name = "FILE")]
+    pub analysis_file: Option<std::path::PathBuf>,
     /// Per-wave gate overrides, e.g. "1:soak=1h,success=100%" or "3:approval=true,max-concurrent=50".
     #[arg(long = "wave-gates", value_parser = parse_wave_gates)]
     pub wave_gates: Vec<(usize, GateOverrides)>,
@@ -220,7 +233,34 @@ pub struct RolloutArgs {
     pub seed: Option<u64>,
 }
 
+/// `--analysis-file`: `[[analysis]]` tables.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalysisFile {
+    analysis: Vec<crate::model::Analysis>,
+}
+
 impl RolloutArgs {
+    /// The analyses of `--analysis` (each measured every `--analysis-every` through the soak, at least once)
+    /// and of `--analysis-file`.
+    fn analyses(&self) -> Result<Vec<crate::model::Analysis>, ControllerError> {
+        let every = self.analysis_every.max(1);
+        let count = u32::try_from((self.soak / every).max(1)).unwrap_or(u32::MAX).min(10_000);
+        let mut all = Vec::new();
+        for (i, text) in self.analyses.iter().enumerate() {
+            let a = crate::model::Analysis::parse_inline(&format!("analysis-{}", i + 1), text)
+                .map_err(ControllerError::BadRequest)?;
+            all.push(crate::model::Analysis { interval_secs: every, count, ..a });
+        }
+        if let Some(path) = &self.analysis_file {
+            let text = std::fs::read_to_string(path).map_err(crate::error::io_err("read", path))?;
+            let file: AnalysisFile =
+                toml::from_str(&text).map_err(|e| ControllerError::BadRequest(format!("{}: {e}", path.display())))?;
+            all.extend(file.analysis);
+        }
+        Ok(all)
+    }
+
     pub fn spec(&self) -> Result<RolloutSpec, ControllerError> {
         let mut waves: Vec<WaveSpec> = self
             .waves
@@ -270,6 +310,7 @@ impl RolloutArgs {
                 device_timeout_secs: self.device_timeout,
                 max_concurrent: self.max_concurrent,
                 approval: self.approval,
+                analyses: self.analyses()?,
             },
             schedule: Schedule {
                 windows: self.windows.clone(),
@@ -608,6 +649,9 @@ fn gates_text(g: &Gates) -> String {
     }
     if g.approval {
         parts.push("approval".into());
+    }
+    for a in &g.analyses {
+        parts.push(format!("analysis {} {} ({}x every {}s)", a.name, a.success, a.count, a.interval_secs));
     }
     parts.join(", ")
 }

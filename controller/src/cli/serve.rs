@@ -29,6 +29,7 @@ pub(super) async fn run(settings: ServeSettings) -> Result<(), ControllerError> 
         http_listen: settings.http_listen,
         mqtt,
         public_url: settings.public_url,
+        prometheus_url: settings.prometheus_url,
         images,
         command_ttl: settings.command_ttl,
         login,

@@ -23,25 +23,39 @@ pub enum Record {
 pub type Publish = (DeviceId, Command);
 
 /// What the service must do after an input, kept apart by kind: write every record of `persist` durably,
-/// and only then send every command of `publish`. Each list is in the order the engine decided.
+/// and only then send every command of `publish`, and take the measurements of `measure`. Each list is in the
+/// order the engine decided.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Effects {
     /// Records to write and flush before anything is published.
     pub persist: Vec<Record>,
     /// Commands to publish once `persist` is durable.
     pub publish: Vec<Publish>,
+    /// Analysis queries to measure (against Prometheus), each answered with an `Input::Measured`.
+    pub measure: Vec<Measure>,
+}
+
+/// An analysis measurement the engine asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measure {
+    pub rollout: crate::model::RolloutId,
+    pub wave: usize,
+    /// The analysis' place among the wave's analyses.
+    pub analysis: usize,
+    pub query: String,
 }
 
 impl Effects {
     /// Nothing to persist and nothing to publish.
     pub fn is_empty(&self) -> bool {
-        self.persist.is_empty() && self.publish.is_empty()
+        self.persist.is_empty() && self.publish.is_empty() && self.measure.is_empty()
     }
 
     /// Appends another input's effects after these (a batch of inputs).
     pub fn extend(&mut self, other: Effects) {
         self.persist.extend(other.persist);
         self.publish.extend(other.publish);
+        self.measure.extend(other.measure);
     }
 
     pub(super) fn put(&mut self, record: Record) {

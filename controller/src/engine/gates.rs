@@ -169,7 +169,7 @@ impl Engine {
                     self.pass_wave(n, wave, now, fx);
                 }
                 Stage::Soaking { until } => {
-                    if now < until {
+                    if now < until || !self.analysis_done(n, wave) {
                         return;
                     }
                     self.next_wave(n, wave, now, fx);
@@ -185,6 +185,7 @@ impl Engine {
         live.rollout.waves[wave].passed_at = Some(now);
         live.rollout.state = RolloutState::Active { wave, stage: Stage::Soaking { until: now.saturating_add(soak) } };
         fx.put(Record::Rollout(Box::new(live.rollout.clone())));
+        self.start_analysis(n, wave, now);
     }
 
     /// A wave's soak is over: the next wave starts (or waits for approval), or after the last the rollout is

@@ -40,6 +40,7 @@ use crate::model::{
 use crate::schedule::{Openness, Pace};
 
 mod action;
+pub mod analysis;
 mod devices;
 mod effects;
 mod error;
@@ -63,7 +64,8 @@ pub(crate) mod testkit;
 mod tests;
 
 pub use action::Action;
-pub use effects::{Effects, Publish, Record};
+pub use analysis::Measured;
+pub use effects::{Effects, Measure, Publish, Record};
 pub use error::EngineError;
 pub use refused::{Refusal, RefusalLog, Refused};
 pub use release::ReleasePolicy;
@@ -85,8 +87,10 @@ pub enum Input {
     Operate { rollout: RolloutId, action: Action, actor: String, reason: String },
     /// Pause (or abort) every rollout that is under way.
     EmergencyStop { actor: String, reason: String, abort: bool },
-    /// Time passed: device timeouts and soak times.
+    /// Time passed: device timeouts, soak times, measurements due.
     Tick,
+    /// An analysis measurement the engine asked for ([`Measure`]), as taken.
+    Measured { rollout: RolloutId, wave: usize, analysis: usize, result: Measured },
 }
 
 /// What an input answers.
@@ -125,6 +129,8 @@ struct Live {
     pace: Pace,
     /// When dispatch can next send something it holds back now (a window opening, the rate's next slot).
     wake_at: Option<Millis>,
+    /// The passed wave's analyses being measured.
+    analysis: Option<analysis::AnalysisRun>,
     /// Every member by plan order (the order of its job): a page of jobs is found without a scan.
     by_order: Vec<(u32, DeviceId)>,
 }
@@ -147,6 +153,7 @@ impl Live {
             queues: vec![queue::WaveQueue::default(); n],
             pace: Pace::default(),
             wake_at: None,
+            analysis: None,
             by_order: Vec::new(),
         }
     }
@@ -312,6 +319,8 @@ pub struct Engine {
     interner: intern::Interner,
     /// When the online devices' heartbeat deadlines are next checked; `None` while no online device beats.
     liveness_at: Option<Millis>,
+    /// Analysis gates can be measured.
+    analysis: bool,
 }
 
 /// The actor of what the gates decide on their own.
@@ -330,12 +339,20 @@ impl Engine {
             release: ReleasePolicy::default(),
             interner: intern::Interner::default(),
             liveness_at: None,
+            analysis: true,
         }
     }
 
     /// Rolls out only the images `release` allows (checked when a rollout is planned or created).
     pub fn with_release_policy(mut self, release: ReleasePolicy) -> Self {
         self.release = release;
+        self
+    }
+
+    /// Whether analysis gates can be measured (a Prometheus is configured); without, a rollout that has
+    /// some is refused when planned or created.
+    pub fn with_analysis(mut self, measurable: bool) -> Self {
+        self.analysis = measurable;
         self
     }
 
@@ -371,6 +388,11 @@ impl Engine {
             Input::Tick => {
                 self.check_liveness(now, &mut fx);
                 self.tick(now, &mut fx);
+                self.ask_measurements(now, &mut fx);
+                Reply::None
+            }
+            Input::Measured { rollout, wave, analysis, result } => {
+                self.on_measured(rollout, wave, analysis, result, now, &mut fx);
                 Reply::None
             }
         };

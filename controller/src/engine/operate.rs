@@ -65,6 +65,9 @@ impl Engine {
                 if matches!(cause, Cause::SuccessGate { .. }) {
                     // The operator accepts the wave as it is.
                     self.pass_wave(n, wave, now, fx);
+                } else if matches!(stage, Stage::Soaking { .. }) {
+                    // A soaking wave's analyses are measured again from now (the pause may have been theirs).
+                    self.start_analysis(n, wave, now);
                 }
             }
             (Action::Approve, RolloutState::Active { wave, stage: Stage::AwaitingApproval }) => {

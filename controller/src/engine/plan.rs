@@ -166,6 +166,15 @@ impl Engine {
         self.release.check(&image)?;
         let seed = spec.seed.unwrap_or(seed);
         spec.gates.validate().map_err(EngineError::BadRequest)?;
+        let analyses = !spec.gates.analyses.is_empty()
+            || spec.waves.iter().any(|w| w.gates.analyses.as_ref().is_some_and(|a| !a.is_empty()));
+        if analyses && !self.analysis {
+            return Err(EngineError::BadRequest(
+                "an analysis gate needs a Prometheus to query: set prometheus_url in the controller's config \
+                 (or --prometheus-url on `bindwave serve`)"
+                    .into(),
+            ));
+        }
         if let Some(zone) = &spec.timezone {
             crate::schedule::zone(zone).map_err(|e| EngineError::BadRequest(format!("timezone: {e}")))?;
         }

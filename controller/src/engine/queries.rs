@@ -82,8 +82,11 @@ impl Engine {
     /// The earliest moment a [`Input::Tick`](super::Input::Tick) can change anything: a device deadline, the
     /// end of a soak, or the next check of the devices' heartbeats.
     pub fn next_deadline(&self) -> Option<Millis> {
-        let soak = self.rollouts.values().filter_map(|l| match l.rollout.state {
-            RolloutState::Active { stage: Stage::Soaking { until }, .. } => Some(until),
+        // A soak's end, unless the wave also waits for its analyses (their measurements are due then).
+        let soak = self.rollouts.iter().filter_map(|(n, l)| match l.rollout.state {
+            RolloutState::Active { wave, stage: Stage::Soaking { until } } if self.analysis_done(*n, wave) => {
+                Some(until)
+            }
             _ => None,
         });
         // Dispatch held back by a closed window or the rate, in rollouts under way.
@@ -91,6 +94,7 @@ impl Engine {
             RolloutState::Active { stage: Stage::Updating, .. } => l.wake_at,
             _ => None,
         });
-        self.deadlines.iter().next().map(|(d, ..)| *d).into_iter().chain(soak).chain(wake).chain(self.liveness_at).min()
+        let deadlines = self.deadlines.iter().next().map(|(d, ..)| *d).into_iter().chain(soak).chain(wake);
+        deadlines.chain(self.liveness_at).chain(self.next_measurement()).min()
     }
 }

@@ -117,6 +117,17 @@ impl Engine {
             for (wave, device, lane) in queued {
                 live.queues[wave].push_back(device, lane);
             }
+            // A soaking wave's analyses are measured again: measurements are not stored.
+            if let crate::model::RolloutState::Active { wave, stage: crate::model::Stage::Soaking { .. } } =
+                live.rollout.state
+            {
+                let analyses = &live.rollout.waves[wave].gates.analyses;
+                live.analysis = (!analyses.is_empty()).then(|| super::analysis::AnalysisRun {
+                    wave,
+                    from: now,
+                    each: vec![Default::default(); analyses.len()],
+                });
+            }
             // The wave in progress paces on from the commands it has sent (a ramp from the step they reached).
             if let Some(wave) = live.rollout.state.wave() {
                 let sent = live.tallies[wave].total() - live.tallies[wave].get(crate::model::Outcome::Pending);

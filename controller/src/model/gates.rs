@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Analysis;
+
 /// What a tripped threshold does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,6 +42,9 @@ pub struct Gates {
     pub max_concurrent: Option<usize>,
     /// An operator must approve the wave before it starts.
     pub approval: bool,
+    /// Queries of the fleet's own health, measured after the wave passes (see [`Analysis`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<Analysis>,
 }
 
 impl Default for Gates {
@@ -56,6 +61,7 @@ impl Default for Gates {
             device_timeout_secs: 30 * 60,
             max_concurrent: None,
             approval: false,
+            analyses: Vec::new(),
         }
     }
 }
@@ -86,6 +92,9 @@ pub struct GateOverrides {
     pub max_concurrent: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<bool>,
+    /// The wave's own analyses, instead of the rollout's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analyses: Option<Vec<Analysis>>,
 }
 
 impl Gates {
@@ -102,6 +111,7 @@ impl Gates {
             device_timeout_secs: o.device_timeout_secs.unwrap_or(self.device_timeout_secs),
             max_concurrent: o.max_concurrent.or(self.max_concurrent),
             approval: o.approval.unwrap_or(self.approval),
+            analyses: o.analyses.clone().unwrap_or_else(|| self.analyses.clone()),
         }
     }
 
@@ -131,6 +141,12 @@ impl Gates {
         }
         if self.max_concurrent == Some(0) {
             return Err("max_concurrent must be at least 1".into());
+        }
+        for (i, a) in self.analyses.iter().enumerate() {
+            a.validate()?;
+            if self.analyses[..i].iter().any(|b| b.name == a.name) {
+                return Err(format!("two analyses are named {:?}: give each its own name", a.name));
+            }
         }
         Ok(())
     }

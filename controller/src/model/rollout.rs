@@ -68,6 +68,24 @@ pub enum Cause {
         finished: usize,
         threshold: f64,
     },
+    /// An analysis failed more measurements than it tolerates.
+    AnalysisFailed {
+        wave: usize,
+        analysis: String,
+        query: String,
+        /// The value that failed last (the first series that did not meet the condition).
+        value: f64,
+        condition: String,
+        failures: u32,
+        limit: u32,
+    },
+    /// An analysis could not be measured: no data, or Prometheus did not answer. It never passes for want of data.
+    AnalysisInconclusive {
+        wave: usize,
+        analysis: String,
+        query: String,
+        detail: String,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -90,6 +108,18 @@ impl fmt::Display for Cause {
                 f,
                 "{rejected} of {finished} devices rejected the image, above the {:.0}% rejection threshold",
                 threshold * 100.0
+            ),
+            Cause::AnalysisFailed { wave, analysis, query, value, condition, failures, limit } => write!(
+                f,
+                "analysis {analysis:?} after wave {} measured {value}, which is not {condition}: {failures} failed \
+                 measurement(s), {limit} tolerated (query: {query})",
+                wave + 1
+            ),
+            Cause::AnalysisInconclusive { wave, analysis, query, detail } => write!(
+                f,
+                "analysis {analysis:?} after wave {} could not be measured: {detail}; the rollout waits for data, \
+                 resume it to measure again (query: {query})",
+                wave + 1
             ),
         }
     }
