@@ -13,7 +13,7 @@ use bindwave_settings::{Origin, Outcome, Problem, Schema, Style};
 use serde::{Deserialize, Serialize};
 
 /// The keys of the file, their environment variables and defaults, in the order `config check` shows them.
-pub const KEYS: [(&str, &str, &str); 24] = [
+pub const KEYS: [(&str, &str, &str); 26] = [
     ("data_dir", "BINDWAVE_DATA_DIR", "bindwave-data"),
     ("http_listen", "BINDWAVE_HTTP_LISTEN", "127.0.0.1:8080"),
     ("public_url", "BINDWAVE_PUBLIC_URL", "https://<http_listen> (http:// in lab mode)"),
@@ -38,6 +38,8 @@ pub const KEYS: [(&str, &str, &str); 24] = [
     ("http_header_timeout_secs", "BINDWAVE_HTTP_HEADER_TIMEOUT_SECS", "10"),
     ("http_body_timeout_secs", "BINDWAVE_HTTP_BODY_TIMEOUT_SECS", "30"),
     ("prometheus_url", "BINDWAVE_PROMETHEUS_URL", "(none: rollouts take no analysis gates)"),
+    ("webhook_urls", "BINDWAVE_WEBHOOK_URLS", "(none: no notifications)"),
+    ("webhook_secret_file", "BINDWAVE_WEBHOOK_SECRET_FILE", "<data_dir>/webhook.secret (made at first start)"),
 ];
 
 /// The file, as written. Every key is optional.
@@ -82,6 +84,10 @@ pub struct ServeFile {
     pub http_body_timeout_secs: Option<u64>,
     /// The Prometheus that analysis gates query (`http://prometheus:9090`).
     pub prometheus_url: Option<String>,
+    /// Where rollout events are posted, as signed JSON.
+    pub webhook_urls: Option<Vec<String>>,
+    /// The secret webhook notifications are signed with (HMAC-SHA256).
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 /// How logs are written: lines for people, or JSON objects for log shippers.
@@ -155,6 +161,11 @@ fn check_meanings(file: &ServeFile, out: &mut Outcome<ServeFile>, machine: &Mach
     if let Some(url) = &file.broker {
         if let Err(e) = bindwave_link::BrokerUrl::parse(url) {
             out.problem(&["broker"], e.to_string());
+        }
+    }
+    for url in file.webhook_urls.iter().flatten() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+            out.problem(&["webhook_urls"], format!("{url:?} is not an http:// or https:// URL of a webhook receiver"));
         }
     }
     if let Some(url) = &file.prometheus_url {

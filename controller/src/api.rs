@@ -137,6 +137,8 @@ pub struct ApiOptions {
     pub insecure_lab: bool,
     /// The largest image upload, in bytes.
     pub max_upload_size: u64,
+    /// The webhook deliveries' log.
+    pub deliveries: crate::webhooks::Deliveries,
 }
 
 /// Who sent a request: a token's name and role, or, in lab mode, nobody in particular.
@@ -187,6 +189,7 @@ pub fn router(core: Core, options: ApiOptions) -> Router {
         .route("/api/v1/rollouts/{id}/{action}", post(operate))
         .route("/api/v1/stop", post(emergency_stop))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/webhooks/deliveries", get(webhook_deliveries))
         .route("/api/v1/backup", get(backup))
         .route("/binds/{file}", get(download_bind))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(ApiError { error: "no such endpoint".into() })) })
@@ -280,6 +283,21 @@ fn unauthorized(message: String) -> Response {
     let mut resp = ControllerError::Unauthorized(message).into_response();
     resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     resp
+}
+
+/// `?limit=` of [`webhook_deliveries`].
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    limit: Option<usize>,
+}
+
+/// The newest webhook deliveries (100, or `?limit=` up to the 10,000 kept), newest first.
+async fn webhook_deliveries(
+    axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult<Vec<crate::webhooks::Delivery>> {
+    let limit = q.limit.unwrap_or(100).min(crate::webhooks::queue::KEEP);
+    Ok(Json(options.deliveries.recent(limit)))
 }
 
 async fn list_tokens(

@@ -139,6 +139,11 @@ impl ApiClient {
         self.send(req).await
     }
 
+    /// The newest webhook deliveries.
+    pub async fn webhook_deliveries(&self, limit: usize) -> Result<Vec<crate::webhooks::Delivery>, ControllerError> {
+        self.send(self.http.get(self.url("/api/v1/webhooks/deliveries")).query(&[("limit", limit)])).await
+    }
+
     /// Uploads a bind file, streaming it.
     /// Uploads a bind file, streaming it; `sent` hears of every chunk's size as it goes.
     pub async fn add_image(

@@ -63,6 +63,8 @@ pub struct ServeSettings {
     pub http_header_timeout_secs: u64,
     pub http_body_timeout_secs: u64,
     pub prometheus_url: Option<String>,
+    pub webhook_urls: Vec<String>,
+    pub webhook_secret_file: Option<PathBuf>,
     /// Where each key's value came from.
     #[serde(skip)]
     pub sources: BTreeMap<&'static str, Source>,
@@ -169,6 +171,8 @@ impl ServeSettings {
             http_header_timeout_secs,
             http_body_timeout_secs,
             prometheus_url,
+            webhook_urls,
+            webhook_secret_file,
         } = effective;
         let insecure_lab = insecure_lab.unwrap_or(false);
         // MQTT over TLS listens on 8883, plain MQTT (lab mode) on 1883, as IANA assigns them.
@@ -198,6 +202,8 @@ impl ServeSettings {
             http_header_timeout_secs: http_header_timeout_secs.unwrap_or(crate::http_server::HEADER_TIMEOUT.as_secs()),
             http_body_timeout_secs: http_body_timeout_secs.unwrap_or(crate::http_server::BODY_TIMEOUT.as_secs()),
             prometheus_url,
+            webhook_urls: webhook_urls.unwrap_or_default(),
+            webhook_secret_file,
             sources,
         })
     }

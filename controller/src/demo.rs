@@ -71,6 +71,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         }),
         public_url: None,
         prometheus_url: None,
+        webhooks: None,
         images,
         command_ttl: crate::service::DEFAULT_COMMAND_TTL,
         login: BrokerLogin {

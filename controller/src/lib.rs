@@ -41,6 +41,7 @@ mod table;
 pub mod tls;
 pub mod token_store;
 pub mod tokens;
+pub mod webhooks;
 
 pub use error::{chain as error_chain, ControllerError};
 

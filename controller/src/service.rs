@@ -88,6 +88,8 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// The Prometheus analysis gates query; `None`: rollouts with analyses are refused.
     pub prometheus_url: Option<String>,
+    /// Where rollout events are posted.
+    pub webhooks: Option<crate::webhooks::Webhooks>,
     /// Which binds are added and rolled out: signed by a trusted release key, unless unsigned ones are
     /// allowed (a lab setting).
     pub images: crate::images::ImagePolicy,
@@ -190,6 +192,8 @@ impl Service {
             tracing::info!(removed, dir = %images_dir.display(), "removed unfinished uploads");
         }
         let tokens = store.tokens()?;
+        let deliveries = store.deliveries()?;
+        let wake = Arc::new(tokio::sync::Notify::new());
         let admin_token_file = if opts.http.insecure_lab { None } else { tokens.first_admin(&opts.data_dir).await? };
         if let Some(path) = &admin_token_file {
             tracing::info!(path = %path.display(), "wrote the first admin token (mode 0600); the CLI reads it from there");
@@ -299,13 +303,20 @@ impl Service {
                 None => None,
             },
             measured: mpsc::channel(64),
+            webhooks: opts.webhooks.clone().map(|w| (w, deliveries.clone(), wake.clone())),
         };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
+        let mut tasks = vec![link.task];
+        if let Some(hooks) = opts.webhooks.clone() {
+            tracing::info!(urls = ?hooks.urls, "rollout events are posted to webhooks");
+            tasks.push(tokio::spawn(crate::webhooks::deliver(hooks, deliveries.clone(), wake)));
+        }
 
         let api_options = crate::api::ApiOptions {
             tokens,
             insecure_lab: opts.http.insecure_lab,
             max_upload_size: opts.http.max_upload_size,
+            deliveries,
         };
         let app = crate::api::router(core.clone(), api_options);
         let open_files = crate::http_server::open_files_limit();
@@ -339,7 +350,10 @@ impl Service {
             core,
             command_key,
             shutdown,
-            tasks: vec![http_task, link.task],
+            tasks: {
+                tasks.push(http_task);
+                tasks
+            },
             core_task,
             broker,
         })
@@ -444,6 +458,8 @@ struct CoreLoop {
     prometheus: Option<crate::prometheus::Prometheus>,
     /// Measurements taken, on their way back to the engine.
     measured: (mpsc::Sender<Input>, mpsc::Receiver<Input>),
+    /// Where rollout events go: the webhooks, their queue, and the deliverer's wake-up.
+    webhooks: Option<(crate::webhooks::Webhooks, crate::webhooks::Deliveries, Arc<tokio::sync::Notify>)>,
 }
 
 /// What the core hands the link.
@@ -684,6 +700,18 @@ impl CoreLoop {
                 self.metrics.rollout_known(&r.id);
             }
         }
+        // Webhook deliveries go into the store's database with the audit entries they come from: one flush.
+        let mut notified = false;
+        if let Some((hooks, queue, _)) = &self.webhooks {
+            for record in &persist {
+                let Record::Audit(entry) = record else { continue };
+                let rollout = entry.rollout.and_then(|r| self.engine.rollout(&r));
+                for n in crate::webhooks::event::notifications(entry, rollout) {
+                    queue.enqueue(&hooks.urls, &n, entry.at)?;
+                    notified = true;
+                }
+            }
+        }
         if !persist.is_empty() {
             let timer = self.metrics.store_flush_seconds.start_timer();
             self.store.put(&persist)?;
@@ -691,6 +719,9 @@ impl CoreLoop {
             timer.observe_duration();
             self.metrics.store_flushes.inc();
             self.metrics.store_records_written.inc_by(persist.len() as u64);
+        }
+        if let (true, Some((_, _, wake))) = (notified, &self.webhooks) {
+            wake.notify_one();
         }
         // Durable: now the world may hear of it.
         let owed_now = if connected { std::mem::take(&mut owed.publish) } else { Vec::new() };

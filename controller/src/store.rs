@@ -193,6 +193,12 @@ impl Store {
     }
 
     /// The operators' tokens, in a tree of their own that the HTTP API reads apart from the core.
+    /// The webhook deliveries (`webhooks`): written by the core with the audit entries they come from, and by
+    /// the deliverer as it tries.
+    pub fn deliveries(&self) -> Result<crate::webhooks::Deliveries, ControllerError> {
+        crate::webhooks::Deliveries::new(self.db.open_tree("webhooks")?)
+    }
+
     pub fn tokens(&self) -> Result<crate::token_store::TokenStore, ControllerError> {
         Ok(crate::token_store::TokenStore::new(self.db.open_tree("tokens")?))
     }

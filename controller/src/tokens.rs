@@ -80,7 +80,12 @@ pub fn required(method: &str, route: Option<&str>) -> Access {
         ("/healthz", true) | ("/binds/{file}", true) => Public,
         ("/metrics", true) => Needs(Viewer),
         (
-            "/api/v1/devices" | "/api/v1/images" | "/api/v1/rollouts" | "/api/v1/rollouts/{id}" | "/api/v1/audit",
+            "/api/v1/devices"
+            | "/api/v1/images"
+            | "/api/v1/rollouts"
+            | "/api/v1/rollouts/{id}"
+            | "/api/v1/audit"
+            | "/api/v1/webhooks/deliveries",
             true,
         ) => Needs(Viewer),
         // A plan changes nothing.

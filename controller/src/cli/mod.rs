@@ -80,6 +80,23 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `bindwave webhook ...`.
+#[derive(Subcommand)]
+pub enum WebhookCmd {
+    /// The newest deliveries, newest first: event, rollout, receiver, state (pending, delivered, failed),
+    /// attempts and the last answer.
+    #[command(
+        after_help = "Examples:\n  bindwave webhook deliveries\n  bindwave webhook deliveries --limit 1000 -o json"
+    )]
+    Deliveries {
+        /// How many (the controller keeps the last 10,000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the controller: embedded MQTT broker (or an external one), store, HTTP API, metrics.
@@ -166,6 +183,12 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Webhook notifications of rollout events: what was sent, to whom, and how it went.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  bindwave webhook deliveries\n  bindwave webhook deliveries --limit 1000 -o json"
+    )]
+    Webhook(WebhookCmd),
     /// Download a consistent copy of the live controller (records, keys, certificates, images) into one file.
     #[command(after_help = "Examples:\n  bindwave backup --out bindwave-2026-12-03.tar\n  \
         bindwave backup --out records.tar --without-images   # binds kept elsewhere\n\n\
@@ -288,6 +311,12 @@ pub struct ServeArgs {
     /// The Prometheus that analysis gates query, e.g. http://prometheus:9090.
     #[arg(long, value_name = "URL")]
     pub prometheus_url: Option<String>,
+    /// Post rollout events to this URL, as signed JSON (repeat for several).
+    #[arg(long = "webhook-url", value_name = "URL")]
+    pub webhook_urls: Vec<String>,
+    /// The secret webhooks are signed with [default: <data-dir>/webhook.secret, made at first start].
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -322,6 +351,8 @@ impl ServeArgs {
             http_header_timeout_secs: self.http_header_timeout_secs,
             http_body_timeout_secs: self.http_body_timeout_secs,
             prometheus_url: self.prometheus_url.clone(),
+            webhook_urls: (!self.webhook_urls.is_empty()).then(|| self.webhook_urls.clone()),
+            webhook_secret_file: self.webhook_secret_file.clone(),
         };
         crate::config::ServeSettings::load(self.config.as_deref(), &flags)
     }
@@ -599,6 +630,35 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         }
         Command::Backup { out, without_images, output } => backup::backup(api()?, &out, without_images, output).await,
         Command::Restore { file, data_dir, output } => backup::restore(&file, &data_dir, output).await,
+        Command::Webhook(WebhookCmd::Deliveries { limit, output }) => {
+            let deliveries = api()?.webhook_deliveries(limit).await?;
+            emit(&deliveries, output, |deliveries| {
+                let mut t = Table::new(["ID", "TIME (UTC)", "EVENT", "ROLLOUT", "URL", "STATE", "ATTEMPTS", "LAST"]);
+                for d in deliveries {
+                    let last = match (&d.last_status, &d.last_error) {
+                        (_, Some(e)) => e.clone(),
+                        (Some(s), None) => format!("HTTP {s}"),
+                        (None, None) => String::new(),
+                    };
+                    let state: &str = match d.state {
+                        crate::webhooks::DeliveryState::Pending => "pending",
+                        crate::webhooks::DeliveryState::Delivered => "delivered",
+                        crate::webhooks::DeliveryState::Failed => "failed",
+                    };
+                    t.row([
+                        d.id.to_string(),
+                        rollout::time(d.created_at),
+                        d.event.clone(),
+                        d.rollout.clone().unwrap_or_default(),
+                        d.url.clone(),
+                        state.to_string(),
+                        d.attempts.to_string(),
+                        last,
+                    ]);
+                }
+                print!("{t}");
+            })
+        }
         Command::Audit { rollout, output } => {
             let entries = api()?.audit(rollout.as_deref()).await?;
             emit(&entries, output, |entries| {

@@ -24,12 +24,21 @@ pub(super) async fn run(settings: ServeSettings) -> Result<(), ControllerError> 
         header_timeout: std::time::Duration::from_secs(settings.http_header_timeout_secs),
         body_timeout: std::time::Duration::from_secs(settings.http_body_timeout_secs),
     };
+    let webhooks = match settings.webhook_urls.is_empty() {
+        true => None,
+        false => {
+            let secret = settings.webhook_secret_file.clone();
+            let secret = secret.unwrap_or_else(|| crate::webhooks::Webhooks::secret_path(&settings.data_dir));
+            Some(crate::webhooks::Webhooks::load(settings.webhook_urls.clone(), &secret)?)
+        }
+    };
     let service = Service::start(ServeOptions {
         data_dir: settings.data_dir,
         http_listen: settings.http_listen,
         mqtt,
         public_url: settings.public_url,
         prometheus_url: settings.prometheus_url,
+        webhooks,
         images,
         command_ttl: settings.command_ttl,
         login,

@@ -186,6 +186,7 @@ impl Engine {
         live.rollout.state = RolloutState::Active { wave, stage: Stage::Soaking { until: now.saturating_add(soak) } };
         fx.put(Record::Rollout(Box::new(live.rollout.clone())));
         self.start_analysis(n, wave, now);
+        self.record(now, SYSTEM, "pass", Some(n), format!("wave {} passed its gates", wave + 1), fx);
     }
 
     /// A wave's soak is over: the next wave starts (or waits for approval), or after the last the rollout is

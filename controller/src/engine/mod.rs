@@ -325,6 +325,8 @@ pub struct Engine {
 
 /// The actor of what the gates decide on their own.
 const SYSTEM: &str = "bindwave";
+/// The audit log's actor for what the gates decided on their own.
+pub const SYSTEM_ACTOR: &str = SYSTEM;
 
 impl Engine {
     /// An empty engine; commands point agents at `{bind_url_base}/binds/{sha256}.bind`.

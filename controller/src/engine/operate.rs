@@ -83,6 +83,13 @@ impl Engine {
             _ => return Err(refuse()),
         }
         self.record(now, actor, action.as_str(), Some(n), reason.to_string(), fx);
+        // The first wave starts with the rollout (or waits for its approval), a wave waiting for approval with it.
+        if let (Action::Start | Action::Approve, Some(live)) = (action, self.rollouts.get(&n)) {
+            if let RolloutState::Active { wave, stage } = live.rollout.state {
+                let why = if stage == Stage::AwaitingApproval { "waits for approval" } else { "started" };
+                self.record(now, super::SYSTEM, "wave", Some(n), format!("wave {} {why}", wave + 1), fx);
+            }
+        }
         self.advance(n, now, fx);
         self.current(n)
     }

@@ -88,7 +88,8 @@ fn waves_advance_when_their_gates_pass_until_finished() {
     assert_eq!(state(&e, &r), RolloutState::Finished);
     assert_eq!(e.tally(&r).get(Outcome::Succeeded), 20);
     let actions: Vec<String> = e.audit(Some(&r)).map(|a| a.action.clone()).collect();
-    assert_eq!(actions, ["create", "start", "wave", "wave", "finish"]);
+    // Each wave's start and pass, as webhooks announce them.
+    assert_eq!(actions, ["create", "start", "wave", "pass", "wave", "pass", "wave", "pass", "finish"]);
 }
 
 #[test]
@@ -406,7 +407,15 @@ fn pause_resume_abort_by_an_operator_are_audited() {
     op(&mut e, &r, Action::Abort, 5).unwrap();
     assert_eq!(e.tally(&r).get(Outcome::Cancelled), 6);
     let log: Vec<(String, String)> = e.audit(Some(&r)).map(|a| (a.actor.clone(), a.action.clone())).collect();
-    let expected = ["create", "start", "pause", "resume", "abort"].map(|a| ("alice".to_string(), a.to_string()));
+    let who = |actor: &str, action: &str| (actor.to_string(), action.to_string());
+    let expected = [
+        who("alice", "create"),
+        who("alice", "start"),
+        who("bindwave", "wave"),
+        who("alice", "pause"),
+        who("alice", "resume"),
+        who("alice", "abort"),
+    ];
     assert_eq!(log, expected);
 }
 
