@@ -38,6 +38,7 @@ pub mod schedule;
 pub mod service;
 pub mod store;
 mod table;
+mod text_serde;
 pub mod tls;
 pub mod token_store;
 pub mod tokens;

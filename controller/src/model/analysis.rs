@@ -106,17 +106,7 @@ impl fmt::Display for Condition {
     }
 }
 
-impl Serialize for Condition {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Condition {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::text_serde::as_text!(Condition);
 
 impl Analysis {
     /// `QUERY OP NUMBER`, as `--analysis` takes it: the query is everything before the last comparison outside

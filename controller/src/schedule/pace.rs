@@ -5,8 +5,6 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::Millis;
 
 /// Commands a minute.
@@ -103,22 +101,8 @@ impl fmt::Display for Ramp {
     }
 }
 
-macro_rules! as_text {
-    ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-as_text!(Rate);
-as_text!(Ramp);
+crate::text_serde::as_text!(Rate);
+crate::text_serde::as_text!(Ramp);
 
 /// The commands a minute allowed for the next command, after `sent` of the wave's: the ramp's step, capped by
 /// the rate; `None`: no limit.
