@@ -97,7 +97,7 @@ fn waves_pass_their_gates_and_a_bad_image_stops_in_its_first_wave() {
     );
     let audit = c.json(&["audit", "--rollout", &r1, "-o", "json"]);
     let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["create", "start", "wave", "wave", "finish"]);
+    assert_eq!(actions, ["create", "start", "wave", "pass", "wave", "pass", "wave", "pass", "finish"]);
 
     // A bad image: corrupted on the server after it was added, so every phone that fetches it fails.
     let bad = c.pack_and_add(d, "bad", "V3 R3.19.0", Some("2,3,4,5"));
