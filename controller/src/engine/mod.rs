@@ -275,7 +275,7 @@ fn install_windows(schedule: &Schedule, zone: &str, now: Millis) -> Vec<InstallW
     if windows.is_empty() {
         return Vec::new();
     }
-    let tz = crate::schedule::zone(zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let tz = crate::schedule::zone_or_utc(zone);
     let found = crate::schedule::occurrences(windows, &tz, now, now.saturating_add(INSTALL_WINDOWS_AHEAD));
     let mut out: Vec<InstallWindow> = found
         .into_iter()
@@ -479,7 +479,7 @@ impl Engine {
             return now;
         }
         let zone = self.zone_of(device, live.rollout.timezone.as_deref());
-        let tz = crate::schedule::zone(&zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let tz = crate::schedule::zone_or_utc(&zone);
         match crate::schedule::openness(windows, &tz, now) {
             Openness::Open { .. } | Openness::Closed { until: None } => now,
             Openness::Closed { until: Some(at) } => at,

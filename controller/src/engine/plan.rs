@@ -285,10 +285,7 @@ impl Engine {
                 for d in &w.devices {
                     *by_zone.entry(self.zone_of(d, timezone)).or_default() += 1;
                 }
-                by_zone
-                    .into_iter()
-                    .map(|(z, n)| (crate::schedule::zone(&z).unwrap_or(jiff::tz::TimeZone::UTC), n))
-                    .collect()
+                by_zone.into_iter().map(|(z, n)| (crate::schedule::zone_or_utc(&z), n)).collect()
             })
             .collect();
         let inputs: Vec<crate::schedule::forecast::WaveInput<'_>> = plan

@@ -68,7 +68,7 @@ impl Lane {
             Some(Openness::Closed { until: None }) | None => false,
         };
         if !fresh {
-            let tz = crate::schedule::zone(&self.zone).unwrap_or(jiff::tz::TimeZone::UTC);
+            let tz = crate::schedule::zone_or_utc(&self.zone);
             self.open = Some(openness(windows, &tz, now));
         }
         self.open.unwrap_or(Openness::Closed { until: None })

@@ -9,4 +9,4 @@ pub mod zone;
 
 pub use pace::{Pace, Ramp, Rate};
 pub use window::Window;
-pub use zone::{occurrences, openness, zone, Openness};
+pub use zone::{occurrences, openness, zone, zone_or_utc, Openness};

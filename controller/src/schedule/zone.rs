@@ -20,6 +20,12 @@ pub fn zone(name: &str) -> Result<TimeZone, String> {
     })
 }
 
+/// The zone a lane or a device's windows are in: `name` (which the engine checked before queuing anything
+/// under it), or UTC for a name the database does not know.
+pub fn zone_or_utc(name: &str) -> TimeZone {
+    zone(name).unwrap_or(TimeZone::UTC)
+}
+
 /// Whether windows are open at a moment, and until when that holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Openness {
