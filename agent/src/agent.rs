@@ -116,8 +116,9 @@ impl Agent {
         if release.insecure_lab() {
             tracing::warn!(
                 device = %config.device_id,
-                "INSECURE LAB MODE ([trust] insecure_lab = true): this phone installs UNSIGNED binds and acts on \
-                 UNSIGNED commands (never with their override); never run a real phone like this"
+                "INSECURE LAB MODE ([trust] insecure_lab = true): this phone installs UNSIGNED binds, acts on \
+                 UNSIGNED commands (never with their override) and may talk plain MQTT; never run a real phone \
+                 like this"
             );
         }
         let ids: Vec<String> = release.keys().ids().map(|id| id.to_string()).collect();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod chaos;
 pub mod cluster;
 pub mod measure;
+pub mod open_broker;
 
 /// A built binary of the workspace, next to the test executable's directory (`target/<profile>/`).
 pub fn bin(name: &str) -> PathBuf {
@@ -612,7 +613,7 @@ impl Mosquitto {
         panic!("mosquitto did not start with the shipped {conf_name}");
     }
 
-    fn try_start_conf(dir: &Path, port: u16, conf_text: &str, scheme: &str) -> Option<Mosquitto> {
+    pub(crate) fn try_start_conf(dir: &Path, port: u16, conf_text: &str, scheme: &str) -> Option<Mosquitto> {
         let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().map(PathBuf::from).find(|p| p.exists());
         let exe = exe.expect("mosquitto is not installed: `apt-get install -y mosquitto` (.ci/run does)");
         let conf = dir.join("mosquitto.conf");

@@ -1,13 +1,12 @@
-//! Forgery through an open broker: the embedded broker lets anyone publish anywhere, so a stranger can write to
-//! any phone's command topic and any phone's report topic. The phones act only on commands their controller
-//! signed for them, and the controller counts only reports for jobs it sent.
+//! Forgery through an open broker: a broker misconfigured to take anyone over TLS and let them publish anywhere,
+//! so a stranger can write to any phone's command topic and any phone's report topic. The phones act only on
+//! commands their controller signed for them, and the controller counts only reports for jobs it sent.
 
 use std::path::Path;
 use std::time::Duration;
 
-use bindwave_tests::{
-    http_get, sign_command, sign_command_with, update_json, wait_until, BindServer, Controller, Phone,
-};
+use bindwave_tests::open_broker::OpenBroker;
+use bindwave_tests::{sign_command, sign_command_with, update_json, wait_until, BindServer, Controller, Phone};
 use serde_json::Value;
 
 const TABLE: &[(&str, u16)] = &[("P3", 3)];
@@ -16,34 +15,8 @@ fn phone(id: &str) -> Phone<'_> {
     Phone { id, part_number: "P3", software_version: "V3 R3.0.0", minimum_software_version: "V3 R1.0.0" }
 }
 
-/// Publishes `payload` to `topic` as an anonymous client with no business there, and waits for the broker to
-/// take it.
-fn publish_as_stranger(broker: &str, topic: &str, payload: &str) {
-    use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
-    let addr = broker.trim_start_matches("mqtt://");
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    // A client id of its own each time: the broker may still be closing the previous session under the same
-    // id, and refuses a CONNECT that would take it over meanwhile ("service unavailable").
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut o = MqttOptions::new(format!("stranger-{n}"), host, port.parse().unwrap());
-    o.set_keep_alive(Duration::from_secs(5));
-    // rumqttc's own default (10 KiB) would stop an oversized payload before the broker sees it.
-    o.set_max_packet_size(256 * 1024, 256 * 1024);
-    let (client, mut conn) = Client::new(o, 10);
-    client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).unwrap();
-    for event in conn.iter() {
-        match event {
-            Ok(Event::Incoming(Packet::PubAck(_))) => client.disconnect().unwrap(),
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
-            Err(e) => panic!("mqtt: {e}"),
-            _ => {}
-        }
-    }
-}
-
 fn metric(c: &Controller, name_and_labels: &str) -> f64 {
-    let (_, body) = http_get(&c.http, "/metrics").unwrap();
+    let (_, body) = c.get("/metrics");
     body.lines()
         .find(|l| l.starts_with(name_and_labels))
         .and_then(|l| l.rsplit(' ').next())
@@ -80,11 +53,18 @@ fn forged_and_replayed_commands_install_nothing_and_forged_reports_count_nothing
     );
     bindwave_tests::assert_success(&out, &["image", "keygen"]);
     let public = d.join("release.key.pub").display().to_string();
-    let c = Controller::start_serving(d, &["--release-key", &public]);
-    let trust = format!("[trust]\nkey_files = [{public:?}]\n");
+    let open = OpenBroker::start(d);
+    let mut serve: Vec<&str> = vec!["--release-key", &public];
+    let on_open = open.serve_args();
+    serve.extend(on_open.iter().map(String::as_str));
+    let c = Controller::start_secure(d, &serve);
+    // The binds come over the controller's HTTPS, its own development CA's.
+    let http_ca = c.http_ca().display().to_string();
+    let trust = format!("[download]\nca_file = {http_ca:?}\n[trust]\nkey_files = [{public:?}]\n");
+    let login = open.phone_login();
     let mut agents = [
-        phone("phone-1").start_with(d, &c.mqtt, TABLE, &trust),
-        phone("phone-2").start_with(d, &c.mqtt, TABLE, &trust),
+        phone("phone-1").start_login(d, &open.url, &login, TABLE, &trust),
+        phone("phone-2").start_login(d, &open.url, &login, TABLE, &trust),
     ];
     wait_until(Duration::from_secs(30), "both phones online", || {
         c.json(&["device", "list", "-o", "json"]).as_array().unwrap().iter().filter(|d| d["online"] == true).count()
@@ -103,13 +83,13 @@ fn forged_and_replayed_commands_install_nothing_and_forged_reports_count_nothing
     // 1. Unsigned, with override: what a stranger can publish through an open broker.
     let forged = update_json("r1-phone-1", &server.url, bytes.len(), &sha, false)
         .replace("\"override\":false", "\"override\":true");
-    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-1/commands", &forged);
+    open.publish_as_stranger("bindwave/v1/devices/phone-1/commands", forged.as_bytes());
     // 2. Signed, but by the stranger's own key.
     let stranger = sign_command_with(&[0x13; 32], "phone-1", &forged, u64::MAX);
-    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-1/commands", &stranger);
+    open.publish_as_stranger("bindwave/v1/devices/phone-1/commands", stranger.as_bytes());
     // 3. A command the controller really signed, for phone-1, replayed to phone-2.
     let genuine = sign_command("phone-1", &update_json("r1-phone-2", &server.url, bytes.len(), &sha, false));
-    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-2/commands", &genuine);
+    open.publish_as_stranger("bindwave/v1/devices/phone-2/commands", genuine.as_bytes());
 
     wait_until(Duration::from_secs(20), "the phones to count the refusals", || {
         refused(d, "phone-1", "unsigned") == 1
@@ -144,9 +124,9 @@ fn forged_and_replayed_commands_install_nothing_and_forged_reports_count_nothing
     let r = c.ok(&["rollout", "create", "--image", &sha, "--devices", "phone-1,phone-2"]);
     let success = r#"{"job_id":"JOB","state":"succeeded","running_version":"V3 R3.18.0","override_used":false}"#;
     let job_1 = format!("{r}-phone-1");
-    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-1/reports", &success.replace("JOB", &job_1));
+    open.publish_as_stranger("bindwave/v1/devices/phone-1/reports", success.replace("JOB", &job_1).as_bytes());
     // And reports phone-1's job on phone-2's topic.
-    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-2/reports", &success.replace("JOB", &job_1));
+    open.publish_as_stranger("bindwave/v1/devices/phone-2/reports", success.replace("JOB", &job_1).as_bytes());
     wait_until(Duration::from_secs(10), "the forged reports to be refused and counted", || {
         metric(&c, "bindwave_refused_total{what=\"job_not_sent\"}") >= 1.0
             && metric(&c, "bindwave_refused_total{what=\"other_devices_job\"}") >= 1.0
@@ -156,8 +136,8 @@ fn forged_and_replayed_commands_install_nothing_and_forged_reports_count_nothing
     assert_eq!(status["counts"]["pending"], 2, "{status:#}");
 
     // Oversized and malformed payloads are refused and counted too, and the controller stays connected.
-    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-1/reports", &" ".repeat(100 * 1024));
-    publish_as_stranger(&c.mqtt, "bindwave/v1/devices/phone-2/hello", "{not json");
+    open.publish_as_stranger("bindwave/v1/devices/phone-1/reports", " ".repeat(100 * 1024).as_bytes());
+    open.publish_as_stranger("bindwave/v1/devices/phone-2/hello", "{not json".as_bytes());
     wait_until(Duration::from_secs(10), "oversized and malformed payloads to be counted", || {
         metric(&c, "bindwave_refused_total{what=\"oversized\"}") >= 1.0
             && metric(&c, "bindwave_refused_total{what=\"malformed\"}") >= 1.0

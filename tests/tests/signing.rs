@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use bindwave_tests::{bin, run, wait_until, BindServer, Controller, Phone, ServeOptions};
+use bindwave_tests::open_broker::OpenBroker;
+use bindwave_tests::{bin, run, sign_command, update_json, wait_until, BindServer, Controller, Phone, ServeOptions};
 use serde_json::Value;
 
 const TABLE: &[(&str, u16)] = &[("P3", 3)];
@@ -105,13 +106,17 @@ fn a_phone_that_pins_a_key_installs_only_binds_it_verifies_and_decides_before_th
     let (other, other_pub, other_id) = keygen(d, "other");
     // The controller trusts both keys and lets unsigned images in (a lab setting), so that every refusal
     // below is the phone's own.
-    let c = Controller::start_serving(
-        d,
-        &["--release-key", s(&release_pub), "--release-key", s(&other_pub), "--allow-unsigned-images"],
-    );
+    // Not a lab phone, so it talks TLS to its broker; the broker is left open, so that the test can publish a
+    // command of its own below.
+    let open = OpenBroker::start(d);
+    let mut serve = vec!["--release-key", s(&release_pub), "--release-key", s(&other_pub), "--allow-unsigned-images"];
+    let on_open = open.serve_args();
+    serve.extend(on_open.iter().map(String::as_str));
+    let c = Controller::start_secure(d, &serve);
     assert!(c.proc.log_text().contains("LAB SETTING allow_unsigned_images"), "{}", c.proc.log_text());
-    let trust = format!("[trust]\nkey_files = [{:?}]\n", s(&release_pub));
-    let mut agent = phone().start_with(d, &c.mqtt, TABLE, &trust);
+    let http_ca = c.http_ca().display().to_string();
+    let trust = format!("[download]\nca_file = {http_ca:?}\n[trust]\nkey_files = [{:?}]\n", s(&release_pub));
+    let mut agent = phone().start_login(d, &open.url, &open.phone_login(), TABLE, &trust);
     let pid = agent.pid();
     wait_until(Duration::from_secs(20), "the phone online", || {
         c.json(&["device", "list", "-o", "json"]).as_array().unwrap().iter().any(|d| d["online"] == true)
@@ -180,7 +185,8 @@ fn a_phone_that_pins_a_key_installs_only_binds_it_verifies_and_decides_before_th
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&bytes))
     };
-    bindwave_tests::send_update(&c.mqtt, "phone-1", "job-stranger", &server.url, bytes.len(), &digest);
+    let command = sign_command("phone-1", &update_json("job-stranger", &server.url, bytes.len(), &digest, false));
+    open.publish_as_stranger("bindwave/v1/devices/phone-1/commands", command.as_bytes());
     let r = report(d, "job-stranger");
     assert_eq!(r["reason"]["code"], "untrusted_key", "{r:#}");
     std::thread::sleep(Duration::from_millis(300));

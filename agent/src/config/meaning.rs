@@ -37,7 +37,12 @@ pub(super) fn check(config: &AgentConfig, schema: &Schema, out: &mut Outcome<Age
             );
         }
         if !url.tls && !plain_mqtt_allowed(config) {
-            out.problem(&["broker", key], "plain mqtt:// is for a lab only: use mqtts://host:port".to_string());
+            out.problem(
+                &["broker", key],
+                "plain mqtt:// sends the broker password and the phone's reports in clear: use mqtts://host:port with \
+                 `ca_file`, or, on a lab bench only, set `insecure_lab = true` in [trust]"
+                    .to_string(),
+            );
         }
     }
     if broker.client_cert.is_some() != broker.client_key.is_some() {
@@ -124,11 +129,10 @@ fn zone_name(zone: &str) -> Result<(), String> {
     }
 }
 
-/// May the phone talk plain `mqtt://` to its broker? Only in lab mode, once the config has a `[trust]` section
-/// with `insecure_lab`; until then every config may, as before.
-// TODO(trust): return `config.trust.insecure_lab` when `[trust]` lands.
-fn plain_mqtt_allowed(_config: &AgentConfig) -> bool {
-    true
+/// May the phone talk plain `mqtt://` to its broker? Only a lab phone (`insecure_lab = true` in `[trust]`): on
+/// plain MQTT the broker password and every report cross the network in clear.
+fn plain_mqtt_allowed(config: &AgentConfig) -> bool {
+    config.trust.insecure_lab
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ fn release_keys(config: &AgentConfig) -> String {
         Err(e) => e.to_string(),
     };
     if config.trust.insecure_lab {
-        text.push_str(" (LAB MODE: insecure_lab = true, unsigned binds are accepted)");
+        text.push_str(" (LAB MODE: insecure_lab = true, unsigned binds and plain MQTT are accepted)");
     }
     text
 }

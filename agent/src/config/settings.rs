@@ -90,8 +90,8 @@ pub struct TrustSettings {
     pub controller_keys: Vec<String>,
     /// The controller's command-signing keys, each in a file of its own (`controller.key.pub`).
     pub controller_key_files: Vec<PathBuf>,
-    /// A lab phone: unsigned binds are accepted (a signed bind must still verify). Never on a real fleet;
-    /// the agent says so at every start.
+    /// A lab phone: unsigned binds are accepted (a signed bind must still verify), and a plain `mqtt://` broker. Never
+    /// on a real fleet; the agent says so at every start.
     pub insecure_lab: bool,
 }
 

@@ -134,14 +134,18 @@ fn a_job_limit_is_the_shorter_of_the_agents_and_the_commands() {
     assert_eq!(d.limit_for(&cmd).as_secs(), 1);
 }
 
-const GOOD: &str = r#"device_id = "phone-1"
+const GOOD: &str = concat!(
+    r#"device_id = "phone-1"
 part_number = "P1"
 software_version = "V3 R3.0.0"
 minimum_software_version = "V3 R1.0.0"
 state_dir = "/tmp/x"
 
 [broker]
-url = "mqtt://127.0.0.1:1883"
+url = "mqtts://127.0.0.1:8883"
+ca_file = ""#,
+    env!("CARGO_MANIFEST_DIR"),
+    r#"/tests/fixtures/ca.pem"
 
 [hardware_levels]
 P1 = 3
@@ -149,7 +153,15 @@ P1 = 3
 [trust]
 keys = ["ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"]
 controller_keys = ["ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"]
-"#;
+"#
+);
+
+/// GOOD's `[broker]` section: TLS to the broker, verified against a test CA.
+const BROKER: &str = concat!(
+    "[broker]\nurl = \"mqtts://127.0.0.1:8883\"\nca_file = \"",
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/ca.pem\"\n"
+);
 
 /// GOOD without its `[trust]` section.
 fn untrusting() -> String {
@@ -252,12 +264,12 @@ fn a_missing_key_is_named_with_an_example_and_the_rest_still_checked() {
     assert_eq!(
         messages(&c),
         [
-            "line 10, column 1: `P1` in [hardware_levels] must be a whole number from 0 to 65535, e.g. 3; found the \
+            "line 11, column 1: `P1` in [hardware_levels] must be a whole number from 0 to 65535, e.g. 3; found the \
              string \"three\"",
             "missing key `state_dir`, e.g. state_dir = \"/var/lib/bindwave-agent\"",
         ]
     );
-    let c = check_with(&GOOD.replace("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\n", ""), &[]);
+    let c = check_with(&GOOD.replace(BROKER, ""), &[]);
     assert_eq!(messages(&c), ["missing section [broker], with at least url = \"mqtts://bindwave.example:8883\""]);
 }
 
@@ -272,6 +284,7 @@ fn a_probe_that_hangs_is_stopped_at_its_time_limit() {
 
 #[test]
 fn a_good_config_is_valid_and_resolves_its_identity() {
+    assert!(GOOD.contains(BROKER));
     let c = check_with(GOOD, &[]);
     assert!(c.is_valid(), "{:?}", c.problems);
     assert_eq!(c.identity.as_ref().unwrap().hardware_level, HardwareLevel(3));
@@ -282,7 +295,7 @@ fn a_good_config_is_valid_and_resolves_its_identity() {
 #[test]
 fn a_typo_is_reported_with_its_place_and_the_key_meant() {
     let c = check_with(&GOOD.replace("[hardware_levels]", "[download]\natempts = 3\n\n[hardware_levels]"), &[]);
-    assert_eq!(messages(&c), ["line 11, column 1: unknown key `atempts` in [download]; did you mean `attempts`?"]);
+    assert_eq!(messages(&c), ["line 12, column 1: unknown key `atempts` in [download]; did you mean `attempts`?"]);
     assert_eq!(c.problems[0].suggestion.as_deref(), Some("attempts"));
     assert_eq!(c.problems[0].key.as_deref(), Some("download.atempts"));
     // A misspelled required key is one problem, not two (unknown + missing).
@@ -301,14 +314,14 @@ fn a_typo_is_reported_with_its_place_and_the_key_meant() {
 fn a_syntax_error_has_its_line_and_column() {
     let c = check_with(&GOOD.replace("P1 = 3", "P1 = = 3"), &[]);
     assert_eq!(c.problems.len(), 1);
-    assert_eq!(c.problems[0].origin, Origin::File { line: Some(11), column: Some(6) });
+    assert_eq!(c.problems[0].origin, Origin::File { line: Some(12), column: Some(6) });
     assert!(c.problems[0].message.starts_with("TOML syntax error: "), "{}", c.problems[0].message);
 }
 
 #[test]
 fn every_problem_is_reported_not_just_the_first() {
     let text = GOOD
-        .replace("mqtt://127.0.0.1:1883", "http://broker")
+        .replace("mqtts://127.0.0.1:8883", "http://broker")
         .replace("P1 = 3", "P2 = 3")
         .replace("[broker]", "labels = \"pilot\"\n[download]\nattempts = 0\n[installer]\ncommand = []\n[broker]");
     let c = check_with(&text, &[]);
@@ -338,18 +351,18 @@ fn flags_win_over_the_environment_and_the_environment_over_the_file() {
     let mut o = env(&[
         ("bindwave_agent__Download__Attempts", "4"),
         ("BINDWAVE_AGENT__DEVICE_ID", "phone-9"),
-        ("BINDWAVE_AGENT__BROKER__URL", "mqtt://env:1883"),
+        ("BINDWAVE_AGENT__BROKER__URL", "mqtts://env:8883"),
         ("BINDWAVE_AGENT_CONFIG", "/not/an/override.toml"),
         ("OTHER", "x"),
     ]);
     assert_eq!(o.len(), 3);
-    o.push(Override::parse_set("broker.url=mqtt://flag:1883").unwrap());
+    o.push(Override::parse_set("broker.url=mqtts://flag:8883").unwrap());
     o.push(Override::parse_set("hardware_levels.\"P1\"=5").unwrap());
     let c = check_with(GOOD, &o);
     let config = c.config.as_ref().unwrap_or_else(|| panic!("{:?}", c.problems));
     assert_eq!(config.download.attempts, 4);
     assert_eq!(config.device_id.as_str(), "phone-9");
-    assert_eq!(config.broker.url, "mqtt://flag:1883");
+    assert_eq!(config.broker.url, "mqtts://flag:8883");
     assert_eq!(c.identity.as_ref().unwrap().hardware_level, HardwareLevel(5));
     let keys: Vec<&str> = c.overrides.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, ["broker.url", "device_id", "download.attempts", "broker.url", "hardware_levels.P1"]);
@@ -483,7 +496,7 @@ fn a_bad_key_is_explained_with_its_place() {
     );
     let m = messages(&check_with(&text, &[]));
     assert_eq!(m.len(), 5, "{m:#?}");
-    assert!(m.iter().any(|p| p.starts_with("line 14") && p.contains("`keys` in [trust], entry 1")), "{m:#?}");
+    assert!(m.iter().any(|p| p.starts_with("line 15") && p.contains("`keys` in [trust], entry 1")), "{m:#?}");
     assert!(m.iter().any(|p| p.contains("is a private key: pin its public half")), "{m:#?}");
     assert!(m.iter().any(|p| p.contains("junk.pub is not a public key")), "{m:#?}");
     assert!(m.iter().any(|p| p.contains("cannot read") && p.contains("missing.pub")), "{m:#?}");
@@ -497,13 +510,19 @@ fn a_bad_key_is_explained_with_its_place() {
 
 #[test]
 fn tls_to_the_broker_needs_mqtts_a_ca_and_a_whole_client_certificate() {
-    let with = |broker: &str| GOOD.replace("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\n", broker);
+    let with = |broker: &str| GOOD.replace(BROKER, broker);
     let c = check_with(&with("[broker]\nurl = \"mqtts://127.0.0.1:8883\"\n"), &[]);
     let m = messages(&c);
     assert!(m.iter().any(|m| m.contains("mqtts:// but no `ca_file`")), "{m:?}");
     let c = check_with(&with("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nca_file = \"/x/ca.pem\"\n"), &[]);
     let m = messages(&c);
     assert!(m.iter().any(|m| m.contains("plain mqtt://: use mqtts://")), "{m:?}");
+    // Plain MQTT sends the broker password in clear: a lab phone's choice only.
+    let plain = with("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\n");
+    let m = messages(&check_with(&plain, &[]));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("plain mqtt:// sends the broker password") && m[0].contains("insecure_lab = true"), "{m:?}");
+    assert!(check_with(&format!("{plain}insecure_lab = true\n"), &[]).is_valid());
     let c = check_with(
         &with("[broker]\nurl = \"mqtts://127.0.0.1:8883\"\nca_file = \"/x/ca.pem\"\nclient_cert = \"/x/a.pem\"\n"),
         &[],
@@ -514,15 +533,13 @@ fn tls_to_the_broker_needs_mqtts_a_ca_and_a_whole_client_certificate() {
 
 #[test]
 fn fallback_brokers_are_checked_as_the_broker_is() {
-    let with = |broker: &str| GOOD.replace("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\n", broker);
-    let good = check_with(
-        &with("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nfallback_urls = [\"mqtt://127.0.0.1:1884\"]\n"),
-        &[],
-    );
+    let with = |broker: &str| GOOD.replace(BROKER, broker);
+    let good =
+        check_with(&GOOD.replace(BROKER, &format!("{BROKER}fallback_urls = [\"mqtts://127.0.0.1:8884\"]\n")), &[]);
     assert_eq!(messages(&good), Vec::<String>::new());
-    assert_eq!(good.config.unwrap().broker.fallback_urls, ["mqtt://127.0.0.1:1884"]);
+    assert_eq!(good.config.unwrap().broker.fallback_urls, ["mqtts://127.0.0.1:8884"]);
     let c = check_with(
-        &with("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nfallback_urls = [\"http://b:1\", \"mqtts://c:8883\"]\n"),
+        &with("[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nfallback_urls = [\"http://b:1\", \"mqtts://c:8883\", \"mqtt://d:1883\"]\n"),
         &[],
     );
     let m = messages(&c);
@@ -532,4 +549,5 @@ fn fallback_brokers_are_checked_as_the_broker_is() {
             .any(|m| m.contains("`fallback_urls` entry \"mqtts://c:8883\" in [broker] is mqtts:// but no `ca_file`")),
         "{m:#?}"
     );
+    assert_eq!(m.iter().filter(|m| m.contains("plain mqtt:// sends the broker password")).count(), 2, "{m:#?}");
 }
