@@ -11,13 +11,14 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use bindwave_proto::verify::{Expected, Verifier};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::clock::now_millis;
 use crate::engine::plan::Plan;
@@ -28,9 +29,11 @@ use crate::token_store::TokenStore;
 use crate::tokens::{Access, Role, TokenInfo};
 use crate::ControllerError;
 
+mod openapi;
+
 /// A rollout to plan or create, and who asks. `actor` counts only in lab mode: with tokens, the actor is the
 /// token's name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutRequest {
     pub spec: RolloutSpec,
     #[serde(default)]
@@ -38,7 +41,7 @@ pub struct RolloutRequest {
 }
 
 /// An operator action's why, for the audit log (and who, in lab mode only).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionRequest {
     #[serde(default)]
     pub actor: String,
@@ -46,7 +49,7 @@ pub struct ActionRequest {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StopRequest {
     #[serde(default)]
     pub actor: String,
@@ -57,12 +60,12 @@ pub struct StopRequest {
     pub abort: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StopResponse {
     pub stopped: Vec<RolloutId>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WaveStatus {
     /// 1-based, as operators count.
     pub number: usize,
@@ -71,7 +74,7 @@ pub struct WaveStatus {
     pub counts: Counts,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutStatus {
     pub rollout: Rollout,
     pub image: Option<Image>,
@@ -103,26 +106,26 @@ impl RolloutStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutSummary {
     pub rollout: Rollout,
     pub counts: Counts,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiError {
     pub error: String,
 }
 
 /// A token to make: `POST /api/v1/tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
     pub name: String,
     pub role: Role,
 }
 
 /// A new token, shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewToken {
     pub token: String,
     #[serde(flatten)]
@@ -174,28 +177,66 @@ impl IntoResponse for ControllerError {
 
 type ApiResult<T> = Result<Json<T>, ControllerError>;
 
+/// The API's routes, each with its OpenAPI operation (`#[utoipa::path]` on its handler): the router and the
+/// description are made from the same list, so neither has a route the other lacks.
+fn routes() -> OpenApiRouter<Core> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(list_devices))
+        .routes(routes!(list_images, add_image).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_rollouts, create_rollout))
+        .routes(routes!(plan_rollout))
+        .routes(routes!(rollout_status))
+        .routes(routes!(operate))
+        .routes(routes!(emergency_stop))
+        .routes(routes!(audit))
+        .routes(routes!(webhook_deliveries))
+        .routes(routes!(backup))
+        .routes(routes!(download_bind))
+}
+
+/// The API's OpenAPI description, as `/api/v1/openapi.json` serves it.
+pub fn description() -> serde_json::Value {
+    let (_, doc) = routes().split_for_parts();
+    openapi::finish(doc)
+}
+
 pub fn router(core: Core, options: ApiOptions) -> Router {
     let options = std::sync::Arc::new(options);
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/devices", get(list_devices))
-        .route("/api/v1/images", get(list_images).post(add_image).layer(DefaultBodyLimit::disable()))
-        .route("/api/v1/tokens", get(list_tokens).post(create_token))
-        .route("/api/v1/tokens/{name}", axum::routing::delete(revoke_token))
-        .route("/api/v1/rollouts", get(list_rollouts).post(create_rollout))
-        .route("/api/v1/rollouts/plan", post(plan_rollout))
-        .route("/api/v1/rollouts/{id}", get(rollout_status))
-        .route("/api/v1/rollouts/{id}/{action}", post(operate))
-        .route("/api/v1/stop", post(emergency_stop))
-        .route("/api/v1/audit", get(audit))
-        .route("/api/v1/webhooks/deliveries", get(webhook_deliveries))
-        .route("/api/v1/backup", get(backup))
-        .route("/binds/{file}", get(download_bind))
+    let (router, doc) = routes().split_for_parts();
+    let doc = openapi::Served::new(&openapi::finish(doc));
+    router
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(ApiError { error: "no such endpoint".into() })) })
+        .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(options, authenticate))
         .layer(axum::middleware::from_fn_with_state(core.clone(), measure))
         .with_state(core)
+}
+
+/// Says the controller is up (for load balancers and service managers).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String))
+)]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// This description of the API, OpenAPI 3.1.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI description", content_type = "application/json"))
+)]
+async fn openapi_json(axum::Extension(doc): axum::Extension<openapi::Served>) -> Response {
+    doc.response()
 }
 
 /// Counts and times every request by its route pattern (`/api/v1/rollouts/{id}`), never by its path, so the
@@ -227,6 +268,12 @@ async fn authenticate(
     next: axum::middleware::Next,
 ) -> Response {
     let access = crate::tokens::required(req.method().as_str(), matched.as_ref().map(|m| m.as_str()));
+    if access == Access::Unlisted {
+        let route = matched.as_ref().map_or("", |m| m.as_str());
+        tracing::error!(route, "a route without an entry in the access table (tokens::ROUTES) was called");
+        let why = format!("{route} has no entry in the controller's access table: this is a bug in bindwave");
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(ApiError { error: why })).into_response();
+    }
     req.extensions_mut().insert(options.clone());
     if options.insecure_lab {
         req.extensions_mut().insert(Caller { name: None, role: Role::Admin });
@@ -286,12 +333,21 @@ fn unauthorized(message: String) -> Response {
 }
 
 /// `?limit=` of [`webhook_deliveries`].
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesQuery {
+    /// How many, newest first (default 100, at most 10,000).
     limit: Option<usize>,
 }
 
 /// The newest webhook deliveries (100, or `?limit=` up to the 10,000 kept), newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/deliveries",
+    tag = "webhooks",
+    params(DeliveriesQuery),
+    responses((status = 200, description = "Deliveries, newest first", body = Vec<crate::webhooks::Delivery>))
+)]
 async fn webhook_deliveries(
     axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
     Query(q): Query<DeliveriesQuery>,
@@ -300,12 +356,31 @@ async fn webhook_deliveries(
     Ok(Json(options.deliveries.recent(limit)))
 }
 
+/// The API tokens: names, roles and when each was made (never a token itself).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    responses((status = 200, description = "Every token", body = Vec<TokenInfo>))
+)]
 async fn list_tokens(
     axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
 ) -> ApiResult<Vec<TokenInfo>> {
     Ok(Json(options.tokens.list()?.iter().map(TokenInfo::from).collect()))
 }
 
+/// Makes a token with a name and a role. The token is in this answer only: the controller keeps its hash.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "The new token, shown this once", body = NewToken),
+        (status = 400, description = "The request is not valid: the error says what to change", body = ApiError),
+        (status = 409, description = "A token has that name", body = ApiError)
+    )
+)]
 async fn create_token(
     axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -316,6 +391,17 @@ async fn create_token(
     Ok(Json(NewToken { token, info }))
 }
 
+/// Revokes a token by its name: requests with it are refused from now on.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{name}",
+    tag = "tokens",
+    params(("name" = String, Path, description = "The token's name")),
+    responses(
+        (status = 200, description = "The token revoked", body = TokenInfo),
+        (status = 404, description = "No token has that name", body = ApiError)
+    )
+)]
 async fn revoke_token(
     axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -326,6 +412,13 @@ async fn revoke_token(
     Ok(Json(info))
 }
 
+/// Prometheus metrics: the fleet, the rollouts, the link, the store and the HTTP API.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "The Prometheus text format", content_type = "text/plain", body = String))
+)]
 async fn metrics(State(core): State<Core>) -> Result<Response, ControllerError> {
     let m = core.metrics.clone();
     let text = core
@@ -337,14 +430,35 @@ async fn metrics(State(core): State<Core>) -> Result<Response, ControllerError> 
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// The inventory: every device that said hello, with what it said and whether it is online.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    tag = "devices",
+    responses((status = 200, description = "Every device", body = Vec<Device>))
+)]
 async fn list_devices(State(core): State<Core>) -> ApiResult<Vec<Device>> {
     Ok(Json(core.query(|e| e.devices().cloned().collect()).await?))
 }
 
+/// The images added, with their header fields and signer.
+#[utoipa::path(
+    get,
+    path = "/api/v1/images",
+    tag = "images",
+    responses((status = 200, description = "Every image", body = Vec<Image>))
+)]
 async fn list_images(State(core): State<Core>) -> ApiResult<Vec<Image>> {
     Ok(Json(core.query(|e| e.images().cloned().collect()).await?))
 }
 
+/// Every rollout with its counts by outcome.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rollouts",
+    tag = "rollouts",
+    responses((status = 200, description = "Every rollout, oldest first", body = Vec<RolloutSummary>))
+)]
 async fn list_rollouts(State(core): State<Core>) -> ApiResult<Vec<RolloutSummary>> {
     Ok(Json(
         core.query(|e| {
@@ -359,7 +473,8 @@ fn rollout_id(id: &str) -> Result<RolloutId, EngineError> {
     RolloutId::parse(id).ok_or_else(|| EngineError::UnknownRollout(id.to_string()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatusQuery {
     /// `false`: the counts without every device's job, for those who poll (`status --wait`, `watch`): a
     /// rollout over a million devices answers in microseconds instead of seconds, and the core is not held.
@@ -375,6 +490,18 @@ fn with_jobs() -> bool {
     true
 }
 
+/// One rollout: its state, image, counts, waves, and a page of its devices' jobs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rollouts/{id}",
+    tag = "rollouts",
+    params(("id" = RolloutId, Path, description = "The rollout's id"), StatusQuery),
+    responses(
+        (status = 200, description = "The rollout's status", body = RolloutStatus),
+        (status = 400, description = "The request is not valid: the error says what to change", body = ApiError),
+        (status = 404, description = "No rollout has that id", body = ApiError)
+    )
+)]
 async fn rollout_status(
     State(core): State<Core>,
     Path(id): Path<String>,
@@ -408,6 +535,15 @@ async fn rollout_status(
     Ok(Json(status))
 }
 
+/// What a rollout would do, changing nothing: its waves, the devices in each, the rejections the phones'
+/// rule predicts by reason, and when each wave is expected to start and end.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rollouts/plan",
+    tag = "rollouts",
+    request_body = RolloutRequest,
+    responses((status = 200, description = "The plan", body = Plan), (status = 400, description = "The request is not valid: the error says what to change", body = ApiError))
+)]
 async fn plan_rollout(State(core): State<Core>, Json(req): Json<RolloutRequest>) -> ApiResult<Plan> {
     let seed = rand::random();
     let now = crate::clock::now_millis();
@@ -431,6 +567,19 @@ fn check_override(spec: &RolloutSpec) -> Result<(), ControllerError> {
     Ok(())
 }
 
+/// Creates a rollout (started with `start` in its spec, else by the `start` action). An override needs a
+/// reason.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rollouts",
+    tag = "rollouts",
+    request_body = RolloutRequest,
+    responses(
+        (status = 200, description = "The rollout made", body = Rollout),
+        (status = 400, description = "The request is not valid: the error says what to change", body = ApiError),
+        (status = 404, description = "No image has that id", body = ApiError)
+    )
+)]
 async fn create_rollout(
     State(core): State<Core>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -445,6 +594,23 @@ async fn create_rollout(
     }
 }
 
+/// An operator's action on a rollout, audited with its reason.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rollouts/{id}/{action}",
+    tag = "rollouts",
+    params(
+        ("id" = RolloutId, Path, description = "The rollout's id"),
+        ("action" = Action, Path, description = "What to do")
+    ),
+    request_body = ActionRequest,
+    responses(
+        (status = 200, description = "The rollout after the action", body = Rollout),
+        (status = 400, description = "The request is not valid: the error says what to change", body = ApiError),
+        (status = 404, description = "No rollout has that id", body = ApiError),
+        (status = 409, description = "The rollout's state does not allow the action (the error says which does)", body = ApiError)
+    )
+)]
 async fn operate(
     State(core): State<Core>,
     Path((id, action)): Path<(String, String)>,
@@ -460,6 +626,14 @@ async fn operate(
     }
 }
 
+/// The emergency stop: pauses (or, with `abort`, aborts) every running rollout at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stop",
+    tag = "rollouts",
+    request_body = StopRequest,
+    responses((status = 200, description = "The rollouts stopped", body = StopResponse))
+)]
 async fn emergency_stop(
     State(core): State<Core>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -472,11 +646,21 @@ async fn emergency_stop(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only this rollout's entries (`r12`).
     rollout: Option<String>,
 }
 
+/// The audit log: who did what to which rollout, when and why, and what the engine did of itself.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "rollouts",
+    params(AuditQuery),
+    responses((status = 200, description = "Entries, oldest first", body = Vec<AuditEntry>))
+)]
 async fn audit(State(core): State<Core>, Query(q): Query<AuditQuery>) -> ApiResult<Vec<AuditEntry>> {
     let entries = match q.rollout.as_deref().map(RolloutId::parse) {
         None => core.query(|e| e.audit(None).cloned().collect()).await?,
@@ -488,7 +672,8 @@ async fn audit(State(core): State<Core>, Query(q): Query<AuditQuery>) -> ApiResu
 }
 
 /// `GET /api/v1/backup`'s query.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BackupQuery {
     /// Leave the images' binds out (for binds kept elsewhere, or a copy of the records alone).
     #[serde(default)]
@@ -497,6 +682,13 @@ pub struct BackupQuery {
 
 /// A consistent copy of the live controller, as a tar archive (see [`crate::backup`]); admin only, for it
 /// holds the controller's keys.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup",
+    tag = "operations",
+    params(BackupQuery),
+    responses((status = 200, description = "A tar archive (`bindwave restore` reads it)", content_type = "application/x-tar", body = Vec<u8>))
+)]
 async fn backup(State(core): State<Core>, Query(q): Query<BackupQuery>) -> Result<Response, ControllerError> {
     let (manifest, body) = crate::backup::take(&core, !q.without_images).await?;
     tracing::info!(
@@ -515,6 +707,17 @@ async fn backup(State(core): State<Core>, Query(q): Query<BackupQuery>) -> Resul
 /// Takes a bind as the request body, streaming it to disk while the shared verifier checks it, and stores
 /// it under its SHA-256 if the service's [`crate::images::ImagePolicy`] admits it (signed by a trusted
 /// release key, and not empty).
+#[utoipa::path(
+    post,
+    path = "/api/v1/images",
+    tag = "images",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The bind file"),
+    responses(
+        (status = 200, description = "The image added (or already there)", body = Image),
+        (status = 400, description = "Not a valid bind, or not signed by a release key the controller trusts", body = ApiError),
+        (status = 413, description = "Larger than the controller's max_upload_size", body = ApiError)
+    )
+)]
 async fn add_image(
     State(core): State<Core>,
     axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
@@ -617,6 +820,17 @@ async fn receive(
 }
 
 /// Serves a stored bind; tower-http's ServeFile handles Range and conditional requests.
+#[utoipa::path(
+    get,
+    path = "/binds/{file}",
+    tag = "images",
+    params(("file" = String, Path, description = "`<sha256>.bind`: the image's id and `.bind`")),
+    responses(
+        (status = 200, description = "The bind file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The range asked for (`Range`, `If-Range`)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No such bind")
+    )
+)]
 async fn download_bind(State(core): State<Core>, Path(file): Path<String>, req: Request) -> Response {
     let valid = file.strip_suffix(".bind").and_then(ImageId::parse).is_some();
     if !valid {

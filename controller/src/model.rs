@@ -27,7 +27,7 @@ pub use spec::{RolloutSpec, TargetFilter, WaveSize, WaveSpec};
 pub type Millis = u64;
 
 /// A device as the controller knows it, from its hello and presence messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Device {
     pub id: DeviceId,
     /// The last hello; absent for a device known only from presence or a report.
@@ -37,7 +37,7 @@ pub struct Device {
 }
 
 /// A bind stored by the controller, addressed by the SHA-256 of the whole file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Image {
     pub sha256: ImageId,
     pub size: u64,
@@ -53,7 +53,7 @@ pub struct Image {
     pub signed_by: Option<bindwave_proto::KeyId>,
 }
 /// One line of the audit log: who did what, when, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: u64,
     pub at: Millis,

@@ -27,6 +27,7 @@ use crate::model::Millis;
     strum::EnumString,
     strum::VariantArray,
     clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -63,39 +64,65 @@ pub enum Access {
     Public,
     /// A token with at least this role.
     Needs(Role),
+    /// A route missing from [`ROUTES`]: refused to everyone, for nobody has said who may call it.
+    Unlisted,
 }
 
-/// The role a request needs, by its method and its route pattern (axum's, e.g. `/api/v1/rollouts/{id}`);
-/// `None` is a path no route matches. What is not listed needs the admin role: a route added without an
-/// entry here is closed, not open.
-pub fn required(method: &str, route: Option<&str>) -> Access {
+/// Every route of the HTTP API, by method and route pattern (axum's, e.g. `/api/v1/rollouts/{id}`), and who
+/// may call it. The middleware looks a request up here ([`required`]); the OpenAPI description has exactly
+/// these operations (a test holds the two together), and says which role each needs from this table.
+pub const ROUTES: &[(&str, &str, Access)] = {
     use Access::{Needs, Public};
     use Role::{Admin, Operator, Viewer};
-    let read = matches!(method, "GET" | "HEAD");
+    &[
+        ("GET", "/healthz", Public),
+        // Content-addressed, and fetched by phones, which hold no token (see ARCHITECTURE.md).
+        ("GET", "/binds/{file}", Public),
+        // The same for every controller of this version: it is in the source.
+        ("GET", "/api/v1/openapi.json", Public),
+        ("GET", "/metrics", Needs(Viewer)),
+        ("GET", "/api/v1/devices", Needs(Viewer)),
+        ("GET", "/api/v1/images", Needs(Viewer)),
+        ("GET", "/api/v1/rollouts", Needs(Viewer)),
+        ("GET", "/api/v1/rollouts/{id}", Needs(Viewer)),
+        ("GET", "/api/v1/audit", Needs(Viewer)),
+        ("GET", "/api/v1/webhooks/deliveries", Needs(Viewer)),
+        // A plan changes nothing.
+        ("POST", "/api/v1/rollouts/plan", Needs(Viewer)),
+        ("POST", "/api/v1/images", Needs(Operator)),
+        ("POST", "/api/v1/rollouts", Needs(Operator)),
+        ("POST", "/api/v1/rollouts/{id}/{action}", Needs(Operator)),
+        ("POST", "/api/v1/stop", Needs(Operator)),
+        ("GET", "/api/v1/tokens", Needs(Admin)),
+        ("POST", "/api/v1/tokens", Needs(Admin)),
+        ("DELETE", "/api/v1/tokens/{name}", Needs(Admin)),
+        // It holds the controller's keys.
+        ("GET", "/api/v1/backup", Needs(Admin)),
+    ]
+};
+
+/// The role a request needs, by its method and its route pattern ([`ROUTES`]); `route` `None` is a path no
+/// route matches. HEAD is GET's. Another method on a listed route needs the admin role (and gets its 405
+/// from there): closed, not open. A route the router has and the table lacks is [`Access::Unlisted`].
+pub fn required(method: &str, route: Option<&str>) -> Access {
     let Some(route) = route else {
         // No such endpoint: a 404, but only for those who may read.
-        return Needs(Viewer);
+        return Access::Needs(Role::Viewer);
     };
-    match (route, read) {
-        ("/healthz", true) | ("/binds/{file}", true) => Public,
-        ("/metrics", true) => Needs(Viewer),
-        (
-            "/api/v1/devices"
-            | "/api/v1/images"
-            | "/api/v1/rollouts"
-            | "/api/v1/rollouts/{id}"
-            | "/api/v1/audit"
-            | "/api/v1/webhooks/deliveries",
-            true,
-        ) => Needs(Viewer),
-        // A plan changes nothing.
-        ("/api/v1/rollouts/plan", false) if method == "POST" => Needs(Viewer),
-        ("/api/v1/images" | "/api/v1/rollouts" | "/api/v1/rollouts/{id}/{action}" | "/api/v1/stop", false)
-            if method == "POST" =>
-        {
-            Needs(Operator)
+    let method = if method == "HEAD" { "GET" } else { method };
+    let mut listed = false;
+    for (m, r, access) in ROUTES {
+        if *r == route {
+            if *m == method {
+                return *access;
+            }
+            listed = true;
         }
-        _ => Needs(Admin),
+    }
+    if listed {
+        Access::Needs(Role::Admin)
+    } else {
+        Access::Unlisted
     }
 }
 
@@ -124,7 +151,7 @@ pub struct TokenRecord {
 }
 
 /// A token as `bindwave token list` shows it: no secret, and no hash either.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub name: String,
     pub role: Role,
@@ -176,10 +203,13 @@ mod tests {
             ("GET", Some("/api/v1/tokens"), Needs(Admin)),
             ("POST", Some("/api/v1/tokens"), Needs(Admin)),
             ("DELETE", Some("/api/v1/tokens/{name}"), Needs(Admin)),
-            // Closed by default: another method, or a route nobody listed.
+            ("GET", Some("/api/v1/webhooks/deliveries"), Needs(Viewer)),
+            ("GET", Some("/api/v1/openapi.json"), Public),
+            ("GET", Some("/api/v1/backup"), Needs(Admin)),
+            // Closed by default: another method on a route, or a route nobody listed.
             ("POST", Some("/healthz"), Needs(Admin)),
             ("DELETE", Some("/api/v1/rollouts/{id}"), Needs(Admin)),
-            ("GET", Some("/api/v1/keys"), Needs(Admin)),
+            ("GET", Some("/api/v1/keys"), Access::Unlisted),
             ("GET", None, Needs(Viewer)),
         ];
         for (method, route, access) in table {

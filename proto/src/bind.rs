@@ -42,6 +42,7 @@ const SIGNATURE_FIELD_LEN: usize = 6 + Signature::ENCODED_LEN;
 
 /// A phone's hardware level, as printed in the admin manual's "Supported Hardware Level".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct HardwareLevel(pub u16);
 

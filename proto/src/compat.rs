@@ -15,6 +15,7 @@ use crate::{BindHeader, HardwareLevel, SoftwareVersion};
 
 /// What a phone knows about itself that the rule needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceProfile {
     pub hardware_level: HardwareLevel,
     pub minimum_software_version: SoftwareVersion,
@@ -22,6 +23,7 @@ pub struct DeviceProfile {
 
 /// Which part of the header decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
     /// The header has a hardware-level field.
@@ -32,6 +34,7 @@ pub enum Basis {
 
 /// Why a bind is not for a phone, with the values compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum Rejection {
     HardwareLevelIncompatible { device_level: HardwareLevel, bind_levels: Vec<HardwareLevel> },
@@ -58,6 +61,7 @@ impl std::fmt::Display for Rejection {
 
 /// The outcome of the rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
     /// Install. `overridden` holds the rejection that Override set aside, if one was needed.

@@ -10,6 +10,8 @@ pub mod command_signing;
 pub mod compat;
 mod error;
 pub mod field;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod sha256;
 pub mod signature;
 pub mod verify;

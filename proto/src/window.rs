@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// One occurrence of a window: an install may start at `from` or later, and before `until` (Unix seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallWindow {
     pub from: u64,
     pub until: u64,

@@ -131,6 +131,7 @@ pub fn parse_topic(topic: &str) -> Option<(DeviceId, TopicKind)> {
 
 /// Where a device's hardware level came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantArray)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum LevelSource {
@@ -145,6 +146,7 @@ pub enum LevelSource {
 /// Two sources of a phone's hardware level that disagree. The dynamic probe wins; the conflict is reported so
 /// an operator can fix the part-number table or the phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LevelConflict {
     pub probe: HardwareLevel,
     pub other: HardwareLevel,
@@ -163,8 +165,10 @@ pub type Shared = Arc<str>;
 
 /// A device introduces itself, retained, every time it connects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hello {
     pub device_id: DeviceId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub part_number: Shared,
     pub hardware_level: HardwareLevel,
     pub hardware_level_source: LevelSource,
@@ -172,12 +176,15 @@ pub struct Hello {
     pub hardware_level_conflict: Option<LevelConflict>,
     pub software_version: SoftwareVersion,
     pub minimum_software_version: SoftwareVersion,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_version: Shared,
     /// The phone model, e.g. `CP400`, if the agent is configured with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub model: Option<Shared>,
     /// Operator-defined labels (`site=munich`, `pilot`), for targeting rollouts.
     #[serde(default, skip_serializing_if = "no_labels")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub labels: Arc<[Shared]>,
     /// Seconds between the phone's heartbeats (its retained presence, published again). A phone silent for
     /// [`HEARTBEATS_MISSED`] of them is taken as gone, whether or not its last will arrived. `None`: a phone
@@ -187,6 +194,7 @@ pub struct Hello {
     /// The phone's time zone, an IANA name (`Europe/Berlin`), if it is configured with one: a rollout's
     /// maintenance windows are in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub timezone: Option<Shared>,
 }
 
@@ -289,6 +297,7 @@ pub struct UpdateCommand {
     strum::IntoStaticStr,
     strum::VariantArray,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum JobState {
@@ -330,6 +339,7 @@ impl fmt::Display for JobState {
 
 /// Why a job was rejected or failed: a stable code with the values behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum Reason {
@@ -554,6 +564,7 @@ pub struct Report {
 
 /// What a job's download took, as the phone measured it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DownloadStats {
     /// Bytes received over the network by this run of the agent (a resumed download counts only the rest).
     pub bytes: u64,

@@ -228,6 +228,26 @@ impl Controller {
         https_get(&format!("{}{path}", self.http), &self.http_ca(), token.trim())
     }
 
+    /// A request with curl, trusting the controller's CA, with this bearer token (or none) and this JSON body
+    /// (or none): status code and body.
+    pub fn curl(&self, token: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--cacert"])
+            .arg(self.http_ca())
+            .arg(format!("{}{path}", self.http));
+        if let Some(t) = token {
+            cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+        }
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data", b]);
+        }
+        let out = run(&mut cmd);
+        assert_success(&out, &["curl", path]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').expect("curl's status line");
+        (code.trim().parse().expect("a status code"), body.to_string())
+    }
+
     /// A device's MQTT password on the secure embedded broker (`bindwave device credentials`).
     pub fn device_password(&self, id: &str) -> String {
         let out =

@@ -37,25 +37,6 @@ fn refused(out: &Output, status: &str, words: &[&str]) {
     assert!(e.contains(status) && words.iter().all(|w| e.contains(w)), "expected {status} and {words:?}:\n{e}");
 }
 
-/// curl against the controller, trusting its CA: status code and body.
-fn curl(c: &Controller, token: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--cacert"])
-        .arg(c.data_dir.join("tls").join("ca.pem"))
-        .arg(format!("{}{path}", c.http));
-    if let Some(t) = token {
-        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
-    }
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data", b]);
-    }
-    let out = run(&mut cmd);
-    assert_success(&out, &["curl", path]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').expect("curl's status line");
-    (code.trim().parse().expect("a status code"), body.to_string())
-}
-
 fn pack(c: &Controller, dir: &Path, name: &str, payload_len: usize) -> String {
     let payload = dir.join(format!("{name}.img"));
     std::fs::write(&payload, (0..payload_len).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
@@ -88,8 +69,8 @@ fn tokens_and_roles_decide_who_may_do_what_and_the_audit_names_the_token() {
     // No token, or a wrong one: 401, saying how to get one.
     refused(&cli_as(&c, None, &["device", "list"]), "401", &["--token", "admin.token"]);
     refused(&cli_as(&c, Some("bw_nope"), &["device", "list"]), "401", &["not valid"]);
-    assert_eq!(curl(&c, None, "GET", "/metrics", None).0, 401);
-    assert_eq!(curl(&c, None, "GET", "/healthz", None), (200, "ok\n".into()));
+    assert_eq!(c.curl(None, "GET", "/metrics", None).0, 401);
+    assert_eq!(c.curl(None, "GET", "/healthz", None), (200, "ok\n".into()));
 
     // The admin makes tokens; each is printed once, and the list shows none of them.
     let token = |name: &str, role: &str| {
@@ -146,8 +127,7 @@ fn tokens_and_roles_decide_who_may_do_what_and_the_audit_names_the_token() {
     // The client claims to be someone else: the audit log names the token.
     let out = cli_as(&c, Some(&operator), &[&create[..], &["--actor", "mallory"]].concat());
     assert_success(&out, &create);
-    let (status, body) = curl(
-        &c,
+    let (status, body) = c.curl(
         Some(&operator),
         "POST",
         "/api/v1/rollouts/r1/abort",
@@ -162,7 +142,7 @@ fn tokens_and_roles_decide_who_may_do_what_and_the_audit_names_the_token() {
     let spec = format!(
         r#"{{"spec":{{"image":"{image}","targets":{{"devices":["phone-1"]}},"override":true}},"actor":"mallory"}}"#
     );
-    let (status, body) = curl(&c, Some(&operator), "POST", "/api/v1/rollouts", Some(&spec));
+    let (status, body) = c.curl(Some(&operator), "POST", "/api/v1/rollouts", Some(&spec));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("reason"), "{body}");
     let out = cli_as(&c, Some(&operator), &[&create[..], &["--override", "--reason", "lab phone 7, CHG-42"]].concat());
@@ -190,12 +170,12 @@ fn tokens_and_roles_decide_who_may_do_what_and_the_audit_names_the_token() {
     );
 
     // Metrics for Prometheus need a token (a viewer's will do); bind downloads by phones need none.
-    assert_eq!(curl(&c, Some(&viewer), "GET", "/metrics", None).0, 200);
-    assert_eq!(curl(&c, None, "GET", &format!("/binds/{image}.bind"), None).0, 200);
+    assert_eq!(c.curl(Some(&viewer), "GET", "/metrics", None).0, 200);
+    assert_eq!(c.curl(None, "GET", &format!("/binds/{image}.bind"), None).0, 200);
     // Hostile input is refused, and counted: a path that climbs out of the images, an upload that is no bind.
-    assert_eq!(curl(&c, None, "GET", "/binds/..%2F..%2Fadmin.token", None).0, 404);
-    assert_eq!(curl(&c, Some(&operator), "POST", "/api/v1/images", Some("not a bind")).0, 400);
-    let (_, metrics) = curl(&c, Some(&viewer), "GET", "/metrics", None);
+    assert_eq!(c.curl(None, "GET", "/binds/..%2F..%2Fadmin.token", None).0, 404);
+    assert_eq!(c.curl(Some(&operator), "POST", "/api/v1/images", Some("not a bind")).0, 400);
+    let (_, metrics) = c.curl(Some(&viewer), "GET", "/metrics", None);
     for what in ["bad_path", "image_upload"] {
         let series = format!("bindwave_refused_total{{what=\"{what}\"}} ");
         let n: f64 =

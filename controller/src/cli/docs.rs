@@ -1,5 +1,6 @@
 //! `bindwave completions` and `bindwave man`: rendered from the clap definitions of `bindwave` and, with the
-//! simulated fleet built in, of `bindwave-agent`, so the phone's binary carries neither.
+//! simulated fleet built in, of `bindwave-agent`, so the phone's binary carries neither. `bindwave openapi`:
+//! the HTTP API's description, from the router's own handlers.
 
 use super::Cli;
 use crate::ControllerError;
@@ -51,5 +52,12 @@ pub(super) fn man_pages(dir: &std::path::Path) -> Result<(), ControllerError> {
         write(agent, "bindwave-agent".into(), dir, &mut n)?;
     }
     println!("wrote {n} man pages to {}", dir.display());
+    Ok(())
+}
+
+/// `bindwave openapi`: the description `/api/v1/openapi.json` serves.
+pub(super) fn openapi() -> Result<(), ControllerError> {
+    let text = serde_json::to_string_pretty(&crate::api::description()).unwrap_or_default();
+    println!("{text}");
     Ok(())
 }

@@ -131,6 +131,10 @@ pub enum Command {
         /// The directory to write the pages into (created if missing).
         dir: PathBuf,
     },
+    /// Print the HTTP API's OpenAPI description (what `bindwave serve` serves at /api/v1/openapi.json), for
+    /// client generators and API tools, without a running controller.
+    #[command(after_help = "Examples:\n  bindwave openapi > bindwave-openapi.json")]
+    Openapi,
     /// Build, inspect and upload bind files.
     #[command(
         subcommand,
@@ -596,6 +600,7 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Config(ConfigCmd::Check { config, output }) => config_check::run(config.as_deref(), output),
         Command::Completions { shell, agent } => docs::completions(shell, agent),
         Command::Man { dir } => docs::man_pages(&dir),
+        Command::Openapi => docs::openapi(),
         #[cfg(feature = "sim")]
         Command::Simulate(args) => simulate::run(args).await,
         #[cfg(feature = "sim")]

@@ -14,7 +14,7 @@ use crate::model::{
 };
 
 /// A rollout's plan: who is in which wave, and what the inventory predicts they will say.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     /// The image the spec names.
     pub image: Image,
@@ -30,7 +30,7 @@ pub struct Plan {
 }
 
 /// When a plan's waves are expected to start and end, if created and started at `from`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Timing {
     pub from: Millis,
     /// The time a phone was taken to need from its command to its outcome...
@@ -44,7 +44,7 @@ pub struct Timing {
 const ASSUMED_JOB: Millis = 10 * 60 * 1000;
 
 /// One wave of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlannedWave {
     /// The wave's devices, in dispatch order.
     pub devices: Vec<DeviceId>,
@@ -58,7 +58,7 @@ pub struct PlannedWave {
 }
 
 /// What the compatibility rule predicts from the devices' hello messages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Prediction {
     /// Would install.
     pub install: usize,

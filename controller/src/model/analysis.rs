@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::GateAction;
 
 /// One analysis, as a rollout's gates (or a wave's) carry it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Analysis {
     /// A name for the audit log and the metrics; `analysis-1`, ... when the flag gave none.
@@ -106,7 +106,11 @@ impl fmt::Display for Condition {
     }
 }
 
-crate::text_serde::as_text!(Condition);
+crate::text_serde::as_text!(
+    Condition,
+    "A comparison the query's value must pass: <, <=, >, >=, == or != and a number",
+    "< 0.01"
+);
 
 impl Analysis {
     /// `QUERY OP NUMBER`, as `--analysis` takes it: the query is everything before the last comparison outside

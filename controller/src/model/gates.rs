@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Analysis;
 
 /// What a tripped threshold does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GateAction {
     /// Stop commanding devices until an operator resumes.
@@ -15,7 +15,7 @@ pub enum GateAction {
 }
 
 /// The rules a wave must pass. Set per rollout; each wave may override any of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Gates {
     /// The share of a wave's devices (rejections aside) that must succeed before the next wave starts;
@@ -67,7 +67,7 @@ impl Default for Gates {
 }
 
 /// Per-wave overrides of [`Gates`]; every field left out keeps the rollout's value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GateOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -69,6 +69,13 @@ impl<'de> Deserialize<'de> for RolloutId {
     }
 }
 
+bindwave_proto::text_schema!(
+    RolloutId,
+    "A rollout's id: r and its number, in the order rollouts were created",
+    "r12",
+    Some("^r(0|[1-9][0-9]*)$")
+);
+
 /// A job's id: one device's attempt in a rollout. It reads `r1-phone-0001` for the first attempt, then
 /// `r1-phone-0001.2`, `r1-phone-0001.3`, ... for retries, so an old attempt's outcome is never mistaken for
 /// the new one's.
@@ -133,6 +140,14 @@ impl fmt::Display for JobId {
     }
 }
 
+bindwave_proto::text_schema!(
+    JobId,
+    "A job's id: one device's attempt in a rollout, the rollout's id, the device's, and from the second attempt on \
+     its number",
+    "r12-phone-0042.2",
+    None
+);
+
 impl Serialize for JobId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -143,6 +158,13 @@ impl Serialize for JobId {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct ImageId(String);
+
+bindwave_proto::text_schema!(
+    ImageId,
+    "An image's id: the SHA-256 of the whole bind file, 64 lowercase hex digits",
+    "9f2c4e0b7a1d3c5e8f6a4b2c0d9e7f5a3b1c8d6e4f2a0b9c7d5e3f1a8b6c4d2e",
+    Some("^[0-9a-f]{64}$")
+);
 
 impl ImageId {
     /// Reads a whole SHA-256 in lowercase hex; `None` for anything else (a prefix is not an id).

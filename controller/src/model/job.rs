@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{JobId, Millis, RolloutId};
 
 /// Where one device's job stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum JobPhase {
     /// Not commanded yet.
@@ -82,6 +82,7 @@ impl JobPhase {
     Deserialize,
     strum::IntoStaticStr,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::{Job, JobPhase, Millis, RolloutId};
 
 /// A job as its JSON has it.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 struct JobJson<Id, D, P> {
     id: Id,
     rollout: RolloutId,
@@ -23,6 +23,27 @@ struct JobJson<Id, D, P> {
     deadline: Option<Millis>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     cancelling: bool,
+}
+
+/// The API's schema of a job: its JSON's, with the typed ids.
+type JobSchema = JobJson<super::JobId, DeviceId, JobPhase>;
+
+impl utoipa::PartialSchema for Job {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <JobSchema as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Job {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        use utoipa::{PartialSchema, ToSchema};
+        <JobSchema as ToSchema>::schemas(schemas);
+        // The generic fields' own schemas, which the derive leaves to the user of a generic type.
+        schemas.push((super::JobId::name().into(), super::JobId::schema()));
+        schemas.push((DeviceId::name().into(), DeviceId::schema()));
+        schemas.push((JobPhase::name().into(), JobPhase::schema()));
+        JobPhase::schemas(schemas);
+    }
 }
 
 impl Serialize for Job {

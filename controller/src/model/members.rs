@@ -13,7 +13,7 @@ use super::RolloutId;
 pub const MEMBERS_PER_RECORD: usize = 4_096;
 
 /// Consecutive members of one wave of a rollout, in plan order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Members {
     pub rollout: RolloutId,
     /// The wave (0-based).

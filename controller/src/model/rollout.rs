@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Gates, ImageId, Millis, RolloutId, Schedule, TargetFilter};
 
 /// One wave of a rollout: its size and the gates it runs under.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Wave {
     /// Devices in this wave.
     pub devices: usize,
@@ -22,7 +22,7 @@ pub struct Wave {
 }
 
 /// Where a wave is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, utoipa::ToSchema)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum Stage {
@@ -36,7 +36,15 @@ pub enum Stage {
 
 /// Why a rollout stopped (for now, or for good).
 #[derive(
-    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount, strum::EnumDiscriminants,
+    Debug,
+    Clone,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumCount,
+    strum::EnumDiscriminants,
+    utoipa::ToSchema,
 )]
 #[serde(tag = "cause", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -126,7 +134,15 @@ impl fmt::Display for Cause {
 }
 
 #[derive(
-    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount, strum::EnumDiscriminants,
+    Debug,
+    Clone,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumCount,
+    strum::EnumDiscriminants,
+    utoipa::ToSchema,
 )]
 #[serde(tag = "state", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -173,7 +189,7 @@ impl RolloutState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub id: RolloutId,
     /// The image's SHA-256.
@@ -203,7 +219,7 @@ pub struct Rollout {
 }
 
 /// Threshold counts at the last resume.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Baseline {
     pub failed: usize,
     pub finished: usize,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::schedule::{Ramp, Rate, Window};
 
 /// A wave's schedule. Empty (the default): commands go at once, phones install when verified.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Schedule {
     /// Phones are commanded only while one of these is open, in the phone's time zone; they also install only
@@ -51,7 +51,7 @@ impl Schedule {
 }
 
 /// One wave's changes to the rollout's [`Schedule`]; every part left out keeps the rollout's.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Device, GateOverrides, Gates, Schedule, ScheduleOverrides};
 
 /// Which devices a rollout targets. Every criterion given must hold; an empty filter is the whole fleet.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TargetFilter {
     /// Only these devices.
@@ -55,7 +55,7 @@ impl TargetFilter {
 
 /// How far a wave reaches, counted cumulatively over the rollout's targets: `10%` means "until 10% of the
 /// targets have been commanded", `50` means "until 50 devices have".
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WaveSize {
     Percent(f64),
@@ -103,7 +103,7 @@ impl std::str::FromStr for WaveSize {
 }
 
 /// One wave as planned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WaveSpec {
     pub size: WaveSize,
     #[serde(default)]
@@ -117,7 +117,7 @@ fn is_default<T: Default + PartialEq>(t: &T) -> bool {
 }
 
 /// What an operator asks for when creating a rollout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutSpec {
     /// The image's SHA-256, or a unique prefix of at least 6 characters.

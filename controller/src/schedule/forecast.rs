@@ -22,7 +22,7 @@ pub struct WaveInput<'a> {
 
 /// When a wave is expected to start (its first command) and end (its last outcome); `None`: its windows do
 /// not open within the forecast's reach (a year).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WaveTiming {
     pub starts: Option<Millis>,
     pub ends: Option<Millis>,

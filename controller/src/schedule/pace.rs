@@ -101,8 +101,12 @@ impl fmt::Display for Ramp {
     }
 }
 
-crate::text_serde::as_text!(Rate);
-crate::text_serde::as_text!(Ramp);
+crate::text_serde::as_text!(Rate, "Commands at most this often: N/s, N/min or N/h", "100/min");
+crate::text_serde::as_text!(
+    Ramp,
+    "A rate that starts low and grows by a factor every so many commands",
+    "exponential:start=10/min,factor=2,every=50"
+);
 
 /// The commands a minute allowed for the next command, after `sent` of the wave's: the ramp's step, capped by
 /// the rate; `None`: no limit.

@@ -150,7 +150,11 @@ impl fmt::Display for Window {
     }
 }
 
-crate::text_serde::as_text!(Window);
+crate::text_serde::as_text!(
+    Window,
+    "A weekly window: days (Mon-Fri, Sat,Sun) and a time span HH:MM-HH:MM, which may run past midnight",
+    "Mon-Fri 19:00-06:00"
+);
 
 #[cfg(test)]
 mod tests {

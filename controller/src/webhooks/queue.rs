@@ -14,7 +14,7 @@ use crate::ControllerError;
 /// Deliveries kept (pending ones always are).
 pub const KEEP: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Pending,
@@ -24,7 +24,7 @@ pub enum DeliveryState {
 }
 
 /// One notification to one URL, and how its delivery went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: u64,
     pub url: String,
