@@ -21,14 +21,19 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::clock::now_millis;
+use crate::engine::gates::GateReading;
 use crate::engine::plan::Plan;
 use crate::engine::{Action, EngineError, Input, Refused, Reply};
 use crate::handle::Core;
-use crate::model::{AuditEntry, Counts, Device, Image, ImageId, Job, Rollout, RolloutId, RolloutSpec, Wave};
+use crate::model::{
+    AuditEntry, Counts, Device, Image, ImageId, Job, Millis, ReasonGroup, Rollout, RolloutId, RolloutSpec, Wave,
+};
 use crate::token_store::TokenStore;
 use crate::tokens::{Access, Role, TokenInfo};
 use crate::ControllerError;
 
+mod console;
+mod events;
 mod openapi;
 
 /// A rollout to plan or create, and who asks. `actor` counts only in lab mode: with tokens, the actor is the
@@ -87,6 +92,19 @@ pub struct RolloutStatus {
     /// The `after` of the next page of jobs; absent on the last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<u32>,
+    /// The gates of the wave in progress (or the last), each observed beside its threshold, as the engine
+    /// decides on them.
+    #[serde(default)]
+    pub gates: Vec<GateReading>,
+    /// Rejections, failures and time-outs grouped by reason, the largest group first.
+    #[serde(default)]
+    pub reasons: Vec<ReasonGroup>,
+    /// The controller's time when it answered: a soak's end (`until`) is this far away.
+    #[serde(default)]
+    pub now: Millis,
+    /// Where the rollout stands, in words (its state, wave and cause).
+    #[serde(default)]
+    pub summary: String,
 }
 
 /// Jobs in a page of a rollout's status, unless asked for another number.
@@ -184,7 +202,12 @@ fn routes() -> OpenApiRouter<Core> {
         .routes(routes!(healthz))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(console::index))
+        .routes(routes!(console::asset))
+        .routes(routes!(events::events))
+        .routes(routes!(whoami))
         .routes(routes!(list_devices))
+        .routes(routes!(device_detail))
         .routes(routes!(list_images, add_image).layer(DefaultBodyLimit::disable()))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
@@ -430,6 +453,58 @@ async fn metrics(State(core): State<Core>) -> Result<Response, ControllerError> 
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// Who the token is: its name and role (what the console shows and offers).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// The token's name; absent in lab mode, where no token is asked for.
+    pub name: Option<String>,
+    pub role: Role,
+    /// The controller runs in lab mode (`--insecure-lab`).
+    pub insecure_lab: bool,
+}
+
+/// The caller's token: its name and role.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whoami",
+    tag = "tokens",
+    responses((status = 200, description = "The token's name and role", body = WhoAmI))
+)]
+async fn whoami(
+    axum::Extension(options): axum::Extension<std::sync::Arc<ApiOptions>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> ApiResult<WhoAmI> {
+    Ok(Json(WhoAmI { name: caller.name, role: caller.role, insecure_lab: options.insecure_lab }))
+}
+
+/// One device and its part in every rollout.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceDetail {
+    pub device: Device,
+    /// Its jobs, one per rollout it belongs to, oldest rollout first: phases, outcomes and reasons.
+    pub jobs: Vec<Job>,
+}
+
+/// One device: what it last said in its hello, whether it is online, and its jobs in every rollout.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}",
+    tag = "devices",
+    params(("id" = String, Path, description = "The device's id")),
+    responses(
+        (status = 200, description = "The device and its jobs", body = DeviceDetail),
+        (status = 404, description = "No device has that id", body = ApiError)
+    )
+)]
+async fn device_detail(State(core): State<Core>, Path(id): Path<String>) -> ApiResult<DeviceDetail> {
+    let unknown = || ControllerError::from(EngineError::UnknownDevice(id.clone()));
+    let device = bindwave_proto::wire::DeviceId::new(id.as_str()).map_err(|_| unknown())?;
+    let detail = core
+        .query(move |e| e.device(&device).cloned().map(|d| DeviceDetail { jobs: e.device_jobs(&device), device: d }))
+        .await?;
+    Ok(Json(detail.ok_or_else(unknown)?))
+}
+
 /// The inventory: every device that said hello, with what it said and whether it is online.
 #[utoipa::path(
     get,
@@ -514,6 +589,7 @@ async fn rollout_status(
             "limit={limit}: a page holds 1 to {JOBS_PAGE_MAX} jobs; follow `next` for the rest"
         )));
     }
+    let now = now_millis();
     let status = core
         .query(move |e| {
             let rollout = e.rollout(&id).cloned().ok_or_else(|| EngineError::UnknownRollout(id.to_string()))?;
@@ -529,7 +605,21 @@ async fn rollout_status(
                 true => e.jobs_page(&id, q.after, limit),
                 false => (Vec::new(), None),
             };
-            Ok::<_, EngineError>(RolloutStatus { counts: e.tally(&id).to_map(), waves, jobs, next, rollout, image })
+            let (gates, reasons) = (e.gate_readings(&id), e.reason_groups(&id));
+            let counts = e.tally(&id).to_map();
+            let summary = rollout.state.describe(rollout.waves.len());
+            Ok::<_, EngineError>(RolloutStatus {
+                counts,
+                waves,
+                jobs,
+                next,
+                rollout,
+                image,
+                gates,
+                reasons,
+                now,
+                summary,
+            })
         })
         .await??;
     Ok(Json(status))

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::{Engine, Input, Reply};
 use crate::metrics::Metrics;
@@ -40,6 +40,8 @@ pub struct Core {
     pub(crate) data_dir: PathBuf,
     /// Which uploaded binds are added.
     pub(crate) images: Arc<crate::images::ImagePolicy>,
+    /// Counts the core's durable changes: it moves after every commit that changed the state.
+    changes: watch::Receiver<u64>,
 }
 
 impl Core {
@@ -49,8 +51,14 @@ impl Core {
         metrics: Arc<Metrics>,
         data_dir: PathBuf,
         images: crate::images::ImagePolicy,
+        changes: watch::Receiver<u64>,
     ) -> Core {
-        Core { tx, metrics, images_dir: data_dir.join("images"), data_dir, images: Arc::new(images) }
+        Core { tx, metrics, images_dir: data_dir.join("images"), data_dir, images: Arc::new(images), changes }
+    }
+
+    /// Follows the core's durable changes: `changed().await` wakes after the next commit that changed state.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
     }
 
     /// Applies an input; answers once its effects are durable.

@@ -443,8 +443,8 @@ impl Metrics {
                 }
             }
             for reading in engine.gate_readings(&r.id) {
-                self.gate_threshold.with_label_values(&[id, reading.gate]).set(reading.threshold);
-                self.gate_observed.with_label_values(&[id, reading.gate]).set(reading.observed);
+                self.gate_threshold.with_label_values(&[id, reading.gate.as_str()]).set(reading.threshold);
+                self.gate_observed.with_label_values(&[id, reading.gate.as_str()]).set(reading.observed);
             }
             let (mut rejected, mut failed): (BTreeMap<&str, i64>, BTreeMap<&str, i64>) = Default::default();
             for job in engine.jobs_of(&r.id) {

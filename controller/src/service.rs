@@ -284,7 +284,8 @@ impl Service {
 
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let core = Core::new(tx, metrics.clone(), opts.data_dir.clone(), opts.images.clone());
+        let (changes, changes_rx) = watch::channel(0u64);
+        let core = Core::new(tx, metrics.clone(), opts.data_dir.clone(), opts.images.clone(), changes_rx);
 
         let core_loop = CoreLoop {
             engine,
@@ -304,6 +305,7 @@ impl Service {
             },
             measured: mpsc::channel(64),
             webhooks: opts.webhooks.clone().map(|w| (w, deliveries.clone(), wake.clone())),
+            changes,
         };
         let core_task = tokio::spawn(core_loop.run(link.events, rx, shutdown_rx.clone()));
         let mut tasks = vec![link.task];
@@ -460,6 +462,8 @@ struct CoreLoop {
     measured: (mpsc::Sender<Input>, mpsc::Receiver<Input>),
     /// Where rollout events go: the webhooks, their queue, and the deliverer's wake-up.
     webhooks: Option<(crate::webhooks::Webhooks, crate::webhooks::Deliveries, Arc<tokio::sync::Notify>)>,
+    /// The count of durable changes, for those who follow them (`/api/v1/events`).
+    changes: watch::Sender<u64>,
 }
 
 /// What the core hands the link.
@@ -719,6 +723,8 @@ impl CoreLoop {
             timer.observe_duration();
             self.metrics.store_flushes.inc();
             self.metrics.store_records_written.inc_by(persist.len() as u64);
+            // Durable: those who follow the changes may read them now.
+            self.changes.send_modify(|n| *n += 1);
         }
         if let (true, Some((_, _, wake))) = (notified, &self.webhooks) {
             wake.notify_one();

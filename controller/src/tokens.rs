@@ -80,8 +80,14 @@ pub const ROUTES: &[(&str, &str, Access)] = {
         ("GET", "/binds/{file}", Public),
         // The same for every controller of this version: it is in the source.
         ("GET", "/api/v1/openapi.json", Public),
+        // The console's page and files hold no data: everything they show comes through the API, with a token.
+        ("GET", "/", Public),
+        ("GET", "/console/{file}", Public),
         ("GET", "/metrics", Needs(Viewer)),
         ("GET", "/api/v1/devices", Needs(Viewer)),
+        ("GET", "/api/v1/devices/{id}", Needs(Viewer)),
+        ("GET", "/api/v1/whoami", Needs(Viewer)),
+        ("GET", "/api/v1/events", Needs(Viewer)),
         ("GET", "/api/v1/images", Needs(Viewer)),
         ("GET", "/api/v1/rollouts", Needs(Viewer)),
         ("GET", "/api/v1/rollouts/{id}", Needs(Viewer)),

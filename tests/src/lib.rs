@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod chaos;
 pub mod cluster;
+pub mod demo;
 pub mod measure;
 pub mod open_broker;
 

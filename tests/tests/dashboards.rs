@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bindwave_tests::{assert_success, bin, free_port, run, wait_until, Proc};
+use bindwave_tests::demo::Demo;
+use bindwave_tests::{assert_success, free_port, run, wait_until, Proc};
 use serde_json::Value;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -166,69 +167,6 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 }
 
 // ---------------------------------------------------------------------------------------------- the processes
-
-/// `bindwave demo --keep-running`: a controller with 60 simulated phones and three rollouts, over HTTPS with the
-/// admin token and development CA it makes in its data directory.
-struct Demo {
-    proc: Proc,
-    http: String,
-    /// The controller's data directory: `admin.token`, `tls/ca.pem`.
-    data_dir: PathBuf,
-}
-
-impl Demo {
-    /// Starts the demo and waits until its controller serves (and has written its token and CA).
-    fn start(dir: &Path, port: u16) -> Demo {
-        let mut cmd = Command::new(bin("bindwave"));
-        cmd.args(["demo", "--devices", "60", "--http-listen", &format!("127.0.0.1:{port}"), "--keep-running"]);
-        let mut proc = Proc::spawn("demo", cmd, dir);
-        let mut data = None;
-        wait_until(Duration::from_secs(60), "the demo's controller to start (\"controller: ... data DIR\")", || {
-            assert!(proc.alive(), "the demo exited at start");
-            data = proc.log_text().lines().find_map(|l| {
-                let rest = l.strip_prefix("controller: ")?;
-                Some(PathBuf::from(rest.rsplit_once("  data ")?.1.trim()))
-            });
-            data.is_some()
-        });
-        let data_dir = data.expect("the demo's data directory").join("controller");
-        Demo { proc, http: format!("https://127.0.0.1:{port}"), data_dir }
-    }
-
-    /// Waits until the rollouts are done and the demo serves on ("still running").
-    fn wait_done(&mut self) {
-        let proc = &mut self.proc;
-        wait_until(Duration::from_secs(300), "the demo to finish its rollouts (\"still running\")", || {
-            let log = proc.log_text();
-            assert!(log.contains("still running") || proc.alive(), "the demo exited before its rollouts ended");
-            log.contains("still running")
-        });
-    }
-
-    /// Runs an operator command against the demo's controller (the CLI finds its token and CA in the data dir).
-    fn cli(&self, args: &[&str]) {
-        let out = run(Command::new(bin("bindwave"))
-            .env("BINDWAVE_DATA_DIR", &self.data_dir)
-            .arg("--controller")
-            .arg(&self.http)
-            .args(args));
-        assert_success(&out, args);
-    }
-
-    fn token_file(&self) -> PathBuf {
-        self.data_dir.join("admin.token")
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.data_dir.join("tls").join("ca.pem")
-    }
-
-    /// GET over HTTPS with the admin token (curl, trusting the demo's CA): status and body.
-    fn get(&self, path: &str) -> (u16, String) {
-        let token = std::fs::read_to_string(self.token_file()).expect("the demo's admin token");
-        bindwave_tests::https_get(&format!("{}{path}", self.http), &self.ca(), token.trim())
-    }
-}
 
 /// A real Prometheus on a free port, scraping `target` every second with the shipped scrape config.
 struct Prometheus {

@@ -36,6 +36,7 @@ pub fn base() -> OpenApi {
         ("tokens", "API tokens and their roles"),
         ("webhooks", "Notifications of rollout events"),
         ("operations", "Health, metrics, backups and this description"),
+        ("console", "The web console's page and files"),
     ];
     doc.tags = Some(
         tags.into_iter()

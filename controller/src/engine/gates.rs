@@ -7,11 +7,33 @@ use super::{Effects, Engine, Live, Record, SYSTEM};
 use crate::model::{Cause, GateAction, Gates, JobPhase, Millis, Outcome, RolloutId, RolloutState, Stage, Tally};
 use crate::schedule::{Openness, Pace};
 
+/// The gates that count devices.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, strum::IntoStaticStr, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Gate {
+    /// Devices of the wave that succeeded, of those that could (rejected and cancelled devices aside): it must
+    /// reach its threshold when the wave ends.
+    Success,
+    /// Failed and timed-out devices, of those finished: past its threshold the rollout stops.
+    Failure,
+    /// Devices that rejected the image, of those that answered: past its threshold the rollout stops.
+    Rejection,
+}
+
+impl Gate {
+    /// The gate's name, as in the JSON and the metrics' labels.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// A gate's observed ratio beside its threshold (see [`Engine::gate_readings`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GateReading {
-    /// `success`, `failure` or `rejection`.
-    pub gate: &'static str,
+    pub gate: Gate,
     /// What the gate counts, as a ratio (0 when it has counted nothing yet).
     pub observed: f64,
     /// Where it trips.
@@ -85,19 +107,19 @@ impl Seen {
         let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let mut readings = vec![
             GateReading {
-                gate: "success",
+                gate: Gate::Success,
                 observed: ratio(self.succeeded, self.eligible),
                 threshold: gates.success_ratio,
             },
             GateReading {
-                gate: "failure",
+                gate: Gate::Failure,
                 observed: ratio(self.failed, self.finished),
                 threshold: gates.failure_ratio,
             },
         ];
         if let Some(threshold) = gates.rejection_ratio {
             readings.push(GateReading {
-                gate: "rejection",
+                gate: Gate::Rejection,
                 observed: ratio(self.rejected, self.finished + self.rejected),
                 threshold,
             });
@@ -396,7 +418,8 @@ mod tests {
                     let finished = succeeded + failed;
                     let seen = Seen { succeeded, eligible: finished, failed, finished, rejected };
                     let r = seen.readings(&gates);
-                    let over = |g: &str| r.iter().find(|r| r.gate == g).is_some_and(|r| r.observed > r.threshold);
+                    let over =
+                        |g: &str| r.iter().find(|r| r.gate.as_str() == g).is_some_and(|r| r.observed > r.threshold);
                     let what = format!("{seen:?}: {r:?}");
                     match seen.tripped(&gates) {
                         Some((Cause::FailureThreshold { .. }, _)) => assert!(over("failure"), "{what}"),
@@ -425,7 +448,7 @@ mod tests {
             let report = if i % 2 == 0 { succeeded(job) } else { failed(job) };
             e.handle(Input::Report(device.clone(), report), 2).unwrap();
             let failure = e.gate_readings(&r)[1];
-            assert_eq!(failure.gate, "failure");
+            assert_eq!(failure.gate, Gate::Failure);
             let paused = matches!(
                 e.rollout(&r).unwrap().state,
                 RolloutState::Paused { cause: Cause::FailureThreshold { .. }, .. }
@@ -445,7 +468,7 @@ mod tests {
         op(&mut e, &r, Action::Start, 1).unwrap();
         let (device, job) = e.jobs_of(&r).map(|j| (j.device.clone(), j.id().to_string())).next().unwrap();
         e.handle(Input::Report(device, rejected_hw(&job)), 2).unwrap();
-        let gates: Vec<&str> = e.gate_readings(&r).iter().map(|g| g.gate).collect();
+        let gates: Vec<&str> = e.gate_readings(&r).iter().map(|g| g.gate.as_str()).collect();
         assert_eq!(gates, ["success", "failure"]);
         assert!(e.gate_readings(&RolloutId::from(9)).is_empty());
     }

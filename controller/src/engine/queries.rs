@@ -1,7 +1,14 @@
 //! Read-only views of the engine, for the API, the metrics and the core's timer.
 
+use std::collections::BTreeMap;
+
+use bindwave_proto::wire::DeviceId;
+
 use super::{Engine, EngineError, Live};
-use crate::model::{AuditEntry, Device, Image, ImageId, Job, Millis, Rollout, RolloutId, RolloutState, Stage, Tally};
+use crate::model::{
+    AuditEntry, Device, Image, ImageId, Job, JobPhase, Millis, Outcome, ReasonGroup, Rollout, RolloutId, RolloutState,
+    Stage, Tally, EXAMPLES,
+};
 
 impl Engine {
     /// An image by its SHA-256 or an unambiguous prefix of at least 6 characters.
@@ -31,6 +38,11 @@ impl Engine {
         self.devices.values()
     }
 
+    /// One device, by id.
+    pub fn device(&self, id: &DeviceId) -> Option<&Device> {
+        self.devices.get(id)
+    }
+
     /// Every image, by id.
     pub fn images(&self) -> impl Iterator<Item = &Image> {
         self.images.values()
@@ -51,6 +63,11 @@ impl Engine {
         self.rollouts.get(id).into_iter().flat_map(|l| l.all_jobs()).map(std::borrow::Cow::into_owned)
     }
 
+    /// A device's jobs in every rollout it belongs to, oldest rollout first.
+    pub fn device_jobs(&self, device: &DeviceId) -> Vec<Job> {
+        self.rollouts.values().filter_map(|l| l.job(device)).map(std::borrow::Cow::into_owned).collect()
+    }
+
     /// A page of a rollout's jobs in plan order: at most `limit`, after plan order `after` (from the start
     /// without it), and the `after` of the next page if there is one.
     pub fn jobs_page(&self, id: &RolloutId, after: Option<u32>, limit: usize) -> (Vec<Job>, Option<u32>) {
@@ -66,6 +83,39 @@ impl Engine {
     /// Outcome counts of a whole rollout.
     pub fn tally(&self, id: &RolloutId) -> Tally {
         self.rollouts.get(id).map(Live::total).unwrap_or_default()
+    }
+
+    /// A rollout's rejections, failures and time-outs, grouped by outcome, reason code and words, the largest
+    /// group first. Only commanded devices have one, so this reads the jobs written, never the implied ones.
+    pub fn reason_groups(&self, id: &RolloutId) -> Vec<ReasonGroup> {
+        let Some(live) = self.rollouts.get(id) else { return Vec::new() };
+        let mut groups: BTreeMap<(Outcome, &'static str, String), (usize, Vec<DeviceId>)> = BTreeMap::new();
+        for (device, job) in &live.jobs {
+            let (code, text) = match &job.phase {
+                JobPhase::Rejected { reason, .. } | JobPhase::Failed { reason, .. } => {
+                    (reason.code(), reason.to_string())
+                }
+                JobPhase::TimedOut => ("timed_out", "no final report within the wave's device timeout".to_string()),
+                _ => continue,
+            };
+            let group = groups.entry((job.phase.outcome(), code, text)).or_default();
+            group.0 += 1;
+            if group.1.len() < EXAMPLES {
+                group.1.push(device.clone());
+            }
+        }
+        let mut groups: Vec<ReasonGroup> = groups
+            .into_iter()
+            .map(|((outcome, code, text), (devices, examples))| ReasonGroup {
+                outcome,
+                code: code.to_string(),
+                text,
+                devices,
+                examples,
+            })
+            .collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.devices));
+        groups
     }
 
     /// Outcome counts per wave.
@@ -96,5 +146,42 @@ impl Engine {
         });
         let deadlines = self.deadlines.iter().next().map(|(d, ..)| *d).into_iter().chain(soak).chain(wake);
         deadlines.chain(self.liveness_at).chain(self.next_measurement()).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testkit::{create, failed, fleet, op, rejected_hw, spec, succeeded};
+    use crate::engine::{Action, Input};
+    use crate::model::Gates;
+
+    #[test]
+    fn reasons_are_grouped_by_outcome_code_and_words_the_largest_first() {
+        let mut e = fleet(10);
+        let gates = Gates { failure_ratio: 1.0, ..Gates::default() };
+        let r = create(&mut e, spec(&["100%"], gates));
+        op(&mut e, &r, Action::Start, 1).unwrap();
+        let jobs: Vec<_> = e.jobs_of(&r).map(|j| (j.device.clone(), j.id().to_string())).collect();
+        for (i, (device, job)) in jobs.iter().enumerate() {
+            let report = match i {
+                0..=6 => rejected_hw(job),
+                7 | 8 => failed(job),
+                _ => succeeded(job),
+            };
+            e.handle(Input::Report(device.clone(), report), 2).unwrap();
+        }
+        let groups = e.reason_groups(&r);
+        assert_eq!(groups.len(), 2, "{groups:#?}");
+        let (rejected, failed) = (&groups[0], &groups[1]);
+        assert_eq!(
+            (rejected.outcome, rejected.code.as_str(), rejected.devices),
+            (Outcome::RejectedHardware, "hardware_level_incompatible", 7)
+        );
+        assert!(rejected.text.contains("hardware level 2") && rejected.text.contains('3'), "{}", rejected.text);
+        assert_eq!(rejected.examples.len(), EXAMPLES);
+        assert_eq!((failed.outcome, failed.code.as_str(), failed.devices), (Outcome::Failed, "checksum_mismatch", 2));
+        assert_eq!(failed.examples.len(), 2);
+        assert!(e.reason_groups(&RolloutId::from(99)).is_empty());
     }
 }

@@ -171,6 +171,23 @@ pub enum RolloutState {
 }
 
 impl RolloutState {
+    /// Where the rollout stands, in words, for any view (the console; the CLI adds its commands to it).
+    pub fn describe(&self, waves: usize) -> String {
+        match self {
+            RolloutState::Created => "created, not started".into(),
+            RolloutState::Active { wave, stage: Stage::AwaitingApproval } => {
+                format!("wave {}/{waves} waits for approval", wave + 1)
+            }
+            RolloutState::Active { wave, stage: Stage::Updating } => format!("wave {}/{waves} updating", wave + 1),
+            RolloutState::Active { wave, stage: Stage::Soaking { .. } } => {
+                format!("wave {}/{waves} passed its gates; soaking", wave + 1)
+            }
+            RolloutState::Paused { wave, cause, .. } => format!("paused in wave {}/{waves}: {cause}", wave + 1),
+            RolloutState::Aborted { cause } => format!("aborted: {cause}"),
+            RolloutState::Finished => "finished: every wave passed".into(),
+        }
+    }
+
     /// The state's name, as in its JSON (`active`, `paused`, ...).
     pub fn name(&self) -> &'static str {
         self.into()
