@@ -109,9 +109,13 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     if opts.keep_running && result.is_ok() {
         println!(
             "\nstill running: try `BINDWAVE_DATA_DIR={} bindwave --controller {} rollout list` (the CLI finds the \
-             admin token and the CA there), or scrape {}/metrics with that token; Ctrl-C stops",
+             admin token and the CA there), open the web console at {}/ and sign in with the token in {} (the \
+             browser will ask about the development CA, {}), or scrape {}/metrics with that token; Ctrl-C stops",
             data_dir.display(),
             service.http_url,
+            service.http_url,
+            data_dir.join("admin.token").display(),
+            data_dir.join("tls").join("ca.pem").display(),
             service.http_url
         );
         stop.await;
