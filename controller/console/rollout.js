@@ -148,7 +148,7 @@ function actions(ctx, s, refresh) {
 
 /** The rollout page. */
 export async function rollout(ctx, id, refresh) {
-  const [s, entries] = await Promise.all([get(`/api/v1/rollouts/${id}?jobs=false`), get(`/api/v1/audit?rollout=${id}`)]);
+  const [s, entries] = await Promise.all([get(`/api/v1/rollouts/${id}?jobs=false&reasons=true`), get(`/api/v1/audit?rollout=${id}`)]);
   const total = Object.values(s.counts).reduce((a, b) => a + b, 0);
   const image = s.image ? `${s.image.software_version} (${short(s.image.sha256)})` : short(s.rollout.image);
   return h(

@@ -96,7 +96,7 @@ pub struct RolloutStatus {
     /// decides on them.
     #[serde(default)]
     pub gates: Vec<GateReading>,
-    /// Rejections, failures and time-outs grouped by reason, the largest group first.
+    /// Rejections, failures and time-outs grouped by reason, the largest group first (with `?reasons=true`).
     #[serde(default)]
     pub reasons: Vec<ReasonGroup>,
     /// The controller's time when it answered: a soak's end (`until`) is this far away.
@@ -559,6 +559,10 @@ struct StatusQuery {
     limit: Option<usize>,
     /// The page starts after this plan order (the `next` of the page before).
     after: Option<u32>,
+    /// `true`: with the rejections and failures grouped by reason (`reasons`), which reads every commanded
+    /// device's job; left out, a poll of the counts stays as cheap as it was.
+    #[serde(default)]
+    reasons: bool,
 }
 
 fn with_jobs() -> bool {
@@ -605,7 +609,8 @@ async fn rollout_status(
                 true => e.jobs_page(&id, q.after, limit),
                 false => (Vec::new(), None),
             };
-            let (gates, reasons) = (e.gate_readings(&id), e.reason_groups(&id));
+            let gates = e.gate_readings(&id);
+            let reasons = if q.reasons { e.reason_groups(&id) } else { Vec::new() };
             let counts = e.tally(&id).to_map();
             let summary = rollout.state.describe(rollout.waves.len());
             Ok::<_, EngineError>(RolloutStatus {

@@ -95,13 +95,14 @@ impl ApiClient {
         self.send(self.http.get(self.url("/api/v1/rollouts"))).await
     }
 
-    /// A rollout's status with every device's job, fetched a page at a time.
+    /// A rollout's status with every device's job, fetched a page at a time, and its reasons grouped.
     pub async fn rollout(&self, id: &str) -> Result<RolloutStatus, ControllerError> {
         let page = |after: Option<u32>| {
             let after = after.map_or(String::new(), |a| format!("&after={a}"));
             self.url(&format!("/api/v1/rollouts/{id}?limit={}{after}", crate::api::JOBS_PAGE_MAX))
         };
-        let mut status: RolloutStatus = self.send(self.http.get(page(None))).await?;
+        let first = self.url(&format!("/api/v1/rollouts/{id}?limit={}&reasons=true", crate::api::JOBS_PAGE_MAX));
+        let mut status: RolloutStatus = self.send(self.http.get(first)).await?;
         while let Some(after) = status.next.take() {
             let more: RolloutStatus = self.send(self.http.get(page(Some(after)))).await?;
             status.jobs.extend(more.jobs);

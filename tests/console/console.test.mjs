@@ -105,7 +105,7 @@ test("rejections list their reasons, with the expected and the actual values", a
   await page.goto(URL + "/#/rollouts/r1");
   const reasons = page.locator("#reasons");
   await reasons.getByText("hardware level 2 is not among").waitFor();
-  const status = (await api(OPERATOR, "GET", "/api/v1/rollouts/r1?jobs=false")).body;
+  const status = (await api(OPERATOR, "GET", "/api/v1/rollouts/r1?jobs=false&reasons=true")).body;
   assert.ok(status.reasons.length >= 2, JSON.stringify(status.reasons));
   const rows = await reasons.locator("tbody tr").allInnerTexts();
   assert.equal(rows.length, status.reasons.length);

@@ -42,11 +42,11 @@ fn settings() -> insta::Settings {
     s.add_filter(r"127\.0\.0\.1:\d+", "[addr]");
     s.add_filter(r"/tmp/\.tmp\w+", "[dir]");
     s.add_filter(
-        r#""(at|created_at|started_at|ended_at|passed_at|sent_at|updated_at|last_seen|added_at|deadline|from|starts|ends)": \d+"#,
+        r#""(at|created_at|started_at|ended_at|passed_at|sent_at|updated_at|last_seen|added_at|deadline|from|starts|ends|now)": \d+"#,
         r#""$1": "[ms]""#,
     );
     s.add_filter(
-        r"(?m)^(\s*(at|created_at|started_at|ended_at|passed_at|sent_at|updated_at|last_seen|added_at|deadline|from|starts|ends)): \d+$",
+        r"(?m)^(\s*(at|created_at|started_at|ended_at|passed_at|sent_at|updated_at|last_seen|added_at|deadline|from|starts|ends|now)): \d+$",
         "$1: [ms]",
     );
     s

@@ -698,6 +698,26 @@ pub(crate) fn print_status(s: &RolloutStatus) {
     }
     println!();
     print!("{waves}");
+    if !s.gates.is_empty() {
+        let readings: Vec<String> = s
+            .gates
+            .iter()
+            .map(|g| {
+                let bound = if g.gate == crate::engine::gates::Gate::Success { ">=" } else { "<=" };
+                format!("{} {:.1}% ({bound} {:.1}%)", g.gate.as_str(), g.observed * 100.0, g.threshold * 100.0)
+            })
+            .collect();
+        println!("gates now: {}", readings.join(", "));
+    }
+    if !s.reasons.is_empty() {
+        println!();
+        let mut reasons = Table::new(["OUTCOME", "DEVICES", "REASON", "FOR EXAMPLE"]);
+        for g in &s.reasons {
+            let examples: Vec<&str> = g.examples.iter().map(|d| d.as_str()).collect();
+            reasons.row([g.outcome.as_str().to_string(), g.devices.to_string(), g.text.clone(), examples.join(", ")]);
+        }
+        print!("{reasons}");
+    }
     println!();
     let mut t = Table::new(["DEVICE", "WAVE", "OUTCOME", "RUNNING", "REASON"]);
     for j in &s.jobs {
