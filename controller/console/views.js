@@ -107,6 +107,21 @@ export async function device(ctx, id) {
     h("p", {}, h("a", { href: "#/fleet" }, "Fleet"), " / ", id),
     h("h1", {}, `Device ${id}`),
     h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    h("h2", {}, "What its hellos changed"),
+    h(
+      "div",
+      { id: "changes" },
+      table(
+        "What its hellos changed",
+        ["When", "Software version", "Hardware level"],
+        d.device.changes.slice().reverse().map((c) => [
+          when(c.at),
+          c.from_version === c.to_version ? c.to_version : `from ${c.from_version} to ${c.to_version}`,
+          c.from_level === c.to_level ? c.to_level : `from ${c.from_level} to ${c.to_level}`,
+        ]),
+        "Nothing since the controller first heard it: the same version and level in every hello.",
+      ),
+    ),
     h("h2", {}, "Jobs"),
     table("Jobs", ["Rollout", "Wave", "Attempt", "Phase", "Reason", "Updated"], jobs, "In no rollout yet."),
   );
@@ -256,6 +271,16 @@ export function planView(p) {
     h("p", {}, `${total} devices in ${p.waves.length} waves. Wave 1, the canary, holds one device of each of the ${p.cohorts} cohorts (hardware level and running version).`),
     p.timing ? h("p", { class: "muted" }, `Expected times if started now, each phone taking ${p.timing.job_secs}s (${p.timing.job_basis}), every gate passing.`) : null,
     table("Waves", ["Wave", "Devices", "Would install", "Rejected: hardware", "Rejected: software", "Never said hello", "Gates", "Expected"], rows),
+    h("h3", {}, "The canary's cohorts"),
+    h(
+      "div",
+      { id: "cohorts" },
+      table(
+        "The canary's cohorts",
+        ["Hardware level", "Running", "Devices", "In wave 1"],
+        (p.canary || []).map((c) => [c.hardware_level ?? "-", c.software_version || "never said hello", c.devices, c.device]),
+      ),
+    ),
     h("h3", {}, "Predicted rejections"),
     table(
       "Predicted rejections",

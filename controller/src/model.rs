@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 mod analysis;
 mod gates;
+mod history;
 mod ids;
 mod job;
 mod job_json;
@@ -17,6 +18,7 @@ mod spec;
 
 pub use analysis::{Analysis, Condition};
 pub use gates::{GateAction, GateOverrides, Gates};
+pub use history::{note as note_hello_change, HelloChange, HELLO_CHANGES};
 pub use ids::{ImageId, JobId, RolloutId};
 pub use job::{open_in, Counts, Job, JobPhase, Outcome, Tally};
 pub use members::{Members, MEMBERS_PER_RECORD};
@@ -36,6 +38,9 @@ pub struct Device {
     pub hello: Option<Hello>,
     pub online: bool,
     pub last_seen: Millis,
+    /// The last few times its hellos changed its software version or hardware level, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<HelloChange>,
 }
 
 /// A bind stored by the controller, addressed by the SHA-256 of the whole file.
@@ -177,10 +182,12 @@ mod tests {
             }),
             online: true,
             last_seen: 0,
+            changes: Vec::new(),
         };
         let a = device("a", "P1", 3, "V3 R1.0.0", Some("CP400"), &["site=munich", "pilot"]);
         let b = device("b", "P2", 4, "V3 R2.0.0", None, &["site=vienna"]);
-        let silent = Device { id: DeviceId::new("c").unwrap(), hello: None, online: false, last_seen: 0 };
+        let silent =
+            Device { id: DeviceId::new("c").unwrap(), hello: None, online: false, last_seen: 0, changes: Vec::new() };
         let all = TargetFilter::default();
         assert!(all.matches(&a) && all.matches(&b) && all.matches(&silent));
         let f = |f: TargetFilter| {

@@ -302,6 +302,7 @@ mod tests {
                     hello: Some(hello(&name, 2, "V3 R1.0.0")),
                     online: false,
                     last_seen: seen(i),
+                    changes: Vec::new(),
                 }))
             })
             .collect()

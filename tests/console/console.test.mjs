@@ -131,6 +131,11 @@ test("a new rollout is planned on the page, then created, and its page follows i
   assert.match(planText, /60 devices in 3 waves/);
   assert.match(planText, /hardware level 2 is not among/, "the predicted rejections by reason");
   assert.match(planText, /holds one device of each of the \d+ cohorts/);
+  const planned = (await api(OPERATOR, "POST", "/api/v1/rollouts/plan", { spec: { image: sha, waves: [{ size: { count: 1 } }, { size: { percent: 25 } }, { size: { percent: 100 } }] } })).body;
+  const cohorts = await page.locator("#cohorts tbody tr").allInnerTexts();
+  assert.equal(cohorts.length, planned.canary.length);
+  assert.equal(cohorts.length, planned.cohorts);
+  for (const c of planned.canary) assert.ok(cohorts.some((r) => r.startsWith(`${c.hardware_level}\t${c.software_version}\t${c.devices}\t`)), cohorts.join("\n"));
   await shot(page, "plan");
   await page.locator("#create").click();
   await page.waitForURL(/#\/rollouts\/r\d+$/);
@@ -183,9 +188,15 @@ test("pause from the page stops new commands", async () => {
   const page = await signedIn(OPERATOR);
   await page.goto(URL + `/#/rollouts/${id}`);
   await page.locator("#soak").getByText("left").waitFor();
-  await page.locator("#action-pause").click();
-  await page.locator("#ask-reason").fill("helpdesk reports one-way audio");
-  await page.locator("#ask-ok").click();
+  // By keyboard alone: the button takes Enter, the question its typed reason, Tab moves on to its button.
+  await page.locator("#action-pause").focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#ask-reason").waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), "ask-reason", "the question takes the keyboard");
+  await page.keyboard.type("helpdesk reports one-way audio");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "ask-ok");
+  await page.keyboard.press("Enter");
   await page.locator("#summary").getByText("paused").waitFor();
   // Past the end of the soak, wave 2 is still not commanded: nothing was sent after the pause.
   await new Promise((r) => setTimeout(r, 6000));
@@ -197,6 +208,34 @@ test("pause from the page stops new commands", async () => {
   assert.equal(wave2.counts.pending, wave2.devices, JSON.stringify(wave2.counts));
   assert.equal(wave2.started_at, null);
   await shot(page, "rollout-paused");
+  await api(OPERATOR, "POST", `/api/v1/rollouts/${id}/abort`, { reason: "test over" });
+  assert.deepEqual(page.errors, []);
+});
+
+test("the emergency stop on the page pauses every running rollout, and says which", async () => {
+  const id = await soakingRollout(600);
+  const page = await signedIn(OPERATOR);
+  await page.goto(URL + `/#/rollouts/${id}`);
+  await page.locator("#summary").getByText("soaking").waitFor();
+  await page.evaluate(() => (window.stillThisPage = true));
+  // The page follows a change made elsewhere (here through the API) without a reload; how soon is printed.
+  const sent = Date.now();
+  assert.equal((await api(OPERATOR, "POST", `/api/v1/rollouts/${id}/pause`, { reason: "elsewhere" })).status, 200);
+  await page.locator("#summary").getByText("paused").waitFor();
+  console.log(`# the page showed a change made through the API after ${Date.now() - sent} ms`);
+  assert.equal((await api(OPERATOR, "POST", `/api/v1/rollouts/${id}/resume`, { reason: "go on" })).status, 200);
+  await page.locator("#summary").getByText("soaking").waitFor();
+  assert.equal(await page.evaluate(() => window.stillThisPage), true, "the page was reloaded");
+  await page.locator("#stop").click();
+  await page.locator("#ask-reason").fill("bad image reported by the helpdesk");
+  await page.locator("#ask-ok").click();
+  await page.getByText(`Emergency stop: ${id} paused.`).waitFor();
+  const status = (await api(OPERATOR, "GET", `/api/v1/rollouts/${id}?jobs=false`)).body;
+  assert.equal(status.rollout.state, "paused");
+  assert.equal(status.rollout.cause.cause, "emergency_stop");
+  assert.equal(status.rollout.cause.actor, "olga");
+  await page.locator("#summary").getByText("emergency stop by olga").waitFor();
+  await shot(page, "emergency-stop");
   await api(OPERATOR, "POST", `/api/v1/rollouts/${id}/abort`, { reason: "test over" });
   assert.deepEqual(page.errors, []);
 });
@@ -237,9 +276,18 @@ test("the fleet by model, level, version and state, filtered, and one device's h
   assert.ok(rows.every((r) => r.includes("CP400")));
   await page.locator("tbody tr a").first().click();
   await page.getByRole("heading", { name: /^Device / }).waitFor();
-  const jobs = await page.locator("tbody tr").allInnerTexts();
+  const jobs = await page.locator("main > div > .scroll tbody tr").allInnerTexts();
   assert.ok(jobs.length >= 3, "its jobs in the demo's rollouts: " + jobs.join("\n"));
   assert.ok(jobs.some((j) => /^r1\t/.test(j)));
+  // Its hellos' history: the versions the demo's rollouts installed, as the API has them.
+  const id = (await page.locator("h1").innerText()).replace("Device ", "");
+  const detail = (await api(VIEWER, "GET", `/api/v1/devices/${id}`)).body;
+  assert.ok(detail.device.changes.length >= 1, "a CP400 took the demo's first bind");
+  const changes = await page.locator("#changes tbody tr").allInnerTexts();
+  assert.equal(changes.length, detail.device.changes.length);
+  for (const c of detail.device.changes) {
+    assert.ok(changes.some((r) => r.includes(`from ${c.from_version} to ${c.to_version}`)), changes.join("\n"));
+  }
   await shot(page, "device");
   assert.deepEqual(page.errors, []);
 });

@@ -534,6 +534,18 @@ fn print_plan(plan: &Plan) {
         plan.seed,
         plan.cohorts
     );
+    let mut cohorts = Table::new(["COHORT", "HW LEVEL", "RUNNING", "DEVICES", "IN WAVE 1"]);
+    for (i, c) in plan.canary.iter().enumerate() {
+        cohorts.row([
+            (i + 1).to_string(),
+            c.hardware_level.map_or("-".into(), |l| l.to_string()),
+            c.software_version.as_ref().map_or("never said hello".into(), ToString::to_string),
+            c.devices.to_string(),
+            c.device.to_string(),
+        ]);
+    }
+    print!("{cohorts}");
+    println!();
     let mut t = Table::new([
         "WAVE",
         "DEVICES",

@@ -39,7 +39,11 @@ impl Engine {
             }
             _ => Reply::None,
         };
-        let device = Device { id: id.clone(), hello: Some(hello), online: true, last_seen: now };
+        let mut changes = self.devices.get(&id).map(|d| d.changes.clone()).unwrap_or_default();
+        if let Some(old) = self.devices.get(&id).and_then(|d| d.hello.as_ref()) {
+            crate::model::note_hello_change(&mut changes, old, &hello, now);
+        }
+        let device = Device { id: id.clone(), hello: Some(hello), online: true, last_seen: now, changes };
         self.devices.insert(id.clone(), device.clone());
         self.heard(&id, now);
         fx.put(Record::Device(Box::new(device.clone())));
@@ -103,8 +107,13 @@ impl Engine {
     }
 
     pub(super) fn on_presence(&mut self, id: DeviceId, p: Presence, now: Millis, fx: &mut Effects) {
-        let device =
-            self.devices.entry(id.clone()).or_insert_with(|| Device { id, hello: None, online: false, last_seen: now });
+        let device = self.devices.entry(id.clone()).or_insert_with(|| Device {
+            id,
+            hello: None,
+            online: false,
+            last_seen: now,
+            changes: Vec::new(),
+        });
         // A presence that repeats what is known is a heartbeat: kept in memory, not written.
         if device.online != p.online {
             device.online = p.online;

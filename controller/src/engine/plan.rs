@@ -1,6 +1,6 @@
 //! Drawing a rollout's targets into waves, predicting what they will say, and creating the rollout.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bindwave_proto::compat::{decide, Decision, Rejection};
 use bindwave_proto::wire::{DeviceId, Hello};
@@ -22,6 +22,10 @@ pub struct Plan {
     pub seed: u64,
     /// Distinct (hardware level, running software version) pairs among the targets; wave 1 holds one of each.
     pub cohorts: usize,
+    /// The cohorts themselves, the largest first: each pair, the device of it wave 1 takes, and how many of
+    /// the targets share it.
+    #[serde(default)]
+    pub canary: Vec<Cohort>,
     /// The waves, in order.
     pub waves: Vec<PlannedWave>,
     /// When each wave is expected to start and end (see [`Engine::forecast`]).
@@ -42,6 +46,18 @@ pub struct Timing {
 
 /// The time a phone is taken to need when no job has finished yet: ten minutes.
 const ASSUMED_JOB: Millis = 10 * 60 * 1000;
+
+/// One cohort of a plan's targets: devices at one hardware level running one version (both absent for
+/// devices that never said hello).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Cohort {
+    pub hardware_level: Option<HardwareLevel>,
+    pub software_version: Option<SoftwareVersion>,
+    /// The one of them in the canary (wave 1).
+    pub device: DeviceId,
+    /// Targets in the cohort.
+    pub devices: usize,
+}
 
 /// One wave of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -190,16 +206,32 @@ impl Engine {
         rng.shuffle(&mut targets);
 
         // The canary: the first of each cohort in the shuffled order.
-        let mut seen = BTreeSet::new();
+        let key = |d: &Device| d.hello.as_ref().map(|h| (h.hardware_level, h.software_version.clone()));
+        let mut sizes: BTreeMap<Option<(HardwareLevel, SoftwareVersion)>, usize> = BTreeMap::new();
         let (mut canary, mut rest): (Vec<&Device>, Vec<&Device>) = (Vec::new(), Vec::new());
         for d in targets {
-            if seen.insert(d.hello.as_ref().map(|h| (h.hardware_level, &h.software_version))) {
+            let size = sizes.entry(key(d)).or_default();
+            if *size == 0 {
                 canary.push(d);
             } else {
                 rest.push(d);
             }
+            *size += 1;
         }
         let cohorts = canary.len();
+        let mut canary_cohorts: Vec<Cohort> = canary
+            .iter()
+            .map(|d| {
+                let k = key(d);
+                Cohort {
+                    hardware_level: k.as_ref().map(|(l, _)| *l),
+                    devices: sizes.get(&k).copied().unwrap_or(1),
+                    software_version: k.map(|(_, v)| v),
+                    device: d.id.clone(),
+                }
+            })
+            .collect();
+        canary_cohorts.sort_by_key(|c| std::cmp::Reverse(c.devices));
 
         let specs = if spec.waves.is_empty() {
             vec![WaveSpec { size: WaveSize::Percent(100.0), gates: Default::default(), schedule: Default::default() }]
@@ -246,7 +278,7 @@ impl Engine {
                 PlannedWave { devices: devices.iter().map(|d| d.id.clone()).collect(), gates, schedule, prediction }
             })
             .collect();
-        Ok(Plan { image, seed, cohorts, waves, timing: None })
+        Ok(Plan { image, seed, cohorts, canary: canary_cohorts, waves, timing: None })
     }
 
     /// What the compatibility rule predicts for `image` on a device, from its hello; `None` if the device has

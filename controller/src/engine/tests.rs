@@ -139,7 +139,10 @@ fn a_plans_prediction_is_the_rule_applied_to_each_device() {
         h.minimum_software_version = ["V3 R1.0.0", "V3 R4.0.0", "V3 R9.0.0", "V3 R3.18.0"][i % 4].parse().unwrap();
         e.handle(Input::Hello(h), 0).unwrap();
     }
-    e.devices.insert(id("silent"), Device { id: id("silent"), hello: None, online: false, last_seen: 0 });
+    e.devices.insert(
+        id("silent"),
+        Device { id: id("silent"), hello: None, online: false, last_seen: 0, changes: Vec::new() },
+    );
     let with_levels = image();
     let mut without_levels = image();
     without_levels.sha256 = ImageId::parse(&"ef".repeat(32)).unwrap();

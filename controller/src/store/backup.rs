@@ -161,6 +161,7 @@ mod tests {
                         hello: Some(hello(&name, 2, "V3 R1.0.0")),
                         online: i % 2 == 0,
                         last_seen: i as u64,
+                        changes: Vec::new(),
                     }))
                 })
                 .collect();

@@ -117,6 +117,7 @@ fn seed(rt: &tokio::runtime::Handle, store_dir: &Path, devices: usize) -> Result
             hello: Some(hello_of(phone, FACTORY)?),
             online: false,
             last_seen: now,
+            changes: Vec::new(),
         })));
         if batch.len() == SEED_BATCH || phone + 1 == devices {
             store.put(&batch)?;
