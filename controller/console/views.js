@@ -2,7 +2,7 @@
 // new rollout with its plan. Each page is a function of what the API answers; the page holds no state.
 
 import { get, post } from "./api.js";
-import { bar, chip, h, notice, outcomeWords, percent, short, table, when } from "./dom.js";
+import { bar, h, notice, percent, short, table, when } from "./dom.js";
 
 /** Rows a table shows at most; a filter narrows the rest. */
 const ROWS = 500;
@@ -79,10 +79,6 @@ export function phaseWords(phase) {
   return p;
 }
 
-export function reasonWords(phase) {
-  return phase.reason ? `${phase.reason.code}` : "";
-}
-
 /** One device: its hello, and its jobs in every rollout with their outcomes and reasons. */
 export async function device(ctx, id) {
   const d = await get(`/api/v1/devices/${encodeURIComponent(id)}`);
@@ -100,7 +96,7 @@ export async function device(ctx, id) {
       ]
     : [["Hello", "never said hello"]];
   facts.push(["State", d.device.online ? "online" : "offline"], ["Last seen", when(d.device.last_seen)]);
-  const jobs = d.jobs.map((j) => [rolloutLink(j.rollout), `wave ${j.wave + 1}`, `attempt ${j.attempt}`, phaseWords(j.phase), j.phase.reason ? reasonText(j.phase.reason) : "", when(j.updated_at)]);
+  const jobs = d.jobs.map((j) => [rolloutLink(j.rollout), `wave ${j.wave + 1}`, `attempt ${j.attempt}`, phaseWords(j.phase), j.reason_text || "", when(j.updated_at)]);
   return h(
     "div",
     {},
@@ -125,14 +121,6 @@ export async function device(ctx, id) {
     h("h2", {}, "Jobs"),
     table("Jobs", ["Rollout", "Wave", "Attempt", "Phase", "Reason", "Updated"], jobs, "In no rollout yet."),
   );
-}
-
-/** A reason's code and its values, as far as the page can say them without the controller's words. */
-export function reasonText(reason) {
-  const values = Object.entries(reason)
-    .filter(([k]) => k !== "code")
-    .map(([k, v]) => `${k.replaceAll("_", " ")} ${typeof v === "object" ? JSON.stringify(v) : v}`);
-  return values.length ? `${reason.code}: ${values.join(", ")}` : reason.code;
 }
 
 /** Every rollout: state, image, current wave, counts by outcome. */
@@ -290,5 +278,3 @@ export function planView(p) {
     ),
   );
 }
-
-export { chip, outcomeWords };

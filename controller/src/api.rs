@@ -482,7 +482,29 @@ async fn whoami(
 pub struct DeviceDetail {
     pub device: Device,
     /// Its jobs, one per rollout it belongs to, oldest rollout first: phases, outcomes and reasons.
-    pub jobs: Vec<Job>,
+    pub jobs: Vec<DeviceJob>,
+}
+
+/// A device's job, with its reason in words.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceJob {
+    #[serde(flatten)]
+    pub job: Job,
+    /// The phase's reason in words, with its values (`hardware level 2 is not among ...`); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_text: Option<String>,
+}
+
+impl From<Job> for DeviceJob {
+    fn from(job: Job) -> DeviceJob {
+        let reason_text = match &job.phase {
+            crate::model::JobPhase::Rejected { reason, .. } | crate::model::JobPhase::Failed { reason, .. } => {
+                Some(reason.to_string())
+            }
+            _ => None,
+        };
+        DeviceJob { job, reason_text }
+    }
 }
 
 /// One device: what it last said in its hello, whether it is online, and its jobs in every rollout.
@@ -500,7 +522,10 @@ async fn device_detail(State(core): State<Core>, Path(id): Path<String>) -> ApiR
     let unknown = || ControllerError::from(EngineError::UnknownDevice(id.clone()));
     let device = bindwave_proto::wire::DeviceId::new(id.as_str()).map_err(|_| unknown())?;
     let detail = core
-        .query(move |e| e.device(&device).cloned().map(|d| DeviceDetail { jobs: e.device_jobs(&device), device: d }))
+        .query(move |e| {
+            let jobs = e.device_jobs(&device).into_iter().map(DeviceJob::from).collect();
+            e.device(&device).cloned().map(|d| DeviceDetail { jobs, device: d })
+        })
         .await?;
     Ok(Json(detail.ok_or_else(unknown)?))
 }

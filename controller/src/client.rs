@@ -87,6 +87,11 @@ impl ApiClient {
         self.send(self.http.get(self.url("/api/v1/devices"))).await
     }
 
+    /// One device and its jobs in every rollout.
+    pub async fn device(&self, id: &str) -> Result<crate::api::DeviceDetail, ControllerError> {
+        self.send(self.http.get(self.url(&format!("/api/v1/devices/{id}")))).await
+    }
+
     pub async fn images(&self) -> Result<Vec<Image>, ControllerError> {
         self.send(self.http.get(self.url("/api/v1/images"))).await
     }

@@ -283,6 +283,9 @@ test("the fleet by model, level, version and state, filtered, and one device's h
   const id = (await page.locator("h1").innerText()).replace("Device ", "");
   const detail = (await api(VIEWER, "GET", `/api/v1/devices/${id}`)).body;
   assert.ok(detail.device.changes.length >= 1, "a CP400 took the demo's first bind");
+  for (const j of detail.jobs.filter((j) => j.reason_text)) {
+    assert.ok(jobs.some((r) => r.startsWith(`${j.rollout}\t`) && r.includes(j.reason_text)), `${j.reason_text} in\n${jobs.join("\n")}`);
+  }
   const changes = await page.locator("#changes tbody tr").allInnerTexts();
   assert.equal(changes.length, detail.device.changes.length);
   for (const c of detail.device.changes) {

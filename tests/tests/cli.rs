@@ -123,6 +123,13 @@ fn snapshots_of_tables_json_and_yaml() {
     insta::assert_snapshot!("rollout_status_table", out);
     insta::assert_snapshot!("rollout_list_table", c.ok(&["rollout", "list"]));
     insta::assert_snapshot!("rollout_status_yaml", c.ok(&["rollout", "status", &r, "-o", "yaml"]));
+    // One device across its rollouts: the rejected one says why, in words with its values.
+    insta::assert_snapshot!("device_show_table", c.ok(&["device", "show", "phone-b"]));
+    let shown: serde_json::Value = serde_json::from_str(&c.ok(&["device", "show", "phone-b", "-o", "json"])).unwrap();
+    assert_eq!(shown["jobs"][0]["phase"]["reason"]["code"], "hardware_level_incompatible", "{shown}");
+    assert!(shown["jobs"][0]["reason_text"].as_str().unwrap().contains("hardware level 2 is not among"), "{shown}");
+    let o = c.cli(&["device", "show", "phone-zz"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("phone-zz"));
 
     // What `status --wait` and `watch` poll: the same status without every device's job.
     let (code, full) = c.get(&format!("/api/v1/rollouts/{r}"));

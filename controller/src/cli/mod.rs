@@ -475,6 +475,16 @@ pub enum DeviceCmd {
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// One device: its last hello, what its hellos changed, and its job in every rollout with outcome and reason.
+    #[command(
+        after_help = "Examples:\n  bindwave device show phone-00001\n  bindwave device show phone-00001 -o json"
+    )]
+    Show {
+        /// The device id.
+        id: String,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Print a device's MQTT password (its username is its id), derived from the data directory's
     /// broker.secret.
     #[command(after_help = "Examples:\n  bindwave device credentials phone-00001 --data-dir /var/lib/bindwave\n  \
@@ -616,6 +626,10 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
         Command::Token(cmd) => token::run(cmd, api()?).await,
         Command::Certs(CertsCmd::Dev { out, devices, count, hosts }) => certs::dev(&out, &devices, count, &hosts),
         Command::Device(DeviceCmd::Credentials { id, data_dir, output }) => device::credentials(&id, &data_dir, output),
+        Command::Device(DeviceCmd::Show { id, output }) => {
+            let detail = api()?.device(&id).await?;
+            emit(&detail, output, device::print_detail)
+        }
         Command::Device(DeviceCmd::List { output }) => {
             let devices = api()?.devices().await?;
             emit(&devices, output, |d| output::print_devices(d))
