@@ -49,7 +49,8 @@ function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   switch (parts[0]) {
     case "fleet":
-      return ["fleet", () => fleet(ctx)];
+      // The whole inventory: read again at most every few seconds, however busy the fleet.
+      return ["fleet", () => fleet(ctx), SLOW];
     case "devices":
       return ["fleet", () => device(ctx, parts[1])];
     case "images":
@@ -65,6 +66,11 @@ function route() {
   }
 }
 
+/** How often a page that reads the whole fleet follows its changes, in ms. */
+const SLOW = 5000;
+let drawnAt = 0;
+let waiting = null;
+
 let rendering = false;
 /** A drawing asked for while one was under way: `null`, `"change"`, or `"page"` (which wins). */
 let again = null;
@@ -76,8 +82,18 @@ async function render(change) {
     again = again === "page" || !change ? "page" : "change";
     return;
   }
-  const [section, page, isLive = true] = route();
-  if (change && (!isLive || dialog.open)) return;
+  const [section, page, live = true] = route();
+  if (change && (!live || dialog.open)) return;
+  if (change && typeof live === "number" && Date.now() - drawnAt < live) {
+    // Not yet: the change is drawn when the interval is over (one drawing for all the changes until then).
+    if (!waiting) {
+      waiting = setTimeout(() => {
+        waiting = null;
+        render(true);
+      }, live - (Date.now() - drawnAt));
+    }
+    return;
+  }
   rendering = true;
   for (const a of document.querySelectorAll("nav a")) a.toggleAttribute("aria-current", a.dataset.section === section);
   const focused = document.activeElement && document.activeElement.id;
@@ -88,6 +104,7 @@ async function render(change) {
     view = e instanceof ApiError && e.status === 401 ? login("The token was refused: " + e.message) : notice("error", e.message);
   }
   main.replaceChildren(view);
+  drawnAt = Date.now();
   if (focused) document.getElementById(focused)?.focus();
   rendering = false;
   if (again) {

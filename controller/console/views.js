@@ -153,6 +153,7 @@ export async function images(ctx) {
       i.software_version,
       i.hardware_levels ? i.hardware_levels.join(", ") : "any (no hardware-level field)",
       `${i.size} bytes`,
+      h("span", { title: i.payload_sha256 }, `${i.payload_len} bytes, SHA-256 ${short(i.payload_sha256)}`),
       i.signed_by ? h("span", { class: "signed" }, `signed by key ${i.signed_by}`) : h("span", { class: "unsigned" }, "unsigned (lab)"),
       used.length ? used : "nowhere yet",
       ctx.canOperate ? h("a", { href: `#/new/${i.sha256}`, class: "button" }, "New rollout") : null,
@@ -163,7 +164,7 @@ export async function images(ctx) {
     "div",
     {},
     h("h1", {}, "Images"),
-    table("Images", ["Image", "Version", "Hardware levels", "Size", "Signature", "Rolled out in", "", "Added"], rows, "No image yet: `bindwave image add FILE.bind`."),
+    table("Images", ["Image", "Version", "Hardware levels", "Size", "Payload", "Signature", "Rolled out in", "", "Added"], rows, "No image yet: `bindwave image add FILE.bind`."),
   );
 }
 
