@@ -833,11 +833,16 @@ pub fn plain_mqtt_options(broker: &str, client_id: &str) -> rumqttc::MqttOptions
 
 /// Publishes a command's JSON to a device and waits for the broker to take it.
 pub fn send_command(broker: &str, device: &str, client_id: &str, json: &str) {
+    let options = plain_mqtt_options(broker, &format!("test-{client_id}"));
+    publish_once(options, &format!("bindwave/v1/devices/{device}/commands"), json.as_bytes());
+}
+
+/// Connects with `options`, publishes `payload` to `topic` at QoS 1, waits for the broker to take it, and
+/// disconnects.
+pub fn publish_once(options: rumqttc::MqttOptions, topic: &str, payload: &[u8]) {
     use rumqttc::{Client, Event, Outgoing, Packet, QoS};
-    let (client, mut conn) = Client::new(plain_mqtt_options(broker, &format!("test-{client_id}")), 10);
-    client
-        .publish(format!("bindwave/v1/devices/{device}/commands"), QoS::AtLeastOnce, false, json.as_bytes().to_vec())
-        .expect("publish");
+    let (client, mut conn) = Client::new(options, 10);
+    client.publish(topic, QoS::AtLeastOnce, false, payload.to_vec()).expect("publish");
     for event in conn.iter() {
         match event {
             Ok(Event::Incoming(Packet::PubAck(_))) => client.disconnect().expect("disconnect"),

@@ -54,7 +54,7 @@ impl OpenBroker {
     /// Publishes `payload` to `topic` as an anonymous client with no business there, and waits for the broker to
     /// take it.
     pub fn publish_as_stranger(&self, topic: &str, payload: &[u8]) {
-        use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+        use rumqttc::{MqttOptions, TlsConfiguration, Transport};
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let (host, port) = self.url.trim_start_matches("mqtts://").rsplit_once(':').expect("host:port");
         // A client id of its own each time: the broker may still be closing the previous session under the same
@@ -68,15 +68,6 @@ impl OpenBroker {
         let tls = bindwave_link::TlsFiles { ca_file: Some(self.ca.clone()), ..Default::default() };
         let config = tls.client_config().expect("a TLS client config from the test CA");
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config))));
-        let (client, mut conn) = Client::new(o, 10);
-        client.publish(topic, QoS::AtLeastOnce, false, payload.to_vec()).expect("publish");
-        for event in conn.iter() {
-            match event {
-                Ok(Event::Incoming(Packet::PubAck(_))) => client.disconnect().expect("disconnect"),
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
-                Err(e) => panic!("mqtt: {e}"),
-                _ => {}
-            }
-        }
+        crate::publish_once(o, topic, payload);
     }
 }
