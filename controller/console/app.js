@@ -95,7 +95,10 @@ async function render(change) {
     return;
   }
   rendering = true;
-  for (const a of document.querySelectorAll("nav a")) a.toggleAttribute("aria-current", a.dataset.section === section);
+  for (const a of document.querySelectorAll("nav a")) {
+    if (a.dataset.section === section) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
   const focused = document.activeElement && document.activeElement.id;
   let view;
   try {
