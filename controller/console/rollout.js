@@ -8,6 +8,12 @@ import { bar, chip, h, notice, percent, short, span, table, when } from "./dom.j
 function tripped(rollout) {
   const cause = rollout.cause;
   if (!cause) return null;
+  if (cause.cause === "analysis_failed") {
+    return { gate: `analysis ${cause.analysis}`, numbers: `it measured ${cause.value}, which is not ${cause.condition}: ${cause.failures} failed measurements, ${cause.limit} tolerated (query: ${cause.query})` };
+  }
+  if (cause.cause === "analysis_inconclusive") {
+    return { gate: `analysis ${cause.analysis}`, numbers: `it could not be measured: ${cause.detail}; the rollout waits for data (query: ${cause.query})` };
+  }
   const gate = { failure_threshold: "failure", rejection_threshold: "rejection", success_gate: "success" }[cause.cause];
   if (!gate) return null;
   const numbers = {
@@ -42,7 +48,26 @@ function gates(s) {
     h("h2", {}, "Gates"),
     trip ? h("p", { class: "notice error", role: "alert" }, `The ${trip.gate} gate tripped: ${trip.numbers}.`) : null,
     table("Gates", ["Gate", "Counts", "Observed", "Threshold", "State"], rows, "No gate counts yet."),
+    analyses(s),
     soak(s),
+  );
+}
+
+/** The analysis gates of the wave being measured: each query's measurements beside what it tolerates. */
+function analyses(s) {
+  if (!s.analyses.length) return null;
+  const cause = s.rollout.cause || {};
+  const rows = s.analyses.map((a) => {
+    let state = h("span", { class: "ok" }, a.measured < a.count ? "measuring" : "passed");
+    if (cause.cause === "analysis_failed" && cause.analysis === a.name) state = h("strong", { class: "tripped" }, "TRIPPED");
+    if (cause.cause === "analysis_inconclusive" && cause.analysis === a.name) state = h("strong", { class: "tripped" }, "NO ANSWER: paused, never passed for want of data");
+    return [a.name, h("code", {}, a.query), a.condition, `${a.measured} of ${a.count}`, `${a.failed} (${a.failure_limit} tolerated)`, a.last_value ?? "", state];
+  });
+  return h(
+    "div",
+    { id: "analyses" },
+    h("h3", {}, `Analysis gates of wave ${s.analyses[0].wave + 1}`),
+    table("Analysis gates", ["Analysis", "Query", "Must be", "Measured", "Failed", "Last value", "State"], rows),
   );
 }
 

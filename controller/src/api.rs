@@ -96,6 +96,10 @@ pub struct RolloutStatus {
     /// decides on them.
     #[serde(default)]
     pub gates: Vec<GateReading>,
+    /// The analysis gates of the wave being measured: measurements so far, failures beside what is tolerated,
+    /// the last value.
+    #[serde(default)]
+    pub analyses: Vec<crate::engine::analysis::AnalysisReading>,
     /// Rejections, failures and time-outs grouped by reason, the largest group first (with `?reasons=true`).
     #[serde(default)]
     pub reasons: Vec<ReasonGroup>,
@@ -635,6 +639,7 @@ async fn rollout_status(
                 false => (Vec::new(), None),
             };
             let gates = e.gate_readings(&id);
+            let analyses = e.analysis_readings(&id);
             let reasons = if q.reasons { e.reason_groups(&id) } else { Vec::new() };
             let counts = e.tally(&id).to_map();
             let summary = rollout.state.describe(rollout.waves.len());
@@ -646,6 +651,7 @@ async fn rollout_status(
                 rollout,
                 image,
                 gates,
+                analyses,
                 reasons,
                 now,
                 summary,

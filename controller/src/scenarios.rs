@@ -28,6 +28,7 @@
 //! analysis calls success=<0.01 interval=60 count=3 failure-limit=1 on-failure=abort   (before `rollout`)
 //! at 61500 measure calls 0.002|nodata|error               (answers the measurement the engine asked for)
 //! expect measuring 1                                      (measurements asked for and not answered)
+//! expect analysis calls measured=1 failed=1 last=0.05      (an analysis gate's readings, as the API gives them)
 //! ```
 
 use std::path::Path;
@@ -398,6 +399,20 @@ impl Run {
                         })
                         .count();
                     assert_eq!(n, v.parse::<usize>().unwrap(), "{here}: {k} commands; sent {:?}", self.sent);
+                }
+            }
+            ["expect", "analysis", name, rest @ ..] => {
+                let readings = self.engine.analysis_readings(self.rollout.as_ref().unwrap());
+                let r =
+                    readings.iter().find(|r| r.name == *name).unwrap_or_else(|| panic!("{here}: no reading of {name}"));
+                for (k, v) in kv(rest) {
+                    let got = match k.as_str() {
+                        "measured" => r.measured.to_string(),
+                        "failed" => r.failed.to_string(),
+                        "last" => r.last_value.map_or("none".into(), |x| x.to_string()),
+                        other => panic!("{here}: no analysis figure {other:?}"),
+                    };
+                    assert_eq!(got, v, "{here}: analysis {name} {k}");
                 }
             }
             ["expect", "measuring", n] => {

@@ -141,6 +141,17 @@ fn analysis_gates_pass_fail_and_never_pass_without_data() {
     );
     let s = c.json(&["rollout", "status", &r2, "-o", "json"]);
     assert_eq!(s["counts"]["pending"], 1, "wave 2 was never commanded: {:#}", s["counts"]);
+    // The status shows the gate as the engine judged it: measured, failed, past what it tolerates, the value.
+    let reading = &s["analyses"][0];
+    assert_eq!((reading["measured"].as_u64(), reading["failed"].as_u64()), (Some(1), Some(1)), "{reading:#}");
+    assert_eq!(
+        (reading["failure_limit"].as_u64(), reading["last_value"].as_f64()),
+        (Some(0), Some(0.5)),
+        "{reading:#}"
+    );
+    let words = format!("1 of {} measured, 1 failed (0 tolerated), last 0.5", reading["count"]);
+    let table = c.ok(&["rollout", "status", &r2]);
+    assert!(table.contains(&words), "{words:?} in\n{table}");
 
     // No data: a query of a metric nobody exports pauses the rollout, and it stays paused.
     c.ok(&["rollout", "abort", &r2, "--reason", "test"]);

@@ -721,6 +721,20 @@ pub(crate) fn print_status(s: &RolloutStatus) {
             .collect();
         println!("gates now: {}", readings.join(", "));
     }
+    for a in &s.analyses {
+        let last = a.last_value.map_or("-".into(), |v| v.to_string());
+        println!(
+            "analysis {} (wave {}): {} of {} measured, {} failed ({} tolerated), last {last}, must be {}: {}",
+            a.name,
+            a.wave + 1,
+            a.measured,
+            a.count,
+            a.failed,
+            a.failure_limit,
+            a.condition,
+            a.query
+        );
+    }
     if !s.reasons.is_empty() {
         println!();
         let mut reasons = Table::new(["OUTCOME", "DEVICES", "REASON", "FOR EXAMPLE"]);

@@ -33,6 +33,27 @@ pub(super) struct Measuring {
     pub failed: u32,
     /// Asked for and not answered yet.
     pub asked: bool,
+    /// The last measurement's deciding value: the first series that failed, else the first series.
+    pub last: Option<f64>,
+}
+
+/// Where an analysis gate of the wave being measured stands (see [`Engine::analysis_readings`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AnalysisReading {
+    pub name: String,
+    pub query: String,
+    /// What every series must meet, e.g. `< 0.01`.
+    pub condition: String,
+    /// The wave measured (0-based).
+    pub wave: usize,
+    /// Measurements taken, of `count`.
+    pub measured: u32,
+    pub count: u32,
+    /// Measurements that failed, and how many are tolerated.
+    pub failed: u32,
+    pub failure_limit: u32,
+    /// The last measurement's deciding value: the first series that failed, else the first series.
+    pub last_value: Option<f64>,
 }
 
 impl AnalysisRun {
@@ -126,6 +147,9 @@ impl Engine {
             Measured::Values(values) => Some(values.iter().copied().find(|v| !a.success.holds(*v))),
             Measured::NoData | Measured::Failed(_) => None,
         };
+        if let (Measured::Values(values), Some(f)) = (&result, failing) {
+            m.last = f.or(values.first().copied());
+        }
         match (failing, result) {
             (Some(None), _) => {}
             (Some(Some(value)), _) => {
@@ -163,6 +187,31 @@ impl Engine {
             }
         }
         self.advance(n, now, fx);
+    }
+}
+
+impl Engine {
+    /// The analysis gates of a rollout's wave being measured (passed, soaking, or stopped by one): each with
+    /// its measurements so far, beside what it tolerates. Empty when no wave is being measured.
+    pub fn analysis_readings(&self, id: &RolloutId) -> Vec<AnalysisReading> {
+        let Some(live) = self.rollouts.get(id) else { return Vec::new() };
+        let Some(run) = live.analysis.as_ref() else { return Vec::new() };
+        let analyses = &live.rollout.waves[run.wave].gates.analyses;
+        run.each
+            .iter()
+            .zip(analyses)
+            .map(|(m, a)| AnalysisReading {
+                name: a.name.clone(),
+                query: a.query.clone(),
+                condition: a.success.to_string(),
+                wave: run.wave,
+                measured: m.taken,
+                count: a.count,
+                failed: m.failed,
+                failure_limit: a.failure_limit,
+                last_value: m.last,
+            })
+            .collect()
     }
 }
 
