@@ -36,6 +36,8 @@ pub struct DemoOptions {
     pub http_listen: Option<SocketAddr>,
     /// Keep running after the rollouts until `stop` completes.
     pub keep_running: bool,
+    /// The Prometheus analysis gates query.
+    pub prometheus_url: Option<String>,
 }
 
 /// Runs the demo; with `keep_running`, the controller and fleet stay up after the rollouts until `stop`.
@@ -70,7 +72,7 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
             ..BrokerConfig::default()
         }),
         public_url: None,
-        prometheus_url: None,
+        prometheus_url: opts.prometheus_url.clone(),
         webhooks: None,
         images,
         command_ttl: crate::service::DEFAULT_COMMAND_TTL,

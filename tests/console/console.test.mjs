@@ -240,6 +240,29 @@ test("the emergency stop on the page pauses every running rollout, and says whic
   assert.deepEqual(page.errors, []);
 });
 
+test("an analysis gate without an answer shows as such, and the rollout waits", async () => {
+  // The demo's controller is given a Prometheus that does not answer: the gate never passes for want of data.
+  const sha = await imageOf("V3 R3.18.0");
+  const analysis = { name: "calls", query: 'max(pbx_call_failure_ratio{site="munich"})', success: "< 0.01", interval_secs: 1, count: 2 };
+  const spec = { image: sha, waves: [{ size: { count: 1 } }, { size: { percent: 100 } }], gates: { analyses: [analysis] } };
+  const made = await api(OPERATOR, "POST", "/api/v1/rollouts", { spec });
+  assert.equal(made.status, 200, JSON.stringify(made.body));
+  const id = made.body.id;
+  const page = await signedIn(VIEWER);
+  await page.goto(URL + `/#/rollouts/${id}`);
+  await page.locator("#summary").getByText("created").waitFor();
+  assert.equal((await api(OPERATOR, "POST", `/api/v1/rollouts/${id}/start`, { reason: "test" })).status, 200);
+  await page.locator("#analyses").getByText("NO ANSWER", { exact: false }).waitFor({ timeout: 30000 });
+  const status = (await api(VIEWER, "GET", `/api/v1/rollouts/${id}?jobs=false`)).body;
+  assert.equal(status.rollout.cause.cause, "analysis_inconclusive");
+  const row = (await page.locator("#analyses tbody tr").allInnerTexts())[0];
+  assert.ok(row.startsWith(`calls\t${analysis.query}\t< 0.01\t${status.analyses[0].measured} of 2\t0 (0 tolerated)`), row);
+  assert.match(await page.locator("#gates").innerText(), /The analysis calls gate tripped: it could not be measured: Prometheus did not answer/);
+  await shot(page, "rollout-analysis");
+  await api(OPERATOR, "POST", `/api/v1/rollouts/${id}/abort`, { reason: "test over" });
+  assert.deepEqual(page.errors, []);
+});
+
 test("a viewer sees everything and cannot press pause, and the API refuses it too", async () => {
   const id = await soakingRollout(600);
   const page = await signedIn(VIEWER);

@@ -19,8 +19,14 @@ pub struct Demo {
 impl Demo {
     /// Starts the demo and waits until its controller serves (and has written its token and CA).
     pub fn start(dir: &Path, port: u16) -> Demo {
+        Self::start_with(dir, port, &[])
+    }
+
+    /// [`Demo::start`] with more `bindwave demo` flags (`--prometheus-url URL`).
+    pub fn start_with(dir: &Path, port: u16, extra: &[&str]) -> Demo {
         let mut cmd = Command::new(bin("bindwave"));
         cmd.args(["demo", "--devices", "60", "--http-listen", &format!("127.0.0.1:{port}"), "--keep-running"]);
+        cmd.args(extra);
         let mut proc = Proc::spawn("demo", cmd, dir);
         let mut data = None;
         wait_until(Duration::from_secs(60), "the demo's controller to start (\"controller: ... data DIR\")", || {

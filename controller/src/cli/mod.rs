@@ -538,6 +538,9 @@ pub struct DemoArgs {
     /// the CLI and the dashboards).
     #[arg(long)]
     pub keep_running: bool,
+    /// The Prometheus that analysis gates query (`--analysis` on rollouts you create with --keep-running).
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
 }
 
 fn parse_version(s: &str) -> Result<SoftwareVersion, String> {
@@ -619,6 +622,7 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
                 devices: args.devices as usize,
                 http_listen: args.http_listen,
                 keep_running: args.keep_running,
+                prometheus_url: args.prometheus_url,
             };
             crate::demo::run(opts, serve::shutdown_signal()).await
         }
