@@ -39,7 +39,8 @@ impl Engine {
             }
             _ => Reply::None,
         };
-        let mut changes = self.devices.get(&id).map(|d| d.changes.clone()).unwrap_or_default();
+        // The record is replaced below: its history moves over, not copied.
+        let mut changes = self.devices.get_mut(&id).map(|d| std::mem::take(&mut d.changes)).unwrap_or_default();
         if let Some(old) = self.devices.get(&id).and_then(|d| d.hello.as_ref()) {
             crate::model::note_hello_change(&mut changes, old, &hello, now);
         }

@@ -184,4 +184,26 @@ mod tests {
         assert_eq!(failed.examples.len(), 2);
         assert!(e.reason_groups(&RolloutId::from(99)).is_empty());
     }
+
+    #[test]
+    fn a_device_keeps_what_its_hellos_changed_across_hellos() {
+        let mut e = fleet(2);
+        let d = crate::engine::testkit::id("d000");
+        let hello = |v: &str| Input::Hello(crate::engine::testkit::hello("d000", 3, v));
+        e.handle(hello("V3 R1.0.0"), 5).unwrap();
+        assert!(e.device(&d).unwrap().changes.is_empty(), "the same version again");
+        e.handle(hello("V3 R3.18.0"), 6).unwrap();
+        e.handle(hello("V3 R3.18.0"), 7).unwrap();
+        let (_, fx) = e.handle(hello("V3 R4.2.0"), 8).unwrap();
+        let changes = &e.device(&d).unwrap().changes;
+        let seen: Vec<(u64, String)> = changes.iter().map(|c| (c.at, c.to_version.to_string())).collect();
+        assert_eq!(seen, [(6, "V3 R3.18.0".to_string()), (8, "V3 R4.2.0".to_string())]);
+        // The record written carries it, so a restart keeps it.
+        let written = fx.persist.iter().find_map(|r| match r {
+            crate::engine::Record::Device(dev) => Some(dev.changes.clone()),
+            _ => None,
+        });
+        assert_eq!(written.as_ref(), Some(changes));
+        assert!(e.device(&crate::engine::testkit::id("d001")).unwrap().changes.is_empty());
+    }
 }
