@@ -19,53 +19,44 @@ function online(d) {
   return h("span", { class: d.online ? "on" : "off" }, h("span", { class: "dot", "aria-hidden": "true" }), d.online ? "online" : "offline");
 }
 
-/** Counts of devices by a key: `[[value, count], ...]`, largest first. */
-function countBy(devices, key) {
-  const m = new Map();
-  for (const d of devices) m.set(key(d), (m.get(key(d)) || 0) + 1);
-  return [...m.entries()].sort((a, b) => b[1] - a[1]);
-}
-
-function groups(title, entries) {
+function groups(title, counts) {
+  const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]);
   return h("section", { class: "card" }, h("h3", {}, title), h("ul", { class: "counts" }, entries.map(([k, n]) => h("li", {}, h("span", {}, k), h("b", {}, n)))));
 }
 
-/** The fleet: devices by model, hardware level, version and online state, and a filter over all of it. */
+/** The fleet: devices by model, hardware level, version and online state, and a filter the API applies. */
 export async function fleet(ctx) {
-  const devices = await get("/api/v1/devices");
-  const filter = (ctx.query.get("q") || "").toLowerCase();
-  const text = (d) => {
-    const hello = d.hello || {};
-    return [d.id, hello.model, hello.part_number, hello.hardware_level, hello.software_version, d.online ? "online" : "offline", ...(hello.labels || [])].join(" ").toLowerCase();
-  };
-  const shown = filter ? devices.filter((d) => filter.split(/\s+/).every((w) => text(d).includes(w))) : devices;
+  const filter = ctx.query.get("q") || "";
+  const q = encodeURIComponent(filter);
+  const [summary, devices] = await Promise.all([get(`/api/v1/fleet/summary?filter=${q}`), get(`/api/v1/devices?filter=${q}&limit=${ROWS}`)]);
   const input = h("input", {
     id: "fleet-filter",
     type: "search",
-    value: ctx.query.get("q") || "",
+    value: filter,
     placeholder: "model, level, version, label, online...",
     "aria-label": "Filter devices",
     onchange: (e) => ctx.go(`#/fleet?q=${encodeURIComponent(e.target.value)}`),
   });
-  const rows = shown.slice(0, ROWS).map((d) => {
+  const rows = devices.map((d) => {
     const hello = d.hello || {};
     return [deviceLink(d.id), hello.model || "", hello.part_number || "", hello.hardware_level ?? "", hello.software_version || "", online(d), when(d.last_seen)];
   });
+  const levels = Object.fromEntries(Object.entries(summary.by_hardware_level).map(([k, n]) => [k === "unknown" ? k : `level ${k}`, n]));
   return h(
     "div",
     {},
     h("h1", {}, "Fleet"),
-    h("p", {}, `${devices.length} devices, ${devices.filter((d) => d.online).length} online.`),
+    h("p", {}, `${summary.devices} devices, ${summary.online} online.`),
     h(
       "div",
       { class: "cards" },
-      groups("By model", countBy(devices, (d) => (d.hello && d.hello.model) || "unknown")),
-      groups("By hardware level", countBy(devices, (d) => (d.hello ? `level ${d.hello.hardware_level}` : "unknown"))),
-      groups("By version", countBy(devices, (d) => (d.hello && d.hello.software_version) || "unknown")),
-      groups("Online", countBy(devices, (d) => (d.online ? "online" : "offline"))),
+      groups("By model", summary.by_model),
+      groups("By hardware level", levels),
+      groups("By version", summary.by_software_version),
+      groups("Online", { online: summary.online, offline: summary.devices - summary.online }),
     ),
     h("label", { class: "filter" }, "Filter ", input),
-    h("p", { class: "muted" }, shown.length > ROWS ? `Showing ${ROWS} of ${shown.length}: narrow the filter for the rest.` : `${shown.length} shown.`),
+    h("p", { class: "muted", id: "shown" }, summary.matching > devices.length ? `Showing ${devices.length} of ${summary.matching} matching: narrow the filter for the rest.` : `${summary.matching} shown.`),
     table("Devices", ["Device", "Model", "Part number", "Hardware level", "Version", "State", "Last seen"], rows, "No device matches."),
   );
 }

@@ -211,6 +211,7 @@ fn routes() -> OpenApiRouter<Core> {
         .routes(routes!(events::events))
         .routes(routes!(whoami))
         .routes(routes!(list_devices))
+        .routes(routes!(fleet_summary))
         .routes(routes!(device_detail))
         .routes(routes!(list_images, add_image).layer(DefaultBodyLimit::disable()))
         .routes(routes!(list_tokens, create_token))
@@ -534,15 +535,65 @@ async fn device_detail(State(core): State<Core>, Path(id): Path<String>) -> ApiR
     Ok(Json(detail.ok_or_else(unknown)?))
 }
 
-/// The inventory: every device that said hello, with what it said and whether it is online.
+/// `GET /api/v1/devices`'s query: a filter and a page, all optional.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DevicesQuery {
+    /// Words every device shown must match, each a part of its id, model, part number, hardware level,
+    /// software version, a label, or `online`/`offline` (case-insensitive).
+    #[serde(default)]
+    filter: String,
+    /// At most this many devices, in id order (all without it).
+    limit: Option<usize>,
+    /// The page starts after this device id (the last of the page before).
+    after: Option<String>,
+}
+
+/// The inventory: the devices that said hello (or a filter's match, a page of them), with what each said and
+/// whether it is online, in id order.
 #[utoipa::path(
     get,
     path = "/api/v1/devices",
     tag = "devices",
-    responses((status = 200, description = "Every device", body = Vec<Device>))
+    params(DevicesQuery),
+    responses((status = 200, description = "The devices, in id order", body = Vec<Device>))
 )]
-async fn list_devices(State(core): State<Core>) -> ApiResult<Vec<Device>> {
-    Ok(Json(core.query(|e| e.devices().cloned().collect()).await?))
+async fn list_devices(State(core): State<Core>, Query(q): Query<DevicesQuery>) -> ApiResult<Vec<Device>> {
+    let devices = core.query(move |e| {
+        let after = q.after.as_deref();
+        e.devices()
+            .filter(|d| after.is_none_or(|a| d.id.as_str() > a))
+            .filter(|d| crate::model::matches_words(d, &q.filter))
+            .take(q.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect()
+    });
+    Ok(Json(devices.await?))
+}
+
+/// `GET /api/v1/fleet/summary`'s query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SummaryQuery {
+    /// Words as `GET /api/v1/devices` takes them: `matching` counts the devices they match.
+    #[serde(default)]
+    filter: String,
+}
+
+/// The inventory counted: devices, online, and by model, hardware level and software version; and how many a
+/// filter matches.
+#[utoipa::path(
+    get,
+    path = "/api/v1/fleet/summary",
+    tag = "devices",
+    params(SummaryQuery),
+    responses((status = 200, description = "The counts", body = crate::model::FleetSummary))
+)]
+async fn fleet_summary(
+    State(core): State<Core>,
+    Query(q): Query<SummaryQuery>,
+) -> ApiResult<crate::model::FleetSummary> {
+    Ok(Json(core.query(move |e| crate::model::FleetSummary::of(e.devices(), &q.filter)).await?))
 }
 
 /// The images added, with their header fields and signer.

@@ -87,6 +87,11 @@ impl ApiClient {
         self.send(self.http.get(self.url("/api/v1/devices"))).await
     }
 
+    /// The devices matching every word of `filter` (all of them for an empty one).
+    pub async fn devices_matching(&self, filter: &str) -> Result<Vec<Device>, ControllerError> {
+        self.send(self.http.get(self.url("/api/v1/devices")).query(&[("filter", filter)])).await
+    }
+
     /// One device and its jobs in every rollout.
     pub async fn device(&self, id: &str) -> Result<crate::api::DeviceDetail, ControllerError> {
         self.send(self.http.get(self.url(&format!("/api/v1/devices/{id}")))).await

@@ -5,6 +5,7 @@ use bindwave_proto::{HardwareLevel, SoftwareVersion};
 use serde::{Deserialize, Serialize};
 
 mod analysis;
+mod fleet;
 mod gates;
 mod history;
 mod ids;
@@ -17,6 +18,7 @@ mod schedule;
 mod spec;
 
 pub use analysis::{Analysis, Condition};
+pub use fleet::{matches_words, FleetSummary};
 pub use gates::{GateAction, GateOverrides, Gates};
 pub use history::{note as note_hello_change, HelloChange, HELLO_CHANGES};
 pub use ids::{ImageId, JobId, RolloutId};

@@ -86,6 +86,7 @@ pub const ROUTES: &[(&str, &str, Access)] = {
         ("GET", "/metrics", Needs(Viewer)),
         ("GET", "/api/v1/devices", Needs(Viewer)),
         ("GET", "/api/v1/devices/{id}", Needs(Viewer)),
+        ("GET", "/api/v1/fleet/summary", Needs(Viewer)),
         ("GET", "/api/v1/whoami", Needs(Viewer)),
         ("GET", "/api/v1/events", Needs(Viewer)),
         ("GET", "/api/v1/images", Needs(Viewer)),

@@ -297,6 +297,9 @@ test("the fleet by model, level, version and state, filtered, and one device's h
   const cp400 = devices.filter((d) => d.hello && d.hello.model === "CP400");
   assert.equal(rows.length, cp400.length);
   assert.ok(rows.every((r) => r.includes("CP400")));
+  const summary = (await api(VIEWER, "GET", "/api/v1/fleet/summary?filter=CP400")).body;
+  assert.equal(summary.matching, cp400.length);
+  assert.equal(await page.locator("#shown").innerText(), `${summary.matching} shown.`);
   await page.locator("tbody tr a").first().click();
   await page.getByRole("heading", { name: /^Device / }).waitFor();
   const jobs = await page.locator("main > div > .scroll tbody tr").allInnerTexts();

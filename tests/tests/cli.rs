@@ -111,6 +111,24 @@ fn snapshots_of_tables_json_and_yaml() {
     insta::assert_snapshot!("image_inspect_yaml", c.ok(&["image", "inspect", bind, "-o", "yaml"]));
     insta::assert_snapshot!("image_list_table", c.ok(&["image", "list"]));
     insta::assert_snapshot!("device_list_table", c.ok(&["device", "list"]));
+    // A filter the controller applies, and the fleet counted.
+    let only_b: serde_json::Value =
+        serde_json::from_str(&c.ok(&["device", "list", "--filter", "PHONE-B online", "-o", "json"])).unwrap();
+    assert_eq!(
+        only_b.as_array().map(|a| a.iter().map(|d| d["id"].clone()).collect::<Vec<_>>()),
+        Some(vec!["phone-b".into()])
+    );
+    assert_eq!(c.ok(&["device", "list", "--filter", "offline", "-o", "json"]), "[]");
+    let (code, page) = c.get("/api/v1/devices?limit=1&after=phone-a");
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&page).unwrap()[0]["id"], "phone-b", "{page}");
+    let (_, summary) = c.get("/api/v1/fleet/summary?filter=phone-b");
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(
+        (summary["devices"].as_u64(), summary["online"].as_u64(), summary["matching"].as_u64()),
+        (Some(2), Some(2), Some(1)),
+        "{summary}"
+    );
 
     let plan = ["rollout", "plan", "--image", &sha, "--all", "--waves", "1,all", "--seed", "7"];
     insta::assert_snapshot!("rollout_plan_table", c.ok(&plan));

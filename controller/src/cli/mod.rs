@@ -470,8 +470,14 @@ pub enum TokenCmd {
 #[derive(Subcommand)]
 pub enum DeviceCmd {
     /// List devices with their hardware level and running software.
-    #[command(after_help = "Examples:\n  bindwave device list -o json")]
+    #[command(
+        after_help = "Examples:\n  bindwave device list -o json\n  bindwave device list --filter \"CP400 offline\""
+    )]
     List {
+        /// Only devices matching every word: a part of the id, model, part number, hardware level, software
+        /// version, a label, or online/offline.
+        #[arg(long, default_value = "")]
+        filter: String,
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -634,8 +640,8 @@ pub async fn run(cli: Cli) -> Result<(), ControllerError> {
             let detail = api()?.device(&id).await?;
             emit(&detail, output, device::print_detail)
         }
-        Command::Device(DeviceCmd::List { output }) => {
-            let devices = api()?.devices().await?;
+        Command::Device(DeviceCmd::List { filter, output }) => {
+            let devices = api()?.devices_matching(&filter).await?;
             emit(&devices, output, |d| output::print_devices(d))
         }
         Command::Rollout(cmd) => rollout::run(cmd, api()?, &actor(cli.actor)).await,
