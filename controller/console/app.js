@@ -49,7 +49,7 @@ function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   switch (parts[0]) {
     case "fleet":
-      // The whole inventory: read again at most every few seconds, however busy the fleet.
+      // The fleet counted and a page of it: read again at most every few seconds, however busy the fleet.
       return ["fleet", () => fleet(ctx), SLOW];
     case "devices":
       return ["fleet", () => device(ctx, parts[1])];
