@@ -502,12 +502,7 @@ pub struct DeviceJob {
 
 impl From<Job> for DeviceJob {
     fn from(job: Job) -> DeviceJob {
-        let reason_text = match &job.phase {
-            crate::model::JobPhase::Rejected { reason, .. } | crate::model::JobPhase::Failed { reason, .. } => {
-                Some(reason.to_string())
-            }
-            _ => None,
-        };
+        let reason_text = job.phase.reason().map(ToString::to_string);
         DeviceJob { job, reason_text }
     }
 }

@@ -1,8 +1,6 @@
 //! The API's OpenAPI description: what the handlers' `#[utoipa::path]` attributes say, and, from the access
 //! table ([`crate::tokens::ROUTES`]), who may call each operation. Served at `/api/v1/openapi.json`.
 
-use std::sync::Arc;
-
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::Operation;
@@ -127,17 +125,17 @@ fn secure(op: &mut Operation, access: Access) {
         .or_insert_with(|| error(&format!("The token's role is below `{role}`")).into());
 }
 
-/// The description as served: its JSON, made once.
+/// The description as served: its JSON, made once, and shared (not copied) by every answer.
 #[derive(Clone)]
-pub struct Served(Arc<str>);
+pub struct Served(axum::body::Bytes);
 
 impl Served {
     pub fn new(doc: &serde_json::Value) -> Served {
-        Served(serde_json::to_string_pretty(doc).unwrap_or_default().into())
+        Served(serde_json::to_vec_pretty(doc).unwrap_or_default().into())
     }
 
     pub fn response(&self) -> Response {
-        ([(header::CONTENT_TYPE, "application/json")], self.0.to_string()).into_response()
+        ([(header::CONTENT_TYPE, "application/json")], self.0.clone()).into_response()
     }
 }
 

@@ -91,11 +91,11 @@ impl Engine {
         let Some(live) = self.rollouts.get(id) else { return Vec::new() };
         let mut groups: BTreeMap<(Outcome, &'static str, String), (usize, Vec<DeviceId>)> = BTreeMap::new();
         for (device, job) in &live.jobs {
-            let (code, text) = match &job.phase {
-                JobPhase::Rejected { reason, .. } | JobPhase::Failed { reason, .. } => {
-                    (reason.code(), reason.to_string())
+            let (code, text) = match (job.phase.reason(), &job.phase) {
+                (Some(reason), _) => (reason.code(), reason.to_string()),
+                (None, JobPhase::TimedOut) => {
+                    ("timed_out", "no final report within the wave's device timeout".to_string())
                 }
-                JobPhase::TimedOut => ("timed_out", "no final report within the wave's device timeout".to_string()),
                 _ => continue,
             };
             let group = groups.entry((job.phase.outcome(), code, text)).or_default();

@@ -47,6 +47,14 @@ impl JobPhase {
         !matches!(self, JobPhase::Pending | JobPhase::Sent | JobPhase::Running { .. })
     }
 
+    /// The reason the device gave, for a rejected or failed job.
+    pub fn reason(&self) -> Option<&Reason> {
+        match self {
+            JobPhase::Rejected { reason, .. } | JobPhase::Failed { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Commanded and not finished: the device owes an outcome.
     pub fn in_flight(&self) -> bool {
         matches!(self, JobPhase::Sent | JobPhase::Running { .. })
